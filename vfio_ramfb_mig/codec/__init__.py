@@ -1,0 +1,1 @@
+"""decode (bytes -> model) and encode (model -> bytes); canonical JSON."""

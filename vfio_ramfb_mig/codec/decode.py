@@ -1,0 +1,694 @@
+"""bytes -> model: walk a whole migration stream by the format's rules.
+
+Order of work:
+1. The header (magic, version).
+2. The vmdesc trailer, if any, found from the end: it is the only record that
+   describes device payloads, and it comes last. Its JSON holds no NUL byte,
+   so the last NUL of the file is the EOF record when a vmdesc follows it.
+3. Every record in order. Device sections are decoded by a description: the
+   built-in one for what vmig owns (ramfb-dev, VFIO), else the vmdesc's;
+   without either, a section is kept opaque up to its footer, and without a
+   footer it cannot be delimited (UnknownSectionError).
+
+RAM and VFIO data are located, never copied: page records are read 8 bytes at
+a time through `struct` (a measured hot path: one construct parse per page
+record would dominate decode time), payloads become spans.
+
+Imports: construct (through codec.source), errors, model, wire, vmstate, codec.views/text.
+References: migration/savevm.c (qemu_loadvm_state, qemu_loadvm_state_main,
+qemu_loadvm_section_start_full, qemu_loadvm_section_part_end, check_section_footer),
+migration/ram.c (ram_load_precopy), hw/vfio/migration.c (vfio_load_state).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from construct import Container
+
+from ..errors import (
+    BadMagicError,
+    CorruptError,
+    DecodeError,
+    FieldPath,
+    TruncatedError,
+    UnknownSectionError,
+    UnknownSubsectionError,
+)
+from ..model import (
+    Blob,
+    Command,
+    Configuration,
+    Eof,
+    Field,
+    Header,
+    MigrationStream,
+    OpaqueBody,
+    RamBlock,
+    RamBody,
+    RamMarker,
+    RamMemSize,
+    RamPages,
+    Section,
+    Span,
+    StructValue,
+    Subsection,
+    VfioBody,
+    VfioItem,
+    VmstateBody,
+)
+from ..model import Vmdesc as VmdescRecord
+from ..vmstate.builtin import BUILTIN_SECTIONS, CONFIGURATION, PCI_CONFIG_SIZES, vfio_pci_device
+from ..vmstate.compile import RAMFB_CFG_TYPE, Loc, UnknownSubsectionFound, compile_description
+from ..vmstate.model import Description, FieldDesc
+from ..vmstate.vmdesc import Vmdesc, parse_vmdesc_text, read_vmdesc
+from ..wire.ram import MappedRamHeader, RamFlag
+from ..wire.stream import (
+    CMD_LENGTHS,
+    QEMU_VM_FILE_MAGIC,
+    QEMU_VM_FILE_VERSION,
+    QEMU_VM_FILE_VERSION_COMPAT,
+    SECTION_TYPES,
+    Cmd,
+    LongHeader,
+    RecordType,
+    ShortHeader,
+    command_name,
+)
+from ..wire.vfio import VfioMarker, is_vfio_idstr
+from .source import Source
+from .text import from_wire, printable
+from .views import is_express, msix_info, msix_vectors, pci_config_info, ramfb_info
+
+#: Buffers up to this size are kept as bytes in the model; larger ones stay in the source as Blobs.
+INLINE_LIMIT = 4096
+DEFAULT_PAGE_SIZE = 4096
+
+_BE64 = struct.Struct(">Q")
+_BE32 = struct.Struct(">I")
+_BE16 = struct.Struct(">H")
+
+
+def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False) -> MigrationStream:
+    """Decode a whole stream.
+
+    Args:
+        source: a `Source`, the bytes themselves, or a path ('-' for stdin).
+        strict: sections vmig cannot describe are errors instead of opaque ranges.
+        partial: on a decode error, return what was decoded before it (with `error` set)
+            instead of raising.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return _Decoder(Source.from_bytes(bytes(source)), strict).run(partial)
+    if isinstance(source, str):
+        with Source.open(source) as opened:
+            return _Decoder(opened, strict).run(partial)
+    return _Decoder(source, strict).run(partial)
+
+
+class _Decoder:
+    def __init__(self, src: Source, strict: bool) -> None:
+        self.src, self.buf, self.size, self.strict = src, src.buf, src.size, strict
+        self.records: list[Any] = []
+        self.warnings: list[str] = []
+        self.vmdesc: Vmdesc | None = None
+        self.vmdesc_offset: int | None = None
+        self.page_size = DEFAULT_PAGE_SIZE
+        self.capabilities: set[str] = set()
+        self.footers: bool | None = None
+        self.opened: dict[int, tuple[str, int, int]] = {}  # section_id -> (idstr, instance, version) from START
+        self.last_ram_block: str | None = None
+        self.ram_blocks: dict[str, RamBlock] = {}
+
+    # ------------------------------------------------------------ driver
+
+    def run(self, partial: bool) -> MigrationStream:
+        try:
+            self._header()
+            self._locate_vmdesc()
+            self._records()
+        except DecodeError as exc:
+            if not partial:
+                raise
+            return self._result(error=str(exc))
+        return self._result()
+
+    def _result(self, error: str | None = None) -> MigrationStream:
+        return MigrationStream(records=tuple(self.records), size=self.size, source=self.src.name,
+                               warnings=tuple(self.warnings), error=error)
+
+    def _byte(self, pos: int, what: str, path: FieldPath) -> int:
+        if pos >= self.size:
+            raise TruncatedError(f"stream ends where {what} was expected", offset=self.size, path=path)
+        return self.buf[pos]
+
+    # ------------------------------------------------------------ header and trailer
+
+    def _header(self) -> None:
+        if self.size < 8:
+            if self.buf[:4] != b"QEVM"[:min(self.size, 4)] or self.size == 0:
+                raise BadMagicError("not a QEMU migration stream: expected magic 'QEVM' at the start",
+                                    offset=0, path=("records", 0))
+            raise TruncatedError("stream ends inside the file header (8 bytes)", offset=self.size,
+                                 path=("records", 0))
+        magic, version = struct.unpack_from(">II", self.buf, 0)
+        if magic != QEMU_VM_FILE_MAGIC:
+            raise BadMagicError(f"not a QEMU migration stream: expected magic 'QEVM' (0x5145564d), found {magic:#010x}",
+                                offset=0, path=("records", 0, "magic"))
+        if version == QEMU_VM_FILE_VERSION_COMPAT:
+            raise CorruptError("SaveVM v2 format is obsolete (QEMU refuses it); expected version 3",
+                               offset=4, path=("records", 0, "version"))
+        if version != QEMU_VM_FILE_VERSION:
+            raise CorruptError(f"unsupported stream version {version}; expected 3", offset=4,
+                               path=("records", 0, "version"))
+        self.records.append(Header(magic=magic, version=version, span=Span(0, 8)))
+
+    def _locate_vmdesc(self) -> None:
+        # The JSON holds no NUL, but the be32 length before it may: the EOF byte is one of the
+        # last five NULs of the file.
+        eof, start, limit = self.size, None, 8
+        for _ in range(5):
+            eof = self.buf.rfind(b"\x00", limit, eof)
+            if eof < 0:
+                return
+            candidate = eof + 1
+            if candidate + 5 <= self.size and self.buf[candidate] == RecordType.QEMU_VM_VMDESCRIPTION \
+                    and candidate + 5 + _BE32.unpack_from(self.buf, candidate + 1)[0] == self.size:
+                start = candidate
+                break
+        if start is None:
+            return
+        text = bytes(self.buf[start + 5:self.size])
+        doc = parse_vmdesc_text(text, offset=start + 5)
+        self.vmdesc = read_vmdesc(doc, offset=start + 5)
+        self.vmdesc_offset = start
+        if self.vmdesc.page_size:
+            self.page_size = self.vmdesc.page_size
+        self._vmdesc_doc, self._vmdesc_text = doc, text
+
+    def _vmdesc_record(self, pos: int) -> None:
+        path = ("records", len(self.records))
+        if pos != self.vmdesc_offset:
+            kind = self._byte(pos, "the vmdesc record (0x06) or the end of the stream", path)
+            if kind != RecordType.QEMU_VM_VMDESCRIPTION:
+                raise CorruptError(f"expected vmdesc record (0x06) or the end of the stream after EOF, "
+                                   f"found {kind:#04x}", offset=pos, path=path)
+            self.src.need(pos, 5, "the vmdesc header", path)
+            (length,) = _BE32.unpack_from(self.buf, pos + 1)
+            if pos + 5 + length > self.size:
+                raise TruncatedError(f"stream ends inside the vmdesc JSON: its header says {length} bytes, "
+                                     f"{self.size - pos - 5} left", offset=self.size, path=path)
+            raise CorruptError(f"{self.size - pos - 5 - length} stray bytes after the vmdesc JSON",
+                               offset=pos + 5 + length, path=path)
+        doc, text = self._vmdesc_doc, self._vmdesc_text
+        exact = json.dumps(doc).encode() == text
+        self.records.append(VmdescRecord(document=doc, text=None if exact else text,
+                                         span=Span(pos, self.size - pos)))
+
+    # ------------------------------------------------------------ records
+
+    def _records(self) -> None:
+        pos = 8
+        if pos < self.size and self.buf[pos] == RecordType.QEMU_VM_CONFIGURATION:
+            pos = self._configuration(pos)
+        while True:
+            index = len(self.records)
+            kind = self._byte(pos, "a record type byte", ("records", index))
+            if kind == RecordType.QEMU_VM_EOF:
+                self.records.append(Eof(span=Span(pos, 1)))
+                if pos + 1 < self.size:
+                    self._vmdesc_record(pos + 1)
+                return
+            if kind in SECTION_TYPES:
+                pos = self._section(pos, kind)
+            elif kind == RecordType.QEMU_VM_COMMAND:
+                pos = self._command(pos)
+            elif kind == RecordType.QEMU_VM_SUBSECTION:
+                raise CorruptError("subsection marker (0x05) at top level; expected a record type",
+                                   offset=pos, path=("records", index))
+            else:
+                raise CorruptError(f"unknown record type {kind:#04x}; expected a section (0x01-0x04), "
+                                   f"command (0x08) or EOF (0x00)", offset=pos, path=("records", index))
+
+    def _configuration(self, pos: int) -> int:
+        path = ("records", len(self.records))
+        desc = CONFIGURATION
+        if self.vmdesc and self.vmdesc.configuration:
+            # a subsection this QEMU does not know is described by the stream's own vmdesc
+            known = {s.name for s in desc.subsections}
+            extra = tuple(s for s in self.vmdesc.configuration.subsections if s.name not in known)
+            desc = Description(desc.name, desc.version, desc.fields, desc.subsections + extra, origin="builtin")
+        value, end = self._vmstate(desc, pos + 1, path, "configuration record")
+        fields, subsections = value
+        machine = next(f.value for f in fields if f.name == "name")
+        config = Configuration(machine=from_wire(machine), subsections=subsections, span=Span(pos, end - pos))
+        for sub in subsections:
+            if sub.name == "configuration/capabilities":
+                caps = next(f.value for f in sub.fields if f.name == "capabilities")
+                self.capabilities = {from_wire(c) if isinstance(c, bytes) else c for c in caps}
+            elif sub.name == "configuration/target-page-bits":
+                bits = sub.fields[0].value
+                if not 9 <= bits <= 24:
+                    raise CorruptError(f"target page bits {bits} out of range 9..24", offset=sub.span.offset,
+                                       path=path + ("subsections", 0))
+                self.page_size = 1 << bits
+        self.records.append(config)
+        return end
+
+    def _command(self, pos: int) -> int:
+        path = ("records", len(self.records))
+        self.src.need(pos, 5, "a command header", path)
+        cmd, length = struct.unpack_from(">HH", self.buf, pos + 1)
+        self.src.need(pos + 5, length, f"command {command_name(cmd)}", path)
+        expected = CMD_LENGTHS.get(cmd) if cmd in Cmd._value2member_map_ else None
+        if cmd == Cmd.MIG_CMD_INVALID or cmd not in Cmd._value2member_map_:
+            raise CorruptError(f"unknown command {cmd}; expected 1..11", offset=pos + 1, path=path + ("cmd",))
+        if expected is not None and length != expected:
+            raise CorruptError(f"command {command_name(cmd)} has length {length}, expected {expected}",
+                               offset=pos + 3, path=path + ("data",))
+        data = bytes(self.buf[pos + 5:pos + 5 + length])
+        end = pos + 5 + length
+        package = None
+        if cmd == Cmd.MIG_CMD_PACKAGED:
+            (n,) = _BE32.unpack_from(data)
+            self.src.need(end, n, "the packaged records", path)
+            package, end = Blob(end, n), end + n
+        self.records.append(Command(cmd=cmd, name=command_name(cmd), data=data, package=package,
+                                    span=Span(pos, end - pos)))
+        return end
+
+    def _section(self, pos: int, kind: int) -> int:
+        index = len(self.records)
+        path: FieldPath = ("records", index)
+        rtype = SECTION_TYPES[RecordType(kind)]
+        if kind in (RecordType.QEMU_VM_SECTION_START, RecordType.QEMU_VM_SECTION_FULL):
+            header, body_pos = self.src.parse(LongHeader, pos, path, "section header")
+            section_id, idstr = header.section_id, from_wire(header.idstr)
+            instance_id, version_id = header.instance_id, header.version_id
+            if kind == RecordType.QEMU_VM_SECTION_START:
+                self.opened[section_id] = (idstr, instance_id, version_id)
+        else:
+            header, body_pos = self.src.parse(ShortHeader, pos, path, "section header")
+            section_id = header.section_id
+            if section_id not in self.opened:
+                raise CorruptError(f"{rtype} for section id {section_id}, which no section_start opened",
+                                   offset=pos + 1, path=path + ("section_id",))
+            idstr, instance_id, version_id = self.opened[section_id]
+        body, end = self._body(rtype, section_id, idstr, instance_id, version_id, body_pos, path)
+        footer = self._footer(end, section_id, idstr, path)
+        end += 5 if footer else 0
+        self.records.append(Section(type=rtype, section_id=section_id, idstr=idstr,
+                                    instance_id=instance_id, version_id=version_id,
+                                    body=body, footer=footer, span=Span(pos, end - pos)))
+        return end
+
+    def _footer(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> bool:
+        marker = self.buf[pos] if pos < self.size else None
+        if marker == RecordType.QEMU_VM_SECTION_FOOTER:
+            self.src.need(pos, 5, "a section footer", path)
+            (found,) = _BE32.unpack_from(self.buf, pos + 1)
+            if found != section_id:
+                raise CorruptError(f"section footer names id {found}, expected {section_id} ({printable(idstr)})",
+                                   offset=pos + 1, path=path + ("footer",))
+            if self.footers is False:
+                raise CorruptError("section footer in a stream whose earlier sections had none",
+                                   offset=pos, path=path + ("footer",))
+            self.footers = True
+            return True
+        if marker is None:
+            raise TruncatedError(f"stream ends after the payload of {printable(idstr)}; expected its footer "
+                                 f"or the next record", offset=self.size, path=path + ("footer",))
+        if self.footers is True:
+            raise CorruptError(f"expected section footer (0x7e) for id {section_id} ({printable(idstr)}), "
+                               f"found {marker:#04x}", offset=pos, path=path + ("footer",))
+        if marker not in (0, 1, 2, 3, 4, 8):
+            raise CorruptError(f"after the payload of {printable(idstr)} expected a footer or a record type, "
+                               f"found {marker:#04x}", offset=pos, path=path + ("footer",))
+        self.footers = False
+        return False
+
+    # ------------------------------------------------------------ section bodies
+
+    def _body(self, rtype: str, section_id: int, idstr: str, instance_id: int, version_id: int,
+              pos: int, path: FieldPath) -> tuple[Any, int]:
+        if idstr == "ram" and rtype != "section_full":
+            return self._ram(pos, path + ("ram",), rtype == "section_start")
+        if is_vfio_idstr(idstr):
+            return self._vfio(pos, path + ("vfio",), rtype)
+        if rtype == "section_full":
+            builtin = BUILTIN_SECTIONS.get(idstr)
+            if builtin is not None and builtin.version == version_id:
+                (fields, subs), end = self._vmstate(builtin, pos, path, f"section {idstr}")
+                return VmstateBody(builtin.name, version_id, fields, subs, origin="builtin"), end
+            entry = self.vmdesc.find(idstr, instance_id) if self.vmdesc else None
+            if entry is not None and entry.old_style:
+                self.src.need(pos, entry.size or 0, f"old-style section {printable(idstr)}", path)
+                return self._opaque(pos, pos + (entry.size or 0), "old-style section: the vmdesc gives only its size")
+            if entry is not None:
+                desc = Description(entry.description.name, version_id, entry.description.fields,
+                                   entry.description.subsections)
+                (fields, subs), end = self._vmstate(desc, pos, path, f"section {printable(idstr)}")
+                return VmstateBody(desc.name, version_id, fields, subs, origin="vmdesc"), end
+        return self._unknown(pos, section_id, idstr, path)
+
+    def _opaque(self, start: int, end: int, reason: str) -> tuple[OpaqueBody, int]:
+        length = end - start
+        data = bytes(self.buf[start:end]) if length <= INLINE_LIMIT else None
+        return OpaqueBody(Blob(start, length, data), reason), end
+
+    def _unknown(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> tuple[OpaqueBody, int]:
+        why = "no vmdesc entry and no built-in description"
+        if self.strict:
+            raise UnknownSectionError(f"cannot decode section {printable(idstr)}: {why} (--strict)",
+                                      offset=pos, path=path)
+        if self.footers is False:
+            raise UnknownSectionError(f"cannot delimit section {printable(idstr)}: {why}, and the stream has "
+                                      f"no section footers", offset=pos, path=path,
+                                      hint="a stream written with a vmdesc can be decoded fully")
+        end = self._scan_footer(pos, section_id)
+        if end is None:
+            raise UnknownSectionError(f"cannot delimit section {printable(idstr)}: {why}, and no footer for "
+                                      f"id {section_id} follows", offset=pos, path=path)
+        self.warnings.append(f"section {printable(idstr)} (id {section_id}) kept opaque: {why}")
+        return self._opaque(pos, end, f"{why}; delimited by its footer")
+
+    def _scan_footer(self, pos: int, section_id: int) -> int | None:
+        pattern = b"\x7e" + section_id.to_bytes(4, "big")
+        found = self.buf.find(pattern, pos)
+        while found >= 0:
+            if self._plausible_record(found + 5):
+                return found
+            found = self.buf.find(pattern, found + 1)
+        return None
+
+    def _plausible_record(self, pos: int) -> bool:
+        """Could a top-level record start here? Used only to delimit opaque sections."""
+        if pos >= self.size:
+            return False
+        kind = self.buf[pos]
+        if kind == RecordType.QEMU_VM_EOF:
+            return pos + 1 == self.size or pos + 1 == self.vmdesc_offset or self.buf[pos + 1] == 0x06
+        if kind in (RecordType.QEMU_VM_SECTION_PART, RecordType.QEMU_VM_SECTION_END):
+            return pos + 5 <= self.size and _BE32.unpack_from(self.buf, pos + 1)[0] in self.opened
+        if kind in (RecordType.QEMU_VM_SECTION_START, RecordType.QEMU_VM_SECTION_FULL):
+            if pos + 6 > self.size:
+                return False
+            n = self.buf[pos + 5]
+            name = bytes(self.buf[pos + 6:pos + 6 + n])
+            return n > 0 and len(name) == n and all(0x20 < b < 0x7F for b in name) and pos + 14 + n <= self.size
+        if kind == RecordType.QEMU_VM_COMMAND:
+            return pos + 3 <= self.size and 0 < _BE16.unpack_from(self.buf, pos + 1)[0] <= max(Cmd)
+        return False
+
+    # ------------------------------------------------------------ vmstate
+
+    def _vmstate(self, desc: Description, pos: int, path: FieldPath, what: str,
+                 end: int | None = None) -> tuple[tuple[tuple[Field, ...], tuple[Subsection, ...]], int]:
+        schema = compile_description(desc)
+        try:
+            value, stop = self.src.parse(schema, pos, path, what, end=end,
+                                         name_path=lambda cpath: construct_path_names(desc, cpath))
+        except DecodeError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, UnknownSubsectionFound):
+                raise UnknownSubsectionError(
+                    f"unknown subsection '{printable(from_wire(cause.name))}' of '{cause.parent}' in {what} "
+                    f"(QEMU fails the load: the subsection does not exist in the description)",
+                    offset=cause.offset, path=exc.path) from cause
+            raise
+        return convert(desc, value), stop
+
+    # ------------------------------------------------------------ RAM
+
+    def _ram(self, pos: int, path: FieldPath, is_start: bool) -> tuple[RamBody, int]:
+        buf, size, page_size = self.buf, self.size, self.page_size
+        page_mask = page_size - 1
+        unpack64 = _BE64.unpack_from
+        items: list[Any] = []
+        run: list[Any] | None = None  # [kind, block, first_offset, count, named, fill, start, last_offset, end]
+        known = RamFlag.ZERO | RamFlag.PAGE | RamFlag.XBZRLE
+
+        def close_run() -> None:
+            if run is not None:
+                items.append(RamPages(kind=run[0], block=run[1], offset=run[2], count=run[3], named=run[4],
+                                      fill=run[5], delta=run[9], span=Span(run[6], run[8] - run[6])))
+
+        while True:
+            rec = pos
+            if pos + 8 > size:
+                close_run()
+                raise TruncatedError("stream ends inside a RAM record: expected an 8-byte address word",
+                                     offset=size, path=path + ("items", len(items)))
+            (word,) = unpack64(buf, pos)
+            flags, value = word & page_mask, word & ~page_mask
+            base = flags & ~RamFlag.CONTINUE
+            pos += 8
+            if base in (RamFlag.ZERO, RamFlag.PAGE, RamFlag.XBZRLE) and flags & ~(known | RamFlag.CONTINUE) == 0:
+                if flags & RamFlag.CONTINUE:
+                    if self.last_ram_block is None:
+                        raise CorruptError("RAM page record continues a block, but no earlier record named one",
+                                           offset=rec, path=path + ("items", len(items)))
+                    named, block = False, self.last_ram_block
+                else:
+                    if pos >= size:
+                        raise TruncatedError("stream ends inside a RAM block name", offset=size,
+                                             path=path + ("items", len(items)))
+                    n = buf[pos]
+                    if pos + 1 + n > size:
+                        raise TruncatedError("stream ends inside a RAM block name", offset=size,
+                                             path=path + ("items", len(items)))
+                    block = from_wire(bytes(buf[pos + 1:pos + 1 + n]))
+                    if self.ram_blocks and block not in self.ram_blocks:
+                        raise CorruptError(f"RAM page record names unknown block '{printable(block)}'",
+                                           offset=pos, path=path + ("items", len(items)))
+                    pos += 1 + n
+                    named, self.last_ram_block = True, block
+                fill, delta = 0, None
+                if base == RamFlag.ZERO:
+                    kind = "zero"
+                    if pos >= size:
+                        raise TruncatedError("stream ends inside a zero-page record: expected its fill byte",
+                                             offset=size, path=path + ("items", len(items)))
+                    fill = buf[pos]
+                    pos += 1
+                elif base == RamFlag.PAGE:
+                    kind = "page"
+                    pos += page_size
+                    if pos > size:
+                        raise TruncatedError(f"stream ends inside a RAM page ({printable(block)} offset "
+                                             f"{value:#x}): expected {page_size} bytes", offset=size,
+                                             path=path + ("items", len(items)))
+                else:
+                    kind = "xbzrle"
+                    self.src.need(pos, 3, "an XBZRLE page header", path + ("items", len(items)))
+                    encoding, length = buf[pos], _BE16.unpack_from(buf, pos + 1)[0]
+                    if encoding != 0x01 or length > page_size:
+                        raise CorruptError(f"bad XBZRLE header: encoding {encoding:#x}, length {length}",
+                                           offset=pos, path=path + ("items", len(items)))
+                    self.src.need(pos + 3, length, "an XBZRLE delta", path + ("items", len(items)))
+                    delta = bytes(buf[pos + 3:pos + 3 + length])
+                    pos += 3 + length
+                if (run is not None and not named and kind == run[0] and kind != "xbzrle" and block == run[1]
+                        and value == run[7] + page_size and fill == run[5]):
+                    run[3] += 1
+                    run[7] = value
+                    run[8] = pos
+                else:
+                    close_run()
+                    run = [kind, block, value, 1, named, fill, rec, value, pos, delta]
+                continue
+            close_run()
+            run = None
+            if flags == RamFlag.MEM_SIZE:
+                if not is_start:
+                    raise CorruptError("RAM block list (MEM_SIZE) outside the ram section_start",
+                                       offset=rec, path=path + ("items", len(items)))
+                mem, pos = self._ram_blocks(rec, value, path + ("items", len(items)))
+                items.append(mem)
+            elif flags == RamFlag.EOS:
+                items.append(RamMarker("eos", span=Span(rec, 8)))
+                return RamBody(items=tuple(items), page_size=page_size), pos
+            elif flags == RamFlag.MULTIFD_FLUSH:
+                items.append(RamMarker("multifd_flush", span=Span(rec, 8)))
+            else:
+                raise CorruptError(f"impossible RAM flags {flags:#x} in address word {word:#018x}; expected "
+                                   f"ZERO, PAGE, XBZRLE (each maybe with CONTINUE), MEM_SIZE, EOS or MULTIFD_FLUSH",
+                                   offset=rec, path=path + ("items", len(items)))
+
+    def _ram_blocks(self, rec: int, total: int, path: FieldPath) -> tuple[RamMemSize, int]:
+        """The block list after MEM_SIZE: entries until their lengths add up to `total`."""
+        pos, blocks, summed = rec + 8, [], 0
+        ignore_shared = "x-ignore-shared" in self.capabilities
+        mapped_ram = "mapped-ram" in self.capabilities
+        while summed < total:
+            where = path + ("blocks", len(blocks))
+            self.src.need(pos, 1, "a RAM block-list entry", where)
+            n = self.buf[pos]
+            self.src.need(pos, 1 + n + 8, "a RAM block-list entry", where)
+            idstr = from_wire(bytes(self.buf[pos + 1:pos + 1 + n]))
+            (used,) = _BE64.unpack_from(self.buf, pos + 1 + n)
+            pos += 1 + n + 8
+            addr = header = region = None
+            if ignore_shared:
+                self.src.need(pos, 8, f"the x-ignore-shared address of RAM block {printable(idstr)}", where)
+                (addr,) = _BE64.unpack_from(self.buf, pos)
+                pos += 8
+            if mapped_ram:
+                parsed, hdr_end = self.src.parse(MappedRamHeader, pos, where, "a mapped-ram header")
+                header = {k: parsed[k] for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
+                next_entry = parsed.pages_offset + used
+                if parsed.pages_offset < hdr_end or next_entry > self.size:
+                    if next_entry > self.size and parsed.pages_offset >= hdr_end:
+                        raise TruncatedError(f"stream ends inside the mapped-ram pages of {printable(idstr)}: "
+                                             f"expected data up to offset {next_entry}", offset=self.size, path=where)
+                    raise CorruptError(f"mapped-ram pages offset {parsed.pages_offset:#x} lies before its header",
+                                       offset=pos, path=where)
+                region, pos = Blob(hdr_end, next_entry - hdr_end), next_entry
+            block = RamBlock(idstr=idstr, used_length=used, addr=addr, mapped_ram=header, region=region)
+            blocks.append(block)
+            self.ram_blocks[idstr] = block
+            summed += used
+            if summed > total:
+                raise CorruptError(f"RAM block lengths add up to {summed:#x}, more than the announced total "
+                                   f"{total:#x}", offset=pos, path=where)
+        return RamMemSize(total=total, blocks=tuple(blocks), span=Span(rec, pos - rec)), pos
+
+    # ------------------------------------------------------------ VFIO
+
+    def _vfio(self, pos: int, path: FieldPath, rtype: str) -> tuple[VfioBody, int]:
+        items: list[VfioItem] = []
+        while True:
+            where = path + ("items", len(items))
+            self.src.need(pos, 8, "a VFIO marker", where)
+            (tag,) = _BE64.unpack_from(self.buf, pos)
+            start = pos
+            pos += 8
+            if tag == VfioMarker.END_OF_STATE:
+                items.append(VfioItem("end_of_state", span=Span(start, 8)))
+                return VfioBody(tuple(items)), pos
+            if tag == VfioMarker.DEV_INIT_DATA_SENT:
+                items.append(VfioItem("init_data_sent", span=Span(start, 8)))
+                return VfioBody(tuple(items)), pos
+            if tag == VfioMarker.DEV_SETUP_STATE:
+                items.append(VfioItem("setup", span=Span(start, 8)))
+            elif tag == VfioMarker.DEV_DATA_STATE:
+                self.src.need(pos, 8, "a VFIO data chunk length", where)
+                (length,) = _BE64.unpack_from(self.buf, pos)
+                pos += 8
+                self.src.need(pos, length, "VFIO device data", where)
+                data = bytes(self.buf[pos:pos + length]) if length <= INLINE_LIMIT else None
+                items.append(VfioItem("data", data=Blob(pos, length, data), span=Span(start, 16 + length)))
+                pos += length
+            elif tag == VfioMarker.DEV_CONFIG_STATE:
+                config, pos = self._vfio_config(pos, where + ("config",))
+                items.append(VfioItem("config", config=config, span=Span(start, pos - start)))
+            else:
+                raise CorruptError(f"unknown VFIO tag {tag:#018x}; expected END_OF_STATE, CONFIG_STATE, "
+                                   f"SETUP_STATE, DATA_STATE or INIT_DATA_SENT", offset=start, path=where)
+
+    def _vfio_config(self, pos: int, path: FieldPath) -> tuple[VmstateBody, int]:
+        """VFIOPCIDevice: config size (256|4096) and MSI-X size are not on the wire; read them off
+        the config space itself and keep the layout that ends exactly at END_OF_STATE."""
+        self.src.need(pos, 4 + 256, "VFIO PCI config state", path)
+        head = bytes(self.buf[pos + 4:pos + 4 + 256])
+        sizes = (4096, 256) if is_express(head) else PCI_CONFIG_SIZES
+        first_error: DecodeError | None = None
+        for config_size in sizes:
+            if pos + 4 + config_size > self.size:
+                continue
+            config = bytes(self.buf[pos + 4:pos + 4 + config_size])
+            desc = vfio_pci_device(config_size, msix_vectors(config))
+            try:
+                (fields, subs), end = self._vmstate(desc, pos, path, "VFIOPCIDevice config")
+            except UnknownSubsectionError:
+                raise
+            except DecodeError as exc:
+                first_error = first_error or exc
+                continue
+            if end + 8 <= self.size and _BE64.unpack_from(self.buf, end)[0] == VfioMarker.END_OF_STATE:
+                return VmstateBody(desc.name, desc.version, fields, subs, origin="builtin"), end
+        if first_error is not None:
+            raise first_error
+        self.src.need(pos, 4 + 256 + 16 + 8, "VFIO PCI config state", path)
+        raise CorruptError("VFIOPCIDevice config state does not end in END_OF_STATE with a 256- or 4096-byte "
+                           "config space", offset=pos, path=path)
+
+
+# ---------------------------------------------------------------- containers -> model
+
+
+def construct_path_names(desc: Description, cpath: str) -> FieldPath:
+    """Turn construct's "(parsing) -> f3 -> f0" into field names of the description."""
+    names: list[str | int] = []
+    current: Description | None = desc
+    for part in cpath.split(" -> ")[1:]:
+        if current is not None and part.startswith("f") and part[1:].isdigit() and int(part[1:]) < len(current.fields):
+            fd = current.fields[int(part[1:])]
+            names.append(fd.key)
+            current = fd.struct
+        elif part == "subsections":
+            names.append("subsections")
+            current = None
+    return tuple(names)
+
+
+def convert(desc: Description, container: Container) -> tuple[tuple[Field, ...], tuple[Subsection, ...]]:
+    fields = []
+    for i, fd in enumerate(desc.fields):
+        loc: Loc = container[f"f{i}"]
+        span = Span(loc.start, loc.end - loc.start)
+        value = _value(fd, loc.value, span)
+        fields.append(Field(name=fd.key, type=fd.type, value=value, span=span, info=_info(fd, value, fields)))
+    return tuple(fields), _subsections(desc, container["subsections"])
+
+
+def _subsections(desc: Description, items: list[Loc]) -> tuple[Subsection, ...]:
+    result = []
+    for loc in items:
+        name, version, body = loc.value
+        sub_desc = desc.subsection(from_wire(name))
+        assert sub_desc is not None  # Subsections only accepts listed names
+        fields, subs = convert(sub_desc, body)
+        result.append(Subsection(name=sub_desc.name, version=version, fields=fields, subsections=subs,
+                                 span=Span(loc.start, loc.end - loc.start)))
+    return tuple(result)
+
+
+def _value(fd: FieldDesc, raw: Any, span: Span) -> Any:
+    if fd.count is not None or fd.count_from is not None:
+        return [_element(fd, item.value, Span(item.start, item.end - item.start)) for item in raw]
+    return _element(fd, raw, span)
+
+
+def _element(fd: FieldDesc, raw: Any, span: Span) -> Any:
+    if fd.type == "struct" and fd.struct is not None:
+        fields, subs = convert(fd.struct, raw)
+        return StructValue(fd.struct.name, fd.struct.version, fields, subs)
+    if fd.type == "bool" and raw in (0, 1):
+        return bool(raw)
+    if fd.type == RAMFB_CFG_TYPE:
+        return {k: raw[k] for k in ("addr", "fourcc", "flags", "width", "height", "stride")}
+    if fd.type == "capability":
+        return from_wire(raw)
+    if isinstance(raw, bytes) and len(raw) > INLINE_LIMIT:
+        return Blob(span.offset, len(raw))
+    if isinstance(raw, list):
+        return list(raw)
+    return raw
+
+
+def _info(fd: FieldDesc, value: Any, earlier: list[Field]) -> dict[str, Any] | None:
+    if fd.type == RAMFB_CFG_TYPE:
+        return ramfb_info(value)
+    if fd.type == "pci config" and isinstance(value, bytes):
+        return pci_config_info(value)
+    if fd.type == "msix state" and isinstance(value, bytes):
+        for f in earlier:
+            if isinstance(f.value, StructValue):
+                config = next((g.value for g in f.value.fields if g.type == "pci config"), None)
+                vectors = msix_vectors(config) if isinstance(config, bytes) else None
+                if vectors and len(value) >= vectors * 16 + (vectors + 7) // 8:
+                    return msix_info(value, vectors)
+    return None

@@ -1,0 +1,328 @@
+"""model -> bytes: the inverse of decode, record by record.
+
+Device payloads are built by the same construct schemas that parse them: a
+description is derived from the model's own fields (types, lengths, counts)
+and compiled by vmstate/compile.py. RAM pages and other `Blob`s are copied
+from the source stream they were decoded from (or from the data a JSON
+document embedded), in 1 MiB pieces, so encoding a large stream stays flat in
+memory.
+
+Imports: construct, errors, model, wire, vmstate, codec.source/text.
+References: migration/savevm.c (save_section_header, save_section_footer),
+migration/ram.c (ram_save_setup, save_page_header), hw/vfio/migration.c.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from typing import Any, BinaryIO
+
+from construct import Container, ConstructError
+
+from ..errors import EncodeError, FieldPath
+from ..model import (
+    Blob,
+    Command,
+    Configuration,
+    Eof,
+    Field,
+    Header,
+    MigrationStream,
+    OpaqueBody,
+    RamBody,
+    RamMarker,
+    RamMemSize,
+    RamPages,
+    Section,
+    StructValue,
+    Subsection,
+    VfioBody,
+    VmstateBody,
+    Vmdesc,
+)
+from ..vmstate.builtin import CONFIGURATION
+from ..vmstate.compile import RAMFB_CFG_TYPE, compile_description
+from ..vmstate.model import Description, FieldDesc
+from ..vmstate.vmdesc import FIXED_SIZES
+from ..wire.ram import RamFlag
+from ..wire.stream import RecordType
+from ..wire.vfio import VfioMarker
+from .source import Source
+from .text import to_wire
+
+_COPY_CHUNK = 1 << 20
+_SECTION_BYTES = {"section_start": 1, "section_part": 2, "section_end": 3, "section_full": 4}
+_RAM_KIND_FLAG = {"zero": RamFlag.ZERO, "page": RamFlag.PAGE, "xbzrle": RamFlag.XBZRLE}
+_VFIO_MARKERS = {"setup": VfioMarker.DEV_SETUP_STATE, "end_of_state": VfioMarker.END_OF_STATE,
+                 "init_data_sent": VfioMarker.DEV_INIT_DATA_SENT}
+
+
+def encode(stream: MigrationStream, out: BinaryIO, source: Source | None = None) -> int:
+    """Write `stream` to `out`; Blobs without data are read from `source`. Returns bytes written."""
+    return _Encoder(out, source).run(stream)
+
+
+def encode_bytes(stream: MigrationStream, source: Source | None = None) -> bytes:
+    buf = io.BytesIO()
+    encode(stream, buf, source)
+    return buf.getvalue()
+
+
+class _Encoder:
+    def __init__(self, out: BinaryIO, source: Source | None) -> None:
+        self.out, self.source, self.written = out, source, 0
+        self.page_size = 4096
+
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+        self.written += len(data)
+
+    def blob(self, blob: Blob, path: FieldPath) -> None:
+        if blob.data is not None:
+            if len(blob.data) != blob.length:
+                raise EncodeError(f"embedded data has {len(blob.data)} bytes, expected {blob.length}",
+                                  offset=self.written, path=path)
+            self.write(blob.data)
+            return
+        if self.source is None:
+            raise EncodeError("bytes kept by reference need the source stream (give --source)",
+                              offset=self.written, path=path)
+        if blob.offset + blob.length > self.source.size:
+            raise EncodeError(f"the source stream has {self.source.size} bytes, but {blob.length} bytes at "
+                              f"offset {blob.offset} are referenced", offset=self.written, path=path)
+        for start in range(blob.offset, blob.offset + blob.length, _COPY_CHUNK):
+            self.write(bytes(self.source.buf[start:min(start + _COPY_CHUNK, blob.offset + blob.length)]))
+
+    def run(self, stream: MigrationStream) -> int:
+        for index, record in enumerate(stream.records):
+            path: FieldPath = ("records", index)
+            if isinstance(record, Header):
+                self.write(struct.pack(">II", record.magic, record.version))
+            elif isinstance(record, Configuration):
+                self.configuration(record, path)
+            elif isinstance(record, Section):
+                self.section(record, path)
+            elif isinstance(record, Command):
+                self.command(record, path)
+            elif isinstance(record, Eof):
+                self.write(b"\x00")
+            elif isinstance(record, Vmdesc):
+                text = record.text if record.text is not None else json.dumps(record.document).encode()
+                self.write(struct.pack(">BI", RecordType.QEMU_VM_VMDESCRIPTION, len(text)) + text)
+            else:
+                raise EncodeError(f"unknown record {type(record).__name__}", path=path)
+        return self.written
+
+    def configuration(self, record: Configuration, path: FieldPath) -> None:
+        name = to_wire(record.machine)
+        fields = (Field("len", "uint32", len(name)), Field("name", "buffer", name))
+        desc = Description("configuration", 1, CONFIGURATION.fields,
+                           tuple(describe_subsection(s, path + ("subsections", i))
+                                 for i, s in enumerate(record.subsections)))
+        self.write(b"\x07")
+        self.vmstate(desc, fields, record.subsections, path)
+
+    def command(self, record: Command, path: FieldPath) -> None:
+        if len(record.data) > 0xFFFF:
+            raise EncodeError(f"command data has {len(record.data)} bytes, at most 65535 fit", path=path + ("data",))
+        self.write(struct.pack(">BHH", RecordType.QEMU_VM_COMMAND, record.cmd, len(record.data)) + record.data)
+        if record.package is not None:
+            self.blob(record.package, path + ("package",))
+
+    def section(self, record: Section, path: FieldPath) -> None:
+        kind = _SECTION_BYTES.get(record.type)
+        if kind is None:
+            raise EncodeError(f"unknown section type '{record.type}'", path=path + ("type",))
+        try:
+            if record.long_header:
+                idstr = to_wire(record.idstr)
+                if not 0 < len(idstr) <= 255:
+                    raise EncodeError(f"idstr must be 1..255 bytes, found {len(idstr)}", path=path + ("idstr",))
+                self.write(struct.pack(">BIB", kind, record.section_id, len(idstr)) + idstr
+                           + struct.pack(">II", record.instance_id, record.version_id))
+            else:
+                self.write(struct.pack(">BI", kind, record.section_id))
+        except struct.error as exc:
+            raise EncodeError(f"section header value out of range: {exc}", path=path) from exc
+        body = record.body
+        if isinstance(body, VmstateBody):
+            desc = Description(body.vmsd_name, body.version, describe_fields(body.fields, path + ("fields",)),
+                               tuple(describe_subsection(s, path + ("subsections", i))
+                                     for i, s in enumerate(body.subsections)))
+            self.vmstate(desc, body.fields, body.subsections, path)
+        elif isinstance(body, RamBody):
+            self.ram(body, path + ("ram",))
+        elif isinstance(body, VfioBody):
+            self.vfio(body, path + ("vfio",))
+        elif isinstance(body, OpaqueBody):
+            self.blob(body.data, path + ("opaque",))
+        else:
+            raise EncodeError(f"unknown section body {type(body).__name__}", path=path)
+        if record.footer:
+            self.write(struct.pack(">BI", RecordType.QEMU_VM_SECTION_FOOTER, record.section_id))
+
+    # ------------------------------------------------------------ vmstate
+
+    def vmstate(self, desc: Description, fields: tuple[Field, ...], subsections: tuple[Subsection, ...],
+                path: FieldPath) -> None:
+        container = self.container(desc, fields, subsections, path)
+        buf = io.BytesIO()
+        try:
+            compile_description(desc).build_stream(container, buf)
+        except ConstructError as exc:
+            message = str(exc).split("\n")[-1].strip()
+            raise EncodeError(f"cannot build {desc.name}: {message}", offset=self.written, path=path) from exc
+        self.write(buf.getvalue())
+
+    def container(self, desc: Description, fields: tuple[Field, ...], subsections: tuple[Subsection, ...],
+                  path: FieldPath) -> Container:
+        result = Container()
+        for i, (fd, f) in enumerate(zip(desc.fields, fields)):
+            where = path + ("fields", i)
+            if fd.count is not None or fd.count_from is not None:
+                result[f"f{i}"] = [self.element(fd, v, where + (j,)) for j, v in enumerate(f.value)]
+            else:
+                result[f"f{i}"] = self.element(fd, f.value, where)
+        result["subsections"] = [
+            (to_wire(s.name), s.version,
+             self.container(desc.subsections[k], s.fields, s.subsections, path + ("subsections", k)))
+            for k, s in enumerate(subsections)]
+        return result
+
+    def element(self, fd: FieldDesc, value: Any, path: FieldPath) -> Any:
+        if fd.type == "struct" and fd.struct is not None:
+            return self.container(fd.struct, value.fields, value.subsections, path)
+        if isinstance(value, Blob):
+            buf = io.BytesIO()
+            saved, self.out, self.written = (self.out, self.written), buf, 0
+            try:
+                self.blob(value, path)
+            finally:
+                self.out, self.written = saved
+            return buf.getvalue()
+        if fd.type == "capability":
+            return to_wire(value)
+        if fd.type == RAMFB_CFG_TYPE:
+            return Container(value)
+        if isinstance(value, bool):
+            return int(value)
+        return value
+
+    # ------------------------------------------------------------ RAM
+
+    def ram(self, body: RamBody, path: FieldPath) -> None:
+        ps = body.page_size
+        for i, item in enumerate(body.items):
+            where = path + ("items", i)
+            if isinstance(item, RamMemSize):
+                self.write(struct.pack(">Q", item.total | RamFlag.MEM_SIZE))
+                for block in item.blocks:
+                    name = to_wire(block.idstr)
+                    self.write(struct.pack(">B", len(name)) + name + struct.pack(">Q", block.used_length))
+                    if block.page_size is not None:
+                        self.write(struct.pack(">Q", block.page_size))
+                    if block.addr is not None:
+                        self.write(struct.pack(">Q", block.addr))
+                    if block.mapped_ram is not None:
+                        h = block.mapped_ram
+                        self.write(struct.pack(">IQQQ", h["version"], h["page_size"], h["bitmap_offset"],
+                                               h["pages_offset"]))
+                        if block.region is not None:
+                            self.blob(block.region, where + ("region",))
+            elif isinstance(item, RamMarker):
+                flag = RamFlag.EOS if item.kind == "eos" else RamFlag.MULTIFD_FLUSH
+                self.write(struct.pack(">Q", flag))
+            elif isinstance(item, RamPages):
+                self.pages(item, ps, where)
+            else:
+                raise EncodeError(f"unknown RAM item {type(item).__name__}", path=where)
+
+    def pages(self, run: RamPages, ps: int, path: FieldPath) -> None:
+        flag = _RAM_KIND_FLAG.get(run.kind)
+        if flag is None:
+            raise EncodeError(f"unknown page kind '{run.kind}'", path=path + ("kind",))
+        name = to_wire(run.block)
+        first_header = 8 + (1 + len(name) if run.named else 0)
+        data = run.data[0] if run.data else None
+        for i in range(run.count):
+            offset = run.offset + i * ps
+            word = offset | flag | (0 if (i == 0 and run.named) else RamFlag.CONTINUE)
+            self.write(struct.pack(">Q", word))
+            if i == 0 and run.named:
+                self.write(struct.pack(">B", len(name)) + name)
+            if run.kind == "zero":
+                self.write(bytes((run.fill,)))
+            elif run.kind == "page":
+                if data is not None and data.data is not None:
+                    self.write(data.data[i * ps:(i + 1) * ps])
+                else:
+                    if run.span is None:
+                        raise EncodeError("page contents need the source stream's offsets", path=path)
+                    self.blob(Blob(run.span.offset + first_header + i * (ps + 8), ps), path)
+            else:
+                delta = run.delta or b""
+                self.write(struct.pack(">BH", 0x01, len(delta)) + delta)
+
+    # ------------------------------------------------------------ VFIO
+
+    def vfio(self, body: VfioBody, path: FieldPath) -> None:
+        for i, item in enumerate(body.items):
+            where = path + ("items", i)
+            if item.kind in _VFIO_MARKERS:
+                self.write(struct.pack(">Q", _VFIO_MARKERS[item.kind]))
+            elif item.kind == "data":
+                assert item.data is not None
+                self.write(struct.pack(">QQ", VfioMarker.DEV_DATA_STATE, item.data.length))
+                self.blob(item.data, where + ("data",))
+            elif item.kind == "config":
+                config = item.config
+                if config is None:
+                    raise EncodeError("config item without state", path=where)
+                self.write(struct.pack(">Q", VfioMarker.DEV_CONFIG_STATE))
+                desc = Description(config.vmsd_name, config.version, describe_fields(config.fields, where),
+                                   tuple(describe_subsection(s, where + ("subsections", k))
+                                         for k, s in enumerate(config.subsections)))
+                self.vmstate(desc, config.fields, config.subsections, where)
+            else:
+                raise EncodeError(f"unknown VFIO item '{item.kind}'", path=where)
+
+
+# ---------------------------------------------------------------- model -> description
+
+
+def describe_subsection(sub: Subsection, path: FieldPath) -> Description:
+    return Description(sub.name, sub.version, describe_fields(sub.fields, path + ("fields",)),
+                       tuple(describe_subsection(s, path + ("subsections", i)) for i, s in enumerate(sub.subsections)))
+
+
+def describe_fields(fields: tuple[Field, ...], path: FieldPath) -> tuple[FieldDesc, ...]:
+    return tuple(describe_field(f, path + (i,)) for i, f in enumerate(fields))
+
+
+def describe_field(f: Field, path: FieldPath) -> FieldDesc:
+    """The wire layout a field's value implies (its type, its byte length, its element count)."""
+    if isinstance(f.value, list) and f.type not in ("pci irq state",):
+        if not f.value:
+            return FieldDesc(f.name, f.type, size=FIXED_SIZES.get(f.type, 0), count=0)
+        first = describe_field(Field(f.name, f.type, f.value[0]), path)
+        return FieldDesc(f.name, first.type, size=first.size, count=len(f.value), struct=first.struct,
+                         view=first.view)
+    if isinstance(f.value, StructValue):
+        s = f.value
+        return FieldDesc(f.name, "struct", struct=Description(
+            s.vmsd_name, s.version, describe_fields(s.fields, path + ("value", "fields")),
+            tuple(describe_subsection(x, path + ("value", "subsections", i)) for i, x in enumerate(s.subsections))))
+    if isinstance(f.value, Blob):
+        return FieldDesc(f.name, f.type, size=f.value.length)
+    if isinstance(f.value, (bytes, bytearray)):
+        return FieldDesc(f.name, f.type, size=len(f.value))
+    if f.type in FIXED_SIZES:
+        return FieldDesc(f.name, f.type, size=FIXED_SIZES[f.type])
+    if f.type == RAMFB_CFG_TYPE:
+        return FieldDesc(f.name, f.type, size=28)
+    if f.type == "capability":
+        return FieldDesc(f.name, f.type)
+    raise EncodeError(f"field '{f.name}' of type '{f.type}' has a value of type {type(f.value).__name__}",
+                      path=path)

@@ -1,0 +1,252 @@
+"""Frozen dataclasses of a decoded stream, with the byte span of every piece.
+
+A `MigrationStream` is its records in stream order. The spans of the records
+tile the input from 0 to its size; inside a record, fields, subsections, RAM
+runs and VFIO chunks carry their own spans. Spans are not compared (`compare=False`):
+equality is about content, so diffs and round-trip checks ignore positions.
+
+Bulk bytes (RAM pages, VFIO device data, big buffers) are `Blob`s: where they
+are in the source, never the bytes themselves, so memory does not grow with
+the stream.
+
+Imports: nothing from the package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    offset: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass(frozen=True, slots=True)
+class Blob:
+    """Bytes left in the source: `length` bytes at `offset` of the input (or carried in `data`)."""
+
+    offset: int
+    length: int
+    data: bytes | None = field(default=None, compare=False)
+
+
+# ---------------------------------------------------------------- vmstate values
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One decoded field. `value` is an int, bool, bytes, Blob, str, StructValue, or a list of those."""
+
+    name: str
+    type: str
+    value: Any
+    span: Span | None = field(default=None, compare=False)
+    #: a built-in reading of a raw value (e.g. the ramfb cfg geometry); derived, never encoded
+    info: dict[str, Any] | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StructValue:
+    vmsd_name: str
+    version: int
+    fields: tuple[Field, ...]
+    subsections: tuple[Subsection, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Subsection:
+    name: str
+    version: int
+    fields: tuple[Field, ...]
+    subsections: tuple[Subsection, ...] = ()
+    span: Span | None = field(default=None, compare=False)
+
+
+# ---------------------------------------------------------------- section bodies
+
+
+@dataclass(frozen=True, slots=True)
+class VmstateBody:
+    """A section payload decoded by a description (from the vmdesc or built in)."""
+
+    vmsd_name: str
+    version: int
+    fields: tuple[Field, ...]
+    subsections: tuple[Subsection, ...] = ()
+    origin: str = field(default="vmdesc", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OpaqueBody:
+    """Well-framed bytes vmig has no description for (kept verbatim)."""
+
+    data: Blob
+    reason: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RamBlock:
+    idstr: str
+    used_length: int
+    page_size: int | None = None
+    addr: int | None = None
+    mapped_ram: dict[str, int] | None = None
+    #: mapped-ram: bitmap + pages region that follows the header in the file
+    region: Blob | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RamMemSize:
+    total: int
+    blocks: tuple[RamBlock, ...]
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RamPages:
+    """A run of page records of one kind, in one block, at consecutive offsets.
+
+    Every record after the first has CONTINUE set; the first names its block
+    unless `named` is false (it continues the block of an earlier record, which
+    may be in an earlier section).
+    """
+
+    kind: str  # "zero" | "page" | "xbzrle"
+    block: str
+    offset: int
+    count: int
+    named: bool
+    fill: int = 0  # ZERO records' fill byte (always 0 from QEMU)
+    #: the page contents (kind "page"): count pages back to back with headers between, see codec
+    data: tuple[Blob, ...] | None = field(default=None, compare=False)
+    #: xbzrle: the encoded delta
+    delta: bytes | None = None
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RamMarker:
+    kind: str  # "eos" | "multifd_flush"
+    span: Span | None = field(default=None, compare=False)
+
+
+RamItem = Union[RamMemSize, RamPages, RamMarker]
+
+
+@dataclass(frozen=True, slots=True)
+class RamBody:
+    items: tuple[RamItem, ...]
+    page_size: int = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class VfioItem:
+    """One VFIO framing element: a marker, a data chunk, or the device config state."""
+
+    kind: str  # "setup" | "end_of_state" | "init_data_sent" | "data" | "config"
+    data: Blob | None = None
+    config: VmstateBody | None = None
+    span: Span | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VfioBody:
+    items: tuple[VfioItem, ...]
+
+
+Body = Union[VmstateBody, OpaqueBody, RamBody, VfioBody]
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    magic: int
+    version: int
+    span: Span | None = field(default=None, compare=False)
+    type: str = "header"
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    machine: str
+    subsections: tuple[Subsection, ...] = ()
+    span: Span | None = field(default=None, compare=False)
+    type: str = "configuration"
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    type: str  # "section_start" | "section_part" | "section_end" | "section_full"
+    section_id: int
+    idstr: str
+    instance_id: int | None  # on the wire in START/FULL only; resolved for PART/END
+    version_id: int | None
+    body: Body
+    footer: bool = True
+    span: Span | None = field(default=None, compare=False)
+
+    @property
+    def long_header(self) -> bool:
+        return self.type in ("section_start", "section_full")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    cmd: int
+    name: str
+    data: bytes
+    #: MIG_CMD_PACKAGED: the embedded bytes that follow outside `data`
+    package: Blob | None = None
+    span: Span | None = field(default=None, compare=False)
+    type: str = "command"
+
+
+@dataclass(frozen=True, slots=True)
+class Eof:
+    span: Span | None = field(default=None, compare=False)
+    type: str = "eof"
+
+
+@dataclass(frozen=True, slots=True)
+class Vmdesc:
+    """The JSON trailer. `document` is the parsed JSON when re-serialising it gives the same
+    bytes, else None and `text` keeps the exact bytes."""
+
+    document: Any
+    text: bytes | None = None
+    span: Span | None = field(default=None, compare=False)
+    type: str = "vmdesc"
+
+
+Record = Union[Header, Configuration, Section, Command, Eof, Vmdesc]
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationStream:
+    records: tuple[Record, ...]
+    size: int
+    source: str | None = field(default=None, compare=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    #: decode stopped early (--partial): the error that stopped it
+    error: str | None = field(default=None, compare=False)
+
+    @property
+    def sections(self) -> tuple[Section, ...]:
+        return tuple(r for r in self.records if isinstance(r, Section))
+
+    @property
+    def configuration(self) -> Configuration | None:
+        return next((r for r in self.records if isinstance(r, Configuration)), None)
+
+    @property
+    def vmdesc(self) -> Vmdesc | None:
+        return next((r for r in self.records if isinstance(r, Vmdesc)), None)

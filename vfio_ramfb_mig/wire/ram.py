@@ -1,0 +1,71 @@
+"""The RAM section ("ram", version 4): block list and page records.
+
+Every item starts with a be64 "address word": low bits are flags, the rest a
+page-aligned offset inside the RAM block (not a guest-physical address).
+
+    START : be64 (total | MEM_SIZE), per block: str8 idstr, be64 used_length
+            [be64 page_size (postcopy, huge pages)] [be64 mr addr (x-ignore-shared)]
+            [MappedRamHeader (mapped-ram)], then EOS
+    PART/END: page records, then EOS
+    ZERO  : word [str8 block unless CONTINUE] u8 fill (0)
+    PAGE  : word [str8 block unless CONTINUE] page_size raw bytes
+    XBZRLE: word [str8 block unless CONTINUE] u8 0x01 be16 n, n bytes of delta
+
+Imports: construct, wire.primitives.
+References: migration/ram.c (ram_save_setup, save_page_header, save_zero_page,
+save_normal_page, save_xbzrle_page, ram_load_precopy, parse_ramblock,
+mapped_ram_setup_ramblock), migration/ram.h (RAM_SAVE_FLAG_*).
+"""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+from construct import Int8ub, Int16ub, Int32ub, Int64ub, Struct
+
+from .primitives import Str8
+
+
+class RamFlag(IntFlag):
+    """RAM_SAVE_FLAG_* (migration/ram.h). All values stay below 0x400."""
+
+    FULL = 0x001  # obsolete since 2009; never valid
+    ZERO = 0x002
+    MEM_SIZE = 0x004
+    PAGE = 0x008
+    EOS = 0x010
+    CONTINUE = 0x020
+    XBZRLE = 0x040
+    HOOK = 0x080  # RDMA only
+    COMPRESS_PAGE = 0x100  # removed in QEMU 9.1
+    MULTIFD_FLUSH = 0x200
+
+
+#: The loader masks with ~TARGET_PAGE_MASK; every flag fits in 10 bits, whatever the page size.
+FLAG_MASK = 0x3FF
+
+AddressWord = Int64ub
+
+#: One block-list entry without the optional words.
+RamBlockEntry = Struct(
+    "idstr" / Str8,
+    "used_length" / Int64ub,
+)
+
+#: mapped-ram: 28 packed big-endian bytes after each block-list entry (ram.c MappedRamHeader).
+MappedRamHeader = Struct(
+    "version" / Int32ub,
+    "page_size" / Int64ub,
+    "bitmap_offset" / Int64ub,
+    "pages_offset" / Int64ub,
+)
+MAPPED_RAM_HEADER_SIZE = 28
+
+ZeroFill = Int8ub
+XbzrleHeader = Struct(
+    "encoding" / Int8ub,  # ENCODING_FLAG_XBZRLE == 0x01
+    "length" / Int16ub,
+)
+ENCODING_FLAG_XBZRLE = 0x01
+
+PAGE_KINDS = {RamFlag.ZERO: "zero", RamFlag.PAGE: "page", RamFlag.XBZRLE: "xbzrle"}
