@@ -1,0 +1,263 @@
+"""The capture helper (vfio_ramfb_mig.qemu) against real QEMU 10.0 and 7.2.
+
+Paused captures are byte-for-byte reproducible with the same Debian QEMU and
+firmware packages, so re-capturing every bundled paused fixture must give
+exactly the sha256 recorded in its sidecar.  Load tests record what real QEMU
+says about streams (its verdict is the ground truth vmig is judged by).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from paths import CAPTURES
+
+import vfio_ramfb_mig.qemu as vq
+from vfio_ramfb_mig.qemu import QemuBinary, QemuError, capture, dump_vmstate, find_qemu, load
+
+DATA = Path(vq.__file__).parent / "data"
+
+
+def _metas() -> list[tuple[str, dict]]:
+    out = []
+    for meta in sorted(CAPTURES.glob("*.meta.json")):
+        out.append((meta.name[: -len(".meta.json")], json.loads(meta.read_text())))
+    return out
+
+
+PAUSED = [(name, m) for name, m in _metas() if m.get("mode") == "paused"]
+
+
+def _recapture(q: QemuBinary, meta: dict, out: Path) -> vq.CaptureResult:
+    argv = meta["argv"]
+    extra = ["-uuid", argv[argv.index("-uuid") + 1]] if "-uuid" in argv else []
+    return capture(
+        q, out, meta["machine"],
+        devices=meta["devices"], globals_=meta["globals"],
+        capabilities=meta["migration_capabilities_set"],
+        suppress_vmdesc="suppress-vmdesc=on" in meta.get("machine_options", ""),
+        memory=meta.get("memory", "16M"), extra_args=extra,
+    )
+
+
+# ------------------------------------------------------------ no QEMU needed
+def test_bundled_captures_have_sidecars():
+    bins = sorted(CAPTURES.glob("*.bin"))
+    assert bins, f"no captures in {CAPTURES}"
+    for b in bins:
+        meta = vq.sidecar_path(b)
+        assert meta.is_file(), f"{b.name} has no sidecar"
+        m = json.loads(meta.read_text())
+        assert m["size"] == b.stat().st_size, b.name
+        assert m["sha256"] == vq.sha256_file(b), b.name
+
+
+def test_sidecar_path():
+    assert vq.sidecar_path("x/a.bin") == Path("x/a.meta.json")
+    assert vq.sidecar_path("x/a.stream") == Path("x/a.stream.meta.json")
+
+
+def test_unknown_series_is_an_error():
+    with pytest.raises(ValueError):
+        find_qemu("9.1")
+
+
+def test_missing_binary_gives_none(monkeypatch, tmp_path):
+    monkeypatch.setenv("VMIG_QEMU_10", str(tmp_path / "no-such-qemu"))
+    monkeypatch.setenv("VMIG_QEMU_72", str(tmp_path / "no-such-qemu"))
+    assert find_qemu("10.0") is None
+    assert find_qemu("7.2") is None
+
+
+def _fake_qemu(tmp_path: Path, version_line: str) -> Path:
+    p = tmp_path / "qemu-system-x86_64"
+    p.write_text(f"#!/bin/sh\necho '{version_line}'\necho 'Copyright (c) 2003-2025'\n")
+    p.chmod(p.stat().st_mode | stat.S_IXUSR)
+    return p
+
+
+def test_version_must_match_series(monkeypatch, tmp_path):
+    fake = _fake_qemu(tmp_path, "QEMU emulator version 9.1.3 (Debian 1:9.1.3)")
+    monkeypatch.setenv("VMIG_QEMU_10", str(fake))
+    assert find_qemu("10.0") is None
+    q = find_qemu("10.0", strict=False)
+    assert q is not None and q.version == "9.1.3" and q.series == "9.1"
+    assert q.argv_prefix == (str(fake),)
+
+
+def test_72_datadirs_from_env(monkeypatch, tmp_path):
+    fake = _fake_qemu(tmp_path, "QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)")
+    monkeypatch.setenv("VMIG_QEMU_72", str(fake))
+    monkeypatch.setenv("VMIG_QEMU_72_DATADIR", f"{tmp_path}/a:{tmp_path}/b")
+    q = find_qemu("7.2")
+    assert q is not None and q.version == "7.2.22" and not q.has_file_uri
+    assert q.argv_prefix == (str(fake), "-L", f"{tmp_path}/a", "-L", f"{tmp_path}/b")
+
+
+def test_qemu_error_carries_stderr():
+    e = QemuError("boom", stderr="qemu-system-x86_64: bad thing\n", argv=["q"], returncode=1)
+    assert "bad thing" in str(e) and "exit status 1" in str(e) and e.argv == ["q"]
+
+
+# ------------------------------------------------------------------ live QEMU
+def _qemu_for(meta: dict, request: pytest.FixtureRequest) -> QemuBinary:
+    ver = meta["qemu"]["version"]
+    fixture = {"10.0": "qemu10", "7.2": "qemu72"}[".".join(ver.split(".")[:2])]
+    q = request.getfixturevalue(fixture)
+    if q.version != ver:
+        pytest.fail(f"fixture was made by QEMU {ver}, installed is {q.version}")
+    return q
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("name,meta", PAUSED, ids=[n for n, _ in PAUSED])
+def test_paused_capture_is_reproducible(name, meta, request, tmp_path):
+    q = _qemu_for(meta, request)
+    out = tmp_path / f"{name}.bin"
+    res = _recapture(q, meta, out)
+    assert res.query_migrate["status"] == "completed"
+    assert (res.size, res.sha256) == (meta["size"], meta["sha256"])
+    assert out.stat().st_size == meta["size"] and vq.sha256_file(out) == meta["sha256"]
+    # the sidecar describes the capture; nothing but the stream is left in the directory
+    sc = res.sidecar
+    assert sc["sha256"] == meta["sha256"] and sc["size"] == meta["size"]
+    assert sc["machine"] == meta["machine"] and sc["devices"] == meta["devices"]
+    assert sc["qemu"]["version"] == q.version and "-S" in sc["argv"]
+    assert sc["migrate_uri"].startswith("file:" if q.has_file_uri else "exec:cat > ")
+    assert sorted(os.listdir(tmp_path)) == [out.name]
+
+
+def test_bundled_paused_set_covers_both_qemus():
+    versions = {m["qemu"]["version"] for _, m in PAUSED}
+    assert {"10.0.2", "7.2.22"} <= versions
+
+
+@pytest.mark.qemu
+def test_capture_cli_writes_bin_and_sidecar(qemu10, tmp_path):
+    out = tmp_path / "cli.bin"
+    rc = vq.main(["capture", "--qemu", qemu10.path, "--machine", "pc-q35-8.2", "--device", "ramfb",
+                  "-o", str(out)])
+    assert rc == 0
+    meta = json.loads((tmp_path / "cli.meta.json").read_text())
+    ref = json.loads((CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.meta.json").read_text())
+    assert meta["sha256"] == ref["sha256"] == vq.sha256_file(out)
+    assert meta["format"] == "vmig-capture/1" and meta["devices"] == ["ramfb"]
+
+
+@pytest.mark.qemu
+def test_failed_capture_raises_with_stderr_and_leaves_nothing(qemu10, tmp_path):
+    out = tmp_path / "bad.bin"
+    with pytest.raises(QemuError) as ei:
+        capture(qemu10, out, "pc-q35-8.2", devices=["no-such-device"], timeout=30)
+    assert "not a valid device model name" in ei.value.stderr
+    assert "not a valid device model name" in str(ei.value)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.qemu
+def test_72_has_no_82_machine(qemu72, tmp_path):
+    with pytest.raises(QemuError) as ei:
+        capture(qemu72, tmp_path / "x.bin", "pc-q35-8.2", timeout=30)
+    assert "unsupported machine type" in ei.value.stderr
+    assert "pc-q35-8.2" not in qemu72.machines()
+
+
+@pytest.mark.qemu
+def test_ramfb_dev_section_is_refused_by_72(qemu10, qemu72, tmp_path):
+    # 10.0 on the 7.2 machine type: x-migrate=on forces a ramfb-dev section that 7.2 never had
+    stream = tmp_path / "q10-pc-q35-7.2-ramfb-xmig-on.bin"
+    capture(qemu10, stream, "pc-q35-7.2", devices=["ramfb,x-migrate=on"])
+    v = load(qemu72, stream, "pc-q35-7.2", devices=["ramfb"])
+    assert not v.accepted and v.status == "failed"
+    assert v.qemu_exited and v.returncode not in (0, None)
+    assert "Unknown savevm section or instance 'ramfb-dev' 0" in v.stderr
+    assert "load of migration failed" in v.stderr
+    # ...and the same stream is fine for 10.0 itself
+    assert load(qemu10, stream, "pc-q35-7.2", devices=["ramfb,x-migrate=on"]).accepted
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("devices", [(), ("ramfb",)], ids=["no-ramfb", "ramfb"])
+def test_10_made_72_stream_is_accepted_by_72(qemu72, devices):
+    # With the default x-migrate (off on pc-q35-7.2) 10.0 writes no ramfb-dev section,
+    # and QEMU 7.2 accepts 10.0's pc-q35-7.2 stream (with or without a ramfb device).
+    for name in ("qemu-10.0.2__pc-q35-7.2__plain.bin", "qemu-10.0.2__pc-q35-7.2__ramfb.bin"):
+        v = load(qemu72, CAPTURES / name, "pc-q35-7.2", devices=devices)
+        assert v.accepted and v.status == "completed", (name, v.stderr)
+        assert v.returncode == 0 and not v.qemu_exited
+
+
+@pytest.mark.qemu
+def test_72_stream_is_accepted_by_10(qemu10):
+    v = load(qemu10, CAPTURES / "qemu-7.2.22__pc-q35-7.2__plain.bin", "pc-q35-7.2")
+    assert v.accepted and v.status == "completed", v.stderr
+
+
+@pytest.mark.qemu
+def test_machine_type_mismatch_is_refused(qemu10):
+    v = load(qemu10, CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin", "pc-q35-8.1", devices=["ramfb"])
+    assert not v.accepted
+    assert "Machine type received is 'pc-q35-8.2' and local is 'pc-q35-8.1'" in v.stderr
+
+
+@pytest.mark.qemu
+def test_missing_ramfb_device_is_refused_by_10(qemu10):
+    v = load(qemu10, CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin", "pc-q35-8.2")
+    assert not v.accepted
+    assert "Unknown savevm section or instance 'ramfb-dev' 0" in v.stderr
+    assert load(qemu10, CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin", "pc-q35-8.2",
+                devices=["ramfb"]).accepted
+
+
+@pytest.mark.qemu
+def test_load_capabilities_must_match(qemu10):
+    s = CAPTURES / "qemu-10.0.2__pc-q35-10.0__ramfb+cap-x-ignore-shared.bin"
+    v = load(qemu10, s, "pc-q35-10.0", devices=["ramfb"])
+    assert not v.accepted
+    assert "Capability x-ignore-shared is off, but received capability is on" in v.stderr
+    assert load(qemu10, s, "pc-q35-10.0", devices=["ramfb"], capabilities=["x-ignore-shared"]).accepted
+
+
+@pytest.mark.qemu
+def test_nofooter_stream_needs_matching_global(qemu72):
+    s = CAPTURES / "qemu-10.0.2__pc-q35-7.2__nofooter.bin"
+    v = load(qemu72, s, "pc-q35-7.2")
+    assert not v.accepted and "Missing section footer for ram" in v.stderr
+    assert load(qemu72, s, "pc-q35-7.2", globals_=["migration.send-section-footer=off"]).accepted
+
+
+@pytest.mark.qemu
+def test_truncated_stream_is_refused(qemu10, tmp_path):
+    src = (CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin").read_bytes()
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(src[:100_000])
+    v = load(qemu10, cut, "pc-q35-8.2", devices=["ramfb"])
+    assert not v.accepted and "error while loading state section id" in v.stderr
+
+
+@pytest.mark.qemu
+def test_load_cli_verdict(qemu72, capsys):
+    rc = vq.main(["load", "--qemu", "7.2", "--machine", "pc-q35-7.2",
+                  str(CAPTURES / "qemu-7.2.22__pc-q35-7.2__plain.bin")])
+    assert rc == 0 and "ACCEPTED" in capsys.readouterr().out
+
+
+VMSTATE_DATA = sorted(DATA.glob("vmstate-qemu-*.json.gz")) if DATA.is_dir() else []
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("data", VMSTATE_DATA, ids=[p.name for p in VMSTATE_DATA])
+def test_dump_vmstate_matches_bundled_data(data, request, tmp_path):
+    bundled = json.loads(gzip.decompress(data.read_bytes()))
+    ver = data.name[len("vmstate-qemu-"): -len(".json.gz")]
+    q = _qemu_for({"qemu": {"version": ver}}, request)
+    machine = bundled["vmschkmachine"]["Name"]
+    out = dump_vmstate(q, machine, tmp_path / "dump.json.gz")
+    again = dump_vmstate(q, machine, tmp_path / "again.json.gz")
+    assert out.read_bytes() == again.read_bytes()  # gzip without timestamps: reproducible
+    assert json.loads(gzip.decompress(out.read_bytes())) == bundled

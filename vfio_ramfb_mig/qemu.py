@@ -1,0 +1,829 @@
+"""Drive real QEMU binaries: capture migration streams, load them, dump vmstate.
+
+This is vmig's *capture helper*.  It talks to an unmodified, distribution-built
+QEMU over QMP on stdio (no sockets, no network), so every stream it writes and
+every verdict it reports comes from the program that defines the format.
+Standard library only.
+
+Supported QEMU series (see ``.ci/run`` for how CI installs them):
+
+``10.0``
+    ``qemu-system-x86_64`` on ``PATH`` (Debian bookworm-backports package), or
+    the binary named by ``VMIG_QEMU_10``.  Migrates with ``uri file:PATH``.
+``7.2``
+    ``/opt/qemu-7.2/usr/bin/qemu-system-x86_64`` (Debian bookworm package
+    unpacked with ``dpkg -x``), or the binary named by ``VMIG_QEMU_72``.  It
+    always gets ``-L`` for its own firmware directories
+    (``/opt/qemu-7.2/usr/share/qemu``, ``.../share/seabios``,
+    ``.../lib/ipxe/qemu``; override with ``VMIG_QEMU_72_DATADIR``,
+    ``:``-separated), otherwise it would pick up 10.0's firmware.  7.2 has no
+    ``file:`` URI, so it migrates with ``exec:cat > PATH``.
+
+Every QEMU run uses ``-accel tcg -m 16M -nodefaults -display none -net none
+-no-user-config -rtc base=2024-01-01T00:00:00,clock=vm``; captures also use
+``-S`` and ``max-bandwidth`` 8 GiB/s.  A paused capture never runs the guest,
+so it is byte-for-byte reproducible with the same QEMU and firmware packages.
+
+Command line::
+
+    # capture: writes out.bin and out.meta.json (sidecar: how it was made)
+    python -m vfio_ramfb_mig.qemu capture --qemu 10.0 --machine pc-q35-8.2 \\
+        --device ramfb -o out.bin
+    python -m vfio_ramfb_mig.qemu capture --qemu 10.0 --machine pc-q35-7.2 \\
+        --device ramfb,x-migrate=on --booted 4 -o booted.bin
+    #   more knobs: --global migration.send-section-footer=off, --cap NAME,
+    #   --param NAME=VALUE, --suppress-vmdesc, --memory 16M, --timeout 60,
+    #   --extra-arg=-uuid --extra-arg=...
+
+    # load: the verdict real QEMU gives (exit 0 accepted, 1 refused, 2 error)
+    python -m vfio_ramfb_mig.qemu load --qemu 7.2 --machine pc-q35-7.2 \\
+        --device ramfb stream.bin
+
+    # which binaries are found, and -dump-vmstate
+    python -m vfio_ramfb_mig.qemu find
+    python -m vfio_ramfb_mig.qemu dump-vmstate --qemu 10.0 --machine pc-q35-8.2 \\
+        -o vmstate.json.gz
+
+``--qemu`` takes ``10.0``, ``7.2`` or a path to a QEMU binary.
+
+Python::
+
+    from vfio_ramfb_mig.qemu import find_qemu, capture, load
+    q10 = find_qemu("10.0")
+    res = capture(q10, "out.bin", "pc-q35-8.2", devices=["ramfb"])
+    verdict = load(find_qemu("7.2"), "out.bin", "pc-q35-7.2")
+    verdict.accepted, verdict.status, verdict.stderr
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import queue
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BASE_ARGS",
+    "MAX_BANDWIDTH",
+    "RTC",
+    "CaptureResult",
+    "LoadResult",
+    "QemuBinary",
+    "QemuError",
+    "capture",
+    "dump_vmstate",
+    "find_qemu",
+    "load",
+    "qemu_from_path",
+    "sha256_file",
+    "sidecar_path",
+    "write_sidecar",
+]
+
+RTC = "base=2024-01-01T00:00:00,clock=vm"
+MAX_BANDWIDTH = 8 * 1024 * 1024 * 1024  # bytes/s; speed only, not the format
+BASE_ARGS: tuple[str, ...] = (
+    "-accel", "tcg",
+    "-nodefaults", "-display", "none", "-net", "none", "-no-user-config",
+)
+QEMU_10_DEFAULT = "qemu-system-x86_64"
+QEMU_72_PREFIX = Path("/opt/qemu-7.2/usr")
+QEMU_72_DEFAULT = QEMU_72_PREFIX / "bin" / "qemu-system-x86_64"
+QEMU_72_DATADIRS = (
+    QEMU_72_PREFIX / "share" / "qemu",
+    QEMU_72_PREFIX / "share" / "seabios",
+    QEMU_72_PREFIX / "lib" / "ipxe" / "qemu",
+)
+SIDECAR_FORMAT = "vmig-capture/1"
+_VERSION_RE = re.compile(r"QEMU emulator version (\d+)\.(\d+)\.(\d+)")
+_FINAL_STATES = ("completed", "failed", "cancelled")
+_POLL = 0.05
+
+
+class QemuError(Exception):
+    """A QEMU run failed.  ``stderr`` holds what QEMU printed, ``argv`` the command."""
+
+    def __init__(self, message: str, *, stderr: str = "", argv: Sequence[str] = (),
+                 returncode: int | None = None) -> None:
+        self.message = message
+        self.stderr = stderr
+        self.argv = list(argv)
+        self.returncode = returncode
+        text = message
+        if returncode is not None:
+            text += f" (QEMU exit status {returncode})"
+        if stderr.strip():
+            text += "\nQEMU stderr:\n" + stderr.rstrip()
+        super().__init__(text)
+
+
+# --------------------------------------------------------------------- binaries
+@dataclass(frozen=True)
+class QemuBinary:
+    """One QEMU system emulator binary and how to invoke it."""
+
+    path: str                      # absolute path of the binary
+    version: str                   # "10.0.2"
+    version_text: str              # first line of --version
+    datadirs: tuple[str, ...] = ()  # each becomes one -L
+    argv_prefix: tuple[str, ...] = ()  # path + -L dirs
+
+    @property
+    def version_tuple(self) -> tuple[int, ...]:
+        return tuple(int(x) for x in self.version.split("."))
+
+    @property
+    def series(self) -> str:
+        """``"10.0"`` for 10.0.2."""
+        return ".".join(self.version.split(".")[:2])
+
+    @property
+    def has_file_uri(self) -> bool:
+        """``file:`` migration URIs exist from QEMU 8.2 on."""
+        return self.version_tuple[:2] >= (8, 2)
+
+    def machines(self, timeout: float = 30) -> list[str]:
+        """Machine types this binary knows (``-machine help``)."""
+        out = subprocess.run([*self.argv_prefix, "-machine", "help"], check=False, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, timeout=timeout)
+        names = []
+        for line in out.stdout.splitlines()[1:]:
+            if line.strip():
+                names.append(line.split()[0])
+        return names
+
+
+def qemu_from_path(path: str | os.PathLike[str], datadirs: Iterable[str | os.PathLike[str]] = (),
+                   timeout: float = 30) -> QemuBinary:
+    """Build a :class:`QemuBinary` for ``path`` (a file or a name on PATH); raises QemuError."""
+    p = str(path)
+    resolved = shutil.which(p) if os.sep not in p else (p if os.access(p, os.X_OK) else None)
+    if not resolved or not os.path.isfile(resolved):
+        raise QemuError(f"QEMU binary {p!r} not found or not executable")
+    resolved = os.path.abspath(resolved)
+    dirs = tuple(os.path.abspath(str(d)) for d in datadirs)
+    prefix = [resolved]
+    for d in dirs:
+        prefix += ["-L", d]
+    try:
+        out = subprocess.run([*prefix, "--version"], check=False, stdin=subprocess.DEVNULL, capture_output=True,
+                             text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise QemuError(f"cannot run {resolved} --version: {e}") from e
+    first = out.stdout.splitlines()[0] if out.stdout.strip() else ""
+    m = _VERSION_RE.search(first)
+    if out.returncode != 0 or not m:
+        raise QemuError(f"{resolved} --version gave no QEMU version", stderr=out.stderr + out.stdout,
+                        returncode=out.returncode)
+    return QemuBinary(path=resolved, version=".".join(m.groups()), version_text=first.strip(),
+                      datadirs=dirs, argv_prefix=tuple(prefix))
+
+
+def _datadirs_72(binary: str) -> list[str]:
+    env = os.environ.get("VMIG_QEMU_72_DATADIR")
+    if env:
+        return [d for d in env.split(":") if d]
+    if Path(binary).resolve() == QEMU_72_DEFAULT.resolve() or not os.environ.get("VMIG_QEMU_72"):
+        dirs = list(QEMU_72_DATADIRS)
+    else:  # an unpacked tree elsewhere: PREFIX/bin/qemu -> PREFIX/share/...
+        prefix = Path(binary).resolve().parent.parent
+        dirs = [prefix / "share" / "qemu", prefix / "share" / "seabios", prefix / "lib" / "ipxe" / "qemu"]
+    return [str(d) for d in dirs if d.is_dir()]
+
+
+def find_qemu(version: str, strict: bool = True) -> QemuBinary | None:
+    """The QEMU binary for series ``"10.0"`` or ``"7.2"``, or None if absent.
+
+    With ``strict`` (default) a binary whose ``--version`` is another series
+    counts as absent.
+    """
+    if version in ("10.0", "10"):
+        binary = os.environ.get("VMIG_QEMU_10") or QEMU_10_DEFAULT
+        dirs: list[str] = []
+        series = "10.0"
+    elif version in ("7.2", "7"):
+        binary = os.environ.get("VMIG_QEMU_72") or str(QEMU_72_DEFAULT)
+        dirs = _datadirs_72(binary)
+        series = "7.2"
+    else:
+        raise ValueError(f"unknown QEMU series {version!r} (want '10.0' or '7.2')")
+    try:
+        q = qemu_from_path(binary, dirs)
+    except QemuError:
+        return None
+    if strict and q.series != series:
+        return None
+    return q
+
+
+def _resolve_qemu(spec: str | QemuBinary) -> QemuBinary:
+    if isinstance(spec, QemuBinary):
+        return spec
+    if spec in ("10.0", "10", "7.2", "7"):
+        q = find_qemu(spec)
+        if q is None:
+            raise QemuError(f"QEMU {spec} not found (see .ci/run for how to install it; "
+                            f"env {'VMIG_QEMU_10' if spec.startswith('10') else 'VMIG_QEMU_72'} overrides)")
+        return q
+    return qemu_from_path(spec)
+
+
+# ----------------------------------------------------------------------- QMP
+class _QmpProcess:
+    """A QEMU child with QMP on stdio; lines are read by a thread into a queue."""
+
+    def __init__(self, argv: Sequence[str], cwd: str, timeout: float) -> None:
+        self.argv = list(argv)
+        self.timeout = timeout
+        self.events: list[dict[str, Any]] = []
+        self._errf = tempfile.TemporaryFile(prefix="vmig-qemu-stderr-")
+        self._q: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._next_id = 0
+        self.eof = False
+        wrapper: list[str] = []
+        tmo = shutil.which("timeout")
+        if tmo:  # backstop: QEMU never outlives us by much, even if we are killed
+            wrapper = [tmo, "--kill-after=5", str(int(timeout) + 15)]
+        try:
+            self.proc = subprocess.Popen(
+                wrapper + self.argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=self._errf, start_new_session=True)
+        except OSError as e:
+            self._errf.close()
+            raise QemuError(f"cannot start QEMU: {e}", argv=self.argv) from e
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            line = raw.decode("utf-8", "replace").strip()
+            if not line:
+                continue
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                msg = {"_unparsed": line}
+            self._q.put(msg)
+        self._q.put(None)
+
+    def _get(self, deadline: float) -> dict[str, Any] | None:
+        """Next non-event message, None on EOF; raises TimeoutError."""
+        while True:
+            if self.eof:
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                msg = self._q.get(timeout=left)
+            except queue.Empty:
+                raise TimeoutError from None
+            if msg is None:
+                self.eof = True
+                return None
+            if "event" in msg and "return" not in msg and "error" not in msg:
+                self.events.append(msg)
+                continue
+            return msg
+
+    def greeting(self, deadline: float) -> dict[str, Any]:
+        try:
+            msg = self._get(deadline)
+        except TimeoutError:
+            raise self.error(f"no QMP greeting from QEMU within the {self.timeout:g}s timeout") from None
+        if msg is None:
+            raise self.error("QEMU exited before its QMP greeting")
+        if "QMP" not in msg:
+            raise self.error(f"unexpected first QMP message: {msg}")
+        return msg
+
+    def try_cmd(self, execute: str, arguments: Mapping[str, Any] | None, deadline: float
+                ) -> dict[str, Any] | None:
+        """Send a command; its reply (``return`` or ``error``), None if QEMU went away."""
+        self._next_id += 1
+        cid = f"vmig-{self._next_id}"
+        msg: dict[str, Any] = {"execute": execute, "id": cid}
+        if arguments is not None:
+            msg["arguments"] = dict(arguments)
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        while True:
+            try:
+                reply = self._get(deadline)
+            except TimeoutError:
+                raise self.error(f"no QMP reply to {execute} within the {self.timeout:g}s timeout") from None
+            if reply is None:
+                return None
+            if reply.get("id") in (cid, None):
+                return reply
+
+    def cmd(self, execute: str, arguments: Mapping[str, Any] | None, deadline: float) -> Any:
+        reply = self.try_cmd(execute, arguments, deadline)
+        if reply is None:
+            raise self.error(f"QEMU exited during {execute}")
+        if "error" in reply:
+            err = reply["error"]
+            raise self.error(f"QMP {execute} failed: {err.get('class', '')}: {err.get('desc', err)}")
+        return reply.get("return")
+
+    def stderr_text(self) -> str:
+        try:
+            self._errf.seek(0)
+            return self._errf.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def error(self, message: str) -> QemuError:
+        # give a dying QEMU a moment so its last words reach stderr
+        try:
+            self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass
+        return QemuError(message, stderr=self.stderr_text(), argv=self.argv, returncode=self.proc.poll())
+
+    def quit(self, wait: float = 10) -> int | None:
+        """Ask QEMU to quit; kill it if it does not.  Returns its exit status."""
+        if self.proc.poll() is None:
+            try:
+                self.try_cmd("quit", None, time.monotonic() + min(wait, 5))
+            except QemuError:
+                pass
+            try:
+                self.proc.wait(timeout=wait)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        """Kill QEMU (and the timeout wrapper / exec: child in its process group)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        else:  # the exec: child (cat) may linger in the group after QEMU died
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def close(self) -> None:
+        self.kill()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                if f:
+                    f.close()
+            except OSError:
+                pass
+        self._errf.close()
+
+
+# ------------------------------------------------------------------ helpers
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def sidecar_path(stream_path: str | os.PathLike[str]) -> Path:
+    """``x.bin`` -> ``x.meta.json``; any other name gets ``.meta.json`` appended."""
+    p = Path(stream_path)
+    if p.suffix == ".bin":
+        return p.with_suffix(".meta.json")
+    return p.with_name(p.name + ".meta.json")
+
+
+def write_sidecar(sidecar: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write a sidecar dict as indented JSON, atomically."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, p)
+    return p
+
+
+def _wait_stable_size(path: str, deadline: float, settle: int = 3) -> None:
+    last, same = -2, 0
+    while same < settle and time.monotonic() < deadline:
+        try:
+            cur = os.stat(path).st_size
+        except OSError:
+            cur = -1
+        same = same + 1 if cur == last else 0
+        last = cur
+        time.sleep(0.1)
+
+
+def _caps_arg(capabilities: Iterable[str | tuple[str, bool]]) -> list[dict[str, Any]]:
+    caps = []
+    for c in capabilities:
+        name, state = (c, True) if isinstance(c, str) else (c[0], bool(c[1]))
+        caps.append({"capability": name, "state": state})
+    return caps
+
+
+def _vm_args(qemu: QemuBinary, machine: str, memory: str, globals_: Iterable[str],
+             devices: Iterable[str], extra_args: Iterable[str], mode_args: Iterable[str]) -> list[str]:
+    # same order as the bundled captures' argv: machine, base options, mode, globals, devices
+    argv = [*qemu.argv_prefix, "-machine", machine, "-accel", "tcg", "-m", memory,
+            *BASE_ARGS[2:], *mode_args]
+    for g in globals_:
+        argv += ["-global", g]
+    for d in devices:
+        argv += ["-device", d]
+    argv += list(extra_args)
+    return argv
+
+
+# ------------------------------------------------------------------ capture
+@dataclass
+class CaptureResult:
+    path: Path
+    size: int
+    sha256: str
+    query_migrate: dict[str, Any]
+    argv: list[str]
+    stderr: str
+    sidecar: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
+            devices: Sequence[str] = (), globals_: Sequence[str] = (),
+            capabilities: Sequence[str | tuple[str, bool]] = (),
+            parameters: Mapping[str, Any] | None = None, memory: str = "16M",
+            booted_seconds: float = 0, suppress_vmdesc: bool = False, timeout: float = 60,
+            extra_args: Sequence[str] = ()) -> CaptureResult:
+    """Migrate a paused (or briefly booted, then stopped) VM into ``out_path``.
+
+    The stream is written to a temporary file in the same directory and renamed
+    only when QEMU reports ``completed``.  Raises :class:`QemuError` (with
+    QEMU's stderr) on any failure or when ``timeout`` seconds pass; QEMU is
+    killed then.  ``extra_args`` are appended to the QEMU command line.
+    """
+    out = Path(out_path).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine_arg = machine + (",suppress-vmdesc=on" if suppress_vmdesc else "")
+    argv = _vm_args(qemu, machine_arg, memory, globals_, devices, extra_args,
+                    ["-S", "-rtc", RTC, "-qmp", "stdio"])
+    fd, tmp_name = tempfile.mkstemp(prefix=".vmig-capture-", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    tmp_base = os.path.basename(tmp_name)  # QEMU runs in out.parent: the URI holds no directory
+    uri = f"file:{tmp_base}" if qemu.has_file_uri else f"exec:cat > {shlex.quote(tmp_base)}"
+    params = {"max-bandwidth": MAX_BANDWIDTH, **dict(parameters or {})}
+    deadline = time.monotonic() + timeout
+    qp = _QmpProcess(argv, cwd=str(out.parent), timeout=timeout)
+    ok = False
+    try:
+        greeting = qp.greeting(deadline)
+        qp.cmd("qmp_capabilities", None, deadline)
+        if capabilities:
+            qp.cmd("migrate-set-capabilities", {"capabilities": _caps_arg(capabilities)}, deadline)
+        qp.cmd("migrate-set-parameters", params, deadline)
+        caps_now = qp.cmd("query-migrate-capabilities", None, deadline)
+        params_now = qp.cmd("query-migrate-parameters", None, deadline)
+        mode = "paused"
+        if booted_seconds:
+            mode = "booted"
+            qp.cmd("cont", None, deadline)
+            time.sleep(booted_seconds)
+            qp.cmd("stop", None, deadline)
+        status_before = qp.cmd("query-status", None, deadline)
+        qp.cmd("migrate", {"uri": uri}, deadline)
+        mig: dict[str, Any] = {}
+        while True:
+            mig = qp.cmd("query-migrate", None, deadline) or {}
+            st = mig.get("status")
+            if st == "completed":
+                break
+            if st in ("failed", "cancelled"):
+                raise qp.error(f"migration {st}: {mig.get('error-desc', '')}".rstrip(": "))
+            if time.monotonic() > deadline:
+                raise qp.error(f"migration did not finish within {timeout}s (status {st})")
+            time.sleep(_POLL)
+        rc = qp.quit(wait=max(1.0, min(10.0, deadline - time.monotonic())))
+        if not qemu.has_file_uri:  # exec: 'cat' may still be draining the pipe
+            _wait_stable_size(tmp_name, deadline)
+        size = os.path.getsize(tmp_name)
+        if size == 0:
+            raise qp.error("QEMU reported completed but wrote no stream")
+        digest = sha256_file(tmp_name)
+        os.chmod(tmp_name, 0o644)  # file: URIs create 0600 files
+        stderr = qp.stderr_text()
+        sidecar: dict[str, Any] = {
+            "format": SIDECAR_FORMAT,
+            "ok": True,
+            "file": out.name,
+            "size": size,
+            "sha256": digest,
+            "machine": machine,
+            "machine_options": "suppress-vmdesc=on" if suppress_vmdesc else "",
+            "devices": list(devices),
+            "globals": list(globals_),
+            "memory": memory,
+            "accel": "tcg",
+            "mode": mode,
+            "boot_seconds": booted_seconds or None,
+            "migration_capabilities_set": [c["capability"] for c in _caps_arg(capabilities)
+                                           if c["state"]],
+            "migration_parameters_set": params,
+            "extra_args": list(extra_args),
+            "migrate_uri": uri,
+            "qemu": {
+                "binary_path": qemu.path,
+                "version": qemu.version,
+                "version_text": qemu.version_text,
+                "datadir": ":".join(qemu.datadirs),
+                "qmp_greeting": greeting,
+            },
+            "argv": argv,
+            "command_line": shlex.join(argv),
+            "query_migrate_capabilities": caps_now,
+            "query_migrate_parameters": params_now,
+            "query_status_before_migrate": status_before,
+            "query_migrate": mig,
+            "qmp_events": qp.events,
+            "qemu_exit_status": rc,
+            "qemu_stderr": stderr[-4000:],
+            "generator": "vfio_ramfb_mig.qemu",
+        }
+        os.replace(tmp_name, out)
+        ok = True
+        return CaptureResult(path=out, size=size, sha256=digest, query_migrate=mig, argv=argv,
+                             stderr=stderr, sidecar=sidecar, events=list(qp.events))
+    finally:
+        qp.close()
+        if not ok:
+            try:
+                os.unlink(tmp_name)
+            except FileNotFoundError:
+                pass
+
+
+# --------------------------------------------------------------------- load
+@dataclass
+class LoadResult:
+    accepted: bool
+    status: str                  # completed / failed / cancelled (from QEMU), or "exited"
+    stderr: str
+    argv: list[str]
+    returncode: int | None       # QEMU's exit status (None if we had to kill it)
+    qemu_exited: bool            # QEMU ended by itself before we asked it to quit
+    query_migrate: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[str]:
+        """QEMU's stderr lines without the ``qemu-system-x86_64: `` prefix."""
+        out = []
+        for line in self.stderr.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            head, sep, rest = line.partition(": ")
+            out.append(rest if sep and head.startswith("qemu-system") else line)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["errors"] = self.errors
+        return d
+
+
+def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
+         devices: Sequence[str] = (), globals_: Sequence[str] = (),
+         capabilities: Sequence[str | tuple[str, bool]] = (), timeout: float = 30,
+         memory: str = "16M", extra_args: Sequence[str] = ()) -> LoadResult:
+    """Feed ``stream_path`` to QEMU as an incoming migration; report its verdict.
+
+    ``accepted`` is True only when QEMU's ``query-migrate`` says ``completed``.
+    QEMU exits on a failed incoming migration; its stderr (e.g. ``Unknown
+    savevm section or instance 'ramfb-dev' 0``) is in ``stderr``.  With
+    ``capabilities`` QEMU starts with ``-incoming defer`` so they can be set
+    before the stream is read.  Raises :class:`QemuError` if QEMU cannot be
+    started or neither finishes nor exits within ``timeout`` seconds.
+    """
+    src = Path(stream_path).absolute()
+    if not src.is_file():
+        raise QemuError(f"stream {src} not found")
+    with tempfile.TemporaryDirectory(prefix="vmig-load-") as tdir:
+        # QEMU reads a fixed, harmless name in its own directory: no quoting issues
+        # in the URI whatever the real file is called.
+        os.symlink(src, os.path.join(tdir, "stream.bin"))
+        uri = "file:stream.bin" if qemu.has_file_uri else "exec:cat stream.bin"
+        argv = _vm_args(qemu, machine, memory, globals_, devices, extra_args,
+                        ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, "-qmp", "stdio"])
+        deadline = time.monotonic() + timeout
+        qp = _QmpProcess(argv, cwd=tdir, timeout=timeout)
+        try:
+            mig: dict[str, Any] = {}
+            status = ""
+            exited = False
+            try:
+                qp.greeting(deadline)
+                qp.cmd("qmp_capabilities", None, deadline)
+                if capabilities:
+                    qp.cmd("migrate-set-capabilities", {"capabilities": _caps_arg(capabilities)}, deadline)
+                    qp.cmd("migrate-incoming", {"uri": uri}, deadline)
+                while True:
+                    reply = qp.try_cmd("query-migrate", None, deadline)
+                    if reply is None:
+                        exited = True
+                        break
+                    if "error" in reply:
+                        raise qp.error(f"QMP query-migrate failed: {reply['error']}")
+                    mig = reply.get("return") or {}
+                    status = mig.get("status", "")
+                    if status in _FINAL_STATES:
+                        break
+                    if time.monotonic() > deadline:
+                        raise qp.error(f"incoming migration did not finish within {timeout}s "
+                                       f"(status {status or 'none'})")
+                    time.sleep(_POLL)
+            except QemuError:
+                if qp.returncode() is None and not qp.eof:
+                    raise
+                exited = True  # QEMU died (e.g. refused the stream) before or while we asked
+            if exited:
+                try:
+                    qp.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
+                rc = qp.returncode()
+                if status not in _FINAL_STATES:
+                    status = "failed" if rc else "exited"
+            else:
+                rc = qp.quit(wait=10)
+            return LoadResult(accepted=(status == "completed"), status=status, stderr=qp.stderr_text(),
+                              argv=argv, returncode=rc, qemu_exited=exited, query_migrate=mig,
+                              events=list(qp.events))
+        finally:
+            qp.close()
+
+
+# -------------------------------------------------------------- dump-vmstate
+def dump_vmstate(qemu: QemuBinary, machine: str, out_path: str | os.PathLike[str],
+                 timeout: float = 60) -> Path:
+    """``-dump-vmstate`` for ``machine`` into ``out_path`` (gzipped, reproducibly, if it ends in .gz)."""
+    out = Path(out_path).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vmig-dump-", dir=out.parent) as tdir:
+        raw = os.path.join(tdir, "vmstate.json")
+        argv = [*qemu.argv_prefix, "-machine", machine, *BASE_ARGS, "-dump-vmstate", raw]
+        # (no -rtc/-m: irrelevant to the vmstate description)
+        try:
+            res = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                 timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise QemuError(f"-dump-vmstate timed out after {timeout}s", argv=argv,
+                            stderr=(e.stderr or b"").decode("utf-8", "replace")
+                            if isinstance(e.stderr, bytes) else (e.stderr or "")) from e
+        if res.returncode != 0 or not os.path.exists(raw):
+            raise QemuError("-dump-vmstate failed", stderr=res.stderr, argv=argv, returncode=res.returncode)
+        tmp = os.path.join(tdir, "out")
+        if out.name.endswith(".gz"):
+            with (open(raw, "rb") as src, open(tmp, "wb") as dst,
+                  gzip.GzipFile(filename="", mode="wb", fileobj=dst, mtime=0, compresslevel=9) as gz):
+                shutil.copyfileobj(src, gz)
+        else:
+            os.replace(raw, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    return out
+
+
+# ---------------------------------------------------------------------- CLI
+def _param_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vfio_ramfb_mig.qemu",
+                                description="vmig's capture helper: drive real QEMU over QMP on stdio.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--qemu", required=True, help="10.0, 7.2 or a path to a QEMU binary")
+        sp.add_argument("--machine", "-M", required=True, help="machine type, e.g. pc-q35-8.2")
+        sp.add_argument("--device", action="append", default=[], help="-device argument (repeatable)")
+        sp.add_argument("--global", dest="globals_", action="append", default=[],
+                        help="-global argument (repeatable)")
+        sp.add_argument("--cap", action="append", default=[], help="migration capability to enable")
+        sp.add_argument("--memory", "-m", default="16M")
+        sp.add_argument("--extra-arg", action="append", default=[],
+                        help="extra QEMU argument (repeatable; use --extra-arg=-foo)")
+
+    c = sub.add_parser("capture", help="migrate a paused VM into a file (+ .meta.json sidecar)")
+    common(c)
+    c.add_argument("-o", "--output", required=True, help="stream file to write (e.g. out.bin)")
+    c.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="migrate-set-parameters entry (value parsed as JSON if it can be)")
+    c.add_argument("--booted", type=float, default=0, metavar="SECS",
+                   help="cont, let the firmware run SECS seconds, stop, then migrate")
+    c.add_argument("--suppress-vmdesc", action="store_true")
+    c.add_argument("--no-sidecar", action="store_true", help="do not write the .meta.json sidecar")
+    c.add_argument("--timeout", type=float, default=60)
+
+    ld = sub.add_parser("load", help="give a stream to QEMU as an incoming migration; print the verdict")
+    common(ld)
+    ld.add_argument("stream")
+    ld.add_argument("--timeout", type=float, default=30)
+    ld.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+    d = sub.add_parser("dump-vmstate", help="-dump-vmstate for a machine type")
+    d.add_argument("--qemu", required=True)
+    d.add_argument("--machine", "-M", required=True)
+    d.add_argument("-o", "--output", required=True, help="JSON file (gzipped if it ends in .gz)")
+    d.add_argument("--timeout", type=float, default=60)
+
+    sub.add_parser("find", help="show which QEMU binaries are found")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        if args.command == "find":
+            rc = 0
+            for series in ("10.0", "7.2"):
+                q = find_qemu(series)
+                if q is None:
+                    print(f"{series}: not found")
+                    rc = 1
+                else:
+                    print(f"{series}: {q.version_text}\n      {shlex.join(q.argv_prefix)}")
+            return rc
+        qemu = _resolve_qemu(args.qemu)
+        if args.command == "capture":
+            params = {}
+            for item in args.param:
+                name, sep, value = item.partition("=")
+                if not sep:
+                    raise SystemExit(f"--param wants NAME=VALUE, got {item!r}")
+                params[name] = _param_value(value)
+            res = capture(qemu, args.output, args.machine, devices=args.device, globals_=args.globals_,
+                          capabilities=args.cap, parameters=params, memory=args.memory,
+                          booted_seconds=args.booted, suppress_vmdesc=args.suppress_vmdesc,
+                          timeout=args.timeout, extra_args=args.extra_arg)
+            msg = f"wrote {res.path} ({res.size} bytes, sha256 {res.sha256})"
+            if not args.no_sidecar:
+                msg += f"\nwrote {write_sidecar(res.sidecar, sidecar_path(res.path))}"
+            print(msg)
+            return 0
+        if args.command == "load":
+            v = load(qemu, args.stream, args.machine, devices=args.device, globals_=args.globals_,
+                     capabilities=args.cap, timeout=args.timeout, memory=args.memory,
+                     extra_args=args.extra_arg)
+            if args.json:
+                print(json.dumps(v.to_dict(), indent=2))
+            else:
+                verdict = "ACCEPTED" if v.accepted else "REFUSED"
+                print(f"{verdict}: QEMU {qemu.version} {args.machine} status={v.status}"
+                      f" exit={v.returncode}")
+                for line in v.errors:
+                    print(f"  qemu: {line}")
+            return 0 if v.accepted else 1
+        if args.command == "dump-vmstate":
+            print(f"wrote {dump_vmstate(qemu, args.machine, args.output, timeout=args.timeout)}")
+            return 0
+    except QemuError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
