@@ -368,6 +368,11 @@ class _Decoder:
                                       f"no section footers", offset=pos, path=path,
                                       hint="a stream written with a vmdesc can be decoded fully")
         end = self._scan_footer(pos, section_id)
+        if end is None and self.vmdesc is None and self.size and self.buf[self.size - 1] != 0:
+            # a complete stream ends with EOF (0x00) or a vmdesc; this one stops mid-way
+            raise TruncatedError(f"stream is cut short (it ends with neither EOF nor a vmdesc), and section "
+                                 f"{printable(idstr)} cannot be decoded without the vmdesc that was cut off",
+                                 offset=self.size, path=path)
         if end is None:
             raise UnknownSectionError(f"cannot delimit section {printable(idstr)}: {why}, and no footer for "
                                       f"id {section_id} follows", offset=pos, path=path)
@@ -634,37 +639,41 @@ def construct_path_names(desc: Description, cpath: str) -> FieldPath:
     return tuple(names)
 
 
-def convert(desc: Description, container: Container) -> tuple[tuple[Field, ...], tuple[Subsection, ...]]:
+def convert(desc: Description, container: Container,
+            ctx: dict[str, Any] | None = None) -> tuple[tuple[Field, ...], tuple[Subsection, ...]]:
+    """Containers of a compiled description -> model fields. `ctx` carries what later fields
+    need from earlier ones across struct levels (the PCI config space, for the MSI-X size)."""
+    ctx = {} if ctx is None else ctx
     fields = []
     for i, fd in enumerate(desc.fields):
         loc: Loc = container[f"f{i}"]
         span = Span(loc.start, loc.end - loc.start)
-        value = _value(fd, loc.value, span)
-        fields.append(Field(name=fd.key, type=fd.type, value=value, span=span, info=_info(fd, value, fields)))
-    return tuple(fields), _subsections(desc, container["subsections"])
+        value = _value(fd, loc.value, span, ctx)
+        fields.append(Field(name=fd.key, type=fd.type, value=value, span=span, info=_info(fd, value, ctx)))
+    return tuple(fields), _subsections(desc, container["subsections"], ctx)
 
 
-def _subsections(desc: Description, items: list[Loc]) -> tuple[Subsection, ...]:
+def _subsections(desc: Description, items: list[Loc], ctx: dict[str, Any]) -> tuple[Subsection, ...]:
     result = []
     for loc in items:
         name, version, body = loc.value
         sub_desc = desc.subsection(from_wire(name))
         assert sub_desc is not None  # Subsections only accepts listed names
-        fields, subs = convert(sub_desc, body)
+        fields, subs = convert(sub_desc, body, ctx)
         result.append(Subsection(name=sub_desc.name, version=version, fields=fields, subsections=subs,
                                  span=Span(loc.start, loc.end - loc.start)))
     return tuple(result)
 
 
-def _value(fd: FieldDesc, raw: Any, span: Span) -> Any:
+def _value(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
     if fd.count is not None or fd.count_from is not None:
-        return [_element(fd, item.value, Span(item.start, item.end - item.start)) for item in raw]
-    return _element(fd, raw, span)
+        return [_element(fd, item.value, Span(item.start, item.end - item.start), ctx) for item in raw]
+    return _element(fd, raw, span, ctx)
 
 
-def _element(fd: FieldDesc, raw: Any, span: Span) -> Any:
+def _element(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
     if fd.type == "struct" and fd.struct is not None:
-        fields, subs = convert(fd.struct, raw)
+        fields, subs = convert(fd.struct, raw, ctx)
         return StructValue(fd.struct.name, fd.struct.version, fields, subs)
     if fd.type == "bool" and raw in (0, 1):
         return bool(raw)
@@ -679,16 +688,14 @@ def _element(fd: FieldDesc, raw: Any, span: Span) -> Any:
     return raw
 
 
-def _info(fd: FieldDesc, value: Any, earlier: list[Field]) -> dict[str, Any] | None:
+def _info(fd: FieldDesc, value: Any, ctx: dict[str, Any]) -> dict[str, Any] | None:
     if fd.type == RAMFB_CFG_TYPE:
         return ramfb_info(value)
     if fd.type == "pci config" and isinstance(value, bytes):
+        ctx["pci_config"] = value
         return pci_config_info(value)
-    if fd.type == "msix state" and isinstance(value, bytes):
-        for f in earlier:
-            if isinstance(f.value, StructValue):
-                config = next((g.value for g in f.value.fields if g.type == "pci config"), None)
-                vectors = msix_vectors(config) if isinstance(config, bytes) else None
-                if vectors and len(value) >= vectors * 16 + (vectors + 7) // 8:
-                    return msix_info(value, vectors)
+    if fd.type == "msix state" and isinstance(value, bytes) and isinstance(ctx.get("pci_config"), bytes):
+        vectors = msix_vectors(ctx["pci_config"])
+        if vectors and len(value) == vectors * 16 + (vectors + 7) // 8:
+            return msix_info(value, vectors)
     return None

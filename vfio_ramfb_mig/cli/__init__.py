@@ -1,0 +1,1 @@
+"""click commands: parse options, call one function, hand the result to render."""

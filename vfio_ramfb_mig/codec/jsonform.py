@@ -1,0 +1,509 @@
+"""model <-> JSON: the `vmig decode --json` contract, and its way back (`vmig encode --from-json`).
+
+Top level: {"vmig": {...}, "source": {"path", "size"}, "records": [...]}. Each
+record has "type", "offset" and "length" (a section's span includes its header
+and footer; the spans tile the file). Field values are JSON numbers and
+booleans, lowercase hex strings for byte buffers, objects for structs, lists
+for arrays. Bytes that stay in the source (RAM pages, big buffers, VFIO data)
+are {"ref": {"offset", "length"}} (read back from the source file on encode)
+or, with embedding, {"base64": "..."}. "info" and "summary" keys are derived
+readings for people and are ignored on the way back.
+
+Imports: errors, model, codec.text.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import replace
+from typing import Any
+
+from .. import __version__
+from ..errors import FieldPath, JsonFormError
+from ..model import (
+    Blob,
+    Command,
+    Configuration,
+    Eof,
+    Field,
+    Header,
+    MigrationStream,
+    OpaqueBody,
+    RamBlock,
+    RamBody,
+    RamMarker,
+    RamMemSize,
+    RamPages,
+    Section,
+    Span,
+    StructValue,
+    Subsection,
+    VfioBody,
+    VfioItem,
+    VmstateBody,
+    Vmdesc,
+)
+from ..vmstate.compile import RAMFB_CFG_TYPE
+from ..wire.ramfb import fourcc_code, fourcc_text
+from ..wire.stream import command_name
+
+FORMAT_VERSION = 1
+#: field types whose values are numbers (bool is separate; "pci irq state" is a list of numbers)
+_NUMBER_TYPES = frozenset({
+    "int8", "uint8", "uint8 equal", "int16", "uint16", "uint16 equal", "int32", "uint32", "int32 equal",
+    "uint32 equal", "int32 le", "int64", "uint64", "int64 equal", "timer", "CPU_Double_U", "nullptr",
+})
+
+
+# ================================================================ model -> JSON
+
+
+def to_json(stream: MigrationStream, *, embed: bool = False, source=None) -> dict[str, Any]:
+    """The JSON document for a decoded stream. With `embed`, referenced bytes are carried inline
+    (base64), read from `source`, so the document stands alone."""
+    writer = _Writer(embed, source)
+    doc: dict[str, Any] = {
+        "vmig": {"format": FORMAT_VERSION, "version": __version__},
+        "source": {"path": stream.source, "size": stream.size, "embedded": embed},
+        "records": [writer.record(r) for r in stream.records],
+    }
+    if stream.warnings:
+        doc["warnings"] = list(stream.warnings)
+    if stream.error:
+        doc["error"] = stream.error
+    return doc
+
+
+def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: int | None = 2) -> str:
+    return json.dumps(to_json(stream, embed=embed, source=source), indent=indent) + "\n"
+
+
+def _span(obj: dict[str, Any], span: Span | None) -> dict[str, Any]:
+    if span is not None:
+        obj["offset"], obj["length"] = span.offset, span.length
+    return obj
+
+
+class _Writer:
+    def __init__(self, embed: bool, source) -> None:
+        self.embed, self.source = embed, source
+
+    def blob(self, blob: Blob) -> dict[str, Any]:
+        if blob.data is not None and blob.length <= 4096:
+            return {"hex": blob.data.hex()}
+        if self.embed:
+            data = blob.data if blob.data is not None else bytes(self.source.buf[blob.offset:blob.offset + blob.length])
+            return {"base64": base64.b64encode(data).decode()}
+        return {"ref": {"offset": blob.offset, "length": blob.length}}
+
+    def record(self, r: Any) -> dict[str, Any]:
+        if isinstance(r, Header):
+            return _span({"type": "header"}, r.span) | {"magic": "QEVM" if r.magic == 0x5145564D else r.magic,
+                                                        "version": r.version}
+        if isinstance(r, Configuration):
+            return _span({"type": "configuration"}, r.span) | {
+                "machine": r.machine, "subsections": [self.subsection(s) for s in r.subsections]}
+        if isinstance(r, Section):
+            return self.section(r)
+        if isinstance(r, Command):
+            obj = _span({"type": "command"}, r.span) | {"cmd": r.cmd, "name": r.name, "data": r.data.hex()}
+            if r.package is not None:
+                obj["package"] = self.blob(r.package)
+            return obj
+        if isinstance(r, Eof):
+            return _span({"type": "eof"}, r.span)
+        if isinstance(r, Vmdesc):
+            obj = _span({"type": "vmdesc"}, r.span)
+            if r.text is None:
+                obj["json"] = r.document
+            else:
+                obj["raw"] = r.text.hex()
+            return obj
+        raise TypeError(f"unknown record {type(r).__name__}")
+
+    def section(self, r: Section) -> dict[str, Any]:
+        obj = _span({"type": r.type}, r.span) | {"section_id": r.section_id, "idstr": r.idstr}
+        if r.long_header:
+            obj["instance_id"], obj["version_id"] = r.instance_id, r.version_id
+        obj["footer"] = r.footer
+        body = r.body
+        if isinstance(body, VmstateBody):
+            obj["decoder"] = body.origin
+            obj["vmsd_name"], obj["version"] = body.vmsd_name, body.version
+            obj["fields"] = [self.field(f) for f in body.fields]
+            obj["subsections"] = [self.subsection(s) for s in body.subsections]
+        elif isinstance(body, RamBody):
+            obj["decoder"] = "ram"
+            obj["ram"] = self.ram(body)
+        elif isinstance(body, VfioBody):
+            obj["decoder"] = "vfio"
+            obj["vfio"] = {"items": [self.vfio_item(i) for i in body.items]}
+        elif isinstance(body, OpaqueBody):
+            obj["decoder"] = "opaque"
+            obj["opaque"] = {"reason": body.reason, "offset": body.data.offset, "length": body.data.length,
+                             "data": self.blob(body.data)}
+        return obj
+
+    def subsection(self, s: Subsection) -> dict[str, Any]:
+        return _span({"name": s.name, "version": s.version}, s.span) | {
+            "fields": [self.field(f) for f in s.fields], "subsections": [self.subsection(x) for x in s.subsections]}
+
+    def field(self, f: Field) -> dict[str, Any]:
+        obj = _span({"name": f.name, "type": f.type}, f.span)
+        obj["value"] = self.value(f.type, f.value)
+        if f.info:
+            obj["info"] = f.info
+        return obj
+
+    def value(self, ftype: str, value: Any) -> Any:
+        if isinstance(value, StructValue):
+            return {"vmsd_name": value.vmsd_name, "version": value.version,
+                    "fields": [self.field(f) for f in value.fields],
+                    "subsections": [self.subsection(s) for s in value.subsections]}
+        if isinstance(value, list):
+            return [self.value(ftype, v) for v in value]
+        if isinstance(value, (bytes, bytearray)):
+            return value.hex()
+        if isinstance(value, Blob):
+            return self.blob(value)
+        if ftype == RAMFB_CFG_TYPE and isinstance(value, dict):
+            return value | {"fourcc": fourcc_text(value["fourcc"])}
+        return value
+
+    def ram(self, body: RamBody) -> dict[str, Any]:
+        items = []
+        summary: dict[str, dict[str, int]] = {}
+        for item in body.items:
+            if isinstance(item, RamMemSize):
+                items.append(_span({"kind": "mem_size", "total": item.total,
+                                    "blocks": [self.ram_block(b) for b in item.blocks]}, item.span))
+            elif isinstance(item, RamMarker):
+                items.append(_span({"kind": item.kind}, item.span))
+            else:
+                obj = _span({"kind": item.kind, "block": item.block, "page_offset": item.offset,
+                             "count": item.count, "named": item.named}, item.span)
+                if item.kind == "zero" and item.fill:
+                    obj["fill"] = item.fill
+                if item.kind == "xbzrle":
+                    obj["delta"] = (item.delta or b"").hex()
+                if item.kind == "page" and self.embed:
+                    obj["data"] = self.page_data(item, body.page_size)
+                items.append(obj)
+                counts = summary.setdefault(item.block, {"zero": 0, "page": 0, "xbzrle": 0})
+                counts[item.kind] += item.count
+        return {"page_size": body.page_size, "summary": summary, "items": items}
+
+    def page_data(self, run: RamPages, ps: int) -> dict[str, Any]:
+        first = run.span.offset + 8 + (1 + len(run.block.encode("utf-8", "surrogateescape")) if run.named else 0)
+        data = b"".join(bytes(self.source.buf[first + i * (ps + 8):first + i * (ps + 8) + ps])
+                        for i in range(run.count))
+        return {"base64": base64.b64encode(data).decode()}
+
+    def ram_block(self, b: RamBlock) -> dict[str, Any]:
+        obj: dict[str, Any] = {"idstr": b.idstr, "used_length": b.used_length}
+        if b.page_size is not None:
+            obj["page_size"] = b.page_size
+        if b.addr is not None:
+            obj["addr"] = b.addr
+        if b.mapped_ram is not None:
+            obj["mapped_ram"] = dict(b.mapped_ram)
+            if b.region is not None:
+                obj["region"] = self.blob(b.region) | {"offset": b.region.offset, "length": b.region.length}
+        return obj
+
+    def vfio_item(self, item: VfioItem) -> dict[str, Any]:
+        obj = _span({"kind": item.kind}, item.span)
+        if item.data is not None:
+            obj["data"] = self.blob(item.data) | {"size": item.data.length}
+        if item.config is not None:
+            c = item.config
+            obj |= {"vmsd_name": c.vmsd_name, "version": c.version, "fields": [self.field(f) for f in c.fields],
+                    "subsections": [self.subsection(s) for s in c.subsections]}
+        return obj
+
+
+# ================================================================ JSON -> model
+
+
+def loads(text: str) -> MigrationStream:
+    try:
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise JsonFormError(f"not valid JSON: {exc}") from exc
+    return from_json(doc)
+
+
+def from_json(doc: Any) -> MigrationStream:
+    reader = _Reader()
+    obj = reader.obj(doc, ())
+    records = reader.list(obj.get("records"), ("records",))
+    source = obj.get("source") or {}
+    model = tuple(reader.record(r, ("records", i)) for i, r in enumerate(records))
+    # PART/END carry no instance/version on the wire; the model resolves them from their START
+    opened: dict[int, Section] = {}
+    resolved = []
+    for record in model:
+        if isinstance(record, Section) and record.type == "section_start":
+            opened[record.section_id] = record
+        elif isinstance(record, Section) and not record.long_header and record.section_id in opened:
+            start = opened[record.section_id]
+            record = replace(record, instance_id=start.instance_id, version_id=start.version_id)
+        resolved.append(record)
+    model = tuple(resolved)
+    return MigrationStream(records=model, size=source.get("size", 0) if isinstance(source, dict) else 0,
+                           source=source.get("path") if isinstance(source, dict) else None)
+
+
+class _Reader:
+    def fail(self, message: str, path: FieldPath) -> None:
+        raise JsonFormError(message, path=path)
+
+    def obj(self, value: Any, path: FieldPath) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(f"expected an object, found {_kind(value)}", path)
+        return value
+
+    def list(self, value: Any, path: FieldPath) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(f"expected a list, found {_kind(value)}", path)
+        return value
+
+    def int(self, obj: dict[str, Any], key: str, path: FieldPath, *, bits: int = 64) -> int:
+        value = obj.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(f"expected an integer '{key}', found {_kind(value)}", path + (key,))
+        if not 0 <= value < 1 << bits:
+            self.fail(f"'{key}' = {value} is out of range 0..{(1 << bits) - 1}", path + (key,))
+        return value
+
+    def str(self, obj: dict[str, Any], key: str, path: FieldPath) -> str:
+        value = obj.get(key)
+        if not isinstance(value, str):
+            self.fail(f"expected a string '{key}', found {_kind(value)}", path + (key,))
+        return value
+
+    def hex(self, value: Any, path: FieldPath) -> bytes:
+        if not isinstance(value, str):
+            self.fail(f"expected a hex string, found {_kind(value)}", path)
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            self.fail("expected a hex string (pairs of 0-9a-f)", path)
+        raise AssertionError
+
+    def blob(self, value: Any, path: FieldPath) -> Blob | bytes:
+        if isinstance(value, str):
+            return self.hex(value, path)
+        obj = self.obj(value, path)
+        if "hex" in obj:
+            return self.hex(obj["hex"], path + ("hex",))
+        if "base64" in obj:
+            try:
+                return base64.b64decode(obj["base64"], validate=True)
+            except (ValueError, TypeError):
+                self.fail("expected base64 data", path + ("base64",))
+        if "ref" in obj:
+            ref = self.obj(obj["ref"], path + ("ref",))
+            return Blob(self.int(ref, "offset", path + ("ref",)), self.int(ref, "length", path + ("ref",)))
+        self.fail("expected bytes as a hex string, {\"hex\"}, {\"base64\"} or {\"ref\"}", path)
+        raise AssertionError
+
+    def as_blob(self, value: Any, path: FieldPath, offset: Any = 0) -> Blob:
+        data = self.blob(value, path)
+        where = offset if isinstance(offset, int) else 0
+        return data if isinstance(data, Blob) else Blob(where, len(data), data)
+
+    def span(self, obj: dict[str, Any]) -> Span | None:
+        off, length = obj.get("offset"), obj.get("length")
+        return Span(off, length) if isinstance(off, int) and isinstance(length, int) else None
+
+    def record(self, value: Any, path: FieldPath) -> Any:
+        r = self.obj(value, path)
+        rtype = r.get("type")
+        span = self.span(r)
+        if rtype == "header":
+            magic = r.get("magic", "QEVM")
+            return Header(magic=0x5145564D if magic == "QEVM" else self.int(r, "magic", path, bits=32),
+                          version=self.int(r, "version", path, bits=32), span=span)
+        if rtype == "configuration":
+            return Configuration(machine=self.str(r, "machine", path),
+                                 subsections=self.subsections(r.get("subsections", []), path + ("subsections",)),
+                                 span=span)
+        if rtype in ("section_start", "section_part", "section_end", "section_full"):
+            return self.section(r, rtype, span, path)
+        if rtype == "command":
+            cmd = self.int(r, "cmd", path, bits=16)
+            package = self.as_blob(r["package"], path + ("package",)) if "package" in r else None
+            return Command(cmd=cmd, name=command_name(cmd), data=self.hex(r.get("data", ""), path + ("data",)),
+                           package=package, span=span)
+        if rtype == "eof":
+            return Eof(span=span)
+        if rtype == "vmdesc":
+            if "raw" in r:
+                return Vmdesc(document=None, text=self.hex(r["raw"], path + ("raw",)), span=span)
+            return Vmdesc(document=r.get("json"), span=span)
+        self.fail(f"unknown record type {rtype!r}; expected header, configuration, section_start, section_part, "
+                  f"section_end, section_full, command, eof or vmdesc", path + ("type",))
+
+    def section(self, r: dict[str, Any], rtype: str, span: Span | None, path: FieldPath) -> Section:
+        long_header = rtype in ("section_start", "section_full")
+        decoder = r.get("decoder")
+        if decoder == "ram":
+            body: Any = self.ram(self.obj(r.get("ram"), path + ("ram",)), path + ("ram",))
+        elif decoder == "vfio":
+            vfio = self.obj(r.get("vfio"), path + ("vfio",))
+            body = VfioBody(tuple(self.vfio_item(i, path + ("vfio", "items", k))
+                                  for k, i in enumerate(self.list(vfio.get("items"), path + ("vfio", "items")))))
+        elif decoder == "opaque":
+            opaque = self.obj(r.get("opaque"), path + ("opaque",))
+            body = OpaqueBody(self.as_blob(opaque.get("data"), path + ("opaque", "data"), opaque.get("offset")),
+                              opaque.get("reason", ""))
+        elif decoder in ("vmdesc", "builtin") or "fields" in r:
+            body = VmstateBody(self.str(r, "vmsd_name", path), self.int(r, "version", path, bits=32),
+                               self.fields(r.get("fields", []), path + ("fields",)),
+                               self.subsections(r.get("subsections", []), path + ("subsections",)),
+                               origin=decoder or "vmdesc")
+        else:
+            self.fail(f"unknown section decoder {decoder!r}; expected vmdesc, builtin, ram, vfio or opaque",
+                      path + ("decoder",))
+        return Section(type=rtype, section_id=self.int(r, "section_id", path, bits=32), idstr=self.str(r, "idstr", path),
+                       instance_id=self.int(r, "instance_id", path, bits=32) if long_header else None,
+                       version_id=self.int(r, "version_id", path, bits=32) if long_header else None,
+                       body=body, footer=bool(r.get("footer", True)), span=span)
+
+    def subsections(self, value: Any, path: FieldPath) -> tuple[Subsection, ...]:
+        result = []
+        for i, s in enumerate(self.list(value, path)):
+            where = path + (i,)
+            s = self.obj(s, where)
+            result.append(Subsection(self.str(s, "name", where), self.int(s, "version", where, bits=32),
+                                     self.fields(s.get("fields", []), where + ("fields",)),
+                                     self.subsections(s.get("subsections", []), where + ("subsections",)),
+                                     span=self.span(s)))
+        return tuple(result)
+
+    def fields(self, value: Any, path: FieldPath) -> tuple[Field, ...]:
+        result = []
+        for i, f in enumerate(self.list(value, path)):
+            where = path + (i,)
+            f = self.obj(f, where)
+            ftype = self.str(f, "type", where)
+            if "value" not in f:
+                self.fail(f"field '{f.get('name')}' has no 'value'", where)
+            result.append(Field(self.str(f, "name", where), ftype, self.value(ftype, f["value"], where + ("value",)),
+                                span=self.span(f)))
+        return tuple(result)
+
+    def value(self, ftype: str, value: Any, path: FieldPath) -> Any:
+        if ftype == "struct" and isinstance(value, list):
+            return [self.value(ftype, v, path + (i,)) for i, v in enumerate(value)]
+        if ftype == "struct":
+            s = self.obj(value, path)
+            return StructValue(self.str(s, "vmsd_name", path), self.int(s, "version", path, bits=32),
+                               self.fields(s.get("fields", []), path + ("fields",)),
+                               self.subsections(s.get("subsections", []), path + ("subsections",)))
+        if ftype == RAMFB_CFG_TYPE:
+            if isinstance(value, list):
+                return [self.value(ftype, v, path + (i,)) for i, v in enumerate(value)]
+            cfg = dict(self.obj(value, path))
+            if isinstance(cfg.get("fourcc"), str):
+                cfg["fourcc"] = self.fourcc(cfg["fourcc"], path + ("fourcc",))
+            unknown = set(cfg) - {"addr", "fourcc", "flags", "width", "height", "stride"}
+            if unknown:
+                self.fail(f"unknown ramfb cfg key(s) {sorted(unknown)}; expected addr, fourcc, flags, width, "
+                          f"height, stride", path)
+            return {"addr": self.int(cfg, "addr", path, bits=64),
+                    **{k: self.int(cfg, k, path, bits=32) for k in ("fourcc", "flags", "width", "height", "stride")}}
+        if ftype == "pci irq state":
+            items = self.list(value, path)
+            if len(items) != 4:
+                self.fail(f"pci irq state has 4 values (INTA..INTD), found {len(items)}", path)
+            return [self._number(v, "uint32", path + (i,)) for i, v in enumerate(items)]
+        if isinstance(value, list):
+            return [self.value(ftype, v, path + (i,)) for i, v in enumerate(value)]
+        if ftype == "capability":
+            if not isinstance(value, str):
+                self.fail(f"expected a capability name, found {_kind(value)}", path)
+            return value
+        if ftype == "bool":
+            if isinstance(value, bool):
+                return value
+            return self._number(value, "uint8", path)
+        if ftype in _NUMBER_TYPES and not isinstance(value, (str, dict)):
+            return self._number(value, ftype, path)
+        return self.blob(value, path)
+
+    def fourcc(self, text: str, path: FieldPath) -> int:
+        if len(text) == 4 and text.isascii():
+            return fourcc_code(text)
+        try:
+            return int(text, 0)
+        except ValueError:
+            self.fail(f"fourcc {text!r} is neither 4 ASCII letters (e.g. 'XR24') nor a number", path)
+        raise AssertionError
+
+    def _number(self, value: Any, ftype: str, path: FieldPath) -> int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            self.fail(f"expected an integer for type '{ftype}', found {_kind(value)}", path)
+        return value
+
+    def ram(self, r: dict[str, Any], path: FieldPath) -> RamBody:
+        page_size = self.int(r, "page_size", path) if "page_size" in r else 4096
+        items: list[Any] = []
+        for i, item in enumerate(self.list(r.get("items"), path + ("items",))):
+            where = path + ("items", i)
+            item = self.obj(item, where)
+            kind = item.get("kind")
+            span = self.span(item)
+            if kind == "mem_size":
+                blocks = []
+                for k, b in enumerate(self.list(item.get("blocks"), where + ("blocks",))):
+                    bw = where + ("blocks", k)
+                    b = self.obj(b, bw)
+                    region = self.as_blob(b["region"], bw + ("region",)) if "region" in b else None
+                    if region is not None and "offset" in b["region"] and region.data is not None:
+                        region = Blob(b["region"]["offset"], region.length, region.data)
+                    blocks.append(RamBlock(self.str(b, "idstr", bw), self.int(b, "used_length", bw),
+                                           page_size=b.get("page_size"), addr=b.get("addr"),
+                                           mapped_ram=b.get("mapped_ram"), region=region))
+                items.append(RamMemSize(self.int(item, "total", where), tuple(blocks), span=span))
+            elif kind in ("eos", "multifd_flush"):
+                items.append(RamMarker(kind, span=span))
+            elif kind in ("zero", "page", "xbzrle"):
+                data = None
+                if "data" in item:
+                    raw = self.blob(item["data"], where + ("data",))
+                    data = (raw if isinstance(raw, Blob) else Blob(0, len(raw), raw),)
+                items.append(RamPages(kind=kind, block=self.str(item, "block", where),
+                                      offset=self.int(item, "page_offset", where),
+                                      count=self.int(item, "count", where, bits=40), named=bool(item.get("named")),
+                                      fill=item.get("fill", 0), data=data,
+                                      delta=self.hex(item["delta"], where + ("delta",)) if "delta" in item else None,
+                                      span=span))
+                if kind == "page" and data is None and span is None:
+                    self.fail("page run without data needs its 'offset'/'length' in the source", where)
+            else:
+                self.fail(f"unknown RAM item kind {kind!r}", where + ("kind",))
+        return RamBody(tuple(items), page_size)
+
+    def vfio_item(self, value: Any, path: FieldPath) -> VfioItem:
+        item = self.obj(value, path)
+        kind = item.get("kind")
+        span = self.span(item)
+        if kind == "data":
+            data = self.as_blob(item.get("data"), path + ("data",), span.offset + 16 if span else 0)
+            return VfioItem("data", data=data, span=span)
+        if kind == "config":
+            return VfioItem("config", config=VmstateBody(
+                self.str(item, "vmsd_name", path), self.int(item, "version", path, bits=32),
+                self.fields(item.get("fields", []), path + ("fields",)),
+                self.subsections(item.get("subsections", []), path + ("subsections",)), origin="builtin"), span=span)
+        if kind in ("setup", "end_of_state", "init_data_sent"):
+            return VfioItem(kind, span=span)
+        self.fail(f"unknown VFIO item kind {kind!r}", path + ("kind",))
+        raise AssertionError
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__

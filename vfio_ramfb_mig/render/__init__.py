@@ -1,0 +1,1 @@
+"""rich renderables for vmig's outputs (build, never print)."""
