@@ -9,6 +9,7 @@ Imports: click, rich, and the package's public layers.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from ..codec import jsonform
 from ..codec.decode import decode
 from ..codec.encode import encode
 from ..codec.source import Source
-from ..errors import InputError, VmigError
+from ..devstream import DeviceRequest, build_device_stream
+from ..errors import InputError, JsonFormError, VmigError
 from ..outfile import atomic_output, refuse_same_file
 from ..render.errors import error_text
 from ..render.theme import THEME
@@ -152,30 +154,60 @@ def _plain_file(path: str) -> bool:
 
 
 @cli.command("encode")
-@click.option("--from-json", "from_json", metavar="FILE", help="a `vmig decode --json` document ('-' for stdin)")
+@click.option("--from-json", "from_json", metavar="FILE", help="rebuild a stream from a `vmig decode --json` document")
 @click.option("--source", "source_path", metavar="STREAM",
-              help="the stream the JSON refers to for RAM pages and big buffers (default: its source.path)")
+              help="--from-json: the stream the JSON refers to for RAM pages and big buffers "
+                   "(default: its source.path)")
+@click.option("--machine", metavar="TYPE", help="build device state for this machine type (pc-q35-8.2, pc-8.1, q35...)")
+@click.option("--device", type=click.Choice(["vfio-pci", "ramfb"]), default="vfio-pci", show_default=True,
+              help="vfio-pci means vfio-pci-nohotplug (the type with ramfb); ramfb is the standalone -device ramfb")
+@click.option("--ramfb/--no-ramfb", default=None, help="vfio-pci: the ramfb property (QEMU default off)")
+@click.option("--x-ramfb-migrate", "x_ramfb_migrate", type=click.Choice(["on", "off", "auto"]),
+              help="vfio-pci: default auto, which machine compat sets to off on <= 8.1")
+@click.option("--enable-migration", type=click.Choice(["on", "off", "auto"]), help="vfio-pci: default auto")
+@click.option("--display", type=click.Choice(["on", "off", "auto"]),
+              help="vfio-pci: default off in QEMU; --ramfb implies on unless given")
+@click.option("--x-migrate", type=click.Choice(["on", "off"]), help="ramfb: default on, off by compat on <= 8.1")
+@click.option("--global", "global_props", multiple=True, metavar="DRIVER.PROP=VALUE",
+              help="like QEMU's -global; repeatable")
+@click.option("--state", "state_path", metavar="FILE",
+              help="device state: the JSON `vmig decode --json` prints for the device's section (or a whole "
+                   "decode document); missing values take documented defaults")
+@click.option("--addr", metavar="DDDD:BB:SS.F", help="vfio-pci: PCI address in the idstr (default: first free slot)")
 @click.option("-o", "--output", required=True, metavar="FILE", help="where to write the stream ('-' for stdout)")
 @click.pass_obj
-def encode_cmd(app: App, from_json: str | None, source_path: str | None, output: str) -> None:
-    """Build a migration stream from a decoded JSON document."""
-    if from_json is None:
-        raise click.UsageError("give --from-json FILE (or, for device state, --machine; see `vmig encode-device`)")
+def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine: str | None, device: str,
+               ramfb: bool | None, x_ramfb_migrate: str | None, enable_migration: str | None, display: str | None,
+               x_migrate: str | None, global_props: tuple[str, ...], state_path: str | None, addr: str | None,
+               output: str) -> None:
+    """Build a migration stream: from a decoded JSON document, or device state for a machine type.
+
+    \b
+    vmig encode --from-json dump.json -o dump.bin
+    vmig encode --machine pc-q35-8.2 --ramfb -o vfio.bin           # carries VFIODisplay
+    vmig encode --machine pc-8.1 --ramfb -o vfio.bin               # compat: x-ramfb-migrate=off
+    vmig encode --machine pc-q35-8.2 --device ramfb --state ramfb.json -o ramfb.bin
+    """
+    if (from_json is None) == (machine is None):
+        raise click.UsageError("give exactly one of --from-json FILE or --machine TYPE")
     if output == "-" and sys.stdout.isatty():
         raise InputError("refusing to write a binary stream to a terminal; use -o FILE or a pipe")
-    try:
-        text = sys.stdin.read() if from_json == "-" else open(from_json, encoding="utf-8").read()  # noqa: SIM115
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {from_json}: {exc}") from exc
-    stream = jsonform.loads(text)
+    if machine is not None:
+        _encode_device(app, DeviceRequest(
+            machine=machine, device=device, ramfb=ramfb, x_ramfb_migrate=x_ramfb_migrate,
+            enable_migration=enable_migration, display=display,
+            x_migrate=None if x_migrate is None else x_migrate == "on", global_props=global_props,
+            state=_read_json(state_path) if state_path else None, addr=addr), output, state_path)
+        return
+    assert from_json is not None
+    stream = jsonform.loads(_read_text(from_json))
     source_path = source_path or stream.source
-    inputs = tuple(p for p in (from_json, source_path) if p)
-    refuse_same_file(output, inputs)
+    refuse_same_file(output, tuple(p for p in (from_json, source_path) if p))
     source = Source.open(source_path) if source_path and source_path != "-" and os.path.exists(source_path) else None
-    if source is not None and stream.size and source.size != stream.size:
-        raise InputError(f"source {source_path} has {source.size} bytes, but the JSON was decoded from "
-                         f"{stream.size} bytes", hint="give the stream it was decoded from with --source")
     try:
+        if source is not None and stream.size and source.size != stream.size:
+            raise InputError(f"source {source_path} has {source.size} bytes, but the JSON was decoded from "
+                             f"{stream.size} bytes", hint="give the stream it was decoded from with --source")
         if output == "-":
             encode(stream, sys.stdout.buffer, source)
         else:
@@ -186,5 +218,47 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, output:
             source.close()
 
 
+def _read_text(path: str) -> str:
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}") from exc
+
+
+def _read_json(path: str) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise JsonFormError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def _encode_device(app: App, request: DeviceRequest, output: str, state_path: str | None) -> None:
+    if state_path:
+        refuse_same_file(output, (state_path,))
+    built = build_device_stream(request)
+    for decision in (*built.notes, *built.realize.decisions):
+        app.err.print(f"vmig: {decision.rule}: {decision.text}", style="vmig.dim", markup=False)
+    for warning in built.realize.warnings:
+        app.err.print(f"vmig: warning (as QEMU prints it): {warning}", style="vmig.warn", markup=False)
+    if output == "-":
+        sys.stdout.buffer.write(built.data)
+        sys.stdout.flush()
+    else:
+        with atomic_output(output) as out:
+            out.write(built.data)
+    names = [f"{s.type.removeprefix('section_').upper()} {s.idstr}" for s in built.stream.sections]
+    app.err.print(f"vmig: wrote {len(built.data)} bytes for {built.realize.machine.name}: "
+                  f"{', '.join(names) or 'no device section'}", markup=False)
+
+
 def main() -> None:
     cli(prog_name="vmig")
+
+
+# verbs that live in their own modules register here
+from .machinescmd import machines_cmd  # noqa: E402
+
+cli.add_command(machines_cmd)

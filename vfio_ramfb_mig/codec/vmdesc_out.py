@@ -1,0 +1,91 @@
+"""The vmdesc JSON QEMU appends after EOF, generated for streams vmig builds.
+
+QEMU writes it while saving, describing what it actually wrote: the
+configuration record and one object per FULL section, in stream order. vmig
+writes the same shape (key order and separators included), so QEMU's own
+scripts/analyze-migration.py and vmig read vmig's streams back the same way.
+Sizes come from the spans of a decoded copy of the stream, i.e. from the bytes.
+
+Imports: errors, model, vmstate.compile.
+References: migration/savevm.c (vmstate_save, vmstate_save_old_style,
+qemu_savevm_state_complete_precopy_non_iterable), migration/vmstate.c
+(vmsd_desc_field_start, vmsd_desc_field_end, vmstate_subsection_save).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import EncodeError
+from ..model import Configuration, Field, MigrationStream, OpaqueBody, Section, StructValue, Subsection, VfioBody, VmstateBody
+from ..vmstate.compile import RAMFB_CFG_TYPE
+
+PAGE_SIZE = 4096
+
+
+def vmdesc_document(stream: MigrationStream, page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """The vmdesc for a decoded stream (every field must have its span)."""
+    doc: dict[str, Any] = {}
+    config = stream.configuration
+    if config is not None:
+        doc["configuration"] = _configuration(config)
+    doc["page_size"] = page_size
+    doc["devices"] = [_section(s) for s in stream.sections if s.type == "section_full"]
+    return doc
+
+
+def _configuration(config: Configuration) -> dict[str, Any]:
+    name_length = len(config.machine.encode("utf-8", "surrogateescape"))
+    obj: dict[str, Any] = {"vmsd_name": "configuration", "version": 1, "fields": [
+        {"name": "len", "type": "uint32", "size": 4},
+        {"name": "name", "type": "buffer", "size": name_length},
+    ]}
+    if config.subsections:
+        obj["subsections"] = [_subsection(s) for s in config.subsections]
+    return obj
+
+
+def _section(section: Section) -> dict[str, Any]:
+    body = section.body
+    head: dict[str, Any] = {"name": section.idstr, "instance_id": section.instance_id}
+    if isinstance(body, VmstateBody):
+        obj = head | {"vmsd_name": body.vmsd_name, "version": body.version,
+                      "fields": [_field(f) for f in body.fields]}
+        if body.subsections:
+            obj["subsections"] = [_subsection(s) for s in body.subsections]
+        return obj
+    if isinstance(body, (VfioBody, OpaqueBody)) and section.span is not None:
+        # old-style SaveVMHandlers entry: one opaque buffer, the payload between header and footer
+        header = 14 + len(section.idstr.encode("utf-8", "surrogateescape"))
+        size = section.span.length - header - (5 if section.footer else 0)
+        return head | {"size": size, "fields": [{"name": "data", "size": size, "type": "buffer"}]}
+    raise EncodeError(f"cannot describe section {section.idstr} in a vmdesc")
+
+
+def _subsection(sub: Subsection) -> dict[str, Any]:
+    obj: dict[str, Any] = {"vmsd_name": sub.name, "version": sub.version, "fields": [_field(f) for f in sub.fields]}
+    if sub.subsections:
+        obj["subsections"] = [_subsection(s) for s in sub.subsections]
+    return obj
+
+
+def _field(f: Field) -> dict[str, Any]:
+    if f.span is None:
+        raise EncodeError(f"field {f.name} has no span to size it")
+    if isinstance(f.value, StructValue):
+        struct: dict[str, Any] = {"vmsd_name": f.value.vmsd_name, "version": f.value.version,
+                                  "fields": [_field(x) for x in f.value.fields]}
+        if f.value.subsections:
+            struct["subsections"] = [_subsection(s) for s in f.value.subsections]
+        return {"name": f.name, "type": "struct", "struct": struct, "size": f.span.length}
+    if isinstance(f.value, list) and f.type == "capability":
+        first = len(f.value[0].encode("utf-8", "surrogateescape")) + 1 if f.value else 0
+        return {"name": f.name, "array_len": len(f.value), "type": "capability", "size": first} if len(f.value) > 1 \
+            else {"name": f.name, "type": "capability", "size": first}
+    if isinstance(f.value, list) and f.type != "pci irq state":
+        size = f.span.length // len(f.value) if f.value else 0
+        return {"name": f.name, "array_len": len(f.value), "type": f.type, "size": size} if len(f.value) > 1 \
+            else {"name": f.name, "type": f.type, "size": size}
+    # vmig's structured reading of the ramfb config is a plain 28-byte buffer to QEMU
+    ftype = "buffer" if f.type == RAMFB_CFG_TYPE else f.type
+    return {"name": f.name, "type": ftype, "size": f.span.length}
