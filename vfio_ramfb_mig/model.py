@@ -100,6 +100,8 @@ class RamBlock:
     mapped_ram: dict[str, int] | None = None
     #: mapped-ram: bitmap + pages region that follows the header in the file
     region: Blob | None = None
+    #: mapped-ram: pages whose bit is set in the block's bitmap (derived)
+    present_pages: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

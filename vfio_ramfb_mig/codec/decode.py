@@ -84,6 +84,8 @@ from .views import is_express, msix_info, msix_vectors, pci_config_info, ramfb_i
 
 #: Buffers up to this size are kept as bytes in the model; larger ones stay in the source as Blobs.
 INLINE_LIMIT = 4096
+#: how often (in bytes walked) the RAM loop lets walked pages go (Source.release)
+RELEASE_EVERY = 64 << 20
 DEFAULT_PAGE_SIZE = 4096
 
 _BE64 = struct.Struct(">Q")
@@ -121,6 +123,7 @@ class _Decoder:
         self.opened: dict[int, tuple[str, int, int]] = {}  # section_id -> (idstr, instance, version) from START
         self.last_ram_block: str | None = None
         self.ram_blocks: dict[str, RamBlock] = {}
+        self.released = 0  # input offset up to which the RAM walk let mapped pages go
 
     # ------------------------------------------------------------ driver
 
@@ -243,6 +246,9 @@ class _Decoder:
         value, end = self._vmstate(desc, pos + 1, path, "configuration record")
         fields, subsections = value
         machine = next(f.value for f in fields if f.name == "name")
+        if isinstance(machine, Blob):
+            # a hostile `len` over INLINE_LIMIT makes the name a Blob; it is still bounded by the input
+            machine = bytes(self.buf[machine.offset:machine.offset + machine.length])
         config = Configuration(machine=from_wire(machine), subsections=subsections, span=Span(pos, end - pos))
         for sub in subsections:
             if sub.name == "configuration/capabilities":
@@ -434,6 +440,7 @@ class _Decoder:
         items: list[Any] = []
         run: list[Any] | None = None  # [kind, block, first_offset, count, named, fill, start, last_offset, end]
         known = RamFlag.ZERO | RamFlag.PAGE | RamFlag.XBZRLE
+        released = self.released
 
         def close_run() -> None:
             if run is not None:
@@ -448,9 +455,11 @@ class _Decoder:
                                      offset=size, path=path + ("items", len(items)))
             (word,) = unpack64(buf, pos)
             flags, value = word & page_mask, word & ~page_mask
-            base = flags & ~RamFlag.CONTINUE
+            # plain-int complement: `~RamFlag.X` only spans the defined flags (0x3ff), so a stray
+            # bit 0x400..page_mask would pass unseen and be dropped (QEMU refuses such a record)
+            base = flags & ~int(RamFlag.CONTINUE)
             pos += 8
-            if base in (RamFlag.ZERO, RamFlag.PAGE, RamFlag.XBZRLE) and flags & ~(known | RamFlag.CONTINUE) == 0:
+            if base in (RamFlag.ZERO, RamFlag.PAGE, RamFlag.XBZRLE) and flags & ~int(known | RamFlag.CONTINUE) == 0:
                 if flags & RamFlag.CONTINUE:
                     if self.last_ram_block is None:
                         raise CorruptError("RAM page record continues a block, but no earlier record named one",
@@ -495,6 +504,9 @@ class _Decoder:
                     self.src.need(pos + 3, length, "an XBZRLE delta", path + ("items", len(items)))
                     delta = bytes(buf[pos + 3:pos + 3 + length])
                     pos += 3 + length
+                if pos - released > RELEASE_EVERY:
+                    self.src.release(rec)
+                    released = self.released = pos
                 if (run is not None and not named and kind == run[0] and kind != "xbzrle" and block == run[1]
                         and value == run[7] + page_size and fill == run[5]):
                     run[3] += 1
@@ -506,6 +518,12 @@ class _Decoder:
                 continue
             close_run()
             run = None
+            if flags in (RamFlag.EOS, RamFlag.MULTIFD_FLUSH) and value:
+                # QEMU writes these markers as the bare flag; the model keeps no address for them,
+                # so accepting one would drop bytes on the way back
+                raise CorruptError(f"RAM marker {RamFlag(flags).name} carries address bits {value:#x}; "
+                                   f"expected an address word of just the flag", offset=rec,
+                                   path=path + ("items", len(items)))
             if flags == RamFlag.MEM_SIZE:
                 if not is_start:
                     raise CorruptError("RAM block list (MEM_SIZE) outside the ram section_start",
@@ -551,7 +569,16 @@ class _Decoder:
                     raise CorruptError(f"mapped-ram pages offset {parsed.pages_offset:#x} lies before its header",
                                        offset=pos, path=where)
                 region, pos = Blob(hdr_end, next_entry - hdr_end), next_entry
-            block = RamBlock(idstr=idstr, used_length=used, addr=addr, mapped_ram=header, region=region)
+            present = None
+            if header is not None:
+                # one bit per page, in host-endian longs: the count of set bits does not depend on the order
+                pages = used // max(header["page_size"], 1)
+                bitmap = header["bitmap_offset"]
+                length = (pages + 63) // 64 * 8
+                if region is not None and region.offset <= bitmap and bitmap + length <= region.offset + region.length:
+                    present = int.from_bytes(self.buf[bitmap:bitmap + length], "little").bit_count()
+            block = RamBlock(idstr=idstr, used_length=used, addr=addr, mapped_ram=header, region=region,
+                             present_pages=present)
             blocks.append(block)
             self.ram_blocks[idstr] = block
             summed += used

@@ -34,6 +34,10 @@ _MAGICS: tuple[tuple[bytes, Callable[[BinaryIO], BinaryIO]], ...] = (
 )
 
 
+#: release walked pages in steps this large (fewer system calls than pages)
+_RELEASE_STEP = 32 << 20
+
+
 class BoundedStream:
     """A read-only stream over buf[start:end]; reads never go past `end`, so a hostile
     length can never allocate more than the input holds."""
@@ -103,6 +107,17 @@ class Source:
             return cls(b"", name)
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return cls(mm, name, mm.close)
+
+    def release(self, upto: int) -> None:
+        """Let the kernel drop mapped pages before `upto`: they were walked and will not be
+        needed again, so a multi-GiB stream does not show up as resident memory."""
+        if not isinstance(self.buf, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = getattr(self, "_released", 0)
+        end = upto - upto % mmap.PAGESIZE
+        if end - start >= _RELEASE_STEP:
+            self.buf.madvise(mmap.MADV_DONTNEED, start, end - start)
+            self._released = end
 
     def close(self) -> None:
         if self._closer is not None:

@@ -230,6 +230,8 @@ def ram_node(node: Tree, body: RamBody) -> None:
                 extra = f"  addr {b.addr:#x}" if b.addr is not None else ""
                 if b.mapped_ram is not None:
                     extra += f"  mapped-ram pages at {b.mapped_ram['pages_offset']:#x}"
+                    if b.present_pages is not None:
+                        extra += f", {b.present_pages} present"
                 blocks.add(Text.assemble((printable(b.idstr), "vmig.name"), f"  {size_text(b.used_length)}{extra}"))
         elif isinstance(item, RamMarker) and item.kind == "multifd_flush":
             node.add(_at(item.span) + Text("MULTIFD_FLUSH"))
