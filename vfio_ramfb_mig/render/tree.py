@@ -66,8 +66,8 @@ def selected(section: Section, patterns: tuple[str, ...]) -> bool:
 
 def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None) -> Tree:
     vmdesc = "vmdesc" if stream.vmdesc else "no vmdesc"
-    root = Tree(Text.assemble(("QEMU migration stream", "vmig.title"), f"  {title or stream.source or ''}  ",
-                              (f"{stream.size:,} bytes, {len(stream.records)} records, {vmdesc}", "vmig.dim")))
+    root = Tree(Text.assemble((title or stream.source or "stream", "vmig.title"),
+                              (f"  {stream.size:,} bytes, {len(stream.records)} records, {vmdesc}", "vmig.dim")))
     for record in stream.records:
         if isinstance(record, Section):
             if selected(record, sections):
@@ -293,16 +293,30 @@ def body_summary(section: Section) -> str:
         blocks = next((len(i.blocks) for i in body.items if isinstance(i, RamMemSize)), None)
         return (f"{blocks} RAM blocks; " if blocks is not None else "") + f"{normal} normal, {zero} zero pages"
     if isinstance(body, VfioBody):
-        kinds = [i.kind for i in body.items]
-        text = " ".join(kinds)
+        data = sum(i.data.length for i in body.items if i.data is not None)
+        parts = [f"{data:,} bytes of device data"] if data else []
         config = next((i.config for i in body.items if i.config is not None), None)
         if config is not None:
+            pci = next((f for f in _walk(config.fields) if f.type == "pci config" and f.info), None)
+            if pci is not None:
+                msix = next((c["vectors"] for c in pci.info["capabilities"] if c["name"] == "MSI-X"), None)
+                parts.append(f"PCI {pci.info['vendor_id']:04x}:{pci.info['device_id']:04x}, "
+                             f"{len(pci.value) if isinstance(pci.value, bytes) else pci.value.length}-byte config, "
+                             + (f"{msix} MSI-X vectors" if msix else "no MSI-X"))
             ramfb = find_ramfb(config.fields, config.subsections)
-            text += "; ramfb " + (ramfb_words(ramfb) if ramfb is not None else "not migrated (no VFIODisplay)")
-        return text
+            parts.append("VFIODisplay: ramfb " + ramfb_words(ramfb) if ramfb is not None
+                         else "no VFIODisplay (ramfb not migrated)")
+        return "; ".join(parts) or " ".join(i.kind.upper() for i in body.items)
     if isinstance(body, OpaqueBody):
         return f"opaque: {body.reason}"
     return ""
+
+
+def _walk(fields: Iterable[Field]) -> Iterable[Field]:
+    for f in fields:
+        yield f
+        if isinstance(f.value, StructValue):
+            yield from _walk(f.value.fields)
 
 
 def find_ramfb(fields: Iterable[Field], subsections: Iterable[Subsection]) -> dict[str, int] | None:
