@@ -78,3 +78,30 @@ def test_live_qemu_72(tmp_path, qemu72, name: str) -> None:
     path = tmp_path / f"{name}.bin"
     capture(qemu72, path, **CASES_72[name])
     check_stream(path, strict=True)
+
+
+# Device families with their own vmstate shapes (qtailq-free USB trees, audio codecs, SCSI HBAs,
+# NICs with large register files, display adapters, an IOMMU): the decoder must follow each
+# stream's own vmdesc, whatever the device.
+DEVICE_SETS = {
+    "usb": (["qemu-xhci,id=x", "usb-tablet,bus=x.0", "usb-kbd,bus=x.0", "piix3-usb-uhci", "usb-ehci"], []),
+    "audio": (["ich9-intel-hda", "hda-output,audiodev=a"], ["-audiodev", "none,id=a"]),
+    "misc": (["virtio-balloon-pci", "i6300esb", "pvpanic", "virtio-serial-pci", "virtio-keyboard-pci"], []),
+    "storage": (["virtio-scsi-pci,id=s", "lsi53c895a", "megasas", "sdhci-pci"], []),
+    "net": (["e1000,netdev=n1", "rtl8139,netdev=n2", "virtio-net-pci,netdev=n3", "vmxnet3,netdev=n4"],
+            [arg for i in range(1, 5) for arg in ("-netdev", f"user,id=n{i},restrict=on")]),
+    "gfx": (["VGA", "bochs-display", "virtio-gpu-pci", "cirrus-vga"], []),
+    "iommu": (["intel-iommu"], ["-machine", "kernel-irqchip=split"]),
+}
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("series", ["10.0", "7.2"])
+@pytest.mark.parametrize("name", sorted(DEVICE_SETS))
+def test_live_device_families(tmp_path, request, series: str, name: str) -> None:
+    qemu = request.getfixturevalue("qemu10" if series == "10.0" else "qemu72")
+    devices, extra = DEVICE_SETS[name]
+    path = tmp_path / f"{name}.bin"
+    capture(qemu, path, machine="pc-q35-7.2", devices=devices, extra_args=extra,
+            booted_seconds=1 if name in ("usb", "gfx") else 0)
+    check_stream(path, strict=True)
