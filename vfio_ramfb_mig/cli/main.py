@@ -44,8 +44,9 @@ def make_console(stderr: bool = False) -> Console:
     piped output does not depend on the caller's environment."""
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    return Console(file=stream, theme=THEME, highlight=False, soft_wrap=not tty,
-                   no_color=bool(os.environ.get("NO_COLOR")) or not tty,
+    plain = bool(os.environ.get("NO_COLOR")) or not tty
+    return Console(file=stream, theme=THEME, highlight=False, soft_wrap=not tty, no_color=plain,
+                   color_system=None if plain else "auto",
                    width=None if tty else int(os.environ.get("COLUMNS", "120")))
 
 
