@@ -179,7 +179,7 @@ class _Encoder:
     def container(self, desc: Description, fields: tuple[Field, ...], subsections: tuple[Subsection, ...],
                   path: FieldPath) -> Container:
         result = Container()
-        for i, (fd, f) in enumerate(zip(desc.fields, fields)):
+        for i, (fd, f) in enumerate(zip(desc.fields, fields, strict=True)):
             where = path + ("fields", i)
             if fd.count is not None or fd.count_from is not None:
                 result[f"f{i}"] = [self.element(fd, v, where + (j,)) for j, v in enumerate(f.value)]

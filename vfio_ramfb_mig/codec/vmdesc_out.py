@@ -17,7 +17,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import EncodeError
-from ..model import Configuration, Field, MigrationStream, OpaqueBody, Section, StructValue, Subsection, VfioBody, VmstateBody
+from ..model import (
+    Configuration,
+    Field,
+    MigrationStream,
+    OpaqueBody,
+    Section,
+    StructValue,
+    Subsection,
+    VfioBody,
+    VmstateBody,
+)
 from ..vmstate.compile import RAMFB_CFG_TYPE
 
 PAGE_SIZE = 4096

@@ -30,7 +30,6 @@ from construct import (
     Int32ub,
     Struct,
     Subconstruct,
-    stream_read,
     stream_seek,
     stream_tell,
 )
