@@ -263,3 +263,7 @@ def main() -> None:
 from .machinescmd import machines_cmd  # noqa: E402
 
 cli.add_command(machines_cmd)
+
+from .goldencmd import golden_cmd  # noqa: E402
+
+cli.add_command(golden_cmd)

@@ -1,0 +1,120 @@
+"""`vmig golden check|update [PATHS...]`: golden-file checks for CI (see docs/golden.md).
+
+Every `*.bin` under PATHS (files, or directories searched recursively) is
+compared with `<stem>.golden.txt` beside it. Exit status, diff(1)'s way:
+0 every stream matches its golden; 1 a stream differs, or its golden is
+missing (a missing golden fails, it never passes) or lacks the --offsets /
+--order asked for; 2 trouble: a stream that does not decode, a bad
+golden or vmig-golden.toml, no stream under PATHS.
+
+Imports: click, golden, render.goldenview.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import click
+
+from ..errors import VmigError
+from ..golden import GoldenError, GoldenOptions, check_stream, find_streams, orphan_goldens, update_stream
+from ..render.goldenview import check_text, error_line, summary_text, update_text
+from .main import App, ExitStatus
+
+
+def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--order", is_flag=True,
+                        help="the record order and section ids are part of the golden")(func)
+    func = click.option("--offsets", is_flag=True,
+                        help="byte offsets are part of the golden (implies --order)")(func)
+    func = click.option("--ignore", "ignore", multiple=True, metavar="PATTERN",
+                        help="leave out paths matching this fnmatch pattern, e.g. 'timer/*', 'ram/*', "
+                             "'cpu/*/tsc*'; a pattern matching a parent path ('timer') covers its subtree; "
+                             "repeatable; adds to vmig-golden.toml's `ignore`")(func)
+    return click.argument("paths", nargs=-1, required=True, metavar="PATHS...")(func)
+
+
+def _targets(paths: tuple[str, ...]):
+    targets = find_streams(paths)
+    if not targets:
+        raise GoldenError(f"no *.bin stream under {', '.join(paths)}; a check that checks nothing fails")
+    return targets
+
+
+@click.group("golden")
+def golden_cmd() -> None:
+    """Golden-file checks for CI: compare streams with checked-in canonical summaries.
+
+    \b
+    vmig golden update captures/        # write captures/*.golden.txt; review and commit them
+    vmig golden check captures/         # exit 1 and a diff by field path when the stream drifts
+    vmig golden check --ignore 'timer/*' --ignore 'ram/*' out/new.bin
+
+    `out.bin`'s golden is `out.golden.txt` beside it. Options also come from a
+    vmig-golden.toml beside the streams (or in a parent up to PATH):
+    `ignore = ["timer/*"]`, `offsets = false`, `order = false`.
+    """
+
+
+@golden_cmd.command("check")
+@_content_options
+@click.option("--limit", default=200, show_default=True, metavar="N",
+              help="show at most N differences per stream (0: all)")
+@click.option("-v", "--verbose", is_flag=True, help="also list the streams that match")
+@click.pass_obj
+def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets: bool, order: bool,
+              limit: int, verbose: bool) -> None:
+    """Compare every stream under PATHS with its golden; print the differences.
+
+    Exit 0: all match. 1: a difference, or a missing golden. 2: a stream or
+    golden that cannot be read.
+    """
+    options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
+    counts = {"ok": 0, "different": 0, "missing": 0, "stale": 0, "error": 0}
+    for target in _targets(paths):
+        try:
+            result = check_stream(target.stream, target.golden, options=options, config_root=target.root)
+        except VmigError as err:
+            counts["error"] += 1
+            app.err.print(error_line(target.stream, str(err)))
+            continue
+        counts[result.status] += 1
+        if result.failed or verbose:
+            app.out.print(check_text(result, limit or None))
+    for orphan in orphan_goldens(paths):
+        app.err.print(f"vmig: warning: {orphan} has no stream beside it", style="vmig.warn", markup=False)
+    app.out.print(summary_text("check", counts))
+    if counts["error"]:
+        raise SystemExit(ExitStatus.TROUBLE)
+    if counts["different"] or counts["missing"] or counts["stale"]:
+        raise SystemExit(ExitStatus.DIFFERENT)
+
+
+@golden_cmd.command("update")
+@_content_options
+@click.option("--show", is_flag=True, help="show what changed in each updated golden")
+@click.option("-v", "--verbose", is_flag=True, help="also list the goldens that did not change")
+@click.pass_obj
+def update_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets: bool, order: bool,
+               show: bool, verbose: bool) -> None:
+    """Write the golden of every stream under PATHS (never a .bin; only goldens whose text changes).
+
+    Options given here, in vmig-golden.toml and in the golden being replaced
+    are recorded in the golden's `# options:` line; to drop one, edit that
+    line or delete the golden first.
+    """
+    options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
+    counts = {"created": 0, "updated": 0, "unchanged": 0, "error": 0}
+    for target in _targets(paths):
+        try:
+            result = update_stream(target.stream, target.golden, options=options, config_root=target.root)
+        except VmigError as err:
+            counts["error"] += 1
+            app.err.print(error_line(target.stream, str(err)))
+            continue
+        counts[result.status] += 1
+        if result.status != "unchanged" or verbose:
+            app.out.print(update_text(result, show_changes=show))
+    app.out.print(summary_text("update", counts))
+    if counts["error"]:
+        raise SystemExit(ExitStatus.TROUBLE)

@@ -1,0 +1,890 @@
+"""Golden files: a canonical, reviewable text summary of a stream, and the comparison CI runs.
+
+A golden file sits beside its stream (`out.bin` -> `out.golden.txt`) and holds
+one `path = value` line per value, under `[group]` headers, one group per
+section. It is what `vmig golden update` writes and `vmig golden check`
+compares with a fresh decode: a difference is reported by field path, old ->
+new, grouped by section, and fails the check. The format (docs/golden.md):
+
+    # vmig golden file (format 1). `vmig golden update` writes it, `vmig golden check` compares it.
+    # options: {"ignore": [], "offsets": false, "order": false}
+
+    [stream]
+    stream/version = 3
+    ...
+    [ramfb-dev]
+    ramfb-dev/@version = 1
+    ramfb-dev/state/cfg/width = 1024
+
+- Sections are named by idstr, `#instance` when the instance id is not 0, and
+  `:start` / `:part` / `:end` for iterative records (all PARTs of a section are
+  one group); never by section id. The RAM sections of a stream are one group
+  (how pages are split over START/PART/END depends on timing): per block its
+  length, the count of zero and normal pages in the final state (the last
+  record of a page wins) and a sha256 over that final state.
+- Groups are sorted by name, so section order and section ids do not matter,
+  and byte offsets are left out; `order` adds the record sequence with section
+  ids, `offsets` adds it with offsets plus an `@offset` line per field.
+- Ignore patterns (fnmatch on the path; a pattern matching a path's ancestor,
+  such as `timer`, ignores the whole subtree) leave paths out of goldens and
+  out of comparisons. Options come from the command line, from
+  `vmig-golden.toml` next to the streams, and from the golden's own
+  `# options:` line, so a golden keeps being checked the way it was written.
+
+Imports: errors, model, codec (decode, source, text), outfile; no rich, no click.
+References: migration/ram.c (ram_save_page, save_zero_page: the page records summarised),
+hw/vfio/migration.c (VFIO_MIG_FLAG_*: the VFIO markers listed).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import hashlib
+import json
+import os
+import re
+import struct
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, NamedTuple
+
+from .codec.decode import decode
+from .codec.source import Source
+from .codec.text import printable
+from .errors import InputError, VmigError
+from .model import (
+    Blob,
+    Command,
+    Configuration,
+    Eof,
+    Field,
+    Header,
+    MigrationStream,
+    OpaqueBody,
+    RamBody,
+    RamMarker,
+    RamMemSize,
+    RamPages,
+    Section,
+    Span,
+    StructValue,
+    Subsection,
+    VfioBody,
+    VmstateBody,
+    Vmdesc,
+)
+from .outfile import atomic_output
+
+FORMAT = 1
+GOLDEN_SUFFIX = ".golden.txt"
+CONFIG_NAME = "vmig-golden.toml"
+#: byte buffers up to this size are one hex line; longer ones are 16-byte rows (all-zero rows left out)
+INLINE_BYTES = 32
+ROW_BYTES = 16
+#: lists of numbers longer than this are sparse: `@length` plus the non-zero elements...
+INLINE_ITEMS = 64
+#: ...unless more than this many are non-zero: then `@length` and `@sha256`
+SPARSE_ITEMS = 256
+#: blobs are hashed in chunks of this size, so memory stays flat
+CHUNK = 1 << 20
+
+KIND_SUFFIX = {"section_full": "", "section_start": ":start", "section_part": ":part", "section_end": ":end"}
+_KIND_RANK = {"section_full": 0, "section_start": 1, "section_part": 2, "section_end": 3}
+_LEADING_GROUPS = ("stream", "configuration")
+_TRAILING_GROUPS = ("commands", "vmdesc", "order")
+_PAGE_HEADER = struct.Struct(">QB")
+_FORMAT_LINE = re.compile(r"# vmig golden file \(format (\d+)\)")
+
+
+class GoldenError(InputError):
+    """A golden file or vmig-golden.toml that cannot be used (unreadable, malformed, stale options)."""
+
+
+# ================================================================ options
+
+
+@dataclass(frozen=True, slots=True)
+class GoldenOptions:
+    """What a golden holds besides content. `offsets` implies the record order."""
+
+    offsets: bool = False
+    order: bool = False
+    ignore: tuple[str, ...] = ()
+
+    def merge(self, other: GoldenOptions) -> GoldenOptions:
+        return GoldenOptions(offsets=self.offsets or other.offsets, order=self.order or other.order,
+                             ignore=tuple(dict.fromkeys(self.ignore + other.ignore)))
+
+    @property
+    def records_order(self) -> bool:
+        return self.order or self.offsets
+
+    def to_json(self) -> str:
+        return json.dumps({"ignore": list(self.ignore), "offsets": self.offsets, "order": self.order})
+
+    @classmethod
+    def from_mapping(cls, data: Any, where: str) -> GoldenOptions:
+        if not isinstance(data, dict):
+            raise GoldenError(f"{where}: expected a table of options, found {type(data).__name__}")
+        unknown = sorted(set(data) - {"ignore", "offsets", "order"})
+        if unknown:
+            raise GoldenError(f"{where}: unknown option {', '.join(map(repr, unknown))}; "
+                              f"expected ignore, offsets or order")
+        ignore = data.get("ignore", [])
+        if isinstance(ignore, str):
+            ignore = [ignore]
+        if not isinstance(ignore, list) or not all(isinstance(p, str) for p in ignore):
+            raise GoldenError(f"{where}: 'ignore' must be a list of strings (fnmatch patterns)")
+        flags = {}
+        for key in ("offsets", "order"):
+            value = data.get(key, False)
+            if not isinstance(value, bool):
+                raise GoldenError(f"{where}: '{key}' must be true or false, found {value!r}")
+            flags[key] = value
+        return cls(ignore=tuple(ignore), **flags)
+
+
+class _Ignore:
+    """fnmatch patterns on paths; a pattern that matches an ancestor (`timer`, `cpu/env.regs`) ignores the subtree."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = tuple(patterns)
+        self.regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
+
+    def __bool__(self) -> bool:
+        return self.regex is not None
+
+    def __call__(self, path: str) -> bool:
+        if self.regex is None:
+            return False
+        if self.regex.match(path):
+            return True
+        cut = path.rfind("/")
+        while cut > 0:
+            if self.regex.match(path, 0, cut):
+                return True
+            cut = path.rfind("/", 0, cut)
+        return False
+
+
+def find_config(start: Path, stop: Path | None = None) -> Path | None:
+    """The nearest vmig-golden.toml in `start` or its parents, up to and including `stop`
+    (only `start` itself when `stop` is None or not an ancestor)."""
+    start, here = start.resolve(), start.resolve()
+    top = stop.resolve() if stop is not None else start
+    if top != here and top not in here.parents:
+        top = here
+    while True:
+        candidate = here / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+        if here == top or here.parent == here:
+            return None
+        here = here.parent
+
+
+def load_config(path: Path | None) -> GoldenOptions:
+    """Options from a vmig-golden.toml (`ignore = [...]`, `offsets`, `order`); defaults when `path` is None."""
+    if path is None:
+        return GoldenOptions()
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise GoldenError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise GoldenError(f"{path} is not valid TOML: {exc}") from exc
+    return GoldenOptions.from_mapping(data, str(path))
+
+
+# ================================================================ the golden text
+
+
+class Entry(NamedTuple):
+    group: str
+    path: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Golden:
+    """A golden: its options and its `path = value` entries, in file order."""
+
+    options: GoldenOptions
+    entries: tuple[Entry, ...]
+    format: int = FORMAT
+
+    def text(self) -> str:
+        lines = [f"# vmig golden file (format {FORMAT}). `vmig golden update` writes it, "
+                 f"`vmig golden check` compares it; see docs/golden.md.",
+                 f"# options: {self.options.to_json()}"]
+        group = None
+        for entry in self.entries:
+            if entry.group != group:
+                group = entry.group
+                lines += ["", f"[{group}]"]
+            lines.append(f"{entry.path} = {entry.value}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def parse(cls, text: str, name: str = "golden file") -> Golden:
+        options, entries, group, version = GoldenOptions(), [], "", FORMAT
+        for number, line in enumerate(text.splitlines(), 1):
+            found = _FORMAT_LINE.match(line) if number == 1 else None
+            if found:
+                version = int(found.group(1))
+            elif line.startswith("# options:"):
+                try:
+                    options = GoldenOptions.from_mapping(json.loads(line.partition(":")[2]), f"{name}:{number}")
+                except json.JSONDecodeError as exc:
+                    raise GoldenError(f"{name}:{number}: the options line is not JSON: {exc}") from exc
+            elif not line.strip() or line.startswith("#"):
+                continue
+            elif line.startswith("[") and line.endswith("]") and " = " not in line:
+                group = line[1:-1]
+            else:
+                path, sep, value = line.partition(" = ")
+                if not sep:
+                    raise GoldenError(f"{name}:{number}: expected 'path = value', a [group] or a # comment, "
+                                      f"found {line[:60]!r}")
+                entries.append(Entry(group, path, value))
+        return cls(options, tuple(entries), version)
+
+
+# ================================================================ stream -> golden
+
+
+def golden_of(stream: MigrationStream, source: Source | bytes | None = None,
+              options: GoldenOptions = GoldenOptions()) -> Golden:
+    """The golden of a decoded stream. `source` (the decoded input) is needed for RAM page
+    contents and big buffers; without it they cannot be hashed (GoldenError)."""
+    buf = source.buf if isinstance(source, Source) else source
+    return _Summary(buf, options).run(stream)
+
+
+def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = GoldenOptions()) -> Golden:
+    with Source.open(os.fspath(path)) as src:
+        return golden_of(decode(src), src, options)
+
+
+def section_key(section: Section) -> str:
+    """idstr, `#instance` unless 0, `:start`/`:part`/`:end` for iterative records."""
+    key = _name(section.idstr)
+    if section.instance_id:
+        key += f"#{section.instance_id}"
+    return key + KIND_SUFFIX.get(section.type, f":{section.type}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _name(text: str) -> str:
+    return printable(text).replace(" = ", " \\x3d ")
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if value is None:
+        return "null"
+    return repr(value)
+
+
+def _rows(data: bytes) -> str:
+    return " ".join(data[i:i + 4].hex() for i in range(0, len(data), 4))
+
+
+def _sha(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
+
+
+@dataclass
+class _RamGroup:
+    version: int | None = None
+    page_size: int = 4096
+    total: int | None = None
+    blocks: dict[str, Any] = field(default_factory=dict)  # idstr -> RamBlock
+    runs: dict[str, list[RamPages]] = field(default_factory=dict)
+    flushes: int = 0
+
+
+@dataclass
+class _VfioGroup:
+    markers: dict[str, None] = field(default_factory=dict)  # distinct per-record sequences, first seen first
+    length: int = 0
+    digest: Any = field(default_factory=hashlib.sha256)
+    configs: list[VmstateBody] = field(default_factory=list)
+    opaque: list[Blob] = field(default_factory=list)
+
+
+class _Summary:
+    def __init__(self, buf: Any, options: GoldenOptions) -> None:
+        self.buf, self.options, self.ignored = buf, options, _Ignore(options.ignore)
+        self.groups: dict[str, list[tuple[str, str]]] = {}
+        self.sort_keys: dict[str, tuple[Any, ...]] = {}
+        self.group = ""
+        self.seen: set[str] = set()
+
+    # ------------------------------------------------------------ plumbing
+
+    def start(self, group: str, sort_key: tuple[Any, ...] | None = None) -> None:
+        self.group = group
+        self.groups.setdefault(group, [])
+        if sort_key is not None:
+            self.sort_keys.setdefault(group, sort_key)
+
+    def emit(self, path: str, value: str) -> None:
+        if self.ignored and self.ignored(path):
+            return
+        self.groups[self.group].append((path, value))
+
+    def unique(self, path: str) -> str:
+        """Two fields of one name at one level (vmdesc lists a repeated name) stay apart: name~2."""
+        if path not in self.seen:
+            self.seen.add(path)
+            return path
+        n = 2
+        while f"{path}~{n}" in self.seen:
+            n += 1
+        self.seen.add(f"{path}~{n}")
+        return f"{path}~{n}"
+
+    def data(self, blob: Blob) -> Iterator[bytes]:
+        if blob.data is not None:
+            yield blob.data
+            return
+        if self.buf is None:
+            raise GoldenError("a golden needs the stream's bytes for RAM pages and big buffers; pass its Source")
+        for start in range(blob.offset, blob.offset + blob.length, CHUNK):
+            yield bytes(self.buf[start:min(start + CHUNK, blob.offset + blob.length)])
+
+    def big(self, blob: Blob) -> str:
+        digest = hashlib.sha256()
+        for chunk in self.data(blob):
+            digest.update(chunk)
+        return f"{blob.length} bytes, sha256 {digest.hexdigest()}"
+
+    # ------------------------------------------------------------ driver
+
+    def run(self, stream: MigrationStream) -> Golden:
+        ram: dict[str, _RamGroup] = {}
+        vfio: dict[str, _VfioGroup] = {}
+        commands: dict[str, int] = {}
+        footers = None
+        self.start("stream")
+        for record in stream.records:
+            if isinstance(record, Header):
+                self.start("stream")
+                self.emit("stream/version", str(record.version))
+            elif isinstance(record, Configuration):
+                self.start("configuration")
+                self.emit("configuration/machine", _scalar(record.machine))
+                self.subsections("configuration", record.subsections)
+            elif isinstance(record, Section):
+                footers = record.footer if footers is None else footers
+                self.section(record, ram, vfio)
+            elif isinstance(record, Command):
+                self.start("commands")
+                n = commands.get(record.name, 0)
+                commands[record.name] = n + 1
+                path = f"commands/{record.name}/{n}"
+                self.emit(path, record.data.hex() or "(0 bytes)")
+                if record.package is not None:
+                    self.emit(f"{path}/package", self.big(record.package))
+            elif isinstance(record, Eof):
+                self.start("stream")
+                self.emit("stream/eof", "true")
+            elif isinstance(record, Vmdesc):
+                self.vmdesc(record)
+        self.start("stream")
+        if footers is not None:
+            self.emit("stream/section_footers", _scalar(footers))
+        for key, group in ram.items():
+            self.ram(key, group)
+        for key, group in vfio.items():
+            self.vfio(key, group)
+        if self.options.records_order:
+            self.order(stream)
+        return Golden(self.options, self.entries())
+
+    def entries(self) -> tuple[Entry, ...]:
+        leading = [g for g in _LEADING_GROUPS if g in self.groups]
+        trailing = [g for g in _TRAILING_GROUPS if g in self.groups]
+        middle = sorted((g for g in self.groups if g not in leading and g not in trailing),
+                        key=lambda g: self.sort_keys.get(g, (g, 0, 0)))
+        return tuple(Entry(g, path, value) for g in leading + middle + trailing for path, value in self.groups[g])
+
+    # ------------------------------------------------------------ sections
+
+    def section(self, section: Section, ram: dict[str, _RamGroup], vfio: dict[str, _VfioGroup]) -> None:
+        body = section.body
+        base = _name(section.idstr) + (f"#{section.instance_id}" if section.instance_id else "")
+        if isinstance(body, RamBody):
+            self.start(base, (section.idstr, section.instance_id or 0, 0))
+            if self.ignored and self.ignored(base):
+                return  # skip the page bookkeeping and hashing altogether
+            group = ram.setdefault(base, _RamGroup())
+            group.version = group.version if group.version is not None else section.version_id
+            group.page_size = body.page_size
+            for item in body.items:
+                if isinstance(item, RamMemSize):
+                    group.total = item.total
+                    for block in item.blocks:
+                        group.blocks[block.idstr] = block
+                elif isinstance(item, RamPages):
+                    group.runs.setdefault(item.block, []).append(item)
+                elif isinstance(item, RamMarker) and item.kind == "multifd_flush":
+                    group.flushes += 1
+            return
+        key = section_key(section)
+        self.start(key, (section.idstr, section.instance_id or 0, _KIND_RANK.get(section.type, 9)))
+        if self.ignored and self.ignored(key):
+            return
+        if isinstance(body, VfioBody) or section.type == "section_part":
+            # every PART of a section is one group: how data is split over iterations is timing
+            group = vfio.setdefault(key, _VfioGroup())
+            if section.type != "section_part" or not self.groups[key]:
+                self.emit(f"{key}/@version", _scalar(section.version_id))
+            if isinstance(body, VfioBody):
+                markers: list[str] = []
+                for item in body.items:
+                    if item.kind == "data" and item.data is not None:
+                        for chunk in self.data(item.data):
+                            group.digest.update(chunk)
+                        group.length += item.data.length
+                    if item.config is not None:
+                        group.configs.append(item.config)
+                    if not markers or item.kind != "data" or markers[-1] != "data":
+                        markers.append(item.kind)
+                # the distinct marker sequences of the records, so the number of PARTs does not show
+                group.markers[", ".join(markers)] = None
+            elif isinstance(body, OpaqueBody):
+                group.opaque.append(body.data)
+            elif isinstance(body, VmstateBody):
+                self.vmstate(key, body)
+            return
+        self.emit(f"{key}/@version", _scalar(section.version_id))
+        if isinstance(body, VmstateBody):
+            self.vmstate(key, body)
+        elif isinstance(body, OpaqueBody):
+            self.opaque(f"{key}/@opaque", [body.data])
+
+    def vmstate(self, path: str, body: VmstateBody) -> None:
+        self.fields(path, body.fields)
+        self.subsections(path, body.subsections)
+
+    def opaque(self, path: str, blobs: list[Blob]) -> None:
+        length = sum(b.length for b in blobs)
+        if length <= INLINE_BYTES:
+            self.emit(path, b"".join(b"".join(self.data(b)) for b in blobs).hex() or "(0 bytes)")
+            return
+        digest = hashlib.sha256()
+        for blob in blobs:
+            for chunk in self.data(blob):
+                digest.update(chunk)
+        self.emit(path, f"{length} bytes, sha256 {digest.hexdigest()}")
+
+    # ------------------------------------------------------------ vmstate values
+
+    def fields(self, path: str, fields: tuple[Field, ...]) -> None:
+        for f in fields:
+            p = self.unique(f"{path}/{_name(f.name)}")
+            if self.ignored and self.ignored(p):
+                continue
+            if self.options.offsets and f.span is not None:
+                self.emit(f"{p}/@offset", f"{f.span.offset:#x}")
+            self.value(p, f.type, f.value)
+
+    def subsections(self, path: str, subsections: tuple[Subsection, ...]) -> None:
+        for sub in subsections:
+            p = self.unique(f"{path}/{_name(sub.name)}")
+            if self.ignored and self.ignored(p):
+                continue
+            self.emit(f"{p}/@version", str(sub.version))
+            if self.options.offsets and sub.span is not None:
+                self.emit(f"{p}/@offset", f"{sub.span.offset:#x}")
+            self.fields(p, sub.fields)
+            self.subsections(p, sub.subsections)
+
+    def value(self, path: str, ftype: str, value: Any) -> None:
+        if isinstance(value, StructValue):
+            self.fields(path, value.fields)
+            self.subsections(path, value.subsections)
+        elif isinstance(value, list):
+            self.items(path, ftype, value)
+        elif isinstance(value, (bytes, bytearray)):
+            self.bytes(path, bytes(value))
+        elif isinstance(value, Blob):
+            self.emit(path, self.big(value))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if key == "fourcc" and isinstance(item, int):  # ramfb cfg: show the DRM fourcc as QEMU names it
+                    letters = item.to_bytes(4, "little")
+                    item = letters.decode() if all(0x20 <= b < 0x7F for b in letters) else item
+                self.value(f"{path}/{_name(str(key))}", ftype, item)
+        else:
+            self.emit(path, _scalar(value))
+
+    def items(self, path: str, ftype: str, values: list[Any]) -> None:
+        if len(values) <= INLINE_ITEMS or not {type(v) for v in values} <= {int, bool}:
+            for i, item in enumerate(values):
+                self.value(f"{path}/{i}", ftype, item)
+            return
+        self.emit(f"{path}/@length", str(len(values)))
+        nonzero = [(i, v) for i, v in enumerate(values) if v]
+        if len(nonzero) <= SPARSE_ITEMS:
+            for i, item in nonzero:
+                self.emit(f"{path}/{i}", _scalar(item))
+        else:
+            self.emit(f"{path}/@sha256", _sha(",".join(map(_scalar, values)).encode()))
+
+    def bytes(self, path: str, data: bytes) -> None:
+        if len(data) <= INLINE_BYTES:
+            self.emit(path, data.hex() or "(0 bytes)")
+            return
+        self.emit(f"{path}/@length", str(len(data)))
+        for start in range(0, len(data), ROW_BYTES):
+            row = data[start:start + ROW_BYTES]
+            if any(row):
+                self.emit(f"{path}/{start:#06x}", _rows(row))
+
+    # ------------------------------------------------------------ RAM
+
+    def ram(self, key: str, group: _RamGroup) -> None:
+        self.group = key
+        self.emit(f"{key}/@version", _scalar(group.version))
+        self.emit(f"{key}/page_size", str(group.page_size))
+        if group.total is not None:
+            self.emit(f"{key}/total", str(group.total))
+        if group.flushes:
+            self.emit(f"{key}/multifd_flush", str(group.flushes))
+        for name in sorted(set(group.blocks) | set(group.runs)):
+            path = f"{key}/blocks/{_name(name)}"
+            if self.ignored and self.ignored(path):
+                continue
+            block = group.blocks.get(name)
+            if block is not None:
+                self.emit(f"{path}/used_length", str(block.used_length))
+                if block.addr is not None:
+                    self.emit(f"{path}/addr", f"{block.addr:#x}")
+                if block.mapped_ram is not None:
+                    for k in sorted(block.mapped_ram):
+                        self.emit(f"{path}/mapped_ram/{k}", str(block.mapped_ram[k]))
+                if block.region is not None:
+                    self.emit(f"{path}/mapped_ram/region", self.big(block.region))
+            counts, digest = self.pages(name, group.runs.get(name, []), group.page_size)
+            self.emit(f"{path}/pages/zero", str(counts["zero"]))
+            self.emit(f"{path}/pages/normal", str(counts["page"]))
+            if counts["xbzrle"]:
+                self.emit(f"{path}/pages/xbzrle", str(counts["xbzrle"]))
+            self.emit(f"{path}/sha256", digest)
+
+    def pages(self, block: str, runs: list[RamPages], page_size: int) -> tuple[dict[str, int], str]:
+        """Counts and sha256 of a block's final pages: for each page in address order, its
+        offset (be64), kind (Z/P/X) and payload (fill byte, the page, the XBZRLE delta).
+        The last record of a page wins; page payloads are read from the source one at a time."""
+        name_len = 1 + len(block.encode("utf-8", "surrogateescape"))
+        counts = {"zero": 0, "page": 0, "xbzrle": 0}
+        digest = hashlib.sha256()
+        ordered = sorted(range(len(runs)), key=lambda i: runs[i].offset)
+        overlap = any(runs[a].offset + runs[a].count * page_size > runs[b].offset
+                      for a, b in zip(ordered, ordered[1:]))
+        if not overlap:
+            pages: Iterable[tuple[int, int]] = ((r, i) for r in ordered for i in range(runs[r].count))
+        else:
+            final: dict[int, tuple[int, int]] = {}
+            for r, run in enumerate(runs):  # stream order: later records overwrite
+                for i in range(run.count):
+                    final[run.offset + i * page_size] = (r, i)
+            pages = (final[offset] for offset in sorted(final))
+        buf = self.buf
+        for r, i in pages:
+            run = runs[r]
+            offset = run.offset + i * page_size
+            counts[run.kind] += 1
+            if run.kind == "zero":
+                digest.update(_PAGE_HEADER.pack(offset, ord("Z")))
+                digest.update(bytes((run.fill,)))
+            elif run.kind == "page":
+                if buf is None or run.span is None:
+                    raise GoldenError("a golden needs the stream's bytes to hash RAM pages; pass its Source")
+                first = run.span.offset + 8 + (name_len if run.named else 0)
+                start = first + i * (page_size + 8)
+                digest.update(_PAGE_HEADER.pack(offset, ord("P")))
+                digest.update(buf[start:start + page_size])
+            else:
+                digest.update(_PAGE_HEADER.pack(offset, ord("X")))
+                digest.update(run.delta or b"")
+        return counts, digest.hexdigest()
+
+    # ------------------------------------------------------------ VFIO, vmdesc, order
+
+    def vfio(self, key: str, group: _VfioGroup) -> None:
+        self.group = key
+        if group.markers:
+            self.emit(f"{key}/markers", " | ".join(group.markers))
+        if group.length or any("data" in m.split(", ") for m in group.markers):
+            self.emit(f"{key}/data", f"{group.length} bytes, sha256 {group.digest.hexdigest()}")
+        for n, config in enumerate(group.configs):
+            path = f"{key}/config" if n == 0 else f"{key}/config~{n + 1}"
+            self.emit(f"{path}/@version", str(config.version))
+            self.vmstate(path, config)
+        if group.opaque:
+            self.opaque(f"{key}/@opaque", group.opaque)
+
+    def vmdesc(self, record: Vmdesc) -> None:
+        self.start("vmdesc")
+        if record.text is not None:
+            text = record.text
+        elif record.span is not None and self.buf is not None:
+            text = bytes(self.buf[record.span.offset + 5:record.span.end])
+        else:
+            text = json.dumps(record.document).encode()
+        self.emit("vmdesc/length", str(len(text)))
+        self.emit("vmdesc/sha256", _sha(text))
+
+    def order(self, stream: MigrationStream) -> None:
+        self.start("order")
+        labels: list[list[Any]] = []
+        for record in stream.records:
+            if isinstance(record, Section):
+                label = f"{section_key(record)} (id {record.section_id})"
+            elif isinstance(record, Command):
+                label = f"command {record.name}"
+            else:
+                label = record.type
+            if self.options.offsets:
+                labels.append([label + _at(record.span), 1])
+            elif labels and labels[-1][0] == label:
+                labels[-1][1] += 1
+            else:
+                labels.append([label, 1])
+        for n, (label, count) in enumerate(labels):
+            self.emit(f"order/{n}", label if count == 1 else f"{label} x{count}")
+
+
+def _at(span: Span | None) -> str:
+    return f" @{span.offset:#x}+{span.length}" if span is not None else ""
+
+
+# ================================================================ comparison
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One path whose value differs: `old` None means added, `new` None means removed."""
+
+    group: str
+    path: str
+    old: str | None
+    new: str | None
+
+    @property
+    def kind(self) -> str:
+        return "added" if self.old is None else "removed" if self.new is None else "changed"
+
+
+def compare(expected: Golden, actual: Golden, ignore: Iterable[str] = ()) -> list[Change]:
+    """Differences by path, grouped by section (groups in golden order, then new ones)."""
+    ignored = _Ignore(ignore)
+    old = {e.path: e for e in expected.entries if not (ignored and ignored(e.path))}
+    new = {e.path: e for e in actual.entries if not (ignored and ignored(e.path))}
+    by_group: dict[str, list[Change]] = {}
+    for path, entry in old.items():
+        now = new.get(path)
+        if now is None:
+            by_group.setdefault(entry.group, []).append(Change(entry.group, path, entry.value, None))
+        elif now.value != entry.value:
+            by_group.setdefault(now.group, []).append(Change(now.group, path, entry.value, now.value))
+    for path, entry in new.items():
+        if path not in old:
+            by_group.setdefault(entry.group, []).append(Change(entry.group, path, None, entry.value))
+    return [change for changes in by_group.values() for change in changes]
+
+
+def change_line(change: Change) -> str:
+    """`path: old -> new`, with (absent) for a side that does not have the path."""
+    old = "(absent)" if change.old is None else change.old
+    new = "(absent)" if change.new is None else change.new
+    return f"{change.path}: {old} \u2192 {new}"
+
+
+def report_lines(result: CheckResult, limit: int | None = 200) -> list[str]:
+    """Plain text of a check result (the pytest plugin's failure message; the CLI styles the same)."""
+    head = f"{result.status.upper()} {result.stream}"
+    if result.status == "ok":
+        return [f"{head}: matches {result.golden}"]
+    if result.status != "different":
+        return [f"{head}: {result.message}"]
+    lines = [f"{head}: {len(result.changes)} difference{'s' if len(result.changes) != 1 else ''} "
+             f"from {result.golden} (old \u2192 new)"]
+    group = None
+    for n, change in enumerate(result.changes):
+        if limit and n >= limit:
+            lines.append(f"  ... and {len(result.changes) - n} more")
+            break
+        if change.group != group:
+            group = change.group
+            lines.append(f"  [{group}]")
+        lines.append(f"    {'~+-'[('changed', 'added', 'removed').index(change.kind)]} {change_line(change)}")
+    return lines
+
+
+# ================================================================ files: check and update
+
+
+def golden_path(stream: str | os.PathLike[str]) -> Path:
+    """The golden beside a stream: `dir/out.bin` -> `dir/out.golden.txt`."""
+    path = Path(stream)
+    return path.with_name(path.stem + GOLDEN_SUFFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A stream to check, its golden, and the directory its vmig-golden.toml search stops at."""
+
+    stream: Path
+    golden: Path
+    root: Path
+
+
+def find_streams(paths: Iterable[str | os.PathLike[str]]) -> list[Target]:
+    """Every `*.bin` under the paths (files as given; directories recursively, hidden ones skipped)."""
+    targets: dict[Path, Target] = {}
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            for found in sorted(path.rglob("*.bin")):
+                rel = found.relative_to(path).parts
+                if found.is_file() and not any(part.startswith(".") for part in rel[:-1]):
+                    targets.setdefault(found, Target(found, golden_path(found), path))
+        elif path.is_file():
+            targets.setdefault(path, Target(path, golden_path(path), path.parent))
+        else:
+            raise GoldenError(f"no such file or directory: {path}")
+    return list(targets.values())
+
+
+def orphan_goldens(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Golden files under directory arguments whose stream is gone."""
+    found = []
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            found += [g for g in sorted(path.rglob("*" + GOLDEN_SUFFIX))
+                      if not g.with_name(g.name[:-len(GOLDEN_SUFFIX)] + ".bin").exists()]
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """`status`: ok, different, missing (no golden), stale (the golden lacks options asked for), error."""
+
+    stream: Path
+    golden: Path
+    status: str
+    changes: tuple[Change, ...] = ()
+    message: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status != "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    """`status`: created, updated (with the changes it made) or unchanged."""
+
+    stream: Path
+    golden: Path
+    status: str
+    changes: tuple[Change, ...] = ()
+
+
+def _refuse_stream_as_golden(stream: Path, golden: Path) -> None:
+    if golden.suffix == ".bin" or (golden.exists() and stream.exists() and os.path.samefile(golden, stream)):
+        raise GoldenError(f"refusing to use {golden} as a golden file: it is a stream (.bin), and goldens "
+                          f"never overwrite streams")
+
+
+def read_golden(path: Path) -> Golden | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GoldenError(f"cannot read golden file {path}: {exc}") from exc
+    return Golden.parse(text, str(path))
+
+
+def check_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] | None = None, *,
+                 options: GoldenOptions = GoldenOptions(), config_root: str | os.PathLike[str] | None = None
+                 ) -> CheckResult:
+    """Compare a stream with its golden. Options: `options` (the caller's), vmig-golden.toml
+    (searched from the golden's directory up to `config_root`) and the golden's own header.
+    Decode errors and unusable goldens raise VmigError; everything else is a result."""
+    stream, golden = Path(stream), Path(golden) if golden is not None else golden_path(stream)
+    _refuse_stream_as_golden(stream, golden)
+    expected = read_golden(golden)
+    if expected is None:
+        return CheckResult(stream, golden, "missing",
+                           message=f"no golden file {golden}; a missing golden fails the check "
+                                   f"(write it with `vmig golden update {stream}`, review, commit)")
+    if expected.format != FORMAT:
+        return CheckResult(stream, golden, "stale",
+                           message=f"{golden} is in golden format {expected.format}; this vmig writes format "
+                                   f"{FORMAT}: regenerate it with `vmig golden update {stream}` and review the diff")
+    wanted = options.merge(load_config(find_config(golden.parent, Path(config_root) if config_root else None)))
+    have = expected.options
+    lacking = [name for name, asked, kept in (("--offsets", wanted.offsets, have.offsets),
+                                             ("--order", wanted.records_order, have.records_order))
+               if asked and not kept]
+    if lacking:
+        return CheckResult(stream, golden, "stale",
+                           message=f"{golden} was written without {' and '.join(lacking)}, so it cannot be "
+                                   f"compared with them; regenerate it with `vmig golden update "
+                                   f"{' '.join(lacking)} {stream}`")
+    effective = have.merge(wanted)
+    actual = golden_of_path(stream, effective)
+    changes = compare(expected, actual, effective.ignore)
+    return CheckResult(stream, golden, "different" if changes else "ok", tuple(changes))
+
+
+def update_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] | None = None, *,
+                  options: GoldenOptions = GoldenOptions(), config_root: str | os.PathLike[str] | None = None
+                  ) -> UpdateResult:
+    """Write the golden of a stream (atomically), only if its text changes; never writes the stream.
+    Options: the caller's, vmig-golden.toml, and those of the golden being replaced (they stick)."""
+    stream, golden = Path(stream), Path(golden) if golden is not None else golden_path(stream)
+    _refuse_stream_as_golden(stream, golden)
+    try:
+        previous = read_golden(golden)
+        old_text = golden.read_text(encoding="utf-8") if previous is not None else None
+    except VmigError:
+        previous, old_text = None, None  # a broken golden is simply replaced
+    effective = options.merge(load_config(find_config(golden.parent, Path(config_root) if config_root else None)))
+    if previous is not None:
+        effective = previous.options.merge(effective)
+    actual = golden_of_path(stream, effective)
+    text = actual.text()
+    if old_text == text:
+        return UpdateResult(stream, golden, "unchanged")
+    changes = tuple(compare(previous, actual)) if previous is not None else ()
+    mode = 0o666 & ~_umask()
+    with atomic_output(str(golden)) as out:
+        out.write(text.encode("utf-8"))
+        os.fchmod(out.fileno(), mode)
+    return UpdateResult(stream, golden, "updated" if old_text is not None else "created", changes)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
