@@ -267,3 +267,8 @@ cli.add_command(machines_cmd)
 from .goldencmd import golden_cmd  # noqa: E402
 
 cli.add_command(golden_cmd)
+
+from .diffcmd import check_cmd, diff_cmd  # noqa: E402
+
+cli.add_command(diff_cmd)
+cli.add_command(check_cmd)

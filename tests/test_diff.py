@@ -1,0 +1,348 @@
+"""vmig diff: real pairs of captures, RAM by final page content, ignore patterns, CLI and rendering.
+
+The pairs are real QEMU streams (fixtures/captures). What the tests assert is read
+off the bytes independently where it can be: the offsets a change reports must
+point at the bytes that changed.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from paths import CAPTURES
+from rich.console import Console
+
+from vfio_ramfb_mig import Source, decode
+from vfio_ramfb_mig.cli.main import cli
+from vfio_ramfb_mig.diff import Change, StreamDiff, diff_json, diff_streams, is_ignored, section_key, xbzrle_apply
+from vfio_ramfb_mig.render.diffview import diff_brief, diff_tree
+from vfio_ramfb_mig.render.theme import THEME
+
+Q72_PLAIN_72 = CAPTURES / "qemu-7.2.22__pc-q35-7.2__plain.bin"
+Q72_PLAIN_10 = CAPTURES / "qemu-10.0.2__pc-q35-7.2__plain.bin"
+Q81_RAMFB = CAPTURES / "qemu-10.0.2__pc-q35-8.1__ramfb.bin"
+Q82_RAMFB = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin"
+Q82_BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
+Q10_RAMFB = CAPTURES / "qemu-10.0.2__pc-q35-10.0__ramfb.bin"
+Q10_NOVMDESC = CAPTURES / "qemu-10.0.2__pc-q35-10.0__ramfb+novmdesc.bin"
+Q10_NOFOOTER = CAPTURES / "qemu-10.0.2__pc-q35-10.0__ramfb+nofooter.bin"
+Q10_CAPS = CAPTURES / "qemu-10.0.2__pc-q35-10.0__ramfb+cap-x-ignore-shared.bin"
+
+
+def run_diff(a: Path | bytes, b: Path | bytes, ignore: tuple[str, ...] = (), sources: bool = True) -> StreamDiff:
+    sa = Source.from_bytes(a, "A") if isinstance(a, bytes) else Source.open(str(a))
+    sb = Source.from_bytes(b, "B") if isinstance(b, bytes) else Source.open(str(b))
+    with sa, sb:
+        return diff_streams(decode(sa), decode(sb), sa if sources else None, sb if sources else None, ignore=ignore)
+
+
+def by_path(result: StreamDiff) -> dict[str, Change]:
+    return {c.path: c for c in result.changes}
+
+
+def render(renderable) -> str:
+    console = Console(record=True, width=120, color_system=None, theme=THEME)
+    console.print(renderable)
+    return console.export_text()
+
+
+# ---------------------------------------------------------------- real pairs
+
+
+def test_same_machine_from_qemu_72_and_100_matches_every_section() -> None:
+    """pc-q35-7.2 from QEMU 7.2 and 10.0: other section ids (ram is 2 vs 1), same sections."""
+    a, b = decode(str(Q72_PLAIN_72)), decode(str(Q72_PLAIN_10))
+    ids_a = {s.idstr: s.section_id for s in a.sections}
+    ids_b = {s.idstr: s.section_id for s in b.sections}
+    assert ids_a["ram"] != ids_b["ram"]  # so matching by id would pair the wrong sections
+    result = run_diff(Q72_PLAIN_72, Q72_PLAIN_10)
+    kinds = {c.kind for c in result.changes}
+    assert not kinds & {"section_added", "section_removed", "version", "machine"}
+    paths = by_path(result)
+    # what differs is named: the vmstate field changes between the releases, and the firmware in RAM
+    assert paths["hpet/num_timers"].kind == "field_removed"
+    assert paths["hpet/num_timers_save"].kind == "field_added"
+    assert paths["0000:00:1f.2/ich9_ahci/ahci/ports"].text == "type int32 equal → uint32 equal: 6 → 6"
+    assert paths["globalstate/runstate"].text == "100 → 32 bytes; the first 32 are equal"
+    assert {"globalstate/has_vm_was_suspended", "globalstate/vm_was_suspended"} <= set(paths)
+    assert paths["ram/pc.bios"].kind == "ram_pages" and paths["ram/pc.bios"].count == 47
+    # the AHCI port array: 7.2 names its last element dev[5], 10.0 "dev" (vmdesc quirk), not a difference
+    assert not any("ahci/dev" in p for p in paths)
+    assert set(result.groups()) == {"ram", "hpet", "0000:00:1f.2/ich9_ahci", "globalstate"}
+
+
+def test_ramfb_dev_only_in_82() -> None:
+    result = run_diff(Q81_RAMFB, Q82_RAMFB)
+    assert [(c.kind, c.path) for c in result.changes] == [
+        ("machine", "configuration/machine"), ("section_added", "ramfb-dev")]
+    machine, added = result.changes
+    assert machine.text == "pc-q35-8.1 → pc-q35-8.2"
+    assert added.text == "only in B: FULL section (ramfb-dev), version 1"
+    data = Q82_RAMFB.read_bytes()
+    assert data[added.new_offset:added.new_offset + 15] == b"\x04\x00\x00\x00\x25\x09ramfb-dev"
+    assert added.old_offset is None
+
+
+def test_paused_vs_booted_ramfb_in_words() -> None:
+    result = run_diff(Q82_RAMFB, Q82_BOOTED)
+    paths = by_path(result)
+    cfg = "ramfb-dev/state/cfg"
+    assert paths[f"{cfg}/width"].text == "0 → 1024"
+    assert paths[f"{cfg}/height"].text == "0 → 768"
+    assert paths[f"{cfg}/stride"].text == "0 → 4096"
+    assert paths[f"{cfg}/addr"].text == "0x0 → 0xc00000"
+    assert paths[f"{cfg}/fourcc"].text == "0 → XR24 (0x34325258)"
+    assert f"{cfg}/flags" not in paths
+    booted = Q82_BOOTED.read_bytes()
+    paused = Q82_RAMFB.read_bytes()
+    width = paths[f"{cfg}/width"]
+    assert struct.unpack(">I", booted[width.new_offset:width.new_offset + 4]) == (1024,)
+    assert struct.unpack(">I", paused[width.old_offset:width.old_offset + 4]) == (0,)
+    fourcc = paths[f"{cfg}/fourcc"]
+    assert booted[fourcc.new_offset:fourcc.new_offset + 4] == b"42RX"
+    # RAM: the guest ran, so pages differ; counted per block
+    ram = paths["ram/pc.ram"]
+    assert ram.kind == "ram_pages" and ram.count and ram.count > 100
+    assert "pages differ" in ram.text
+
+
+def test_identical_streams_have_no_changes() -> None:
+    result = run_diff(Q10_RAMFB, Q10_RAMFB)
+    assert result.same and result.changes == () and result.notes == ()
+
+
+def test_stream_level_facts() -> None:
+    assert [(c.path, c.text) for c in run_diff(Q10_RAMFB, Q10_NOVMDESC).changes] == [
+        ("stream/vmdesc", "vmdesc trailer present → absent")]
+    assert [(c.path, c.text) for c in run_diff(Q10_RAMFB, Q10_NOFOOTER).changes] == [
+        ("stream/footers", "section footers on → off")]
+    caps = by_path(run_diff(Q10_RAMFB, Q10_CAPS))
+    assert caps["configuration/capabilities/x-ignore-shared"].text == "off → on"
+    # x-ignore-shared: the block list carries addresses, and pages of shared RAM are not sent (none here)
+    assert not any(c.kind.startswith("section") for c in caps.values())
+
+
+# ---------------------------------------------------------------- ignore patterns
+
+
+@pytest.mark.parametrize("pattern, path, ignored", [
+    ("ram", "ram/pc.ram", True),
+    ("ram", "ramfb-dev/state/cfg/width", False),
+    ("timer", "timer/cpu_ticks_offset", True),
+    ("cpu/env.tsc*", "cpu/env.tsc_aux", True),
+    ("cpu/env.tsc*", "cpu/env.eip", False),
+    ("*/cfg/width", "ramfb-dev/state/cfg/width", True),
+    ("dma/1", "dma/1/mask", True),
+    ("dma/1", "dma/mask", False),
+])
+def test_is_ignored(pattern: str, path: str, ignored: bool) -> None:
+    assert is_ignored(path, (pattern,)) is ignored
+
+
+def test_ignore_ram_and_timer() -> None:
+    full = run_diff(Q82_RAMFB, Q82_BOOTED)
+    ignored = run_diff(Q82_RAMFB, Q82_BOOTED, ignore=("ram", "timer", "*/cfg/addr"))
+    assert {c.path for c in ignored.changes} == {c.path for c in full.changes
+                                                  if not c.path.startswith(("ram/", "timer/"))
+                                                  and not c.path.endswith("cfg/addr")}
+    assert ignored.ignored == 3  # ram and timer as whole sections, and one field
+
+
+def test_section_key() -> None:
+    assert section_key("dma", 0) == "dma" and section_key("dma", 1) == "dma/1"
+
+
+# ---------------------------------------------------------------- RAM by final content (synthetic)
+
+PAGE = 4096
+
+
+def _str8(text: bytes) -> bytes:
+    return bytes([len(text)]) + text
+
+
+def ram_stream(records: list[tuple[str, int, bytes]], pages: int = 4) -> bytes:
+    """header, configuration, RAM START (one block pc.ram), one PART with `records`, END, EOF.
+
+    records: (kind, page index, data) with kind "page" (data = 4096 bytes), "zero", or "xbzrle" (data = delta).
+    """
+    out = bytearray(b"QEVM" + struct.pack(">I", 3) + b"\x07" + struct.pack(">I", 10) + b"pc-q35-8.2")
+    start = struct.pack(">Q", pages * PAGE | 0x04) + _str8(b"pc.ram") + struct.pack(">Q", pages * PAGE)
+    start += struct.pack(">Q", 0x10)
+    out += b"\x01" + struct.pack(">I", 1) + _str8(b"ram") + struct.pack(">II", 0, 4) + start
+    out += b"\x7e" + struct.pack(">I", 1)
+    part = bytearray()
+    for n, (kind, index, data) in enumerate(records):
+        cont = 0x20 if n else 0
+        name = b"" if n else _str8(b"pc.ram")
+        if kind == "page":
+            part += struct.pack(">Q", index * PAGE | 0x08 | cont) + name + data
+        elif kind == "zero":
+            part += struct.pack(">Q", index * PAGE | 0x02 | cont) + name + b"\x00"
+        else:
+            part += struct.pack(">Q", index * PAGE | 0x40 | cont) + name + b"\x01" + struct.pack(">H", len(data)) + data
+    part += struct.pack(">Q", 0x10)
+    out += b"\x02" + struct.pack(">I", 1) + part + b"\x7e" + struct.pack(">I", 1)
+    out += b"\x03" + struct.pack(">I", 1) + struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 1)
+    return bytes(out + b"\x00")
+
+
+def page(byte: int) -> bytes:
+    return bytes([byte]) * PAGE
+
+
+def test_ram_last_record_wins() -> None:
+    twice = ram_stream([("page", 0, page(1)), ("page", 0, page(2)), ("zero", 1, b"")])
+    once = ram_stream([("page", 0, page(2)), ("zero", 1, b"")])
+    other = ram_stream([("page", 0, page(3)), ("zero", 1, b"")])
+    assert run_diff(twice, once).same  # the same final contents, sent with other records
+    result = run_diff(twice, other)
+    (change,) = result.changes
+    assert change.path == "ram/pc.ram" and change.count == 1
+    assert change.text.startswith("1 page differs, first at block offset 0x0")
+    # the offsets point at the payloads that win: the second record in A, the only one in B
+    second = 8 + 15 + 14 + 3 + 8 + 7 + 8 + 8 + 5  # header, config, START(+payload), footer
+    second += 5 + 8 + 7 + PAGE + 8  # PART header, first record, word of the second
+    assert change.old_offset == second and twice[second:second + PAGE] == page(2)
+    assert other[change.new_offset:change.new_offset + PAGE] == page(3)
+
+
+def test_ram_zero_page_equals_page_of_zeros_and_not_sent_is_counted() -> None:
+    a = ram_stream([("zero", 0, b""), ("zero", 1, b"")])
+    b = ram_stream([("page", 0, page(0)), ("zero", 1, b""), ("zero", 2, b"")])
+    (change,) = run_diff(a, b).changes
+    assert change.count == 0 and "1 page sent only in B" in change.text
+
+
+def test_ram_xbzrle_applies_to_the_previous_content() -> None:
+    base = page(7)
+    delta = bytes([10, 2, 0xAA, 0xBB])  # keep 10 bytes, then 2 literal bytes
+    expected = base[:10] + b"\xaa\xbb" + base[12:]
+    assert xbzrle_apply(base, delta) == expected
+    a = ram_stream([("page", 0, base), ("xbzrle", 0, delta)])
+    b = ram_stream([("page", 0, expected)])
+    assert run_diff(a, b).same
+    c = ram_stream([("page", 0, base)])
+    assert run_diff(a, c).changes[0].count == 1
+
+
+def test_without_sources_ram_is_counted_not_compared() -> None:
+    result = run_diff(Q82_RAMFB, Q82_BOOTED, sources=False)
+    assert any("RAM page contents not compared" in n for n in result.notes)
+    assert by_path(result)["ram/pc.ram"].text.endswith(")")  # counts are still there
+    assert by_path(result)["ramfb-dev/state/cfg/width"].text == "0 → 1024"  # inline values still compared
+
+
+# ---------------------------------------------------------------- VFIO (synthetic, wire-format §8.4)
+
+
+def vfio_stream(machine: bytes = b"pc-q35-8.2", width: int | None = 1024, section_id: int = 0x29) -> bytes:
+    """header, configuration, a FULL 0000:00:02.0/vfio section (DEV_CONFIG_STATE, PCIDevice v2,
+    256 config bytes, irq state, [VFIODisplay subsection with a ramfb cfg], END_OF_STATE), EOF."""
+    cfg = bytearray(256)
+    cfg[0:4] = bytes.fromhex("8680923e")
+    cfg[4:6] = (0x0407).to_bytes(2, "little")
+    cfg[9:12] = bytes.fromhex("000003")
+    payload = bytes.fromhex("ffffffffef100002") + struct.pack(">I", 2) + bytes(cfg) + bytes(16)
+    if width is not None:
+        name = b"VFIOPCIDevice/VFIODisplay"
+        payload += b"\x05" + _str8(name) + struct.pack(">I", 1)
+        payload += struct.pack(">QIIIII", 0x7EC00000, 0x34325258, 0, width, 768, 4096)
+    payload += bytes.fromhex("ffffffffef100001")
+    section = b"\x04" + struct.pack(">I", section_id) + _str8(b"0000:00:02.0/vfio") + struct.pack(">II", 0, 1)
+    section += payload + b"\x7e" + struct.pack(">I", section_id)
+    return b"QEVM" + struct.pack(">I", 3) + b"\x07" + struct.pack(">I", len(machine)) + machine + section + b"\x00"
+
+
+def test_vfio_display_geometry_in_words() -> None:
+    result = run_diff(vfio_stream(width=1024), vfio_stream(width=1280, section_id=0x30))
+    (change,) = result.changes  # the section id differs too, and is no difference
+    assert change.path == "0000:00:02.0/vfio/config/VFIODisplay/dpy/ramfb/cfg/width"
+    assert change.text == "1024 → 1280"
+    assert vfio_stream(width=1280)[change.new_offset:change.new_offset + 4] == struct.pack(">I", 1280)
+
+
+def test_vfio_display_subsection_on_one_side() -> None:
+    (change,) = run_diff(vfio_stream(width=None), vfio_stream()).changes
+    assert change.kind == "subsection_added" and change.path == "0000:00:02.0/vfio/config/VFIODisplay"
+
+
+# ---------------------------------------------------------------- JSON, rendering, CLI
+
+
+def test_diff_json_is_plain_json() -> None:
+    doc = diff_json(run_diff(Q81_RAMFB, Q82_RAMFB))
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["same"] is False and doc["changes"][1] == {
+        "kind": "section_added", "group": "ramfb-dev", "path": "ramfb-dev",
+        "text": "only in B: FULL section (ramfb-dev), version 1", "new": 1, "new_offset": 0x453d3}
+
+
+def test_render_tree_and_brief() -> None:
+    result = run_diff(Q82_RAMFB, Q82_BOOTED, ignore=("ram", "cpu"))
+    text = render(diff_tree(result))
+    assert "ramfb-dev  5 changes" in text
+    assert "~ state/cfg/width  0 → 1024  @0x453fa → 0xd9385" in text
+    brief = render(diff_brief(result))
+    assert "  ramfb-dev  5 changed" in brief.splitlines()
+
+
+def test_cli_exit_status_and_json() -> None:
+    runner = CliRunner()
+    same = runner.invoke(cli, ["diff", str(Q10_RAMFB), str(Q10_RAMFB)])
+    assert same.exit_code == 0, same.output
+    assert "no differences" in same.stdout
+    different = runner.invoke(cli, ["diff", "--json", str(Q81_RAMFB), str(Q82_RAMFB)])
+    assert different.exit_code == 1
+    assert [c["path"] for c in json.loads(different.stdout)["changes"]] == ["configuration/machine", "ramfb-dev"]
+    brief = runner.invoke(cli, ["diff", "--brief", str(Q81_RAMFB), str(Q82_RAMFB)])
+    assert brief.exit_code == 1 and "ramfb-dev  1 added" in brief.stdout
+    trouble = runner.invoke(cli, ["diff", str(CAPTURES / "missing.bin"), str(Q10_RAMFB)])
+    assert trouble.exit_code == 2 and "cannot open" in trouble.stderr
+
+
+def test_cli_compat_both_directions() -> None:
+    runner = CliRunner()
+    # 7.2 and 10.0 streams of the same machine type load both ways (QEMU versions from the sidecars)
+    ok = runner.invoke(cli, ["diff", "--compat", "--brief", str(Q72_PLAIN_72), str(Q72_PLAIN_10)])
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.count("would load") == 2
+    # 8.1 vs 8.2 with ramfb: refused both ways (machine type), so exit 1
+    bad = runner.invoke(cli, ["diff", "--compat", "--json", str(Q81_RAMFB), str(Q82_RAMFB)])
+    assert bad.exit_code == 1
+    doc = json.loads(bad.stdout)["compat"]
+    assert doc["a_where_b_was_made"]["qemu_output"][0] == \
+        "Machine type received is 'pc-q35-8.1' and local is 'pc-q35-8.2'"
+    assert doc["b_where_a_was_made"]["loadable"] is False
+
+
+def test_cli_compat_needs_the_qemu_version(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(Q81_RAMFB.read_bytes())
+    b.write_bytes(Q82_RAMFB.read_bytes())
+    runner = CliRunner()
+    result = runner.invoke(cli, ["diff", "--compat", str(a), str(b)])
+    assert result.exit_code == 2 and "--compat needs the QEMU version" in result.stderr
+    assert runner.invoke(cli, ["diff", "--compat", "--qemu", "10.0", str(a), str(b)]).exit_code == 1
+
+
+def test_sections_without_vmdesc_compare_raw_payloads() -> None:
+    a = CAPTURES / "qemu-7.2.22__pc-q35-7.2__novmdesc.bin"
+    b = CAPTURES / "qemu-10.0.2__pc-q35-7.2__novmdesc.bin"
+    result = run_diff(a, b, ignore=("ram",))
+    (change,) = result.changes  # with a vmdesc this is runstate 100 → 32 bytes + has_vm_was_suspended...
+    assert change.path == "globalstate/payload"
+    assert change.text == "payload of 104 bytes: 1 byte differs, first at payload byte 0x24"
+    assert a.read_bytes()[change.old_offset] != b.read_bytes()[change.new_offset]
+
+
+def test_ram_block_length_change() -> None:
+    a = ram_stream([("page", 0, page(1))], pages=4)
+    b = ram_stream([("page", 0, page(1))], pages=8)
+    changes = by_path(run_diff(a, b))
+    assert changes["ram/pc.ram/length"].text == "length 0x4000 → 0x8000"
+    assert "ram/pc.ram" not in changes  # the pages sent are the same

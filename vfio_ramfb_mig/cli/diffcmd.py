@@ -1,0 +1,156 @@
+"""`vmig diff A B` and `vmig check STREAM`: differences in words, and the load verdict.
+
+Exit status, as diff(1): `diff` 0 same, 1 different; `diff --compat` 0 when each stream
+would load where the other was made, 1 when one would be refused; `check` 0 would load,
+1 would be refused; 2 trouble (bad input, unknown destination), from the group's error boundary.
+
+Imports: click, rich (through render), and the package's public layers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ..codec.decode import decode
+from ..codec.source import Source
+from ..compat.check import RULES, Destination, Verdict, check_stream, destination, destination_of, verdict_json
+from ..diff import diff_json, diff_streams
+from ..errors import InputError
+from ..render.diffview import diff_brief, diff_tree, rules_table, verdict_view
+
+if TYPE_CHECKING:
+    from .main import App
+
+OK, DIFFERENT = 0, 1
+
+
+def _emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def _sidecar_qemu(path: str) -> str | None:
+    """The QEMU version a capture's .meta.json sidecar records (vfio_ramfb_mig.qemu writes them)."""
+    sidecar = Path(path).with_suffix(".meta.json")
+    try:
+        meta = json.loads(sidecar.read_text())
+        version = meta["qemu"]["version"]
+        return version if isinstance(version, str) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@click.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("--brief", is_flag=True, help="one line per section instead of every change")
+@click.option("--json", "as_json", is_flag=True, help="print the changes as JSON")
+@click.option("--ignore", "ignore", multiple=True, metavar="PATTERN",
+              help="ignore changes whose path (or an ancestor of it) matches this fnmatch pattern, e.g. ram, timer, "
+                   "'cpu/env.tsc*'; repeatable")
+@click.option("--compat", is_flag=True,
+              help="also judge both directions: would A load where B was made (B's machine, QEMU, capabilities, "
+                   "RAM size and devices), and B where A was made; the exit status then reports compatibility")
+@click.option("--qemu", "qemu", metavar="VERSION", help="--compat: the QEMU that made both streams (10.0, 7.2, ...)")
+@click.option("--qemu-a", metavar="VERSION", help="--compat: the QEMU that made A (default: its .meta.json sidecar)")
+@click.option("--qemu-b", metavar="VERSION", help="--compat: the QEMU that made B (default: its .meta.json sidecar)")
+@click.option("--schema-a", metavar="FILE", help="--compat: -dump-vmstate of A's QEMU (for other QEMU versions)")
+@click.option("--schema-b", metavar="FILE", help="--compat: -dump-vmstate of B's QEMU (for other QEMU versions)")
+@click.option("--device", "devices", multiple=True, metavar="DEV",
+              help="--compat: a device both VMs have whose state their streams do not carry; repeatable")
+@click.pass_obj
+def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple[str, ...], compat: bool,
+             qemu: str | None, qemu_a: str | None, qemu_b: str | None, schema_a: str | None, schema_b: str | None,
+             devices: tuple[str, ...]) -> None:
+    """Show what differs between two migration streams A (old) and B (new).
+
+    Sections are matched by idstr and instance, never by position or id. Shown per
+    section: sections only on one side, version changes, subsections on one side,
+    field values (path, old → new, offsets in A and B), RAM per block (differing
+    pages by final content), and the machine/configuration.
+    """
+    with ExitStack() as stack:
+        sa = stack.enter_context(Source.open(a))
+        sb = stack.enter_context(Source.open(b))
+        stream_a, stream_b = decode(sa), decode(sb)
+        result = diff_streams(stream_a, stream_b, sa, sb, ignore=ignore)
+    verdicts: tuple[Verdict, Verdict] | None = None
+    if compat:
+        qa = qemu_a or qemu or _sidecar_qemu(a)
+        qb = qemu_b or qemu or _sidecar_qemu(b)
+        if (qa is None and schema_a is None) or (qb is None and schema_b is None):
+            raise InputError("--compat needs the QEMU version that made each stream: give --qemu (both), "
+                             "--qemu-a/--qemu-b, or keep the .meta.json sidecars next to the streams")
+        where_b = destination_of(stream_b, qemu=qb, schema=schema_b, devices=devices)
+        where_a = destination_of(stream_a, qemu=qa, schema=schema_a, devices=devices)
+        verdicts = (check_stream(stream_a, where_b), check_stream(stream_b, where_a))
+    if as_json:
+        doc = diff_json(result)
+        if verdicts is not None:
+            doc["compat"] = {"a_where_b_was_made": verdict_json(verdicts[0]),
+                             "b_where_a_was_made": verdict_json(verdicts[1])}
+        _emit_json(doc)
+    else:
+        app.out.print(diff_brief(result) if brief else diff_tree(result), soft_wrap=False)
+        if verdicts is not None:
+            app.out.print()
+            app.out.print(verdict_view(verdicts[0], title=f"A ({a}) where B was made", brief=brief), soft_wrap=False)
+            app.out.print(verdict_view(verdicts[1], title=f"B ({b}) where A was made", brief=brief), soft_wrap=False)
+    if verdicts is not None:
+        sys.exit(OK if all(v.loadable for v in verdicts) else DIFFERENT)
+    sys.exit(OK if result.same else DIFFERENT)
+
+
+@click.command("check")
+@click.argument("stream", metavar="STREAM", required=False)
+@click.option("--target", "-M", "target", metavar="MACHINE",
+              help="the destination machine type, e.g. pc-q35-8.1 (default: the --schema file's, else the stream's)")
+@click.option("--qemu", metavar="VERSION", help="the destination QEMU: 10.0 or 7.2 (bundled schemas), or any "
+                                                "version together with --schema")
+@click.option("--schema", metavar="FILE", help="the destination's `qemu-system-x86_64 -dump-vmstate FILE` (.gz ok)")
+@click.option("--device", "devices", multiple=True, metavar="DEV",
+              help="a -device the destination has beyond the machine's own (ramfb, e1000e, vfio-pci, ...); repeatable")
+@click.option("--cap", "capabilities", multiple=True, metavar="NAME",
+              help="a migration capability set at the destination (x-ignore-shared, mapped-ram); repeatable")
+@click.option("--memory", "-m", metavar="SIZE", help="the destination's -m (e.g. 16M); pc.ram must match")
+@click.option("--no-section-footer", "no_footer", is_flag=True,
+              help="the destination runs with -global migration.send-section-footer=off")
+@click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON")
+@click.option("--brief", is_flag=True, help="one line: the verdict and the first message")
+@click.option("--rules", "list_rules", is_flag=True, help="list the rules vmig checks and exit")
+@click.pass_obj
+def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None, schema: str | None,
+              devices: tuple[str, ...], capabilities: tuple[str, ...], memory: str | None, no_footer: bool,
+              as_json: bool, brief: bool, list_rules: bool) -> None:
+    """Would a destination QEMU load STREAM? If not, which rule fails and what QEMU prints.
+
+    The destination is a machine type (--target), a QEMU version (--qemu, or its
+    -dump-vmstate with --schema), the devices it has beyond the machine's own
+    (--device), its capabilities (--cap) and optionally its RAM size (--memory).
+    """
+    if list_rules:
+        app.out.print(rules_table([(r.rule_id, r.summary, r.source) for r in RULES]), soft_wrap=False)
+        return
+    if stream is None:
+        raise click.UsageError("missing argument STREAM")
+    with Source.open(stream) as src:
+        decoded = decode(src)
+    dest: Destination
+    if target is None and schema is None:
+        if decoded.configuration is None:
+            raise InputError("the stream names no machine type: give --target")
+        target = decoded.configuration.machine
+    dest = destination(qemu=qemu, machine=target, devices=devices, schema=schema, capabilities=capabilities,
+                       memory=memory, section_footers=not no_footer)
+    verdict = check_stream(decoded, dest)
+    if as_json:
+        _emit_json(verdict_json(verdict))
+    else:
+        app.out.print(verdict_view(verdict, brief=brief), soft_wrap=False)
+    sys.exit(OK if verdict.loadable else DIFFERENT)

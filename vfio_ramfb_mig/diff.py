@@ -1,0 +1,1008 @@
+"""Structural diff of two decoded migration streams: what differs, in words, and where.
+
+Sections are matched by (idstr, instance_id), never by position or section id:
+the same machine type saved by QEMU 7.2 and by QEMU 10.0 writes the same
+sections in another order with other ids. Within a section, fields and
+subsections are matched by name and compared through the decoded model, so
+built-in schemas name what the vmdesc leaves opaque (the ramfb cfg is compared
+per key: ``state/cfg/width 1024 → 1280``; the VFIO config field by field).
+
+RAM is compared by each page's *final* content (the last record for a page
+wins; an XBZRLE record is applied to the page's previous content), one RAM
+block at a time. Page contents are never held: per block, an array of 8-byte
+locations (file offset of the page's last payload, or "zero", or "not sent")
+is built for each side, the two are compared slice by slice through the
+sources' mmaps, then dropped. Memory is 8 bytes per page of the largest block.
+
+Paths: ``<section>[/<field>...]`` where ``<section>`` is the idstr, plus
+``/<instance>`` when the instance is not 0 (``dma/1``); a subsection appears
+under its own name with the parent's prefix dropped (``fw_cfg/acpi_mr/...``);
+array elements are ``name[i]``. The configuration record is ``configuration/...``,
+stream-level facts (footers, vmdesc, commands) ``stream/...``, RAM blocks
+``ram/<block>``. ``ignore`` patterns are fnmatch patterns (``*`` also matches
+``/``) applied to a change's path and to every ancestor of it, so ``ram``
+ignores all RAM and ``cpu/env.tsc*`` the TSC fields.
+
+Imports: model, errors, codec.source (Source), codec.text, wire.ramfb, vmstate.compile (type names).
+References: migration/savevm.c (find_se: sections are found by idstr + instance_id),
+migration/ram.c (ram_load_precopy: the last record for a page wins; load_xbzrle),
+migration/xbzrle.c (xbzrle_decode_buffer), hw/display/ramfb.c (RAMFBCfg).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import mmap
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .codec.source import Source
+from .codec.text import printable, to_wire
+from .model import (
+    Blob,
+    Command,
+    Configuration,
+    Field,
+    MigrationStream,
+    OpaqueBody,
+    RamBlock,
+    RamBody,
+    RamMemSize,
+    RamPages,
+    Section,
+    Span,
+    StructValue,
+    Subsection,
+    VfioBody,
+    VmstateBody,
+)
+from .vmstate.compile import RAMFB_CFG_TYPE
+from .wire.ramfb import fourcc_text
+
+#: Change kinds, in the order a reader meets them
+KINDS = (
+    "stream",               # footers, vmdesc, commands, header: facts about the whole stream
+    "machine",              # configuration: machine type name
+    "configuration",        # configuration: capabilities, uuid, target page bits
+    "section_removed",      # a section only in A
+    "section_added",        # a section only in B
+    "version",              # version_id of a section (or of a nested vmsd, or a subsection)
+    "subsection_removed",
+    "subsection_added",
+    "field_removed",
+    "field_added",
+    "type",                 # the same field decoded with another type
+    "value",                # a scalar value
+    "bytes",                # a byte buffer (first differing byte, number of differing bytes)
+    "length",               # an array's element count
+    "ram_block",            # a RAM block only on one side, or its length changed
+    "ram_pages",            # pages of one RAM block differ
+    "vfio_data",            # VFIO device data (opaque vendor state) differs
+    "payload",              # a section vmig could not decode on both sides: raw payload bytes differ
+)
+
+#: more element changes than this in one array collapse into one summary change
+LIST_LIMIT = 8
+#: bytes compared per step when a range is larger
+CHUNK = 1 << 20
+#: pages compared in one slice when both sides sent them back to back
+RUN_LIMIT = 256
+#: after reading this much through a source's mmap, let the kernel drop the mapped pages (RSS stays flat)
+DROP_AFTER = 32 << 20
+#: RAM page location sentinels (values >= 0 are file offsets of the page payload)
+NOT_SENT, ZERO, XBZRLE = -1, -2, -3
+#: offsets of the RAMFBCfg keys inside the 28 bytes (hw/display/ramfb.c struct RAMFBCfg, packed)
+RAMFB_KEY_OFFSETS = {"addr": 0, "fourcc": 8, "flags": 12, "width": 16, "height": 20, "stride": 24}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One difference between stream A (old) and stream B (new).
+
+    `group` is the section key (``idstr[/instance]``), ``configuration`` or ``stream``;
+    `path` starts with it. `old_offset`/`new_offset` are absolute offsets in A and B
+    (None where the thing is absent on that side). `text` says it in words.
+    `count` is the number of differing bytes, pages or elements where one change
+    stands for many.
+    """
+
+    kind: str
+    group: str
+    path: str
+    text: str
+    old: Any = None
+    new: Any = None
+    old_offset: int | None = None
+    new_offset: int | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class StreamDiff:
+    """The result of `diff_streams`: the changes in stream order of A (then B-only ones)."""
+
+    a: str | None
+    b: str | None
+    changes: tuple[Change, ...]
+    #: changes that matched an ignore pattern (not in `changes`)
+    ignored: int = 0
+    #: what could not be compared (e.g. RAM contents without a source)
+    notes: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+
+    @property
+    def same(self) -> bool:
+        return not self.changes
+
+    def groups(self) -> dict[str, list[Change]]:
+        """Changes by group, groups in first-seen order."""
+        out: dict[str, list[Change]] = {}
+        for change in self.changes:
+            out.setdefault(change.group, []).append(change)
+        return out
+
+
+def section_key(idstr: str, instance_id: int | None) -> str:
+    """How diff names a section: the idstr, plus ``/<instance>`` when it is not 0."""
+    return idstr if not instance_id else f"{idstr}/{instance_id}"
+
+
+def is_ignored(path: str, patterns: Sequence[str]) -> bool:
+    """True when a pattern matches `path` or one of its ancestors (cut at '/')."""
+    if not patterns:
+        return False
+    parts = path.split("/")
+    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return any(fnmatch.fnmatchcase(c, p) for p in patterns for c in candidates)
+
+
+def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None = None,
+                 source_b: Source | None = None, *, ignore: Sequence[str] = ()) -> StreamDiff:
+    """Compare two decoded streams.
+
+    Args:
+        a, b: the decoded streams (A is "old", B is "new").
+        source_a, source_b: the inputs they were decoded from. Needed to compare what the
+            model keeps as byte ranges (RAM pages, VFIO device data, buffers over 4 KiB);
+            without them those are compared by length only and a note says so.
+        ignore: fnmatch patterns on change paths (see the module docstring).
+    """
+    differ = _Differ(a, b, source_a, source_b, tuple(ignore))
+    differ.run()
+    return StreamDiff(a=a.source, b=b.source, changes=tuple(differ.changes), ignored=differ.ignored,
+                      notes=tuple(dict.fromkeys(differ.notes)), ignore=tuple(ignore))
+
+
+# ================================================================ words
+
+
+def int_text(value: int, ftype: str = "") -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if ftype == "timer" and value == 0xFFFF_FFFF_FFFF_FFFF:
+        return "not pending"
+    if -10 < value < 10:
+        return str(value)
+    return f"{value} ({value & ((1 << 64) - 1):#x})"
+
+
+def ramfb_value_text(key: str, value: int) -> str:
+    if key == "fourcc":
+        return f"{fourcc_text(value)} ({value:#010x})" if value else "0"
+    if key in ("addr", "flags"):
+        return f"{value:#x}"
+    return str(value)
+
+
+def value_text(value: Any, ftype: str = "") -> str:
+    if isinstance(value, (bool, int)):
+        return int_text(value, ftype)
+    if isinstance(value, str):
+        return repr(printable(value))
+    if isinstance(value, (bytes, bytearray)):
+        shown = value[:16].hex(" ")
+        return f"{len(value)} bytes ({shown}{' …' if len(value) > 16 else ''})"
+    if isinstance(value, Blob):
+        return f"{value.length:,} bytes"
+    if isinstance(value, StructValue):
+        return f"{value.vmsd_name} v{value.version}"
+    if isinstance(value, dict) and ftype == RAMFB_CFG_TYPE:
+        if not any(value.values()):
+            return "not configured (28 zero bytes)"
+        return (f"{value['width']}x{value['height']} {fourcc_text(value['fourcc'])} at {value['addr']:#x} "
+                f"stride {value['stride']}")
+    if isinstance(value, list):
+        if value and all(isinstance(v, (bool, int)) for v in value):
+            shown = ", ".join(int_text(v, ftype) for v in value[:8])
+            return f"[{shown}{', …' if len(value) > 8 else ''}] ({len(value)} items)"
+        return f"{len(value)} items"
+    return repr(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex() if len(value) <= 64 else {"length": len(value),
+                                                      "sha256": hashlib.sha256(value).hexdigest()}
+    if isinstance(value, Blob):
+        return {"length": value.length, "offset": value.offset}
+    if isinstance(value, StructValue):
+        return {"vmsd_name": value.vmsd_name, "version": value.version}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    return value
+
+
+def diff_json(result: StreamDiff) -> dict[str, Any]:
+    """The `vmig diff --json` document."""
+    return {
+        "a": result.a,
+        "b": result.b,
+        "same": result.same,
+        "ignore": list(result.ignore),
+        "ignored": result.ignored,
+        "notes": list(result.notes),
+        "changes": [
+            {k: v for k, v in {
+                "kind": c.kind, "group": c.group, "path": c.path, "text": c.text,
+                "old": _jsonable(c.old), "new": _jsonable(c.new),
+                "old_offset": c.old_offset, "new_offset": c.new_offset, "count": c.count,
+            }.items() if v is not None}
+            for c in result.changes
+        ],
+    }
+
+
+# ================================================================ byte ranges
+
+
+def _xor_count(x: bytes, y: bytes) -> tuple[int, int]:
+    """(index of the first differing byte or -1, number of differing bytes) of equal-length x, y."""
+    if x == y:
+        return -1, 0
+    n = len(x)
+    diff = (int.from_bytes(x, "big") ^ int.from_bytes(y, "big")).to_bytes(n, "big")
+    first = next(i for i, c in enumerate(diff) if c)
+    return first, n - diff.count(0)
+
+
+class _Bytes:
+    """Reads byte ranges of one side: from the model (inline bytes) or its source."""
+
+    def __init__(self, source: Source | None) -> None:
+        self.source = source
+        self.read = 0
+
+    def get(self, offset: int, length: int, inline: bytes | None = None) -> bytes | None:
+        if inline is not None:
+            return inline
+        if self.source is None or offset + length > self.source.size:
+            return None
+        self.read += length
+        buf = self.source.buf
+        if self.read > DROP_AFTER and isinstance(buf, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+            # file-backed and read-only: dropped pages come back from the page cache when touched again
+            buf.madvise(mmap.MADV_DONTNEED)
+            self.read = 0
+        return bytes(buf[offset:offset + length])
+
+
+def _range_diff(ra: _Bytes, oa: int, la: int, rb: _Bytes, ob: int, lb: int) -> tuple[int, int] | None:
+    """(first differing index or -1, differing bytes over the common length) of two ranges,
+    read in chunks; None when a side cannot be read."""
+    n = min(la, lb)
+    first, count, pos = -1, 0, 0
+    while pos < n:
+        step = min(CHUNK, n - pos)
+        x, y = ra.get(oa + pos, step), rb.get(ob + pos, step)
+        if x is None or y is None:
+            return None
+        f, c = _xor_count(x, y)
+        if c and first < 0:
+            first = pos + f
+        count += c
+        pos += step
+    if la != lb and first < 0:
+        first = n
+    return first, count
+
+
+def _hash_ranges(reader: _Bytes, ranges: Iterable[tuple[int, int, bytes | None]]) -> str | None:
+    h = hashlib.blake2b(digest_size=20)
+    for offset, length, inline in ranges:
+        if inline is not None:
+            h.update(inline)
+            continue
+        pos = 0
+        while pos < length:
+            step = min(CHUNK, length - pos)
+            data = reader.get(offset + pos, step)
+            if data is None:
+                return None
+            h.update(data)
+            pos += step
+    return h.hexdigest()
+
+
+# ================================================================ RAM
+
+
+def xbzrle_apply(old: bytes, delta: bytes) -> bytes:
+    """Apply an XBZRLE delta to a page: pairs of uleb128 unchanged-run length, uleb128 literal-run
+    length + literal bytes (migration/xbzrle.c xbzrle_decode_buffer)."""
+    page = bytearray(old)
+    i = d = 0
+
+    def uleb() -> int:
+        nonlocal i
+        first = delta[i]
+        if not first & 0x80:
+            i += 1
+            return first
+        value = (first & 0x7F) | (delta[i + 1] << 7)
+        i += 2
+        return value
+
+    while i < len(delta):
+        d += uleb()
+        count = uleb()
+        page[d:d + count] = delta[i:i + count]
+        d += count
+        i += count
+    return bytes(page)
+
+
+@dataclass
+class _RamSide:
+    """What one stream says about one RAM block: counts of records, and each page's last location."""
+
+    records: dict[str, int]
+    pages: array | dict[int, int]
+    xbzrle: dict[int, bytes]
+    first_offset: int | None = None
+
+
+def _ram_items(sections: Sequence[tuple[int, Section]]) -> Iterator[Any]:
+    for _, section in sections:
+        if isinstance(section.body, RamBody):
+            yield from section.body.items
+
+
+def _block_list(sections: Sequence[tuple[int, Section]]) -> tuple[dict[str, RamBlock], int]:
+    blocks: dict[str, RamBlock] = {}
+    page_size = 4096
+    for _, section in sections:
+        if isinstance(section.body, RamBody):
+            page_size = section.body.page_size
+            for item in section.body.items:
+                if isinstance(item, RamMemSize):
+                    for block in item.blocks:
+                        blocks.setdefault(block.idstr, block)
+    return blocks, page_size
+
+
+def _ram_side(sections: Sequence[tuple[int, Section]], block: str, info: RamBlock | None, page_size: int,
+              reader: _Bytes) -> _RamSide:
+    npages = (info.used_length + page_size - 1) // page_size if info is not None else None
+    pages: array | dict[int, int] = array("q", [NOT_SENT]) * npages if npages is not None else {}
+    xb: dict[int, bytes] = {}
+    records = {"page": 0, "zero": 0, "xbzrle": 0}
+    side = _RamSide(records, pages, xb)
+
+    def put(index: int, where: int) -> None:
+        if isinstance(pages, array) and index >= len(pages):
+            pages.extend(array("q", [NOT_SENT]) * (index + 1 - len(pages)))
+        pages[index] = where
+
+    def current(index: int) -> bytes:
+        if isinstance(pages, dict):
+            where = pages.get(index, NOT_SENT)
+        else:
+            where = pages[index] if index < len(pages) else NOT_SENT
+        if where >= 0:
+            return reader.get(where, page_size) or bytes(page_size)
+        if where == XBZRLE:
+            return xb[index]
+        return bytes(page_size)
+
+    if info is not None and info.mapped_ram is not None:
+        # mapped-ram: a bitmap of present pages, each at pages_offset + i * page_size (wire-format §6.5)
+        header = info.mapped_ram
+        count = npages or 0
+        bitmap = reader.get(header["bitmap_offset"], ((count + 63) // 64) * 8)
+        if bitmap is not None:
+            for i in range(count):
+                if bitmap[i >> 3] >> (i & 7) & 1:
+                    put(i, header["pages_offset"] + i * header["page_size"])
+                    records["page"] += 1
+                else:
+                    put(i, ZERO)
+        return side
+
+    name_len = len(to_wire(block)) + 1
+    for item in _ram_items(sections):
+        if not isinstance(item, RamPages) or item.block != block:
+            continue
+        records[item.kind] += item.count
+        first = item.offset // page_size
+        if side.first_offset is None and item.span is not None:
+            side.first_offset = item.span.offset
+        if item.kind == "zero":
+            for i in range(first, first + item.count):
+                put(i, ZERO)
+        elif item.kind == "page":
+            base = item.span.offset + 8 + (name_len if item.named else 0) if item.span is not None else None
+            for k in range(item.count):
+                put(first + k, base + k * (page_size + 8) if base is not None else NOT_SENT)
+        else:  # xbzrle: a delta against the page's previous content
+            old = current(first)
+            xb[first] = xbzrle_apply(old, item.delta or b"")
+            put(first, XBZRLE)
+    return side
+
+
+# ================================================================ the differ
+
+
+class _Differ:
+    def __init__(self, a: MigrationStream, b: MigrationStream, source_a: Source | None, source_b: Source | None,
+                 ignore: tuple[str, ...]) -> None:
+        self.a, self.b, self.ignore = a, b, ignore
+        self.ra, self.rb = _Bytes(source_a), _Bytes(source_b)
+        self.changes: list[Change] = []
+        self.notes: list[str] = []
+        self.ignored = 0
+
+    def add(self, kind: str, group: str, path: str, text: str, **kw: Any) -> None:
+        if is_ignored(path, self.ignore):
+            self.ignored += 1
+            return
+        self.changes.append(Change(kind=kind, group=group, path=path, text=text, **kw))
+
+    def skip(self, path: str) -> bool:
+        """A whole subtree is ignored: count it once and do not compute it."""
+        if is_ignored(path, self.ignore):
+            self.ignored += 1
+            return True
+        return False
+
+    # ------------------------------------------------------------ top level
+
+    def run(self) -> None:
+        self.stream_facts()
+        self.configuration()
+        sa, sb = _by_key(self.a), _by_key(self.b)
+        for key in list(sa) + [k for k in sb if k not in sa]:
+            idstr, instance = key
+            name = section_key(idstr, instance)
+            if key not in sb:
+                self.only_one_side("section_removed", name, sa[key], True)
+            elif key not in sa:
+                self.only_one_side("section_added", name, sb[key], False)
+            elif not self.skip(name):
+                self.section(name, sa[key], sb[key])
+
+    def stream_facts(self) -> None:
+        fa, fb = _footers(self.a), _footers(self.b)
+        if fa is not None and fb is not None and fa != fb:
+            self.add("stream", "stream", "stream/footers", f"section footers {'on' if fa else 'off'} → "
+                     f"{'on' if fb else 'off'}", old=fa, new=fb)
+        va, vb = self.a.vmdesc is not None, self.b.vmdesc is not None
+        if va != vb:
+            self.add("stream", "stream", "stream/vmdesc", f"vmdesc trailer {'present' if va else 'absent'} → "
+                     f"{'present' if vb else 'absent'}", old=va, new=vb,
+                     old_offset=self.a.vmdesc.span.offset if va and self.a.vmdesc.span else None,
+                     new_offset=self.b.vmdesc.span.offset if vb and self.b.vmdesc.span else None)
+        ca, cb = _commands(self.a), _commands(self.b)
+        for name in dict.fromkeys(list(ca) + list(cb)):
+            na, nb = len(ca.get(name, [])), len(cb.get(name, []))
+            if na != nb:
+                oa = ca[name][0].span.offset if na and ca[name][0].span else None
+                ob = cb[name][0].span.offset if nb and cb[name][0].span else None
+                self.add("stream", "stream", f"stream/commands/{name}",
+                         f"COMMAND {name}: {na} → {nb} in the stream", old=na, new=nb, old_offset=oa, new_offset=ob)
+
+    def configuration(self) -> None:
+        ca, cb = self.a.configuration, self.b.configuration
+        if ca is None or cb is None:
+            if (ca is None) != (cb is None):
+                self.add("configuration", "configuration", "configuration",
+                         f"configuration record {'present' if ca else 'absent'} → {'present' if cb else 'absent'}",
+                         old=ca is not None, new=cb is not None, old_offset=_off(ca), new_offset=_off(cb))
+            return
+        if ca.machine != cb.machine:
+            self.add("machine", "configuration", "configuration/machine",
+                     f"{printable(ca.machine)} → {printable(cb.machine)}", old=ca.machine,
+                     new=cb.machine, old_offset=_off(ca), new_offset=_off(cb))
+        caps_a, caps_b = _capabilities(ca), _capabilities(cb)
+        for cap in sorted(caps_a - caps_b):
+            self.add("configuration", "configuration", f"configuration/capabilities/{cap}",
+                     "on → off", old=True, new=False, old_offset=_off(ca), new_offset=_off(cb))
+        for cap in sorted(caps_b - caps_a):
+            self.add("configuration", "configuration", f"configuration/capabilities/{cap}",
+                     "off → on", old=False, new=True, old_offset=_off(ca), new_offset=_off(cb))
+        subs_a = {s.name: s for s in ca.subsections if s.name != "configuration/capabilities"}
+        subs_b = {s.name: s for s in cb.subsections if s.name != "configuration/capabilities"}
+        self.subsections("configuration", "configuration", "configuration", tuple(subs_a.values()),
+                         tuple(subs_b.values()))
+
+    # ------------------------------------------------------------ sections
+
+    def only_one_side(self, kind: str, name: str, records: list[tuple[int, Section]], in_a: bool) -> None:
+        first = records[0][1]
+        kinds = ", ".join(dict.fromkeys(s.type.removeprefix("section_").upper() for _, s in records))
+        what = _body_words(records)
+        side = "A" if in_a else "B"
+        self.add(kind, name, name, f"only in {side}: {kinds} section{what}, version {first.version_id}",
+                 old=first.version_id if in_a else None, new=None if in_a else first.version_id,
+                 old_offset=_off(first) if in_a else None, new_offset=None if in_a else _off(first))
+
+    def section(self, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> None:
+        ha = next((s for _, s in ra if s.long_header), ra[0][1])
+        hb = next((s for _, s in rb if s.long_header), rb[0][1])
+        if ha.version_id != hb.version_id:
+            self.add("version", name, f"{name}/version", f"section version {ha.version_id} → {hb.version_id}",
+                     old=ha.version_id, new=hb.version_id, old_offset=_off(ha), new_offset=_off(hb))
+        if any(isinstance(s.body, RamBody) for _, s in ra) or any(isinstance(s.body, RamBody) for _, s in rb):
+            self.ram(name, ra, rb)
+            return
+        if any(isinstance(s.body, VfioBody) for _, s in ra) and any(isinstance(s.body, VfioBody) for _, s in rb):
+            self.vfio(name, ra, rb)
+            return
+        fa = [s for _, s in ra if s.type == "section_full"]
+        fb = [s for _, s in rb if s.type == "section_full"]
+        if fa and fb and isinstance(fa[-1].body, VmstateBody) and isinstance(fb[-1].body, VmstateBody):
+            ba, bb = fa[-1].body, fb[-1].body
+            if ba.vmsd_name != bb.vmsd_name:
+                self.add("type", name, f"{name}/vmsd", f"vmsd {ba.vmsd_name} → {bb.vmsd_name}", old=ba.vmsd_name,
+                         new=bb.vmsd_name, old_offset=_off(fa[-1]), new_offset=_off(fb[-1]))
+            self.fields(name, name, ba.fields, bb.fields)
+            self.subsections(name, name, ba.vmsd_name, ba.subsections, bb.subsections)
+            return
+        self.payloads(name, [s for _, s in ra], [s for _, s in rb])
+
+    def payloads(self, name: str, la: list[Section], lb: list[Section]) -> None:
+        """Sections not decoded on both sides (no vmdesc, opaque): compare the raw payload bytes."""
+        if len(la) == 1 and len(lb) == 1:
+            (oa, na), (ob, nb) = _payload(la[0]), _payload(lb[0])
+            inline_a = la[0].body.data.data if isinstance(la[0].body, OpaqueBody) else None
+            inline_b = lb[0].body.data.data if isinstance(lb[0].body, OpaqueBody) else None
+            ra = _Bytes(self.ra.source) if inline_a is None else _Inline(inline_a, oa)
+            rb = _Bytes(self.rb.source) if inline_b is None else _Inline(inline_b, ob)
+            result = _range_diff(ra, oa, na, rb, ob, nb)
+            if result is None:
+                self.notes.append(f"{name}: payload not compared (no source to read it from)")
+                if na != nb:
+                    self.add("payload", name, f"{name}/payload", f"payload {na:,} → {nb:,} bytes", old=na, new=nb)
+                return
+            first, count = result
+            if first >= 0:
+                sizes = f"payload {na:,} → {nb:,} bytes; " if na != nb else f"payload of {na:,} bytes: "
+                self.add("payload", name, f"{name}/payload",
+                         f"{sizes}{_n(count, 'byte')} {_verb(count)}, first at payload byte {first:#x}", old=na, new=nb,
+                         old_offset=oa + first, new_offset=ob + first, count=count)
+            return
+        ha = _hash_ranges(self.ra, ((o, n, None) for o, n in map(_payload, la)))
+        hb = _hash_ranges(self.rb, ((o, n, None) for o, n in map(_payload, lb)))
+        na, nb = sum(_payload(s)[1] for s in la), sum(_payload(s)[1] for s in lb)
+        if ha is None or hb is None:
+            self.notes.append(f"{name}: payloads not compared (no source to read them from)")
+        if na != nb or (ha is not None and hb is not None and ha != hb):
+            self.add("payload", name, f"{name}/payload",
+                     f"payload of {len(la)} → {len(lb)} records, {na:,} → {nb:,} bytes, content differs",
+                     old=na, new=nb, old_offset=_off(la[0]), new_offset=_off(lb[0]))
+
+    # ------------------------------------------------------------ vmstate values
+
+    def subsections(self, group: str, prefix: str, parent: str, sa: Sequence[Subsection],
+                    sb: Sequence[Subsection]) -> None:
+        da, db = {s.name: s for s in sa}, {s.name: s for s in sb}
+        for sub_name in list(da) + [n for n in db if n not in da]:
+            short = sub_name[len(parent) + 1:] if sub_name.startswith(parent + "/") else sub_name
+            path = f"{prefix}/{short}"
+            x, y = da.get(sub_name), db.get(sub_name)
+            if y is None:
+                self.add("subsection_removed", group, path, f"subsection {sub_name} v{x.version} only in A",
+                         old=x.version, old_offset=_span_off(x.span))
+            elif x is None:
+                self.add("subsection_added", group, path, f"subsection {sub_name} v{y.version} only in B",
+                         new=y.version, new_offset=_span_off(y.span))
+            elif not self.skip(path):
+                if x.version != y.version:
+                    self.add("version", group, f"{path}/version", f"subsection {sub_name} version {x.version} → "
+                             f"{y.version}", old=x.version, new=y.version, old_offset=_span_off(x.span),
+                             new_offset=_span_off(y.span))
+                self.fields(group, path, x.fields, y.fields)
+                self.subsections(group, path, sub_name, x.subsections, y.subsections)
+
+    def fields(self, group: str, prefix: str, fa: Sequence[Field], fb: Sequence[Field]) -> None:
+        da, db = _named(fa), _named(fb)
+        for key in list(da) + [k for k in db if k not in da]:
+            path = f"{prefix}/{key}"
+            x, y = da.get(key), db.get(key)
+            if y is None:
+                self.add("field_removed", group, path, f"field only in A: {x.type} = {value_text(x.value, x.type)}",
+                         old=x.value, old_offset=_span_off(x.span))
+            elif x is None:
+                self.add("field_added", group, path, f"field only in B: {y.type} = {value_text(y.value, y.type)}",
+                         new=y.value, new_offset=_span_off(y.span))
+            elif not self.skip(path):
+                self.field(group, path, x, y)
+
+    def field(self, group: str, path: str, x: Field, y: Field) -> None:
+        oa, ob = _span_off(x.span), _span_off(y.span)
+        if x.type != y.type:
+            self.add("type", group, path, f"type {x.type} → {y.type}: {value_text(x.value, x.type)} → "
+                     f"{value_text(y.value, y.type)}", old=x.type, new=y.type, old_offset=oa, new_offset=ob)
+            return
+        self.value(group, path, x.type, x.value, y.value, x.span, y.span)
+
+    def value(self, group: str, path: str, ftype: str, va: Any, vb: Any, span_a: Span | None,
+              span_b: Span | None) -> None:
+        oa, ob = _span_off(span_a), _span_off(span_b)
+        if isinstance(va, StructValue) and isinstance(vb, StructValue):
+            if (va.vmsd_name, va.version) != (vb.vmsd_name, vb.version):
+                self.add("version", group, f"{path}/version", f"nested {va.vmsd_name} v{va.version} → "
+                         f"{vb.vmsd_name} v{vb.version}", old=va.version, new=vb.version, old_offset=oa,
+                         new_offset=ob)
+            self.fields(group, path, va.fields, vb.fields)
+            self.subsections(group, path, va.vmsd_name, va.subsections, vb.subsections)
+            return
+        if isinstance(va, list) and isinstance(vb, list):
+            self.array(group, path, ftype, va, vb, span_a, span_b)
+            return
+        if isinstance(va, dict) and isinstance(vb, dict) and ftype == RAMFB_CFG_TYPE:
+            for key, at in RAMFB_KEY_OFFSETS.items():
+                if va.get(key) != vb.get(key):
+                    ka = oa + at if oa is not None else None
+                    kb = ob + at if ob is not None else None
+                    self.add("value", group, f"{path}/{key}", f"{ramfb_value_text(key, va.get(key, 0))} → "
+                             f"{ramfb_value_text(key, vb.get(key, 0))}", old=va.get(key), new=vb.get(key),
+                             old_offset=ka, new_offset=kb)
+            return
+        if isinstance(va, (bytes, bytearray, Blob)) and isinstance(vb, (bytes, bytearray, Blob)):
+            self.buffer(group, path, va, vb, span_a, span_b)
+            return
+        if type(va) is not type(vb) and not (isinstance(va, int) and isinstance(vb, int)):
+            self.add("type", group, path, f"{value_text(va, ftype)} → {value_text(vb, ftype)}", old=va, new=vb,
+                     old_offset=oa, new_offset=ob)
+            return
+        if va != vb:
+            self.add("value", group, path, f"{value_text(va, ftype)} → {value_text(vb, ftype)}", old=va, new=vb,
+                     old_offset=oa, new_offset=ob)
+
+    def array(self, group: str, path: str, ftype: str, va: list[Any], vb: list[Any], span_a: Span | None,
+              span_b: Span | None) -> None:
+        if len(va) != len(vb):
+            self.add("length", group, path, f"{len(va)} → {len(vb)} elements", old=len(va), new=len(vb),
+                     old_offset=_span_off(span_a), new_offset=_span_off(span_b))
+        if va and isinstance(va[0], StructValue):
+            for i, (x, y) in enumerate(zip(va, vb)):
+                if x != y:
+                    self.value(group, f"{path}[{i}]", ftype, x, y, _first_span(x), _first_span(y))
+            return
+        differing = [i for i, (x, y) in enumerate(zip(va, vb)) if x != y]
+        if not differing:
+            return
+        elem_a = _element_size(span_a, len(va))
+        elem_b = _element_size(span_b, len(vb))
+
+        def at(span: Span | None, size: int | None, i: int) -> int | None:
+            return span.offset + i * size if span is not None and size is not None else None
+
+        if len(differing) > LIST_LIMIT:
+            i = differing[0]
+            self.add("value", group, path, f"{len(differing)} of {min(len(va), len(vb))} elements differ, first "
+                     f"[{i}] {value_text(va[i], ftype)} → {value_text(vb[i], ftype)}", old=va, new=vb,
+                     old_offset=at(span_a, elem_a, i), new_offset=at(span_b, elem_b, i), count=len(differing))
+            return
+        for i in differing:
+            self.value(group, f"{path}[{i}]", ftype, va[i], vb[i],
+                       Span(at(span_a, elem_a, i), elem_a) if at(span_a, elem_a, i) is not None else None,
+                       Span(at(span_b, elem_b, i), elem_b) if at(span_b, elem_b, i) is not None else None)
+
+    def buffer(self, group: str, path: str, va: Any, vb: Any, span_a: Span | None, span_b: Span | None) -> None:
+        la = va.length if isinstance(va, Blob) else len(va)
+        lb = vb.length if isinstance(vb, Blob) else len(vb)
+        oa = va.offset if isinstance(va, Blob) else _span_off(span_a)
+        ob = vb.offset if isinstance(vb, Blob) else _span_off(span_b)
+        ra = self.ra if isinstance(va, Blob) and va.data is None else _Inline(va.data if isinstance(va, Blob)
+                                                                              else bytes(va), oa or 0)
+        rb = self.rb if isinstance(vb, Blob) and vb.data is None else _Inline(vb.data if isinstance(vb, Blob)
+                                                                              else bytes(vb), ob or 0)
+        result = _range_diff(ra, oa or 0, la, rb, ob or 0, lb)
+        if result is None:
+            self.notes.append(f"{path}: buffer contents not compared (no source to read them from)")
+            if la != lb:
+                self.add("bytes", group, path, f"{la:,} → {lb:,} bytes", old=la, new=lb, old_offset=oa, new_offset=ob)
+            return
+        first, count = result
+        if first < 0:
+            return
+        fa = oa + first if oa is not None else None
+        fb = ob + first if ob is not None else None
+        if not count:  # only the lengths differ
+            self.add("bytes", group, path, f"{la:,} → {lb:,} bytes; the first {min(la, lb):,} are equal", old=la,
+                     new=lb, old_offset=fa, new_offset=fb, count=0)
+            return
+        sizes = f"{la:,} → {lb:,} bytes, " if la != lb else ""
+        x = ra.get((oa or 0) + first, min(8, max(la - first, 0)))
+        y = rb.get((ob or 0) + first, min(8, max(lb - first, 0)))
+        sample = f": {x.hex(' ')} → {y.hex(' ')}" if x is not None and y is not None else ""
+        self.add("bytes", group, path, f"{sizes}{_n(count, 'byte')} of {min(la, lb):,} {_verb(count)}, first at byte "
+                 f"{first:#x}{sample}", old=la, new=lb, old_offset=fa, new_offset=fb, count=count)
+
+    # ------------------------------------------------------------ RAM
+
+    def ram(self, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> None:
+        blocks_a, page_size = _block_list(ra)
+        blocks_b, page_size_b = _block_list(rb)
+        if page_size != page_size_b:
+            self.add("ram_block", name, f"{name}/page_size", f"page size {page_size} → {page_size_b}",
+                     old=page_size, new=page_size_b)
+            return
+        names = list(blocks_a) + [n for n in blocks_b if n not in blocks_a]
+        for item in list(_ram_items(ra)) + list(_ram_items(rb)):
+            if isinstance(item, RamPages) and item.block not in names:
+                names.append(item.block)
+        can_read = self.ra.source is not None and self.rb.source is not None
+        if not can_read:
+            self.notes.append("RAM page contents not compared (no source to read them from); counts only")
+        for block in names:
+            path = f"{name}/{block}"
+            if self.skip(path):
+                continue
+            ia, ib = blocks_a.get(block), blocks_b.get(block)
+            if ia is not None and ib is None and blocks_b:
+                self.add("ram_block", name, path, f"RAM block of {ia.used_length:#x} bytes only in A", old=ia.used_length)
+                continue
+            if ib is not None and ia is None and blocks_a:
+                self.add("ram_block", name, path, f"RAM block of {ib.used_length:#x} bytes only in B", new=ib.used_length)
+                continue
+            if ia is not None and ib is not None and ia.used_length != ib.used_length:
+                self.add("ram_block", name, f"{path}/length", f"length {ia.used_length:#x} → "
+                         f"{ib.used_length:#x}", old=ia.used_length, new=ib.used_length)
+            self.ram_block(name, path, block, ra, rb, ia, ib, page_size, can_read)
+
+    def ram_block(self, name: str, path: str, block: str, ra: list[tuple[int, Section]],
+                  rb: list[tuple[int, Section]], ia: RamBlock | None, ib: RamBlock | None, page_size: int,
+                  can_read: bool) -> None:
+        side_a = _ram_side(ra, block, ia, page_size, self.ra)
+        side_b = _ram_side(rb, block, ib, page_size, self.rb)
+        zero = bytes(page_size)
+        pa, pb = side_a.pages, side_b.pages
+        n = max(len(pa) if isinstance(pa, array) else (max(pa) + 1 if pa else 0),
+                len(pb) if isinstance(pb, array) else (max(pb) + 1 if pb else 0))
+
+        def loc(pages: array | dict[int, int], i: int) -> int:
+            if isinstance(pages, dict):
+                return pages.get(i, NOT_SENT)
+            return pages[i] if i < len(pages) else NOT_SENT
+
+        def content(side: _RamSide, reader: _Bytes, where: int, i: int) -> bytes | None:
+            if where == ZERO:
+                return zero
+            if where == XBZRLE:
+                return side.xbzrle[i]
+            return reader.get(where, page_size)
+
+        differing = only_a = only_b = 0
+        first: tuple[int, int | None, int | None] | None = None
+        stride = page_size + 8  # consecutive PAGE records: 8-byte header, then the page
+        i = 0
+        while i < n:
+            x, y = loc(pa, i), loc(pb, i)
+            if x == y == NOT_SENT or (x == y == ZERO):
+                i += 1
+                continue
+            if x == NOT_SENT or y == NOT_SENT:
+                only_a += y == NOT_SENT
+                only_b += x == NOT_SENT
+                i += 1
+                continue
+            if not can_read and (x >= 0 or y >= 0):
+                i += 1
+                continue
+            if x >= 0 and y >= 0:
+                # fast path: a run of pages sent back to back on both sides is compared in one slice; the
+                # record headers between them are equal too (same offsets, same flags, CONTINUE)
+                k = 1
+                while k < RUN_LIMIT and i + k < n and loc(pa, i + k) == x + k * stride \
+                        and loc(pb, i + k) == y + k * stride:
+                    k += 1
+                if k > 1:
+                    ra_run = self.ra.get(x, k * stride - 8)
+                    rb_run = self.rb.get(y, k * stride - 8)
+                    if ra_run is not None and ra_run == rb_run:
+                        i += k
+                        continue
+            cx, cy = content(side_a, self.ra, x, i), content(side_b, self.rb, y, i)
+            if cx is not None and cy is not None and cx != cy:
+                differing += 1
+                if first is None:
+                    first = (i * page_size, x if x >= 0 else None, y if y >= 0 else None)
+            i += 1
+        ka, kb = side_a.records, side_b.records
+        counts = f"records {_ram_counts(ka)} → {_ram_counts(kb)}" if ka != kb else f"records {_ram_counts(ka)}"
+        parts = []
+        if differing:
+            assert first is not None
+            parts.append(f"{_n(differing, 'page')} {_verb(differing)}, first at block "
+                         f"offset {first[0]:#x}")
+        if only_a:
+            parts.append(f"{_n(only_a, 'page')} sent only in A")
+        if only_b:
+            parts.append(f"{_n(only_b, 'page')} sent only in B")
+        # the same final contents written with other records is not a difference of the state
+        if parts or (ka != kb and not can_read):
+            if not parts:
+                parts.append("contents not compared")
+            self.add("ram_pages", name, path, f"{'; '.join(parts)} ({counts})",
+                     old=dict(ka), new=dict(kb), count=differing,
+                     old_offset=first[1] if first else side_a.first_offset,
+                     new_offset=first[2] if first else side_b.first_offset)
+
+    # ------------------------------------------------------------ VFIO
+
+    def vfio(self, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> None:
+        ca, cb = _vfio_config(ra), _vfio_config(rb)
+        path = f"{name}/config"
+        if ca is not None and cb is not None:
+            if not self.skip(path):
+                self.fields(name, path, ca.fields, cb.fields)
+                self.subsections(name, path, ca.vmsd_name, ca.subsections, cb.subsections)
+        elif (ca is None) != (cb is None):
+            self.add("subsection_removed" if cb is None else "subsection_added", name, path,
+                     f"device config state (DEV_CONFIG_STATE) only in {'A' if cb is None else 'B'}")
+        da, db = _vfio_data(ra), _vfio_data(rb)
+        dpath = f"{name}/data"
+        if self.skip(dpath):
+            return
+        na, nb = sum(b.length for b in da), sum(b.length for b in db)
+        ha = _hash_ranges(self.ra, ((b.offset, b.length, b.data) for b in da))
+        hb = _hash_ranges(self.rb, ((b.offset, b.length, b.data) for b in db))
+        if ha is None or hb is None:
+            self.notes.append(f"{name}: device data not compared (no source to read it from)")
+        if na != nb or len(da) != len(db) or (ha is not None and hb is not None and ha != hb):
+            same = ", same bytes" if ha is not None and ha == hb else ", content differs"
+            self.add("vfio_data", name, dpath, f"device data: {len(da)} chunks, {na:,} bytes → {len(db)} chunks, "
+                     f"{nb:,} bytes{same}", old=na, new=nb, old_offset=da[0].offset if da else None,
+                     new_offset=db[0].offset if db else None)
+
+
+# ================================================================ helpers
+
+
+class _Inline(_Bytes):
+    """A byte string that sits at `base` in its input."""
+
+    def __init__(self, data: bytes, base: int) -> None:
+        super().__init__(None)
+        self.data, self.base = data, base
+
+    def get(self, offset: int, length: int, inline: bytes | None = None) -> bytes | None:
+        start = offset - self.base
+        if start < 0 or start + length > len(self.data):
+            return None
+        return self.data[start:start + length]
+
+
+def _by_key(stream: MigrationStream) -> dict[tuple[str, int], list[tuple[int, Section]]]:
+    out: dict[tuple[str, int], list[tuple[int, Section]]] = {}
+    for index, record in enumerate(stream.records):
+        if isinstance(record, Section):
+            out.setdefault((record.idstr, record.instance_id or 0), []).append((index, record))
+    return out
+
+
+def _named(fields: Sequence[Field]) -> dict[str, Field]:
+    """Fields by name. QEMU >= 8.x writes the last element of a non-compressible array without
+    its vmdesc `index` (`dev[0]` ... `dev[4]`, then `dev`), older QEMU as `dev[5]`: the bare
+    name after `name[0..n-1]` is renamed `name[n]`, so both sides line up."""
+    names = [f.name for f in fields]
+    present = set(names)
+    out: dict[str, Field] = {}
+    for f in fields:
+        key = f.name
+        if "[" not in key and f"{key}[0]" in present:
+            n = 0
+            while f"{key}[{n}]" in present:
+                n += 1
+            key = f"{key}[{n}]"
+        n = 1
+        while key in out:
+            n += 1
+            key = f"{f.name}#{n}"
+        out[key] = f
+    return out
+
+
+def _off(record: Any) -> int | None:
+    return record.span.offset if record is not None and record.span is not None else None
+
+
+def _span_off(span: Span | None) -> int | None:
+    return span.offset if span is not None else None
+
+
+def _first_span(value: StructValue) -> Span | None:
+    return next((f.span for f in value.fields if f.span is not None), None)
+
+
+def _element_size(span: Span | None, count: int) -> int | None:
+    if span is None or not count or span.length % count:
+        return None
+    return span.length // count
+
+
+def _footers(stream: MigrationStream) -> bool | None:
+    return next((s.footer for s in stream.sections), None)
+
+
+def _commands(stream: MigrationStream) -> dict[str, list[Command]]:
+    out: dict[str, list[Command]] = {}
+    for r in stream.records:
+        if isinstance(r, Command):
+            out.setdefault(r.name, []).append(r)
+    return out
+
+
+def _capabilities(config: Configuration) -> frozenset[str]:
+    for sub in config.subsections:
+        if sub.name == "configuration/capabilities":
+            caps = next((f.value for f in sub.fields if f.name == "capabilities"), [])
+            return frozenset(c if isinstance(c, str) else str(c) for c in caps)
+    return frozenset()
+
+
+def _payload(section: Section) -> tuple[int, int]:
+    """(offset, length) of a section record's payload: between its header and its footer."""
+    assert section.span is not None
+    header = 14 + len(to_wire(section.idstr)) if section.long_header else 5
+    footer = 5 if section.footer else 0
+    return section.span.offset + header, section.span.length - header - footer
+
+
+def _body_words(records: list[tuple[int, Section]]) -> str:
+    body = records[-1][1].body
+    if isinstance(body, VmstateBody):
+        return f" ({body.vmsd_name})"
+    if isinstance(body, VfioBody):
+        return " (VFIO device)"
+    if isinstance(body, RamBody):
+        return " (RAM)"
+    return ""
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
+
+
+def _verb(count: int) -> str:
+    return "differs" if count == 1 else "differ"
+
+
+def _ram_counts(counts: dict[str, int]) -> str:
+    words = {"page": "normal", "zero": "zero", "xbzrle": "xbzrle"}
+    shown = [f"{n} {words[k]}" for k, n in counts.items() if n or k != "xbzrle"]
+    return " + ".join(shown)
+
+
+def _vfio_config(records: list[tuple[int, Section]]) -> VmstateBody | None:
+    for _, section in reversed(records):
+        if isinstance(section.body, VfioBody):
+            for item in section.body.items:
+                if item.kind == "config" and item.config is not None:
+                    return item.config
+    return None
+
+
+def _vfio_data(records: list[tuple[int, Section]]) -> list[Blob]:
+    return [item.data for _, section in records if isinstance(section.body, VfioBody)
+            for item in section.body.items if item.kind == "data" and item.data is not None]
