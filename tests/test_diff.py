@@ -136,8 +136,8 @@ def test_stream_level_facts() -> None:
     ("cpu/env.tsc*", "cpu/env.tsc_aux", True),
     ("cpu/env.tsc*", "cpu/env.eip", False),
     ("*/cfg/width", "ramfb-dev/state/cfg/width", True),
-    ("dma/1", "dma/1/mask", True),
-    ("dma/1", "dma/mask", False),
+    ("dma#1", "dma#1/mask", True),
+    ("dma#1", "dma/mask", False),
 ])
 def test_is_ignored(pattern: str, path: str, ignored: bool) -> None:
     assert is_ignored(path, (pattern,)) is ignored
@@ -153,7 +153,7 @@ def test_ignore_ram_and_timer() -> None:
 
 
 def test_section_key() -> None:
-    assert section_key("dma", 0) == "dma" and section_key("dma", 1) == "dma/1"
+    assert section_key("dma", 0) == "dma" and section_key("dma", 1) == "dma#1"
 
 
 # ---------------------------------------------------------------- RAM by final content (synthetic)

@@ -15,7 +15,7 @@ is built for each side, the two are compared slice by slice through the
 sources' mmaps, then dropped. Memory is 8 bytes per page of the largest block.
 
 Paths: ``<section>[/<field>...]`` where ``<section>`` is the idstr, plus
-``/<instance>`` when the instance is not 0 (``dma/1``); a subsection appears
+``#<instance>`` when the instance is not 0 (``dma#1``, as golden files name it); a subsection appears
 under its own name with the parent's prefix dropped (``fw_cfg/acpi_mr/...``);
 array elements are ``name[i]``. The configuration record is ``configuration/...``,
 stream-level facts (footers, vmdesc, commands) ``stream/...``, RAM blocks
@@ -146,8 +146,8 @@ class StreamDiff:
 
 
 def section_key(idstr: str, instance_id: int | None) -> str:
-    """How diff names a section: the idstr, plus ``/<instance>`` when it is not 0."""
-    return idstr if not instance_id else f"{idstr}/{instance_id}"
+    """How diff names a section: the idstr, plus ``#<instance>`` when it is not 0 (as golden files do)."""
+    return idstr if not instance_id else f"{idstr}#{instance_id}"
 
 
 def is_ignored(path: str, patterns: Sequence[str]) -> bool:
