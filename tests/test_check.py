@@ -319,8 +319,7 @@ def test_bundled_dump_index() -> None:
 
 
 def test_bundled_destinations_data_matches_the_fixtures() -> None:
-    """data/destinations.json.gz is derived from the captures; rebuild it from fixtures/ and compare.
-    (pc-i440fx on 7.2 comes from a capture outside fixtures/; test_check_qemu.py re-captures it.)"""
+    """data/destinations.json.gz is derived from the captures; rebuild it from fixtures/ and compare."""
     captures = []
     for path in sorted(CAPTURES.glob("*.bin")):
         captures.append((path.name, decode(str(path)), json.loads(path.with_suffix(".meta.json").read_text())))
@@ -329,11 +328,8 @@ def test_bundled_destinations_data_matches_the_fixtures() -> None:
     for series in ("10.0", "7.2"):
         ours, theirs = rebuilt["qemu"][series], bundled["qemu"][series]
         assert ours["capabilities"] == theirs["capabilities"]
-        # 7.2's "ide" (pc-i440fx only, no dc->vmsd there) comes from the pc-i440fx capture outside fixtures/
-        assert ours["vmsds"].items() <= theirs["vmsds"].items()
-        assert set(theirs["vmsds"]) - set(ours["vmsds"]) == ({"ide"} if series == "7.2" else set())
-        for family, fam in ours["families"].items():
-            assert fam == theirs["families"][family]
+        assert ours["vmsds"] == theirs["vmsds"]
+        assert ours["families"] == theirs["families"]
     assert set(bundled["qemu"]["7.2"]["families"]) == {"pc-q35", "pc-i440fx"}
 
 
