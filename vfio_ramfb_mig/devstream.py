@@ -57,6 +57,7 @@ from .model import (
     VfioItem,
     VmstateBody,
     Vmdesc,
+    walk_fields,
 )
 from .vmstate.builtin import PCI_CONFIG_SIZES, PCI_DEVICE_VERSION, msix_state_size
 from .vmstate.compile import RAMFB_CFG_TYPE
@@ -238,18 +239,8 @@ def _state_section(state: Any, want: str) -> Section | None:
 
 
 def _find_cfg(fields: tuple[Field, ...], subsections: tuple[Subsection, ...]) -> dict[str, int] | None:
-    for f in fields:
-        if f.type == RAMFB_CFG_TYPE and isinstance(f.value, dict):
-            return f.value
-        if isinstance(f.value, StructValue):
-            found = _find_cfg(f.value.fields, f.value.subsections)
-            if found is not None:
-                return found
-    for s in subsections:
-        found = _find_cfg(s.fields, s.subsections)
-        if found is not None:
-            return found
-    return None
+    return next((f.value for f in walk_fields(fields, subsections)
+                 if f.type == RAMFB_CFG_TYPE and isinstance(f.value, dict)), None)
 
 
 def _state_ramfb(state: Any, idstr: str) -> dict[str, int]:

@@ -15,7 +15,7 @@ Imports: nothing from the package.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Iterable, Iterator, Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,18 @@ class Subsection:
     fields: tuple[Field, ...]
     subsections: tuple[Subsection, ...] = ()
     span: Span | None = field(default=None, compare=False)
+
+
+def walk_fields(fields: Iterable[Field], subsections: Iterable[Subsection] = ()) -> Iterator[Field]:
+    """Every field below these fields and subsections, depth first, in stream order."""
+    for f in fields:
+        yield f
+        values = f.value if isinstance(f.value, list) else [f.value]
+        for value in values:
+            if isinstance(value, StructValue):
+                yield from walk_fields(value.fields, value.subsections)
+    for sub in subsections:
+        yield from walk_fields(sub.fields, sub.subsections)
 
 
 # ---------------------------------------------------------------- section bodies

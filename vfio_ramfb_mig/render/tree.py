@@ -36,7 +36,9 @@ from ..model import (
     VfioBody,
     VmstateBody,
     Vmdesc,
+    walk_fields,
 )
+from ..vmstate.compile import RAMFB_CFG_TYPE
 from ..wire.primitives import TIMER_NOT_PENDING
 from ..wire.ramfb import DRM_FORMATS, fourcc_text
 
@@ -169,7 +171,7 @@ def value_text(ftype: str, value: Any) -> Text:
         return Text(f"{len(value)} bytes: {shown}{' …' if len(value) > SHOW_BYTES else ''}", style="vmig.value")
     if isinstance(value, Blob):
         return Text(f"{value.length:,} bytes at {value.offset:#x}", style="vmig.value")
-    if isinstance(value, dict) and ftype == "ramfb cfg":
+    if isinstance(value, dict) and ftype == RAMFB_CFG_TYPE:
         return Text(ramfb_words(value), style="vmig.value")
     if isinstance(value, str):
         return Text(repr(printable(value)), style="vmig.value")
@@ -297,7 +299,7 @@ def body_summary(section: Section) -> str:
         parts = [f"{data:,} bytes of device data"] if data else []
         config = next((i.config for i in body.items if i.config is not None), None)
         if config is not None:
-            pci = next((f for f in _walk(config.fields) if f.type == "pci config" and f.info), None)
+            pci = next((f for f in walk_fields(config.fields) if f.type == "pci config" and f.info), None)
             if pci is not None:
                 msix = next((c["vectors"] for c in pci.info["capabilities"] if c["name"] == "MSI-X"), None)
                 parts.append(f"PCI {pci.info['vendor_id']:04x}:{pci.info['device_id']:04x}, "
@@ -312,24 +314,7 @@ def body_summary(section: Section) -> str:
     return ""
 
 
-def _walk(fields: Iterable[Field]) -> Iterable[Field]:
-    for f in fields:
-        yield f
-        if isinstance(f.value, StructValue):
-            yield from _walk(f.value.fields)
-
-
 def find_ramfb(fields: Iterable[Field], subsections: Iterable[Subsection]) -> dict[str, int] | None:
     """The first ramfb cfg value anywhere below these fields and subsections."""
-    for f in fields:
-        if f.type == "ramfb cfg" and isinstance(f.value, dict):
-            return f.value
-        if isinstance(f.value, StructValue):
-            found = find_ramfb(f.value.fields, f.value.subsections)
-            if found is not None:
-                return found
-    for s in subsections:
-        found = find_ramfb(s.fields, s.subsections)
-        if found is not None:
-            return found
-    return None
+    return next((f.value for f in walk_fields(fields, subsections)
+                 if f.type == RAMFB_CFG_TYPE and isinstance(f.value, dict)), None)
