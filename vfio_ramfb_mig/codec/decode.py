@@ -124,6 +124,8 @@ class _Decoder:
         self.last_ram_block: str | None = None
         self.ram_blocks: dict[str, RamBlock] = {}
         self.released = 0  # input offset up to which the RAM walk let mapped pages go
+        self.subsection_index: dict[int, Any] = {}  # for convert(): see _subsections
+        src.reset_allowance()  # a Source decoded again must not start with a spent allowance
 
     # ------------------------------------------------------------ driver
 
@@ -292,6 +294,10 @@ class _Decoder:
         if kind in (RecordType.QEMU_VM_SECTION_START, RecordType.QEMU_VM_SECTION_FULL):
             header, body_pos = self.src.parse(LongHeader, pos, path, "section header")
             section_id, idstr = header.section_id, from_wire(header.idstr)
+            if not idstr:
+                # QEMU registers no section without a name (find_se fails the load), and encode
+                # refuses to write one: keep decode -> encode lossless by refusing it here too
+                raise CorruptError(f"{rtype} with an empty idstr", offset=pos + 5, path=path + ("idstr",))
             instance_id, version_id = header.instance_id, header.version_id
             if kind == RecordType.QEMU_VM_SECTION_START:
                 self.opened[section_id] = (idstr, instance_id, version_id)
@@ -369,21 +375,33 @@ class _Decoder:
         if self.strict:
             raise UnknownSectionError(f"cannot decode section {printable(idstr)}: {why} (--strict)",
                                       offset=pos, path=path)
+        # checked before the footers: a cut stream has lost its vmdesc, and saying it was cut is the
+        # useful answer (not "no footers", which the whole stream would have decoded without)
+        end = None if self.footers is False else self._scan_footer(pos, section_id)
+        if end is None and self._looks_cut():
+            raise TruncatedError(f"stream is cut short (it ends with neither a vmdesc nor EOF after a whole "
+                                 f"record), and section {printable(idstr)} cannot be decoded without the vmdesc "
+                                 f"that was cut off", offset=self.size, path=path)
         if self.footers is False:
             raise UnknownSectionError(f"cannot delimit section {printable(idstr)}: {why}, and the stream has "
                                       f"no section footers", offset=pos, path=path,
-                                      hint="a stream written with a vmdesc can be decoded fully")
-        end = self._scan_footer(pos, section_id)
-        if end is None and self.vmdesc is None and self.size and self.buf[self.size - 1] != 0:
-            # a complete stream ends with EOF (0x00) or a vmdesc; this one stops mid-way
-            raise TruncatedError(f"stream is cut short (it ends with neither EOF nor a vmdesc), and section "
-                                 f"{printable(idstr)} cannot be decoded without the vmdesc that was cut off",
-                                 offset=self.size, path=path)
+                                      hint=None if self.vmdesc else "a stream written with a vmdesc can be decoded "
+                                      "fully; if this one was cut short, its vmdesc was lost with its end")
         if end is None:
             raise UnknownSectionError(f"cannot delimit section {printable(idstr)}: {why}, and no footer for "
                                       f"id {section_id} follows", offset=pos, path=path)
         self.warnings.append(f"section {printable(idstr)} (id {section_id}) kept opaque: {why}")
         return self._opaque(pos, end, f"{why}; delimited by its footer")
+
+    def _looks_cut(self) -> bool:
+        """Without a vmdesc, a whole stream ends with its EOF byte, and with footers that byte
+        follows the last section's footer; anything else stopped mid-way."""
+        if self.vmdesc is not None or not self.size:
+            return False
+        if self.buf[self.size - 1] != RecordType.QEMU_VM_EOF:
+            return True
+        footer_before = self.size >= 6 and self.buf[self.size - 6] == RecordType.QEMU_VM_SECTION_FOOTER
+        return self.footers is True and not footer_before
 
     def _scan_footer(self, pos: int, section_id: int) -> int | None:
         pattern = b"\x7e" + section_id.to_bytes(4, "big")
@@ -428,8 +446,14 @@ class _Decoder:
                     f"unknown subsection '{printable(from_wire(cause.name))}' of '{cause.parent}' in {what} "
                     f"(QEMU fails the load: the subsection does not exist in the description)",
                     offset=cause.offset, path=exc.path) from cause
+            if isinstance(exc, TruncatedError) and self.vmdesc_offset is not None:
+                # the vmdesc after EOF proves the stream whole: a payload that runs off its end
+                # was described (or written) wrong, it was not cut short
+                raise CorruptError(f"{what} runs past the last record (the vmdesc starts at offset "
+                                   f"{self.vmdesc_offset}): its description disagrees with the bytes",
+                                   offset=pos, path=exc.path) from exc
             raise
-        return convert(desc, value), stop
+        return convert(desc, value, {"subsection_index": self.subsection_index}), stop
 
     # ------------------------------------------------------------ RAM
 
@@ -682,9 +706,17 @@ def convert(desc: Description, container: Container,
 
 def _subsections(desc: Description, items: list[Loc], ctx: dict[str, Any]) -> tuple[Subsection, ...]:
     result = []
+    # name -> description once per subsection list and decode (the decoder passes one index to every
+    # section): a linear search per item was quadratic when a hostile section repeats one of 10^5
+    # described subsections; the tuple is kept in the value so its id is not reused
+    index = ctx.setdefault("subsection_index", {})
     for loc in items:
         name, version, body = loc.value
-        sub_desc = desc.subsection(from_wire(name))
+        known = index.get(id(desc.subsections))
+        if known is None:
+            known = index[id(desc.subsections)] = (desc.subsections,
+                                                   {s.name: s for s in reversed(desc.subsections)})
+        sub_desc = known[1].get(from_wire(name))
         assert sub_desc is not None  # Subsections only accepts listed names
         fields, subs = convert(sub_desc, body, ctx)
         result.append(Subsection(name=sub_desc.name, version=version, fields=fields, subsections=subs,

@@ -98,22 +98,31 @@ class _Encoder:
     def run(self, stream: MigrationStream) -> int:
         for index, record in enumerate(stream.records):
             path: FieldPath = ("records", index)
-            if isinstance(record, Header):
-                self.write(struct.pack(">II", record.magic, record.version))
-            elif isinstance(record, Configuration):
-                self.configuration(record, path)
-            elif isinstance(record, Section):
-                self.section(record, path)
-            elif isinstance(record, Command):
-                self.command(record, path)
-            elif isinstance(record, Eof):
-                self.write(b"\x00")
-            elif isinstance(record, Vmdesc):
-                text = record.text if record.text is not None else json.dumps(record.document).encode()
-                self.write(struct.pack(">BI", RecordType.QEMU_VM_VMDESCRIPTION, len(text)) + text)
-            else:
-                raise EncodeError(f"unknown record {type(record).__name__}", path=path)
+            try:
+                self.record(record, path)
+            except struct.error as exc:
+                # a value the model holds but the wire cannot (a name over 255 bytes, a number
+                # over 64 bits): bad input, named by its record, not a crash
+                raise EncodeError(f"value does not fit the wire format: {exc}", offset=self.written,
+                                  path=path) from exc
         return self.written
+
+    def record(self, record: Any, path: FieldPath) -> None:
+        if isinstance(record, Header):
+            self.write(struct.pack(">II", record.magic, record.version))
+        elif isinstance(record, Configuration):
+            self.configuration(record, path)
+        elif isinstance(record, Section):
+            self.section(record, path)
+        elif isinstance(record, Command):
+            self.command(record, path)
+        elif isinstance(record, Eof):
+            self.write(b"\x00")
+        elif isinstance(record, Vmdesc):
+            text = record.text if record.text is not None else json.dumps(record.document).encode()
+            self.write(struct.pack(">BI", RecordType.QEMU_VM_VMDESCRIPTION, len(text)) + text)
+        else:
+            raise EncodeError(f"unknown record {type(record).__name__}", path=path)
 
     def configuration(self, record: Configuration, path: FieldPath) -> None:
         name = to_wire(record.machine)

@@ -45,15 +45,41 @@ from ..model import (
     Vmdesc,
 )
 from ..vmstate.compile import RAMFB_CFG_TYPE
+from ..vmstate.vmdesc import MAX_DEPTH
+from ..wire.primitives import INT_TYPES
 from ..wire.ramfb import fourcc_code, fourcc_text
 from ..wire.stream import command_name
+from .text import to_wire
 
 FORMAT_VERSION = 1
+#: Deepest JSON Pointer the reader follows into structs, subsections and arrays: far more than the
+#: 64 description levels a vmdesc may nest (vmstate/vmdesc.py MAX_DEPTH), far less than would
+#: exhaust Python's stack here, in encode and in construct's build.
+MAX_PATH = 4 * MAX_DEPTH + 16
 #: field types whose values are numbers (bool is separate; "pci irq state" is a list of numbers)
 _NUMBER_TYPES = frozenset({
     "int8", "uint8", "uint8 equal", "int16", "uint16", "uint16 equal", "int32", "uint32", "int32 equal",
     "uint32 equal", "int32 le", "int64", "uint64", "int64 equal", "timer", "CPU_Double_U", "nullptr",
 })
+#: the values a JSON number may take for each fixed-size integer type (as construct would build it)
+_INT_RANGES = {name: ((-(1 << (8 * size - 1)), (1 << (8 * size - 1)) - 1) if con.fmtstr[-1].islower()
+                      else (0, (1 << (8 * size)) - 1)) for name, (con, size) in INT_TYPES.items()}
+#: the keys the writer below emits for each kind of object; anything else is a typo or another
+#: program's document, and is refused rather than silently dropped (keep in step with _Writer)
+_SPAN_KEYS = frozenset({"type", "offset", "length"})
+_KEYS = {
+    "document": frozenset({"vmig", "source", "records", "warnings", "error"}),
+    "header": _SPAN_KEYS | {"magic", "version"},
+    "configuration": _SPAN_KEYS | {"machine", "subsections"},
+    "section": _SPAN_KEYS | {"section_id", "idstr", "instance_id", "version_id", "footer", "decoder",
+                             "vmsd_name", "version", "fields", "subsections", "ram", "vfio", "opaque"},
+    "command": _SPAN_KEYS | {"cmd", "name", "data", "package"},
+    "eof": _SPAN_KEYS,
+    "vmdesc": _SPAN_KEYS | {"json", "raw"},
+    "field": frozenset({"name", "type", "offset", "length", "value", "info"}),
+    "subsection": frozenset({"name", "version", "offset", "length", "fields", "subsections"}),
+    "struct": frozenset({"vmsd_name", "version", "fields", "subsections"}),
+}
 
 
 # ================================================================ model -> JSON
@@ -237,8 +263,14 @@ def loads(text: str) -> MigrationStream:
 def from_json(doc: Any) -> MigrationStream:
     reader = _Reader()
     obj = reader.obj(doc, ())
+    reader.keys(obj, "document", ())
     records = reader.list(obj.get("records"), ("records",))
-    source = obj.get("source") or {}
+    source = reader.obj(obj.get("source") or {}, ("source",))
+    # the CLI opens source.path and compares source.size: a number for a path would open a descriptor
+    if source.get("path") is not None and not isinstance(source["path"], str):
+        reader.fail(f"expected a string 'path', found {_kind(source['path'])}", ("source", "path"))
+    if "size" in source:
+        reader.int(source, "size", ("source",))
     model = tuple(reader.record(r, ("records", i)) for i, r in enumerate(records))
     # PART/END carry no instance/version on the wire; the model resolves them from their START
     opened: dict[int, Section] = {}
@@ -256,13 +288,28 @@ def from_json(doc: Any) -> MigrationStream:
 
 
 class _Reader:
+    def __init__(self) -> None:
+        self.blocks: dict[str, int] = {}  # RAM block idstr -> used_length, from the mem_size item
+
     def fail(self, message: str, path: FieldPath) -> None:
         raise JsonFormError(message, path=path)
+
+    def keys(self, obj: dict[str, Any], kind: str, path: FieldPath) -> None:
+        unknown = sorted(k for k in obj if k not in _KEYS[kind])
+        if unknown:
+            self.fail(f"unknown key {unknown[0]!r} in a {kind}; expected {', '.join(sorted(_KEYS[kind]))}",
+                      path + (unknown[0],))
 
     def obj(self, value: Any, path: FieldPath) -> dict[str, Any]:
         if not isinstance(value, dict):
             self.fail(f"expected an object, found {_kind(value)}", path)
         return value
+
+    def depth(self, path: FieldPath) -> None:
+        # every recursion of the reader passes value() or subsections(): a hostile document nested
+        # deeper must be a JsonFormError, not a RecursionError here or in encode
+        if len(path) > MAX_PATH:
+            self.fail(f"nested deeper than {MAX_PATH} levels", path)
 
     def list(self, value: Any, path: FieldPath) -> list[Any]:
         if not isinstance(value, list):
@@ -281,6 +328,18 @@ class _Reader:
         value = obj.get(key)
         if not isinstance(value, str):
             self.fail(f"expected a string '{key}', found {_kind(value)}", path + (key,))
+        try:  # decode writes undecodable name bytes as \udc80..\udcff; any other surrogate has no bytes
+            to_wire(value)
+        except UnicodeEncodeError:
+            self.fail(f"'{key}' = {value!a} cannot be written as bytes (a lone surrogate)", path + (key,))
+        return value
+
+    def name(self, obj: dict[str, Any], key: str, path: FieldPath) -> str:
+        """A counted string on the wire (u8 length): at most 255 bytes once encoded."""
+        value = self.str(obj, key, path)
+        size = len(to_wire(value))
+        if size > 255:
+            self.fail(f"'{key}' is {size} bytes; a name on the wire holds at most 255", path + (key,))
         return value
 
     def hex(self, value: Any, path: FieldPath) -> bytes:
@@ -321,6 +380,9 @@ class _Reader:
     def record(self, value: Any, path: FieldPath) -> Any:
         r = self.obj(value, path)
         rtype = r.get("type")
+        kind = "section" if rtype in ("section_start", "section_part", "section_end", "section_full") else rtype
+        if isinstance(kind, str) and kind in _KEYS:
+            self.keys(r, kind, path)
         span = self.span(r)
         if rtype == "header":
             magic = r.get("magic", "QEVM")
@@ -342,7 +404,7 @@ class _Reader:
         if rtype == "vmdesc":
             if "raw" in r:
                 return Vmdesc(document=None, text=self.hex(r["raw"], path + ("raw",)), span=span)
-            return Vmdesc(document=r.get("json"), span=span)
+            return Vmdesc(document=self.obj(r.get("json"), path + ("json",)), span=span)
         self.fail(f"unknown record type {rtype!r}; expected header, configuration, section_start, section_part, "
                   f"section_end, section_full, command, eof or vmdesc", path + ("type",))
 
@@ -367,16 +429,20 @@ class _Reader:
         else:
             self.fail(f"unknown section decoder {decoder!r}; expected vmdesc, builtin, ram, vfio or opaque",
                       path + ("decoder",))
+        if not isinstance(r.get("footer", True), bool):
+            self.fail(f"expected true or false 'footer', found {_kind(r['footer'])}", path + ("footer",))
         return Section(type=rtype, section_id=self.int(r, "section_id", path, bits=32), idstr=self.str(r, "idstr", path),
                        instance_id=self.int(r, "instance_id", path, bits=32) if long_header else None,
                        version_id=self.int(r, "version_id", path, bits=32) if long_header else None,
                        body=body, footer=bool(r.get("footer", True)), span=span)
 
     def subsections(self, value: Any, path: FieldPath) -> tuple[Subsection, ...]:
+        self.depth(path)
         result = []
         for i, s in enumerate(self.list(value, path)):
             where = path + (i,)
             s = self.obj(s, where)
+            self.keys(s, "subsection", where)
             result.append(Subsection(self.str(s, "name", where), self.int(s, "version", where, bits=32),
                                      self.fields(s.get("fields", []), where + ("fields",)),
                                      self.subsections(s.get("subsections", []), where + ("subsections",)),
@@ -388,6 +454,7 @@ class _Reader:
         for i, f in enumerate(self.list(value, path)):
             where = path + (i,)
             f = self.obj(f, where)
+            self.keys(f, "field", where)
             ftype = self.str(f, "type", where)
             if "value" not in f:
                 self.fail(f"field '{f.get('name')}' has no 'value'", where)
@@ -396,10 +463,12 @@ class _Reader:
         return tuple(result)
 
     def value(self, ftype: str, value: Any, path: FieldPath) -> Any:
+        self.depth(path)
         if ftype == "struct" and isinstance(value, list):
             return [self.value(ftype, v, path + (i,)) for i, v in enumerate(value)]
         if ftype == "struct":
             s = self.obj(value, path)
+            self.keys(s, "struct", path)
             return StructValue(self.str(s, "vmsd_name", path), self.int(s, "version", path, bits=32),
                                self.fields(s.get("fields", []), path + ("fields",)),
                                self.subsections(s.get("subsections", []), path + ("subsections",)))
@@ -446,10 +515,16 @@ class _Reader:
     def _number(self, value: Any, ftype: str, path: FieldPath) -> int:
         if not isinstance(value, int) or isinstance(value, bool):
             self.fail(f"expected an integer for type '{ftype}', found {_kind(value)}", path)
+        low, high = _INT_RANGES.get(ftype, (value, value))
+        if not low <= value <= high:
+            self.fail(f"{value} is out of range {low}..{high} for type '{ftype}'", path)
         return value
 
     def ram(self, r: dict[str, Any], path: FieldPath) -> RamBody:
         page_size = self.int(r, "page_size", path) if "page_size" in r else 4096
+        # offsets and totals share their word with the flags below page_size: they must stay aligned
+        if page_size <= 0 or page_size & (page_size - 1):
+            self.fail(f"'page_size' = {page_size} is not a power of two", path + ("page_size",))
         items: list[Any] = []
         for i, item in enumerate(self.list(r.get("items"), path + ("items",))):
             where = path + ("items", i)
@@ -464,10 +539,21 @@ class _Reader:
                     region = self.as_blob(b["region"], bw + ("region",)) if "region" in b else None
                     if region is not None and "offset" in b["region"] and region.data is not None:
                         region = Blob(b["region"]["offset"], region.length, region.data)
-                    blocks.append(RamBlock(self.str(b, "idstr", bw), self.int(b, "used_length", bw),
-                                           page_size=b.get("page_size"), addr=b.get("addr"),
-                                           mapped_ram=b.get("mapped_ram"), region=region))
-                items.append(RamMemSize(self.int(item, "total", where), tuple(blocks), span=span))
+                    idstr = self.name(b, "idstr", bw)
+                    optional = {k: self.int(b, k, bw) for k in ("page_size", "addr") if b.get(k) is not None}
+                    mapped = None
+                    if b.get("mapped_ram") is not None:
+                        header = self.obj(b["mapped_ram"], bw + ("mapped_ram",))
+                        mapped = {k: self.int(header, k, bw + ("mapped_ram",), bits=32 if k == "version" else 64)
+                                  for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
+                    blocks.append(RamBlock(idstr, self.int(b, "used_length", bw), page_size=optional.get("page_size"),
+                                           addr=optional.get("addr"), mapped_ram=mapped, region=region))
+                    self.blocks[idstr] = blocks[-1].used_length
+                total = self.int(item, "total", where)
+                if total % page_size:
+                    self.fail(f"'total' = {total:#x} is not a multiple of the page size {page_size}",
+                              where + ("total",))
+                items.append(RamMemSize(total, tuple(blocks), span=span))
             elif kind in ("eos", "multifd_flush"):
                 items.append(RamMarker(kind, span=span))
             elif kind in ("zero", "page", "xbzrle"):
@@ -475,10 +561,24 @@ class _Reader:
                 if "data" in item:
                     raw = self.blob(item["data"], where + ("data",))
                     data = (raw if isinstance(raw, Blob) else Blob(0, len(raw), raw),)
-                items.append(RamPages(kind=kind, block=self.str(item, "block", where),
-                                      offset=self.int(item, "page_offset", where),
-                                      count=self.int(item, "count", where, bits=40), named=bool(item.get("named")),
-                                      fill=item.get("fill", 0), data=data,
+                block, offset = self.name(item, "block", where), self.int(item, "page_offset", where)
+                count = self.int(item, "count", where, bits=40)
+                if offset % page_size:
+                    self.fail(f"'page_offset' = {offset:#x} is not a multiple of the page size {page_size}",
+                              where + ("page_offset",))
+                # a run must lie inside its block, as QEMU's loader demands (offset_in_ramblock);
+                # this also bounds what a tiny document can make encode write
+                if self.blocks and block not in self.blocks:
+                    self.fail(f"RAM block '{block}' is not in the mem_size block list", where + ("block",))
+                if block in self.blocks and offset + count * page_size > self.blocks[block]:
+                    self.fail(f"{count} pages at {offset:#x} run past the end of block '{block}' "
+                              f"({self.blocks[block]:#x} bytes)", where + ("count",))
+                if data is not None and data[0].data is not None and len(data[0].data) != count * page_size:
+                    self.fail(f"page data has {len(data[0].data)} bytes, expected {count} pages of {page_size}",
+                              where + ("data",))
+                items.append(RamPages(kind=kind, block=block, offset=offset, count=count,
+                                      named=bool(item.get("named")),
+                                      fill=self.int(item, "fill", where, bits=8) if "fill" in item else 0, data=data,
                                       delta=self.hex(item["delta"], where + ("delta",)) if "delta" in item else None,
                                       span=span))
                 if kind == "page" and data is None and span is None:

@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import zlib
 from typing import Any, BinaryIO, Callable
 
 from construct import Construct, ConstructError, StreamError
@@ -38,12 +39,22 @@ _MAGICS: tuple[tuple[bytes, Callable[[BinaryIO], BinaryIO]], ...] = (
 _RELEASE_STEP = 32 << 20
 
 
+def empty_allowance(size: int) -> int:
+    """Elements without bytes a `size`-byte input may hold: a few per 16 bytes is plenty (real
+    vmdescs have none), and keeps a hostile description's lists near the input's size."""
+    return 4096 + size // 16
+
+
 class BoundedStream:
     """A read-only stream over buf[start:end]; reads never go past `end`, so a hostile
     length can never allocate more than the input holds."""
 
-    def __init__(self, buf: Any, start: int, end: int) -> None:
+    def __init__(self, buf: Any, start: int, end: int, empty: list[int] | None = None) -> None:
         self.buf, self.pos, self.end = buf, start, end
+        #: how many more fields and array elements that take no bytes may be parsed
+        #: (vmstate.compile.Located): the input cannot bound those, so a Source shares one
+        #: allowance across all its parses
+        self.empty = empty if empty is not None else [empty_allowance(end - start)]
 
     def read(self, n: int = -1) -> bytes:
         stop = self.end if n is None or n < 0 else min(self.end, self.pos + n)
@@ -71,6 +82,7 @@ class Source:
     def __init__(self, buf: Any, name: str | None = None, closer: Callable[[], None] | None = None) -> None:
         self.buf, self.name, self._closer = buf, name, closer
         self.size = len(buf)
+        self._empty = [empty_allowance(self.size)]
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str | None = None) -> Source:
@@ -91,7 +103,7 @@ class Source:
             spool = tempfile.TemporaryFile()
             try:
                 shutil.copyfileobj(opener(raw) if opener else raw, spool, 1 << 20)
-            except (OSError, EOFError, lzma.LZMAError) as exc:
+            except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # zlib.error: corrupt gzip data
                 spool.close()
                 raise InputError(f"cannot read {path}: {exc}") from exc
             spool.seek(0)
@@ -130,8 +142,12 @@ class Source:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def reset_allowance(self) -> None:
+        """Each decode of this input starts with the whole allowance (BoundedStream.empty)."""
+        self._empty[0] = empty_allowance(self.size)
+
     def stream(self, start: int, end: int | None = None) -> BoundedStream:
-        return BoundedStream(self.buf, start, self.size if end is None else end)
+        return BoundedStream(self.buf, start, self.size if end is None else end, self._empty)
 
     def parse(self, schema: Construct, offset: int, path: FieldPath, what: str,
               end: int | None = None, name_path: Callable[[str], FieldPath] | None = None) -> tuple[Any, int]:

@@ -56,7 +56,19 @@ class Located(Subconstruct):
     def _parse(self, stream, context, path):
         start = stream_tell(stream, path)
         value = self.subcon._parsereport(stream, context, path)
-        return Loc(value, start, stream_tell(stream, path))
+        end = stream_tell(stream, path)
+        if end == start:
+            # fields and elements without bytes are not bounded by the input, and they multiply
+            # (nested arrays, many sections of one description: 2000 x 2000 empty fields took
+            # minutes and gigabytes): each is charged to the allowance a Source shares across its
+            # decode (codec/source.py); real streams have none
+            empty = getattr(stream, "empty", None)
+            if empty is not None:
+                empty[0] -= 1
+                if empty[0] < 0:
+                    raise CountTooLarge("more fields and elements without bytes than the input can justify",
+                                        path=path)
+        return Loc(value, start, end)
 
     def _build(self, obj, stream, context, path):
         return self.subcon._build(obj.value if isinstance(obj, Loc) else obj, stream, context, path)

@@ -14,7 +14,7 @@ migration/vmstate.c (vmsd_desc_field_start/_end, vmstate_subsection_save).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FieldPath, VmdescError
@@ -52,9 +52,18 @@ class Vmdesc:
     page_size: int | None
     configuration: Description | None
     entries: tuple[VmdescEntry, ...]
+    #: (idstr, instance_id) -> first entry: a scan per section was quadratic in a hostile stream
+    #: with tens of thousands of sections and entries
+    _index: dict[tuple[str, int], VmdescEntry] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index: dict[tuple[str, int], VmdescEntry] = {}
+        for entry in self.entries:
+            index.setdefault((entry.idstr, entry.instance_id), entry)
+        object.__setattr__(self, "_index", index)
 
     def find(self, idstr: str, instance_id: int) -> VmdescEntry | None:
-        return next((e for e in self.entries if e.idstr == idstr and e.instance_id == instance_id), None)
+        return self._index.get((idstr, instance_id))
 
 
 def parse_vmdesc_text(text: bytes, *, offset: int) -> Any:
@@ -76,9 +85,11 @@ def read_vmdesc(doc: Any, *, offset: int) -> Vmdesc:
     reader = _Reader(offset)
     obj = reader.mapping(doc, ("vmdesc",))
     page_size = obj.get("page_size")
-    if page_size is not None and not (isinstance(page_size, int) and page_size > 0 and
-                                      page_size & (page_size - 1) == 0):
-        reader.fail("page_size is not a power of two", ("vmdesc", "page_size"))
+    # the range QEMU targets have (TARGET_PAGE_BITS 9..24, as for configuration/target-page-bits):
+    # anything else would only surface later as "impossible RAM flags"
+    if page_size is not None and not (isinstance(page_size, int) and not isinstance(page_size, bool) and
+                                      1 << 9 <= page_size <= 1 << 24 and page_size & (page_size - 1) == 0):
+        reader.fail(f"page_size {page_size!r} is not a power of two from 512 to 16 MiB", ("vmdesc", "page_size"))
     configuration = None
     if "configuration" in obj:
         configuration = reader.description(obj["configuration"], ("vmdesc", "configuration"), 0)
@@ -108,6 +119,10 @@ class _Reader:
         value = obj.get(key)
         if not isinstance(value, str):
             self.fail(f"expected string '{key}'", path)
+        # QEMU's names and type names are printable UTF-8; a JSON escape like "\ud800" (no UTF-8 at
+        # all) or "\u001b" would crash compiling it to wire bytes or reach the terminal as is
+        if not value.isprintable():  # also False for any surrogate
+            self.fail(f"string '{key}' holds a character QEMU never writes there: {value!a}", path)
         return value
 
     def number(self, obj: dict[str, Any], key: str, path: FieldPath, *, default: int | None = None) -> int:
