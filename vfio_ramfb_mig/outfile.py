@@ -32,6 +32,8 @@ def refuse_same_file(target: str, inputs: tuple[str, ...]) -> None:
 def atomic_output(target: str) -> Iterator[BinaryIO]:
     """Yield a binary file; it replaces `target` only if the block finishes without error."""
     path = Path(target)
+    if path.is_dir():
+        raise InputError(f"cannot write {target}: it is a directory")
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)

@@ -115,6 +115,8 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, sections: tu
     STREAM is a file written by `migrate file:...` / `exec:cat > ...` (gzip, xz and bzip2
     are undone transparently) or '-' for stdin.
     """
+    if output:
+        refuse_same_file(output, (source,))
     with Source.open(source) as src:
         stream = decode(src, strict=strict, partial=partial)
         # a JSON document of a stream that cannot be re-read (stdin, compressed) must carry its bytes
