@@ -138,7 +138,7 @@ def subsection_node(parent: Tree, sub: Subsection) -> None:
 
 
 def field_node(parent: Tree, f: Field) -> None:
-    label = _at(f.span) + Text.assemble((printable(f.name), "vmig.field"), (f"  {f.type}", "vmig.dim"))
+    label = _at(f.span) + Text.assemble((printable(f.name), "vmig.field"), (f"  {printable(f.type)}", "vmig.dim"))
     value = f.value
     if isinstance(value, StructValue):
         label.append(f"  {value.vmsd_name} v{value.version}", style="vmig.dim")
