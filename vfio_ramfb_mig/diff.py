@@ -425,7 +425,6 @@ def _ram_side(sections: Sequence[tuple[int, Section]], block: str, info: RamBloc
                     put(i, ZERO)
         return side
 
-    name_len = len(to_wire(block)) + 1
     for item in _ram_items(sections):
         if not isinstance(item, RamPages) or item.block != block:
             continue
@@ -437,8 +436,8 @@ def _ram_side(sections: Sequence[tuple[int, Section]], block: str, info: RamBloc
             for i in range(first, first + item.count):
                 put(i, ZERO)
         elif item.kind == "page":
-            base = item.span.offset + 8 + (name_len if item.named else 0) if item.span is not None else None
-            for k in range(item.count):
+            base = item.payload_offset(0, page_size) if item.span is not None else None
+            for k in range(item.count):  # later records of a run: word + page, back to back
                 put(first + k, base + k * (page_size + 8) if base is not None else NOT_SENT)
         else:  # xbzrle: a delta against the page's previous content
             old = current(first)

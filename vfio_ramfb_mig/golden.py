@@ -590,7 +590,6 @@ class _Summary:
         """Counts and sha256 of a block's final pages: for each page in address order, its
         offset (be64), kind (Z/P/X) and payload (fill byte, the page, the XBZRLE delta).
         The last record of a page wins; page payloads are read from the source one at a time."""
-        name_len = 1 + len(block.encode("utf-8", "surrogateescape"))
         counts = {"zero": 0, "page": 0, "xbzrle": 0}
         digest = hashlib.sha256()
         ordered = sorted(range(len(runs)), key=lambda i: runs[i].offset)
@@ -615,8 +614,7 @@ class _Summary:
             elif run.kind == "page":
                 if buf is None or run.span is None:
                     raise GoldenError("a golden needs the stream's bytes to hash RAM pages; pass its Source")
-                first = run.span.offset + 8 + (name_len if run.named else 0)
-                start = first + i * (page_size + 8)
+                start = run.payload_offset(i, page_size)
                 digest.update(_PAGE_HEADER.pack(offset, ord("P")))
                 digest.update(buf[start:start + page_size])
             else:

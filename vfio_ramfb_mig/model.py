@@ -144,6 +144,13 @@ class RamPages:
     delta: bytes | None = None
     span: Span | None = field(default=None, compare=False)
 
+    def payload_offset(self, i: int, page_size: int) -> int:
+        """Input offset of page i's contents (kind "page"): the first record has the 8-byte word and,
+        when `named`, the block name before its page; every later record only the word."""
+        assert self.span is not None
+        name = 1 + len(self.block.encode("utf-8", "surrogateescape")) if self.named else 0
+        return self.span.offset + 8 + name + i * (page_size + 8)
+
 
 @dataclass(frozen=True, slots=True)
 class RamMarker:

@@ -253,7 +253,6 @@ class _Encoder:
         if flag is None:
             raise EncodeError(f"unknown page kind '{run.kind}'", path=path + ("kind",))
         name = to_wire(run.block)
-        first_header = 8 + (1 + len(name) if run.named else 0)
         data = run.data[0] if run.data else None
         for i in range(run.count):
             offset = run.offset + i * ps
@@ -269,7 +268,7 @@ class _Encoder:
                 else:
                     if run.span is None:
                         raise EncodeError("page contents need the source stream's offsets", path=path)
-                    self.blob(Blob(run.span.offset + first_header + i * (ps + 8), ps), path)
+                    self.blob(Blob(run.payload_offset(i, ps), ps), path)
             else:
                 delta = run.delta or b""
                 self.write(struct.pack(">BH", 0x01, len(delta)) + delta)

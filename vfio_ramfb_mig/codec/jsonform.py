@@ -221,8 +221,7 @@ class _Writer:
         return {"page_size": body.page_size, "summary": summary, "items": items}
 
     def page_data(self, run: RamPages, ps: int) -> dict[str, Any]:
-        first = run.span.offset + 8 + (1 + len(run.block.encode("utf-8", "surrogateescape")) if run.named else 0)
-        data = b"".join(bytes(self.source.buf[first + i * (ps + 8):first + i * (ps + 8) + ps])
+        data = b"".join(bytes(self.source.buf[run.payload_offset(i, ps):run.payload_offset(i, ps) + ps])
                         for i in range(run.count))
         return {"base64": base64.b64encode(data).decode()}
 
