@@ -144,6 +144,18 @@ class RamPages:
     delta: bytes | None = None
     span: Span | None = field(default=None, compare=False)
 
+    def record_size(self, page_size: int) -> int:
+        """Bytes of each record after the first (the first adds the block name when `named`)."""
+        return 8 + (page_size if self.kind == "page" else 1)
+
+    def record_offset(self, i: int, page_size: int) -> int:
+        """Input offset of record i's 8-byte address word."""
+        assert self.span is not None
+        if i == 0:
+            return self.span.offset
+        name = 1 + len(self.block.encode("utf-8", "surrogateescape")) if self.named else 0
+        return self.span.offset + name + i * self.record_size(page_size)
+
     def payload_offset(self, i: int, page_size: int) -> int:
         """Input offset of page i's contents (kind "page"): the first record has the 8-byte word and,
         when `named`, the block name before its page; every later record only the word."""
@@ -163,8 +175,25 @@ RamItem = Union[RamMemSize, RamPages, RamMarker]
 
 @dataclass(frozen=True, slots=True)
 class RamBody:
+    """One RAM section's records. `items` holds the block list, the markers and, unless the
+    decode dropped them (`runs_kept` false: a summary-only decode, memory flat in stream size),
+    the runs of page records. `counts` (block -> kind -> pages) is always there."""
+
     items: tuple[RamItem, ...]
     page_size: int = 4096
+    counts: dict[str, dict[str, int]] | None = field(default=None, compare=False)
+    runs_kept: bool = field(default=True, compare=False)
+
+    def block_counts(self) -> dict[str, dict[str, int]]:
+        """Pages per block and kind ("zero", "page", "xbzrle"), in the order blocks first appear."""
+        if self.counts is not None:
+            return self.counts
+        counts: dict[str, dict[str, int]] = {}
+        for item in self.items:
+            if isinstance(item, RamPages):
+                per = counts.setdefault(item.block, {"zero": 0, "page": 0, "xbzrle": 0})
+                per[item.kind] += item.count
+        return counts
 
 
 @dataclass(frozen=True, slots=True)

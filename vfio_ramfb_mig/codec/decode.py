@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
-
-from construct import Container
+from typing import Any, Callable
 
 from ..errors import (
     BadMagicError,
@@ -53,7 +51,6 @@ from ..model import (
     RamPages,
     Section,
     Span,
-    StructValue,
     Subsection,
     VfioBody,
     VfioItem,
@@ -61,8 +58,8 @@ from ..model import (
 )
 from ..model import Vmdesc as VmdescRecord
 from ..vmstate.builtin import BUILTIN_SECTIONS, CONFIGURATION, PCI_CONFIG_SIZES, vfio_pci_device
-from ..vmstate.compile import RAMFB_CFG_TYPE, Loc, UnknownSubsectionFound, compile_description
-from ..vmstate.model import Description, FieldDesc
+from ..vmstate.compile import UnknownSubsectionFound, compile_description
+from ..vmstate.model import Description
 from ..vmstate.vmdesc import Vmdesc, parse_vmdesc_text, read_vmdesc
 from ..wire.ram import MappedRamHeader, RamFlag
 from ..wire.stream import (
@@ -78,12 +75,11 @@ from ..wire.stream import (
     command_name,
 )
 from ..wire.vfio import VfioMarker, is_vfio_idstr
+from .convert import INLINE_LIMIT, construct_path_names, convert
 from .source import Source
 from .text import from_wire, printable
-from .views import is_express, msix_info, msix_vectors, pci_config_info, ramfb_info
+from .views import is_express, msix_vectors
 
-#: Buffers up to this size are kept as bytes in the model; larger ones stay in the source as Blobs.
-INLINE_LIMIT = 4096
 #: how often (in bytes walked) the RAM loop lets walked pages go (Source.release)
 RELEASE_EVERY = 64 << 20
 DEFAULT_PAGE_SIZE = 4096
@@ -92,8 +88,34 @@ _BE64 = struct.Struct(">Q")
 _BE32 = struct.Struct(">I")
 _BE16 = struct.Struct(">H")
 
+# RAM flags as plain ints: the page walk runs once per page, and IntFlag arithmetic costs a call
+_ZERO, _PAGE, _XBZRLE = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.XBZRLE)
+_CONTINUE, _MEM_SIZE, _EOS = int(RamFlag.CONTINUE), int(RamFlag.MEM_SIZE), int(RamFlag.EOS)
+_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
+_PAGE_KINDS = {_ZERO: "zero", _PAGE: "page", _XBZRLE: "xbzrle"}
 
-def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False) -> MigrationStream:
+
+def _follow(buf: Any, pos: int, word: int, step: int, page_size: int, fill: int, stop: int) -> tuple[int, int]:
+    """Walk the records at `pos` that continue a run, one by one: each has the address word
+    `word` (then the next page's), and zero-page records also the run's fill byte. Records
+    start at most at `stop`. Returns the offset of the first record that does not continue
+    the run, and the word it would have needed. (Batching records with strided slices was
+    tried and is slower: the cost is touching one mapped page per record, not Python.)"""
+    unpack64 = _BE64.unpack_from
+    if step == 9:
+        while pos <= stop and unpack64(buf, pos)[0] == word and buf[pos + 8] == fill:
+            pos += 9
+            word += page_size
+    else:
+        while pos <= stop and unpack64(buf, pos)[0] == word:
+            pos += step
+            word += page_size
+    return pos, word
+
+
+def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False, ram_runs: bool = True,
+           on_ram_run: Callable[[RamPages], None] | None = None,
+           progress: Callable[[int], None] | None = None) -> MigrationStream:
     """Decode a whole stream.
 
     Args:
@@ -101,18 +123,32 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
         strict: sections vmig cannot describe are errors instead of opaque ranges.
         partial: on a decode error, return what was decoded before it (with `error` set)
             instead of raising.
+        ram_runs: keep the runs of RAM page records in the model (needed to encode the stream
+            again). Without them each RAM section keeps only its block list, markers and page
+            counts, so memory does not grow with the stream.
+        on_ram_run: called with each run of page records as the walk passes it, kept or not.
+        progress: called with the input offset reached, every few MiB of RAM and at the end.
     """
+    def run(src: Source) -> MigrationStream:
+        stream = _Decoder(src, strict, ram_runs, on_ram_run, progress).run(partial)
+        if progress is not None:
+            progress(src.size)
+        return stream
+
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return _Decoder(Source.from_bytes(bytes(source)), strict).run(partial)
+        return run(Source.from_bytes(bytes(source)))
     if isinstance(source, str):
         with Source.open(source) as opened:
-            return _Decoder(opened, strict).run(partial)
-    return _Decoder(source, strict).run(partial)
+            return run(opened)
+    return run(source)
 
 
 class _Decoder:
-    def __init__(self, src: Source, strict: bool) -> None:
+    def __init__(self, src: Source, strict: bool, keep_ram_runs: bool = True,
+                 on_ram_run: Callable[[RamPages], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
         self.src, self.buf, self.size, self.strict = src, src.buf, src.size, strict
+        self.keep_ram_runs, self.on_ram_run, self.progress = keep_ram_runs, on_ram_run, progress
         self.records: list[Any] = []
         self.warnings: list[str] = []
         self.vmdesc: Vmdesc | None = None
@@ -458,111 +494,147 @@ class _Decoder:
     # ------------------------------------------------------------ RAM
 
     def _ram(self, pos: int, path: FieldPath, is_start: bool) -> tuple[RamBody, int]:
+        """Page records until EOS. Multi-GiB streams are almost all page records, so they are
+        walked here in plain Python over the mapped input, never through construct: a record
+        that continues the current run (same kind and block, the next page, CONTINUE set) is
+        recognized by its whole address word alone, and only the run is remembered."""
         buf, size, page_size = self.buf, self.size, self.page_size
         page_mask = page_size - 1
         unpack64 = _BE64.unpack_from
         items: list[Any] = []
-        run: list[Any] | None = None  # [kind, block, first_offset, count, named, fill, start, last_offset, end]
-        known = RamFlag.ZERO | RamFlag.PAGE | RamFlag.XBZRLE
-        released = self.released
-
-        def close_run() -> None:
-            if run is not None:
-                items.append(RamPages(kind=run[0], block=run[1], offset=run[2], count=run[3], named=run[4],
-                                      fill=run[5], delta=run[9], span=Span(run[6], run[8] - run[6])))
+        counts: dict[str, dict[str, int]] = {}
+        # the run being extended: kind, block, first page offset, fill, first record, named, delta
+        run: tuple[str, str, int, int, int, bool, bytes | None] | None = None
+        run_count = 0
+        run_next = 0  # the address word a record continuing the run would have
+        run_step = 0  # bytes per continuing record (0: the run cannot continue, e.g. XBZRLE)
+        nitems = 0  # items so far, runs included even when they are not kept (error paths stay the same)
 
         while True:
+            if run_step:
+                # the hot loop; it stops at the next release point so walked pages can be let go
+                stop = min(size - run_step, self.released + RELEASE_EVERY)
+                fill = run[3]
+                start = pos
+                pos, run_next = _follow(buf, pos, run_next, run_step, page_size, fill, stop)
+                run_count += (pos - start) // run_step
+                if pos - self.released >= RELEASE_EVERY:
+                    self._walked(pos)
+                    continue
             rec = pos
+            where = path + ("items", nitems)
             if pos + 8 > size:
-                close_run()
+                if run is not None:
+                    self._close_run(run, run_count, rec, items, counts)
+                    where = path + ("items", nitems + 1)
                 raise TruncatedError("stream ends inside a RAM record: expected an 8-byte address word",
-                                     offset=size, path=path + ("items", len(items)))
+                                     offset=size, path=where)
             (word,) = unpack64(buf, pos)
             flags, value = word & page_mask, word & ~page_mask
-            # plain-int complement: `~RamFlag.X` only spans the defined flags (0x3ff), so a stray
-            # bit 0x400..page_mask would pass unseen and be dropped (QEMU refuses such a record)
-            base = flags & ~int(RamFlag.CONTINUE)
+            # a stray flag bit (even above the defined ones, up to page_mask) is refused, as QEMU does
+            base = flags & ~_CONTINUE
             pos += 8
-            if base in (RamFlag.ZERO, RamFlag.PAGE, RamFlag.XBZRLE) and flags & ~int(known | RamFlag.CONTINUE) == 0:
-                if flags & RamFlag.CONTINUE:
+            if base in _PAGE_KINDS and flags & ~(_CONTINUE | base) == 0:
+                if flags & _CONTINUE:
                     if self.last_ram_block is None:
                         raise CorruptError("RAM page record continues a block, but no earlier record named one",
-                                           offset=rec, path=path + ("items", len(items)))
+                                           offset=rec, path=where)
                     named, block = False, self.last_ram_block
                 else:
                     if pos >= size:
-                        raise TruncatedError("stream ends inside a RAM block name", offset=size,
-                                             path=path + ("items", len(items)))
+                        raise TruncatedError("stream ends inside a RAM block name", offset=size, path=where)
                     n = buf[pos]
                     if pos + 1 + n > size:
-                        raise TruncatedError("stream ends inside a RAM block name", offset=size,
-                                             path=path + ("items", len(items)))
+                        raise TruncatedError("stream ends inside a RAM block name", offset=size, path=where)
                     block = from_wire(bytes(buf[pos + 1:pos + 1 + n]))
                     if self.ram_blocks and block not in self.ram_blocks:
                         raise CorruptError(f"RAM page record names unknown block '{printable(block)}'",
-                                           offset=pos, path=path + ("items", len(items)))
+                                           offset=pos, path=where)
                     pos += 1 + n
                     named, self.last_ram_block = True, block
-                fill, delta = 0, None
-                if base == RamFlag.ZERO:
-                    kind = "zero"
+                fill, delta, step = 0, None, 0
+                kind = _PAGE_KINDS[base]
+                if base == _ZERO:
                     if pos >= size:
                         raise TruncatedError("stream ends inside a zero-page record: expected its fill byte",
-                                             offset=size, path=path + ("items", len(items)))
+                                             offset=size, path=where)
                     fill = buf[pos]
                     pos += 1
-                elif base == RamFlag.PAGE:
-                    kind = "page"
+                    step = 9
+                elif base == _PAGE:
                     pos += page_size
                     if pos > size:
                         raise TruncatedError(f"stream ends inside a RAM page ({printable(block)} offset "
-                                             f"{value:#x}): expected {page_size} bytes", offset=size,
-                                             path=path + ("items", len(items)))
+                                             f"{value:#x}): expected {page_size} bytes", offset=size, path=where)
+                    step = 8 + page_size
                 else:
-                    kind = "xbzrle"
-                    self.src.need(pos, 3, "an XBZRLE page header", path + ("items", len(items)))
+                    self.src.need(pos, 3, "an XBZRLE page header", where)
                     encoding, length = buf[pos], _BE16.unpack_from(buf, pos + 1)[0]
                     if encoding != 0x01 or length > page_size:
                         raise CorruptError(f"bad XBZRLE header: encoding {encoding:#x}, length {length}",
-                                           offset=pos, path=path + ("items", len(items)))
-                    self.src.need(pos + 3, length, "an XBZRLE delta", path + ("items", len(items)))
+                                           offset=pos, path=where)
+                    self.src.need(pos + 3, length, "an XBZRLE delta", where)
                     delta = bytes(buf[pos + 3:pos + 3 + length])
                     pos += 3 + length
-                if pos - released > RELEASE_EVERY:
-                    self.src.release(rec)
-                    released = self.released = pos
-                if (run is not None and not named and kind == run[0] and kind != "xbzrle" and block == run[1]
-                        and value == run[7] + page_size and fill == run[5]):
-                    run[3] += 1
-                    run[7] = value
-                    run[8] = pos
-                else:
-                    close_run()
-                    run = [kind, block, value, 1, named, fill, rec, value, pos, delta]
+                if run is not None:
+                    # this record does not continue the run (else the hot loop had taken it)
+                    self._close_run(run, run_count, rec, items, counts)
+                    nitems += 1
+                run, run_count = (kind, block, value, fill, rec, named, delta), 1
+                run_next, run_step = (value + page_size) | base | _CONTINUE, step
+                if pos - self.released >= RELEASE_EVERY:
+                    self._walked(pos)
                 continue
-            close_run()
-            run = None
-            if flags in (RamFlag.EOS, RamFlag.MULTIFD_FLUSH) and value:
+            if run is not None:
+                self._close_run(run, run_count, rec, items, counts)
+                nitems += 1
+                run, run_step = None, 0
+                where = path + ("items", nitems)
+            nitems += 1
+            if flags in (_EOS, _MULTIFD_FLUSH) and value:
                 # QEMU writes these markers as the bare flag; the model keeps no address for them,
                 # so accepting one would drop bytes on the way back
                 raise CorruptError(f"RAM marker {RamFlag(flags).name} carries address bits {value:#x}; "
-                                   f"expected an address word of just the flag", offset=rec,
-                                   path=path + ("items", len(items)))
-            if flags == RamFlag.MEM_SIZE:
+                                   f"expected an address word of just the flag", offset=rec, path=where)
+            if flags == _MEM_SIZE:
                 if not is_start:
                     raise CorruptError("RAM block list (MEM_SIZE) outside the ram section_start",
-                                       offset=rec, path=path + ("items", len(items)))
-                mem, pos = self._ram_blocks(rec, value, path + ("items", len(items)))
+                                       offset=rec, path=where)
+                mem, pos = self._ram_blocks(rec, value, where)
                 items.append(mem)
-            elif flags == RamFlag.EOS:
+            elif flags == _EOS:
                 items.append(RamMarker("eos", span=Span(rec, 8)))
-                return RamBody(items=tuple(items), page_size=page_size), pos
-            elif flags == RamFlag.MULTIFD_FLUSH:
+                self._walked(pos)
+                return RamBody(items=tuple(items), page_size=page_size, counts=counts,
+                               runs_kept=self.keep_ram_runs), pos
+            elif flags == _MULTIFD_FLUSH:
                 items.append(RamMarker("multifd_flush", span=Span(rec, 8)))
             else:
                 raise CorruptError(f"impossible RAM flags {flags:#x} in address word {word:#018x}; expected "
                                    f"ZERO, PAGE, XBZRLE (each maybe with CONTINUE), MEM_SIZE, EOS or MULTIFD_FLUSH",
-                                   offset=rec, path=path + ("items", len(items)))
+                                   offset=rec, path=where)
+
+    def _close_run(self, run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int,
+                   items: list[Any], counts: dict[str, dict[str, int]]) -> None:
+        kind, block, first, fill, start, named, delta = run
+        per = counts.get(block)
+        if per is None:
+            per = counts[block] = {"zero": 0, "page": 0, "xbzrle": 0}
+        per[kind] += count
+        if self.keep_ram_runs or self.on_ram_run is not None:
+            pages = RamPages(kind=kind, block=block, offset=first, count=count, named=named, fill=fill,
+                             delta=delta, span=Span(start, end - start))
+            if self.keep_ram_runs:
+                items.append(pages)
+            if self.on_ram_run is not None:
+                self.on_ram_run(pages)
+
+    def _walked(self, pos: int) -> None:
+        """The RAM walk got to `pos`: let the mapped pages behind it go and report progress."""
+        self.src.release(pos)
+        self.released = pos
+        if self.progress is not None:
+            self.progress(pos)
 
     def _ram_blocks(self, rec: int, total: int, path: FieldPath) -> tuple[RamMemSize, int]:
         """The block list after MEM_SIZE: entries until their lengths add up to `total`."""
@@ -670,91 +742,3 @@ class _Decoder:
         self.src.need(pos, 4 + 256 + 16 + 8, "VFIO PCI config state", path)
         raise CorruptError("VFIOPCIDevice config state does not end in END_OF_STATE with a 256- or 4096-byte "
                            "config space", offset=pos, path=path)
-
-
-# ---------------------------------------------------------------- containers -> model
-
-
-def construct_path_names(desc: Description, cpath: str) -> FieldPath:
-    """Turn construct's "(parsing) -> f3 -> f0" into field names of the description."""
-    names: list[str | int] = []
-    current: Description | None = desc
-    for part in cpath.split(" -> ")[1:]:
-        if current is not None and part.startswith("f") and part[1:].isdigit() and int(part[1:]) < len(current.fields):
-            fd = current.fields[int(part[1:])]
-            names.append(fd.key)
-            current = fd.struct
-        elif part == "subsections":
-            names.append("subsections")
-            current = None
-    return tuple(names)
-
-
-def convert(desc: Description, container: Container,
-            ctx: dict[str, Any] | None = None) -> tuple[tuple[Field, ...], tuple[Subsection, ...]]:
-    """Containers of a compiled description -> model fields. `ctx` carries what later fields
-    need from earlier ones across struct levels (the PCI config space, for the MSI-X size)."""
-    ctx = {} if ctx is None else ctx
-    fields = []
-    for i, fd in enumerate(desc.fields):
-        loc: Loc = container[f"f{i}"]
-        span = Span(loc.start, loc.end - loc.start)
-        value = _value(fd, loc.value, span, ctx)
-        fields.append(Field(name=fd.key, type=fd.type, value=value, span=span, info=_info(fd, value, ctx)))
-    return tuple(fields), _subsections(desc, container["subsections"], ctx)
-
-
-def _subsections(desc: Description, items: list[Loc], ctx: dict[str, Any]) -> tuple[Subsection, ...]:
-    result = []
-    # name -> description once per subsection list and decode (the decoder passes one index to every
-    # section): a linear search per item was quadratic when a hostile section repeats one of 10^5
-    # described subsections; the tuple is kept in the value so its id is not reused
-    index = ctx.setdefault("subsection_index", {})
-    for loc in items:
-        name, version, body = loc.value
-        known = index.get(id(desc.subsections))
-        if known is None:
-            known = index[id(desc.subsections)] = (desc.subsections,
-                                                   {s.name: s for s in reversed(desc.subsections)})
-        sub_desc = known[1].get(from_wire(name))
-        assert sub_desc is not None  # Subsections only accepts listed names
-        fields, subs = convert(sub_desc, body, ctx)
-        result.append(Subsection(name=sub_desc.name, version=version, fields=fields, subsections=subs,
-                                 span=Span(loc.start, loc.end - loc.start)))
-    return tuple(result)
-
-
-def _value(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
-    if fd.count is not None or fd.count_from is not None:
-        return [_element(fd, item.value, Span(item.start, item.end - item.start), ctx) for item in raw]
-    return _element(fd, raw, span, ctx)
-
-
-def _element(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
-    if fd.type == "struct" and fd.struct is not None:
-        fields, subs = convert(fd.struct, raw, ctx)
-        return StructValue(fd.struct.name, fd.struct.version, fields, subs)
-    if fd.type == "bool" and raw in (0, 1):
-        return bool(raw)
-    if fd.type == RAMFB_CFG_TYPE:
-        return {k: raw[k] for k in ("addr", "fourcc", "flags", "width", "height", "stride")}
-    if fd.type == "capability":
-        return from_wire(raw)
-    if isinstance(raw, bytes) and len(raw) > INLINE_LIMIT:
-        return Blob(span.offset, len(raw))
-    if isinstance(raw, list):
-        return list(raw)
-    return raw
-
-
-def _info(fd: FieldDesc, value: Any, ctx: dict[str, Any]) -> dict[str, Any] | None:
-    if fd.type == RAMFB_CFG_TYPE:
-        return ramfb_info(value)
-    if fd.type == "pci config" and isinstance(value, bytes):
-        ctx["pci_config"] = value
-        return pci_config_info(value)
-    if fd.type == "msix state" and isinstance(value, bytes) and isinstance(ctx.get("pci_config"), bytes):
-        vectors = msix_vectors(ctx["pci_config"])
-        if vectors and len(value) == vectors * 16 + (vectors + 7) // 8:
-            return msix_info(value, vectors)
-    return None

@@ -199,7 +199,6 @@ class _Writer:
 
     def ram(self, body: RamBody) -> dict[str, Any]:
         items = []
-        summary: dict[str, dict[str, int]] = {}
         for item in body.items:
             if isinstance(item, RamMemSize):
                 items.append(_span({"kind": "mem_size", "total": item.total,
@@ -216,9 +215,7 @@ class _Writer:
                 if item.kind == "page" and self.embed:
                     obj["data"] = self.page_data(item, body.page_size)
                 items.append(obj)
-                counts = summary.setdefault(item.block, {"zero": 0, "page": 0, "xbzrle": 0})
-                counts[item.kind] += item.count
-        return {"page_size": body.page_size, "summary": summary, "items": items}
+        return {"page_size": body.page_size, "summary": body.block_counts(), "items": items}
 
     def page_data(self, run: RamPages, ps: int) -> dict[str, Any]:
         data = b"".join(bytes(self.source.buf[run.payload_offset(i, ps):run.payload_offset(i, ps) + ps])
