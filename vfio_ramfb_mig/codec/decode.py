@@ -81,7 +81,7 @@ from .text import from_wire, printable
 from .views import is_express, msix_vectors
 
 #: how often (in bytes walked) the RAM loop lets walked pages go (Source.release)
-RELEASE_EVERY = 64 << 20
+RELEASE_EVERY = 16 << 20
 DEFAULT_PAGE_SIZE = 4096
 
 _BE64 = struct.Struct(">Q")

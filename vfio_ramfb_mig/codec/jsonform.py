@@ -101,8 +101,21 @@ def to_json(stream: MigrationStream, *, embed: bool = False, source=None) -> dic
     return doc
 
 
-def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: int | None = 2) -> str:
-    return json.dumps(to_json(stream, embed=embed, source=source), indent=indent) + "\n"
+def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: int | None = None) -> str:
+    """The JSON document as text. By default each record is one compact line (json's C encoder:
+    a GiB guest's RAM runs take a tenth of the time the indenting encoder needs, which is pure
+    Python); `indent` indents everything instead."""
+    doc = to_json(stream, embed=embed, source=source)
+    if indent is not None:
+        return json.dumps(doc, indent=indent) + "\n"
+    parts = []
+    for key, value in doc.items():
+        if key == "records":
+            lines = ",\n  ".join(json.dumps(record) for record in value)
+            parts.append(f'"records": [\n  {lines}\n ]' if value else '"records": []')
+        else:
+            parts.append(f"{json.dumps(key)}: {json.dumps(value)}")
+    return "{" + ",\n ".join(parts) + "}\n"
 
 
 def _span(obj: dict[str, Any], span: Span | None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ _MAGICS: tuple[tuple[bytes, Callable[[BinaryIO], BinaryIO]], ...] = (
 
 
 #: release walked pages in steps this large (fewer system calls than pages)
-_RELEASE_STEP = 32 << 20
+_RELEASE_STEP = 16 << 20
 
 
 def empty_allowance(size: int) -> int:
