@@ -1,6 +1,7 @@
 # vmig developer entry points.  Everything runs inside .venv (made by `make venv`).
 #   make test PYTEST_ARGS='-k qemu -x'     pytest arguments
-#   make bench BENCH_ARGS='--make-large'  tools/bench.py arguments
+#   make bench BENCH_ARGS='--rounds 3'    tools/bench.py arguments (makes/reuses the large streams
+#                                         with QEMU 10.0 in $VMIG_BENCH_DIR, default /tmp/vmig-large)
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.vmig-installed

@@ -1,41 +1,72 @@
 #!/usr/bin/env python3
-"""Benchmark ``vmig decode`` against the cost of just reading the stream.
+"""Benchmark vmig on multi-gigabyte migration streams made by real QEMU.
 
-For every stream (default: fixtures/captures/*.bin, plus /tmp/vmig-large/large.bin
-when it exists) this times, best of ``--repeat`` runs (default 5):
+``make bench`` first makes (or reuses) three streams in a cache directory
+(/tmp/vmig-large, or $VMIG_BENCH_DIR), in this order:
 
-* ``cat FILE > /dev/null``                 (read the file: the floor)
-* hashlib.sha256 over the file, 1 MiB chunks (one cheap pass in Python)
-* ``vmig decode --json FILE > /dev/null``
-* ``vmig decode FILE > /dev/null``
+* ``large-b.bin``  the large guest with about 1% of its pages changed (below)
+* ``large.bin``    pc-q35-10.0 with ``-device ramfb`` and 1 GiB of RAM
+* ``medium.bin``   the same recipe with 256 MiB of RAM (64 MiB quarters)
 
-and prints seconds, the ratios vmig/cat and vmig/sha256, and vmig's peak RSS
-(per run, from wait4()).  ``vmig`` is the one next to ``sys.executable``
-(i.e. ``.venv/bin/vmig`` under ``make bench``).  A vmig run that fails is
-reported for that file; the other files and measurements go on.
+Each is written by QEMU 10.0 itself through the project's capture helper
+(``vfio_ramfb_mig.qemu.capture``: a paused VM migrated to a file).  The guest's
+RAM is a ``memory-backend-file`` (share=off) over a deterministic image written
+next to the streams (``ramfill-*.img``), laid out in quarters from
+random.Random(20240101): random pages; zero pages; one random page repeated;
+and per page in turn random / zero / filled with one byte / zero except its
+last 8 bytes.  The "b" image is the same bytes except every 61st page of the
+random quarter re-randomised, every 97th zero page made non-zero and every
+89th repeated page zeroed (2,488 of 262,144 pages), drawn from a second
+generator, so ``vmig diff large.bin large-b.bin`` has real RAM differences to
+find.  A stream's ``.meta.json`` sidecar records its recipe (``bench_recipe``)
+and sha256; a stream is reused when both match, and made again otherwise.
 
-``--make-large`` first builds /tmp/vmig-large/large.bin with real QEMU 10.0:
-a pc-q35-10.0 guest with 1 GiB of RAM backed by a deterministic 1 GiB file
-(random.Random(20240101)): 256 MiB random pages, 256 MiB zero pages, 256 MiB
-of one repeated random page, 256 MiB mixed per page (random / zero / filled
-with one byte / zero except its last 8 bytes), migrated paused with
-``vfio_ramfb_mig.qemu.capture``.
+Then, after one untimed read of every input (so round 1 does not pay for a
+cold page cache), every command runs once per round, round after round
+(``--rounds``, default 5), so that load from other processes spreads over all
+commands instead of landing on one.  Reported per command: the median wall time
+and the largest peak RSS (ru_maxrss from wait4() of that very child).  Linux
+starts a child's ru_maxrss at the peak RSS of the process that spawned it, so
+the commands are spawned by a small separate interpreter (LAUNCHER), whose
+~10 MiB is then the floor, instead of by this script.
+
+* ``cat FILE`` > /dev/null                      reading the file: the floor
+* ``python -I -c <sha256>`` FILE                a hashlib pass, 1 MiB readinto
+                                                chunks, in a child of this
+                                                interpreter (so start-up counts
+                                                as it does for vmig)
+* ``vmig decode FILE`` > /dev/null, ``vmig decode --json FILE`` > /dev/null
+* ``python analyze-migration.py -f FILE``       QEMU's own script, only when
+                                                $VMIG_BENCH_ANALYZE names it
+* ``vmig diff large.bin large-b.bin``           exit 1 (differences) is success
+* ``sha256 both``: ONE child hashing both diffed files (one start-up, like diff)
+* ``vmig --help``                               start-up time
+
+and the targets: decode/analyze <= 0.3, diff/(sha256 both) <= 1.5, peak RSS
+<= 100 MiB for decode and diff, and decode's peak RSS the same (within 10 MiB)
+for the 256 MiB and the 1 GiB stream.  A missed target is reported, not an
+error: the exit status is 0 unless a command failed (1) or the streams could
+not be made or found (2).  ``vmig`` is the one next to ``sys.executable``
+(``.venv/bin/vmig`` under ``make bench``).
 
 Usage::
 
-    python tools/bench.py [--repeat N] [--json] [--no-vmig] [STREAM ...]
-    python tools/bench.py --make-large          # then benchmarks it too
-    make bench BENCH_ARGS='--make-large'
+    make bench                                  # make/reuse the streams, 5 rounds
+    make bench BENCH_ARGS='--rounds 3 --json'
+    VMIG_BENCH_ANALYZE=/path/to/qemu/scripts/analyze-migration.py make bench
+    python tools/bench.py --make-only           # just make the streams
+    python tools/bench.py --no-make             # use the cached streams as they are
+    python tools/bench.py [--diff A B] [STREAM ...]   # explicit files; nothing is made
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,184 +75,89 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CAPTURES = ROOT / "fixtures" / "captures"
-LARGE_DIR = Path("/tmp/vmig-large")
-LARGE_STREAM = LARGE_DIR / "large.bin"
-LARGE_SEED = 20240101
+BENCH_DIR = Path(os.environ.get("VMIG_BENCH_DIR") or "/tmp/vmig-large")
+SEED = 20240101
 MiB = 1 << 20
 PAGE = 4096
+PAGES_PER_MIB = MiB // PAGE
 
+# Bump when write_ram_image() changes what it writes: cached streams made from
+# the old images no longer match their recipe and are made again.
+RECIPE_VERSION = 1
 
-# ------------------------------------------------------------------ timing
-@dataclass
-class Timing:
-    seconds: float | None = None      # best of N; None if it failed
-    max_rss_kib: int | None = None    # peak RSS of the child (largest over runs)
-    error: str | None = None
+# "b" images: (quarter, every Nth page) -> what becomes of the page.  Primes, so
+# the changed pages do not line up with the 256-page MiB chunks.
+B_RANDOM_EVERY = 61      # random quarter: re-randomised
+B_ZERO_EVERY = 97        # zero quarter: made non-zero
+B_REPEAT_EVERY = 89      # repeated-page quarter: zeroed
 
+# Targets from the "Multi-gigabyte streams" issue.
+DECODE_VS_ANALYZE_MAX = 0.3
+DIFF_VS_SHA256_MAX = 1.5
+RSS_MAX_MIB = 100
+RSS_SAME_SLACK_MIB = 10  # "the same" RSS for 256 MiB and 1 GiB, allowing allocator noise
 
-@dataclass
-class FileResult:
-    path: str
-    size: int
-    cat: Timing = field(default_factory=Timing)
-    sha256: Timing = field(default_factory=Timing)
-    vmig_json: Timing = field(default_factory=Timing)
-    vmig_text: Timing = field(default_factory=Timing)
-
-
-def _run_child(argv: list[str], timeout: float) -> tuple[float, int, int, str]:
-    """Run argv with stdout to /dev/null; (seconds, exit status, max RSS KiB, stderr tail)."""
-    with open(os.devnull, "wb") as null, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=null, stderr=err)
-        deadline = t0 + timeout
-        while True:
-            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)  # rusage of this very child
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                _, _, ru = os.wait4(proc.pid, 0)
-                proc.returncode = -9
-                return time.perf_counter() - t0, -9, ru.ru_maxrss, f"timed out after {timeout}s"
-            time.sleep(0.0005)
-        elapsed = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return elapsed, proc.returncode, ru.ru_maxrss, err.read().decode("utf-8", "replace")[-2000:]
-
-
-def time_child(argv: list[str], repeat: int, timeout: float) -> Timing:
-    best: float | None = None
-    rss = 0
-    for _ in range(repeat):
-        try:
-            secs, rc, maxrss, err = _run_child(argv, timeout)
-        except OSError as e:
-            return Timing(error=f"cannot run {argv[0]}: {e}")
-        rss = max(rss, maxrss)
-        if rc != 0:
-            last = [ln for ln in err.strip().splitlines() if ln.strip()]
-            return Timing(max_rss_kib=rss, error=f"exit {rc}: {last[-1] if last else '(no stderr)'}")
-        best = secs if best is None else min(best, secs)
-    return Timing(seconds=best, max_rss_kib=rss)
-
-
-def sha256_pass(path: Path) -> str:
+SHA256_CHILD = """\
+import hashlib, sys
+buf = bytearray(1 << 20)
+view = memoryview(buf)
+for path in sys.argv[1:]:
     h = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
-        buf = bytearray(MiB)
-        view = memoryview(buf)
         while n := f.readinto(buf):
             h.update(view[:n])
-    return h.hexdigest()
+    print(h.hexdigest(), path)
+"""
 
 
-def time_sha256(path: Path, repeat: int) -> Timing:
-    best = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        sha256_pass(path)
-        secs = time.perf_counter() - t0
-        best = secs if best is None else min(best, secs)
-    return Timing(seconds=best)
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def vmig_path() -> Path:
-    return Path(sys.executable).parent / "vmig"
+# ------------------------------------------------------------ the RAM images
+def write_ram_image(path: Path, mib: int, seed: int = SEED, variant: str = "a") -> None:
+    """Write the deterministic RAM image (see the module docstring) to ``path``.
 
-
-def bench_file(path: Path, repeat: int, timeout: float, with_vmig: bool) -> FileResult:
-    res = FileResult(path=str(path), size=path.stat().st_size)
-    res.cat = time_child(["cat", str(path)], repeat, timeout)
-    res.sha256 = time_sha256(path, repeat)
-    if with_vmig:
-        vmig = vmig_path()
-        if not os.access(vmig, os.X_OK):
-            msg = f"{vmig} not found (run inside the venv: make bench)"
-            res.vmig_json = Timing(error=msg)
-            res.vmig_text = Timing(error=msg)
-        else:
-            res.vmig_json = time_child([str(vmig), "decode", "--json", str(path)], repeat, timeout)
-            res.vmig_text = time_child([str(vmig), "decode", str(path)], repeat, timeout)
-    else:
-        res.vmig_json = Timing(error="skipped (--no-vmig)")
-        res.vmig_text = Timing(error="skipped (--no-vmig)")
-    return res
-
-
-# ------------------------------------------------------------------ report
-def _secs(t: Timing) -> str:
-    if t.seconds is not None:
-        return f"{t.seconds:.4f}"
-    return "skip" if t.error and t.error.startswith("skipped") else "FAIL"
-
-
-def _ratio(a: Timing, b: Timing) -> str:
-    if a.seconds is None or not b.seconds:
-        return "-"
-    return f"{a.seconds / b.seconds:.1f}x"
-
-
-def _rss(*ts: Timing) -> str:
-    vals = [t.max_rss_kib for t in ts if t.max_rss_kib]
-    return f"{max(vals) / 1024:.1f}" if vals else "-"
-
-
-def print_table(results: list[FileResult], out=sys.stdout) -> None:
-    cols = ["stream", "MiB", "cat s", "sha256 s", "json s", "json/cat", "json/sha",
-            "text s", "text/cat", "text/sha", "vmig RSS MiB"]
-    rows = []
-    for r in results:
-        rows.append([
-            Path(r.path).name, f"{r.size / MiB:.2f}", _secs(r.cat), _secs(r.sha256),
-            _secs(r.vmig_json), _ratio(r.vmig_json, r.cat), _ratio(r.vmig_json, r.sha256),
-            _secs(r.vmig_text), _ratio(r.vmig_text, r.cat), _ratio(r.vmig_text, r.sha256),
-            _rss(r.vmig_json, r.vmig_text),
-        ])
-    widths = [max(len(c), *(len(row[i]) for row in rows)) if rows else len(c) for i, c in enumerate(cols)]
-    line = "  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cols))
-    print(line, file=out)
-    print("-" * len(line), file=out)
-    for row in rows:
-        print("  ".join(v.ljust(widths[0]) if i == 0 else v.rjust(widths[i]) for i, v in enumerate(row)),
-              file=out)
-    failures = [(Path(r.path).name, what, t.error) for r in results
-                for what, t in (("cat", r.cat), ("vmig decode --json", r.vmig_json),
-                                ("vmig decode", r.vmig_text))
-                if t.error and not t.error.startswith("skipped")]
-    if failures:
-        print("\nfailures:", file=out)
-        for name, what, err in failures:
-            print(f"  {name}: {what}: {err}", file=out)
-
-
-# ------------------------------------------------------------- large stream
-def make_ram_image(path: Path, seed: int = LARGE_SEED) -> None:
-    """Deterministic 1 GiB RAM image; reused when it exists with the same seed."""
-    stamp = path.with_name(path.name + ".seed")
-    if path.exists() and path.stat().st_size == 1024 * MiB and stamp.exists() \
-            and stamp.read_text().strip() == str(seed):
-        print(f"[bench] reusing {path}", file=sys.stderr)
-        return
-    print(f"[bench] writing 1 GiB RAM image {path} (seed {seed})", file=sys.stderr)
+    Variant "a" of 1024 MiB is byte for byte the image the old ``--make-large``
+    wrote.  Variant "b" draws exactly the same bytes from ``rng`` and only then
+    overwrites the chosen pages with bytes from ``mut``, so every other page is
+    identical to "a".
+    """
+    if variant not in ("a", "b") or mib % 4 or mib < 4:
+        raise ValueError(f"bad RAM image recipe: {mib} MiB variant {variant!r}")
     rng = random.Random(seed)
+    mut = random.Random(f"{seed}-b")
+    changed = variant == "b"
+    quarter = mib // 4                                    # MiB per quarter
+    zero_page = bytes(PAGE)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        for _ in range(256):                                  # [0, 256) MiB: random
-            f.write(rng.randbytes(MiB))
-        zero_mib = bytes(MiB)
-        for _ in range(256):                                  # [256, 512): zero
-            f.write(zero_mib)
-        one_page = rng.randbytes(PAGE)                        # [512, 768): one page repeated
-        block = one_page * (MiB // PAGE)
-        for _ in range(256):
-            f.write(block)
-        zero_page = bytes(PAGE)                               # [768, 1024): mixed per page
-        tail_page = bytes(PAGE - 8) + bytes(range(1, 9))
-        first = 768 * MiB // PAGE
-        for i in range(first, first + 256 * MiB // PAGE):
+
+        def write_mib(chunk: bytes, first_page: int, every: int, new_page) -> None:
+            # first_page: the chunk's page number in the image; pages whose number
+            # is a multiple of `every` get new_page() in the "b" image.
+            if changed:
+                buf = bytearray(chunk)
+                for p in range(first_page, first_page + PAGES_PER_MIB):
+                    if p % every == 0:
+                        off = (p - first_page) * PAGE
+                        buf[off:off + PAGE] = new_page()
+                chunk = buf
+            f.write(chunk)
+
+        page = 0
+        for _ in range(quarter):                          # random pages
+            write_mib(rng.randbytes(MiB), page, B_RANDOM_EVERY, lambda: mut.randbytes(PAGE))
+            page += PAGES_PER_MIB
+        for _ in range(quarter):                          # zero pages
+            write_mib(bytes(MiB), page, B_ZERO_EVERY, lambda: mut.randbytes(PAGE))
+            page += PAGES_PER_MIB
+        block = rng.randbytes(PAGE) * PAGES_PER_MIB       # one random page, repeated
+        for _ in range(quarter):
+            write_mib(block, page, B_REPEAT_EVERY, lambda: zero_page)
+            page += PAGES_PER_MIB
+        tail_page = bytes(PAGE - 8) + bytes(range(1, 9))  # mixed, page by page
+        for i in range(page, page + quarter * PAGES_PER_MIB):
             kind = i % 4
             if kind == 0:
                 f.write(rng.randbytes(PAGE))
@@ -232,76 +168,435 @@ def make_ram_image(path: Path, seed: int = LARGE_SEED) -> None:
             else:
                 f.write(tail_page)
     os.replace(tmp, path)
-    stamp.write_text(f"{seed}\n")
 
 
-def make_large(out: Path = LARGE_STREAM, seed: int = LARGE_SEED, timeout: float = 900) -> Path:
+# --------------------------------------------------------------- the streams
+@dataclass(frozen=True)
+class Recipe:
+    name: str                 # the stream is <name>.bin in the bench directory
+    ram_mib: int
+    variant: str              # "a" base image, "b" with some pages changed
+    seed: int = SEED
+    machine: str = "pc-q35-10.0"
+    devices: tuple[str, ...] = ("ramfb",)
+
+    def params(self) -> dict:
+        """What the sidecar records; a cached stream is reused only if it matches."""
+        return {"recipe_version": RECIPE_VERSION, "machine": self.machine,
+                "devices": list(self.devices), "ram_mib": self.ram_mib,
+                "ram_image": {"seed": self.seed, "variant": self.variant}}
+
+    def stream(self, d: Path) -> Path:
+        return d / f"{self.name}.bin"
+
+    def image(self, d: Path) -> Path:
+        # ramfill-seed20240101.img is the name the old --make-large used for "a"
+        b = "-b" if self.variant == "b" else ""
+        size = "" if self.ram_mib == 1024 else f"-{self.ram_mib}m"
+        return d / f"ramfill{b}{size}-seed{self.seed}.img"
+
+
+# Made in this order: large-b first, since others wait for it.
+RECIPES = {
+    "large-b": Recipe("large-b", 1024, "b"),
+    "large": Recipe("large", 1024, "a"),
+    "medium": Recipe("medium", 256, "a"),
+}
+
+
+def _qemu_helper():
     sys.path.insert(0, str(ROOT))
-    from vfio_ramfb_mig.qemu import capture, find_qemu, sha256_file, sidecar_path, write_sidecar
+    from vfio_ramfb_mig import qemu
+    return qemu
 
-    q = find_qemu("10.0")
-    if q is None:
-        raise SystemExit("--make-large needs QEMU 10.0 (qemu-system-x86_64 from bookworm-backports)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    img = out.parent / f"ramfill-seed{seed}.img"
-    make_ram_image(img, seed)
-    extra = ["-object", f"memory-backend-file,id=vmig-ram,size=1G,mem-path={img},share=off",
+
+def _legacy_large(meta: dict, r: Recipe) -> bool:
+    """large.bin from the old ``--make-large`` recorded no recipe; it is recipe "large"."""
+    old = meta.get("large_ram_image") or {}
+    return (r.variant == "a" and r.ram_mib == 1024 and RECIPE_VERSION == 1
+            and old.get("seed") == r.seed and meta.get("machine") == r.machine
+            and meta.get("memory") == "1024M" and meta.get("devices") == list(r.devices))
+
+
+def cached_stream_ok(r: Recipe, d: Path) -> bool:
+    """True if <name>.bin exists, its sidecar has this recipe and its sha256 still holds."""
+    q = _qemu_helper()
+    path, meta_path = r.stream(d), q.sidecar_path(r.stream(d))
+    try:
+        meta = json.loads(meta_path.read_text())
+        size = path.stat().st_size
+    except (OSError, ValueError):
+        return False
+    recipe = meta.get("bench_recipe")
+    legacy = recipe is None and _legacy_large(meta, r)
+    if not (recipe == r.params() or legacy) or meta.get("size") != size:
+        return False
+    if q.sha256_file(path) != meta.get("sha256"):
+        log(f"{path.name}: sha256 differs from its sidecar")
+        return False
+    if legacy:  # record the recipe, so the next run takes the ordinary path
+        meta["bench_recipe"] = r.params()
+        q.write_sidecar(meta, meta_path)
+    return True
+
+
+def ensure_ram_image(r: Recipe, d: Path) -> Path:
+    img = r.image(d)
+    stamp = img.with_name(img.name + ".recipe")   # what the image was written from
+    want = json.dumps(r.params()["ram_image"] | {"mib": r.ram_mib, "recipe_version": RECIPE_VERSION})
+    if img.is_file() and img.stat().st_size == r.ram_mib * MiB and stamp.is_file() \
+            and stamp.read_text().strip() == want:
+        log(f"reusing RAM image {img}")
+        return img
+    log(f"writing {r.ram_mib} MiB RAM image {img} (variant {r.variant}, seed {r.seed})")
+    write_ram_image(img, r.ram_mib, r.seed, r.variant)
+    stamp.write_text(want + "\n")
+    return img
+
+
+def make_stream(r: Recipe, d: Path, timeout: float) -> Path:
+    """Reuse <name>.bin if its recipe and sha256 match, else capture it with QEMU 10.0."""
+    out = r.stream(d)
+    if cached_stream_ok(r, d):
+        log(f"reusing {out} (recipe and sha256 match)")
+        return out
+    q = _qemu_helper()
+    binary = q.find_qemu("10.0")
+    if binary is None:
+        raise RuntimeError("making the benchmark streams needs QEMU 10.0 (qemu-system-x86_64 "
+                           "from bookworm-backports, or $VMIG_QEMU_10)")
+    d.mkdir(parents=True, exist_ok=True)
+    img = ensure_ram_image(r, d)
+    extra = ["-object", f"memory-backend-file,id=vmig-ram,size={r.ram_mib}M,mem-path={img},share=off",
              "-machine", "memory-backend=vmig-ram"]
-    print(f"[bench] capturing {out} with {q.version_text}", file=sys.stderr)
+    log(f"capturing {out} with {binary.version_text}")
     t0 = time.perf_counter()
-    res = capture(q, out, "pc-q35-10.0", devices=["ramfb"], memory="1024M", extra_args=extra,
-                  timeout=timeout)
-    res.sidecar["large_ram_image"] = {"path": str(img), "seed": seed, "sha256": sha256_file(img)}
-    write_sidecar(res.sidecar, sidecar_path(out))
-    print(f"[bench] wrote {out}: {res.size / MiB:.1f} MiB in {time.perf_counter() - t0:.1f}s, "
-          f"sha256 {res.sha256}", file=sys.stderr)
+    res = q.capture(binary, out, r.machine, devices=list(r.devices), memory=f"{r.ram_mib}M",
+                    extra_args=extra, timeout=timeout)
+    res.sidecar["bench_recipe"] = r.params()
+    res.sidecar["bench_ram_image"] = {"path": str(img), "sha256": q.sha256_file(img)}
+    q.write_sidecar(res.sidecar, q.sidecar_path(out))
+    log(f"wrote {out}: {res.size / MiB:.1f} MiB in {time.perf_counter() - t0:.1f}s, sha256 {res.sha256}")
     return out
 
 
-# --------------------------------------------------------------------- main
-def default_streams() -> list[Path]:
-    streams = sorted(CAPTURES.glob("*.bin"))
-    if LARGE_STREAM.is_file():
-        streams.append(LARGE_STREAM)
-    return streams
+def make_streams(d: Path, timeout: float) -> dict[str, Path]:
+    return {name: make_stream(r, d, timeout) for name, r in RECIPES.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("streams", nargs="*", type=Path, help="streams to benchmark (default: see --help)")
-    ap.add_argument("-n", "--repeat", type=int, default=5, help="runs per measurement; best is kept")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds allowed for one vmig run")
-    ap.add_argument("--make-large", action="store_true", help=f"build {LARGE_STREAM} with QEMU 10.0 first")
-    ap.add_argument("--no-vmig", action="store_true", help="only time cat and sha256")
-    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    args = ap.parse_args(argv)
-    if args.repeat < 1:
-        ap.error("--repeat must be >= 1")
+# ------------------------------------------------------------------ timing
+@dataclass
+class Command:
+    label: str                       # row name, e.g. "decode large.bin"
+    kind: str                        # cat, sha256, decode, decode --json, analyze, diff, sha256 both, help
+    argv: list[str]
+    files: list[str] = field(default_factory=list)
+    ok_exits: tuple[int, ...] = (0,)
+    seconds: list[float] = field(default_factory=list)   # one per round
+    exits: list[int] = field(default_factory=list)
+    max_rss_kib: int = 0
+    error: str | None = None
 
-    if args.make_large:
-        make_large()
-    streams = args.streams or default_streams()
-    if not streams:
-        print("no streams to benchmark", file=sys.stderr)
-        return 2
-    missing = [s for s in streams if not s.is_file()]
-    if missing:
-        print("not found: " + ", ".join(map(str, missing)), file=sys.stderr)
-        return 2
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.seconds) if self.seconds and not self.error else None
 
-    print(f"[bench] python {platform.python_version()}, {os.cpu_count()} CPUs, best of {args.repeat}, "
-          f"vmig = {vmig_path()}", file=sys.stderr)
-    results = []
+    @property
+    def rss_mib(self) -> float | None:
+        return self.max_rss_kib / 1024 if self.max_rss_kib else None
+
+
+# Linux starts a child's ru_maxrss at the peak RSS of the process that spawned it
+# (exec records the old mm's high-water mark), so a command spawned from this
+# script could never report less than this script's own peak.  Commands are
+# therefore spawned from this small, fresh interpreter, which times each one and
+# reports wait4()'s ru_maxrss; its own peak (VmHWM, ~10 MiB) is the floor.
+LAUNCHER = """\
+import json, os, signal, sys, time
+child = 0
+timed_out = False
+def on_alarm(signum, frame):
+    global timed_out
+    if child:
+        timed_out = True
+        os.kill(child, signal.SIGKILL)
+signal.signal(signal.SIGALRM, on_alarm)
+for line in sys.stdin:
+    req = json.loads(line)
+    io = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+          (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+          (os.POSIX_SPAWN_OPEN, 2, req["stderr"], os.O_WRONLY | os.O_TRUNC, 0)]
+    timed_out = False
+    t0 = time.perf_counter()
+    try:
+        child = os.posix_spawnp(req["argv"][0], req["argv"], os.environ, file_actions=io)
+    except OSError as e:
+        print(json.dumps({"error": f"cannot run {req['argv'][0]}: {e}"}), flush=True)
+        continue
+    signal.setitimer(signal.ITIMER_REAL, req["timeout"])
+    _, status, ru = os.wait4(child, 0)
+    child = 0
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    secs = time.perf_counter() - t0
+    with open("/proc/self/status") as f:
+        floor = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
+    print(json.dumps({"seconds": secs, "exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out,
+                      "maxrss_kib": ru.ru_maxrss, "floor_kib": floor}), flush=True)
+"""
+
+
+class Launcher:
+    """The small process that runs the timed commands (see LAUNCHER)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", LAUNCHER],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.err = tempfile.NamedTemporaryFile(prefix="vmig-bench-", suffix=".stderr")  # noqa: SIM115 (closed in close())
+        self.floor_kib = 0
+
+    def run(self, argv: list[str], timeout: float) -> tuple[float, int, int, str]:
+        """Run argv, stdout to /dev/null: (seconds, exit status, peak RSS KiB, stderr tail)."""
+        self.proc.stdin.write(json.dumps({"argv": argv, "stderr": self.err.name, "timeout": timeout}) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the launcher process died")
+        r = json.loads(line)
+        if "error" in r:
+            raise OSError(r["error"])
+        self.floor_kib = max(self.floor_kib, r["floor_kib"])
+        self.err.seek(0)
+        tail = self.err.read()[-2000:].decode("utf-8", "replace")
+        if r["timed_out"]:
+            tail = f"timed out after {timeout:g}s"
+        return r["seconds"], r["exit"], r["maxrss_kib"], tail
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.err.close()
+
+
+def run_rounds(commands: list[Command], rounds: int, timeout: float) -> int:
+    """Round r runs every command once; a command that fails is dropped from later rounds.
+
+    Returns the launcher's own peak RSS in KiB: no command can report less.
+    """
+    launcher = Launcher()
+    try:
+        for n in range(1, rounds + 1):
+            log(f"round {n}/{rounds}")
+            for c in commands:
+                if c.error:
+                    continue
+                try:
+                    secs, code, rss, err = launcher.run(c.argv, timeout)
+                except OSError as e:
+                    c.error = str(e)
+                    continue
+                c.max_rss_kib = max(c.max_rss_kib, rss)
+                c.exits.append(code)
+                if code not in c.ok_exits:
+                    last = [ln for ln in err.strip().splitlines() if ln.strip()]
+                    c.error = f"exit {code}: {last[-1] if last else '(no stderr)'}"
+                    continue
+                c.seconds.append(secs)
+    finally:
+        launcher.close()
+    return launcher.floor_kib
+
+
+def vmig_path() -> Path:
+    return Path(sys.executable).parent / "vmig"
+
+
+def build_commands(streams: list[Path], diff_pair: tuple[Path, Path] | None,
+                   analyze: Path | None) -> list[Command]:
+    vmig, py = str(vmig_path()), sys.executable
+    cmds = []
     for s in streams:
-        print(f"[bench] {s.name} ...", file=sys.stderr)
-        results.append(bench_file(s, args.repeat, args.timeout, not args.no_vmig))
-    if args.json:
-        print(json.dumps([asdict(r) for r in results], indent=2))
+        f = str(s)
+        cmds += [
+            Command(f"cat {s.name}", "cat", ["cat", f], [f]),
+            Command(f"sha256 {s.name}", "sha256", [py, "-I", "-c", SHA256_CHILD, f], [f]),
+            Command(f"decode {s.name}", "decode", [vmig, "decode", f], [f]),
+            Command(f"decode --json {s.name}", "decode --json", [vmig, "decode", "--json", f], [f]),
+        ]
+        if analyze:
+            cmds.append(Command(f"analyze {s.name}", "analyze", [py, str(analyze), "-f", f], [f]))
+    if diff_pair:
+        a, b = map(str, diff_pair)
+        names = f"{diff_pair[0].name} {diff_pair[1].name}"
+        cmds += [
+            Command(f"diff {names}", "diff", [vmig, "diff", a, b], [a, b], ok_exits=(0, 1)),
+            Command(f"sha256 both {names}", "sha256 both", [py, "-I", "-c", SHA256_CHILD, a, b], [a, b]),
+        ]
+    cmds.append(Command("vmig --help", "help", [vmig, "--help"]))
+    return cmds
+
+
+# ---------------------------------------------------------------- checks
+@dataclass
+class Check:
+    name: str
+    value: float | None
+    unit: str                        # "x" for ratios, "MiB"
+    target: float | None = None      # value <= target is met
+    met: bool | None = None          # None: no target, or not measurable
+
+
+def _check(name: str, value: float | None, unit: str, target: float | None = None) -> Check:
+    met = None if target is None or value is None else value <= target
+    return Check(name, value, unit, target, met)
+
+
+def _ratio(a: Command | None, b: Command | None) -> float | None:
+    if a is None or b is None or a.median is None or not b.median:
+        return None
+    return a.median / b.median
+
+
+def compute_checks(cmds: list[Command], streams: list[Path], diff_pair: tuple[Path, Path] | None,
+                   rss_pair: tuple[Path, Path] | None) -> list[Check]:
+    by = {(c.kind, tuple(c.files)): c for c in cmds}
+    checks = []
+    for s in streams:
+        key = (str(s),)
+        cat, sha, ana = by.get(("cat", key)), by.get(("sha256", key)), by.get(("analyze", key))
+        for kind in ("decode", "decode --json"):
+            dec = by.get((kind, key))
+            checks.append(_check(f"{kind}/cat {s.name}", _ratio(dec, cat), "x"))
+            checks.append(_check(f"{kind}/sha256 {s.name}", _ratio(dec, sha), "x"))
+            if ana:
+                checks.append(_check(f"{kind}/analyze {s.name}", _ratio(dec, ana), "x",
+                                     DECODE_VS_ANALYZE_MAX))
+            checks.append(_check(f"{kind} peak RSS {s.name}", dec and dec.rss_mib, "MiB", RSS_MAX_MIB))
+    if diff_pair:
+        key = tuple(map(str, diff_pair))
+        names = f"{diff_pair[0].name} {diff_pair[1].name}"
+        diff, both = by.get(("diff", key)), by.get(("sha256 both", key))
+        checks.append(_check(f"diff/(sha256 both) {names}", _ratio(diff, both), "x", DIFF_VS_SHA256_MAX))
+        checks.append(_check(f"diff peak RSS {names}", diff and diff.rss_mib, "MiB", RSS_MAX_MIB))
+    if rss_pair:
+        small, big = rss_pair
+        for kind in ("decode", "decode --json"):
+            a, b = by.get((kind, (str(small),))), by.get((kind, (str(big),)))
+            grow = b.rss_mib - a.rss_mib if a and b and a.rss_mib and b.rss_mib else None
+            checks.append(_check(f"{kind} peak RSS {big.name} - {small.name}", grow, "MiB",
+                                 RSS_SAME_SLACK_MIB))
+    return checks
+
+
+# ---------------------------------------------------------------- report
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(v.ljust(widths[0]) if i == 0 else v.rjust(widths[i]) for i, v in enumerate(r))
+    return [fmt(header), "-" * len(fmt(header)), *map(fmt, rows)]
+
+
+def format_report(cmds: list[Command], checks: list[Check], floor_kib: int) -> str:
+    rows = []
+    for c in cmds:
+        size = sum(os.path.getsize(f) for f in c.files) / MiB if c.files else None
+        rows.append([c.label, "-" if size is None else f"{size:.1f}",
+                     "FAIL" if c.error else f"{c.median:.3f}", str(len(c.seconds)),
+                     f"{c.rss_mib:.1f}" if c.rss_mib else "-",
+                     ",".join(map(str, sorted(set(c.exits)))) or "-"])
+    out = _table(["command", "MiB", "median s", "runs", "peak RSS MiB", "exit"], rows)
+    out.append(f"(peak RSS is wait4()'s ru_maxrss; a command starts at the peak of the process that "
+               f"spawns it, about {floor_kib / 1024:.1f} MiB)")
+    rows = []
+    for k in checks:
+        val = "-" if k.value is None else (f"{k.value:.2f}x" if k.unit == "x" else f"{k.value:.1f} MiB")
+        tgt = "" if k.target is None else (f"<= {k.target:g}x" if k.unit == "x" else f"<= {k.target:g} MiB")
+        verdict = "" if k.target is None else {True: "met", False: "MISSED", None: "n/a"}[k.met]
+        rows.append([k.name, val, tgt, verdict])
+    if rows:
+        out += ["", *_table(["check", "value", "target", ""], rows)]
+    failed = [c for c in cmds if c.error]
+    if failed:
+        out += ["", "failures:", *(f"  {c.label}: {c.error}" for c in failed)]
+    return "\n".join(out)
+
+
+def report_json(cmds: list[Command], checks: list[Check], rounds: int, streams: list[Path],
+                floor_kib: int) -> dict:
+    return {
+        "python": platform.python_version(), "cpus": os.cpu_count(), "rounds": rounds,
+        "rss_floor_mib": floor_kib / 1024,
+        "vmig": str(vmig_path()), "sha256_both": "one child hashing both files",
+        "streams": [{"path": str(s), "size": s.stat().st_size} for s in streams],
+        "commands": [{"label": c.label, "kind": c.kind, "argv": c.argv[:3] + ["..."] if c.kind.startswith("sha256")
+                      else c.argv, "files": c.files, "seconds": c.seconds, "median_s": c.median,
+                      "max_rss_mib": c.rss_mib, "exits": c.exits, "error": c.error} for c in cmds],
+        "checks": [asdict(k) for k in checks],
+    }
+
+
+# ------------------------------------------------------------------ main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="See the module docstring of tools/bench.py for how the streams are made.")
+    ap.add_argument("streams", nargs="*", type=Path,
+                    help="streams to time instead of the made ones (nothing is made)")
+    ap.add_argument("--diff", nargs=2, type=Path, metavar=("A", "B"),
+                    help="the pair for vmig diff (default with made streams: large.bin large-b.bin)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds; every command runs once per round")
+    ap.add_argument("--no-make", action="store_true", help=f"use the streams in {BENCH_DIR} as they are")
+    ap.add_argument("--make-only", action="store_true", help="make (or check) the streams, then stop")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds allowed for one command or capture")
+    ap.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
+    args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
+    explicit = bool(args.streams or args.diff)
+    if args.make_only and (explicit or args.no_make):
+        ap.error("--make-only makes the cached streams: not with --no-make, STREAMs or --diff")
+
+    rss_pair = None
+    if explicit:
+        streams, diff_pair = list(args.streams), (tuple(args.diff) if args.diff else None)
     else:
-        print_table(results)
-    failed = [t for r in results for t in (r.cat, r.sha256, r.vmig_json, r.vmig_text)
-              if t.error and not t.error.startswith("skipped")]
-    return 1 if failed else 0
+        if args.no_make:
+            made = {name: r.stream(BENCH_DIR) for name, r in RECIPES.items()}
+        else:
+            try:
+                made = make_streams(BENCH_DIR, args.timeout)
+            except (RuntimeError, OSError, _qemu_helper().QemuError) as e:  # QEMU missing or failing
+                log(f"cannot make the benchmark streams: {e}")
+                return 2
+        if args.make_only:
+            return 0
+        streams = [made["large"], made["large-b"], made["medium"]]
+        diff_pair, rss_pair = (made["large"], made["large-b"]), (made["medium"], made["large"])
+
+    inputs = [*streams, *(diff_pair or ())]
+    missing = [str(p) for p in inputs if not p.is_file()]
+    if missing or not inputs:
+        log("not found: " + ", ".join(missing) if missing else "no streams to time")
+        return 2
+    for p in dict.fromkeys(inputs):  # read once, untimed: round 1 should not pay for a cold cache
+        with open(p, "rb", buffering=0) as f:
+            while f.read(8 * MiB):
+                pass
+
+    analyze = Path(os.environ["VMIG_BENCH_ANALYZE"]) if os.environ.get("VMIG_BENCH_ANALYZE") else None
+    if analyze and not analyze.is_file():
+        log(f"$VMIG_BENCH_ANALYZE: {analyze} not found")
+        return 2
+    log(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.rounds} rounds, "
+        f"vmig = {vmig_path()}" + (f", analyze = {analyze}" if analyze else ""))
+    cmds = build_commands(streams, diff_pair, analyze)
+    floor_kib = run_rounds(cmds, args.rounds, args.timeout)
+    checks = compute_checks(cmds, streams, diff_pair, rss_pair)
+    if args.json:
+        print(json.dumps(report_json(cmds, checks, args.rounds, list(dict.fromkeys(inputs)), floor_kib), indent=2))
+    else:
+        print(format_report(cmds, checks, floor_kib))
+    return 1 if any(c.error for c in cmds) else 0
 
 
 if __name__ == "__main__":
