@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import json
 import lzma
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
 
+from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.cli.main import cli
+from vfio_ramfb_mig.model import Blob, MigrationStream, OpaqueBody, Section, Span
+from vfio_ramfb_mig.render.theme import THEME
+from vfio_ramfb_mig.render.tree import stream_tree
 
 from paths import CAPTURES
 
@@ -35,6 +42,46 @@ def test_tree_shows_offsets_versions_and_ramfb_words() -> None:
     assert "1024x768 XR24 (XRGB8888) framebuffer at 0xc00000, stride 4096" in out
     assert "pc.ram: 3948 zero, 148 normal pages" in out
     assert "\x1b[" not in out  # no colour when not a terminal
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def on_terminal(renderable: object, width: int) -> str:
+    console = Console(file=io.StringIO(), force_terminal=True, color_system="truecolor", width=width, theme=THEME)
+    console.print(renderable)
+    return console.file.getvalue()
+
+
+def test_piped_tree_keeps_long_lines_whole() -> None:
+    """Piped output is for reading and grep: a line wider than 120 columns is printed whole, not cut."""
+    out = CliRunner().invoke(cli, ["decode", str(BOOTED)]).stdout
+    line = next(line for line in out.splitlines() if "env.mce_banks" in line)
+    assert len(line) > 120 and line.startswith("│   ├── ") and line.endswith(", …] (40 items)")
+    assert out == stream_tree(decode(str(BOOTED)), title=str(BOOTED)).plain()
+
+
+def test_terminal_tree_has_styles_and_wraps_long_lines_under_their_guides() -> None:
+    tree = stream_tree(decode(str(BOOTED)))
+    wide = on_terminal(tree, 400)
+    assert "\x1b[" in wide and ANSI.sub("", wide) == tree.plain()  # styles change no text
+    lines = ANSI.sub("", on_terminal(tree, 100)).splitlines()
+    assert max(len(line) for line in lines) <= 100
+    at = next(i for i, line in enumerate(lines) if "env.mce_banks" in line)
+    assert lines[at].startswith("│   ├── 0x") and lines[at + 1].startswith("│   │   ")  # continued under the guides
+    assert "(40 items)" in lines[at + 1] or "(40 items)" in lines[at + 2]
+
+
+def test_names_from_the_stream_are_never_markup() -> None:
+    name = "[bold red]x[/] [link=https://example.com]y\x1b[31mz"
+    stream = MigrationStream((Section("section_full", 5, name, 0, 1, OpaqueBody(Blob(17, 3), reason="[b]r[/b]"),
+                                      span=Span(0, 30)),), 30, source="[i]dump[/i].bin")
+    shown = "[bold red]x[/] [link=https://example.com]y\\x1b[31mz"
+    for out in (stream_tree(stream).plain(), ANSI.sub("", on_terminal(stream_tree(stream), 200))):
+        assert out.splitlines() == ["[i]dump[/i].bin  30 bytes, 1 records, no vmdesc",
+                                    (f"└── 0x00000000 +30     FULL {shown}  id 5  instance 0  version 1  "
+                                     "opaque 3 bytes: [b]r[/b]")]
+    assert "\x1b[31mz" not in on_terminal(stream_tree(stream), 200)
 
 
 def test_section_filter_and_summary() -> None:

@@ -1,19 +1,25 @@
-"""model -> rich Tree (`vmig decode`) and the one-table summary (`vmig decode --summary`).
+"""model -> the decode tree (`vmig decode`) and the one-table summary (`vmig decode --summary`).
 
-Renderers build and return rich objects; they never print. Every record line
+Renderers build and return renderables; they never print. Every record line
 starts with its offset and length, so a reader can go straight to the bytes.
 
-Imports: rich, model, codec.views/text, wire.
+The tree is laid out here rather than by rich.tree.Tree, which renders every label
+as a renderable of its own and takes most of a second for a stream's few thousand
+lines. A `TextTree` keeps each label as (text, style name) pieces and prints them
+behind the guides rich.tree.Tree draws ("├── ", "│   ", "└── "). Labels are never
+parsed as rich markup, so names, types and values from the stream print as they are.
+
+rich is imported only where it is used: `TextTree.plain()` needs none of it, so a
+caller that writes plain text (not a terminal) never loads rich's console.
+
+Imports: model, codec.text, vmstate.compile, wire; rich inside the functions that use it.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Iterable
-
-from rich.table import Table
-from rich.text import Text
-from rich.tree import Tree
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..codec.text import printable
 from ..model import (
@@ -34,18 +40,171 @@ from ..model import (
     StructValue,
     Subsection,
     VfioBody,
-    VmstateBody,
     Vmdesc,
+    VmstateBody,
     walk_fields,
 )
 from ..vmstate.compile import RAMFB_CFG_TYPE
 from ..wire.primitives import TIMER_NOT_PENDING
 from ..wire.ramfb import DRM_FORMATS, fourcc_text
 
+if TYPE_CHECKING:
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.measure import Measurement
+    from rich.style import Style
+    from rich.table import Table
+    from rich.text import Text
+
 SECTION_LABEL = {"section_start": "START", "section_part": "PART", "section_end": "END", "section_full": "FULL"}
 #: at most this many array elements / bytes are shown inline
 SHOW_ITEMS = 8
 SHOW_BYTES = 16
+
+#: a tree line's label: (text, style name or None) pieces, printed in order
+Label = list[tuple[str, str | None]]
+
+#: (space, continue, fork, end), as rich.tree.Tree draws them: plain, bold and underline2 guide styles
+TREE_GUIDES = (("    ", "│   ", "├── ", "└── "), ("    ", "┃   ", "┣━━ ", "┗━━ "), ("    ", "║   ", "╠══ ", "╚══ "))
+ASCII_GUIDES = ("    ", "|   ", "+-- ", "`-- ")
+
+
+class TreeNode:
+    """One line of a tree and the lines below it."""
+
+    __slots__ = ("children", "label")
+
+    def __init__(self, label: Label | str) -> None:
+        self.label: Label = [(label, None)] if isinstance(label, str) else label
+        self.children: list[TreeNode] = []
+
+    def add(self, label: Label | str) -> TreeNode:
+        """A child line; a str label is plain text (never markup)."""
+        node = TreeNode(label)
+        self.children.append(node)
+        return node
+
+
+class TextTree(TreeNode):
+    """A tree of labelled lines: a rich renderable, and plain text without rich's layout.
+
+    On a console that wraps (a terminal, a fixed-width export), a line longer than the
+    width wraps under its own guides as rich.tree.Tree would; on a soft-wrapping console
+    (piped output) every line is printed whole. Where no styles can show (no colour
+    system: not a terminal, NO_COLOR) lines go out as unstyled text, many to a segment.
+    `plain()` is that text without rich at all.
+    """
+
+    __slots__ = ()
+
+    def rows(self, guides: tuple[str, str, str, str] = TREE_GUIDES[0]) -> Iterator[tuple[str, str, Label]]:
+        """(prefix, continuation prefix, label) per line, depth first; the continuation prefix
+        starts the later lines of a wrapped label."""
+        space, cont, fork, end = guides
+        yield "", "", self.label
+        stack: list[tuple[list[TreeNode], int, str]] = [(self.children, 0, "")]
+        pop, push = stack.pop, stack.append
+        while stack:
+            kids, i, base = pop()
+            if i == len(kids):
+                continue
+            node = kids[i]
+            if i + 1 == len(kids):
+                below = base + space
+                yield base + end, below, node.label
+            else:
+                push((kids, i + 1, base))
+                below = base + cont
+                yield base + fork, below, node.label
+            if node.children:
+                push((node.children, 0, below))
+
+    def plain(self, *, ascii_only: bool = False) -> str:
+        """The tree as text, a line per node, no styles and no wrapping (what a pipe gets)."""
+        return "".join([f"{prefix}{''.join([t for t, _ in label])}\n"
+                        for prefix, _, label in self.rows(ASCII_GUIDES if ascii_only else TREE_GUIDES[0])])
+
+    def __str__(self) -> str:
+        return self.plain()
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.cells import cell_len
+        from rich.segment import Segment
+
+        guide_style = console.get_style("tree.line", default="") or None
+        if options.ascii_only:
+            guides = ASCII_GUIDES
+        elif options.legacy_windows or guide_style is None:
+            guides = TREE_GUIDES[0]
+        else:
+            guides = TREE_GUIDES[1 if guide_style.bold else 2 if guide_style.underline2 else 0]
+        # styles show only with a colour system; a recording console may export them later
+        styled = console.color_system is not None or console.record
+        wrap = not options.no_wrap
+        width = options.max_width
+        styles: dict[str | None, Style | None] = {None: None}
+        new_line = Segment.line()
+        plain: list[str] = []  # unstyled lines go out a few dozen to a segment
+        for prefix, below, label in self.rows(guides):
+            if wrap or not styled:
+                text = "".join([t for t, _ in label])
+                if wrap and len(prefix) + cell_len(text) > width:
+                    if plain:
+                        yield Segment("".join(plain))
+                        plain = []
+                    yield from self._wrapped(console, options, prefix, below, label, guide_style)
+                    continue
+                if not styled:
+                    plain.append(f"{prefix}{text}\n")
+                    if len(plain) == 64:
+                        yield Segment("".join(plain))
+                        plain = []
+                    continue
+            if prefix:
+                yield Segment(prefix, guide_style)
+            for text, name in label:
+                if name in styles:
+                    style = styles[name]
+                else:
+                    style = styles[name] = console.get_style(name, default="") or None
+                yield Segment(text, style)
+            yield new_line
+        if plain:
+            yield Segment("".join(plain))
+
+    @staticmethod
+    def _wrapped(console: Console, options: ConsoleOptions, prefix: str, below: str, label: Label,
+                 guide_style: Style | None) -> RenderResult:
+        """A label wider than the console, wrapped as rich wraps text, later lines under `below`."""
+        from rich.segment import Segment
+        from rich.text import Text
+
+        lines = console.render_lines(Text.assemble(*label),
+                                     options.update(width=max(1, options.max_width - len(prefix)), highlight=False,
+                                                    height=None),
+                                     pad=options.justify is not None)
+        new_line = Segment.line()
+        for i, line in enumerate(lines):
+            guide = below if i else prefix
+            if guide:
+                yield Segment(guide, guide_style)
+            yield from line
+            yield new_line
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        from rich.cells import cell_len
+        from rich.measure import Measurement
+
+        minimum = maximum = 0
+        for prefix, _, label in self.rows():
+            text = "".join([t for t, _ in label])
+            maximum = max(maximum, len(prefix) + cell_len(text))
+            minimum = max(minimum, len(prefix) + max((cell_len(w) for w in text.split()), default=0))
+        return Measurement(minimum, maximum)
+
+
+def _shown(text: str) -> str:
+    """printable(text), without its per-character pass for the usual all-printable names."""
+    return text if text.isprintable() else printable(text)
 
 
 def size_text(n: int) -> str:
@@ -56,20 +215,20 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
-def _at(span: Span | None) -> Text:
+def _at(span: Span | None) -> Label:
     if span is None:
-        return Text()
-    return Text.assemble((f"{span.offset:#010x}", "vmig.offset"), (f" +{span.length:<6} ", "vmig.length"))
+        return []
+    return [(f"{span.offset:#010x}", "vmig.offset"), (f" +{span.length:<6} ", "vmig.length")]
 
 
 def selected(section: Section, patterns: tuple[str, ...]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(section.idstr, p) or p in section.idstr for p in patterns)
 
 
-def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None) -> Tree:
+def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None) -> TextTree:
     vmdesc = "vmdesc" if stream.vmdesc else "no vmdesc"
-    root = Tree(Text.assemble((title or stream.source or "stream", "vmig.title"),
-                              (f"  {stream.size:,} bytes, {len(stream.records)} records, {vmdesc}", "vmig.dim")))
+    root = TextTree([(_shown(title or stream.source or "stream"), "vmig.title"),
+                     (f"  {stream.size:,} bytes, {len(stream.records)} records, {vmdesc}", "vmig.dim")])
     for record in stream.records:
         if isinstance(record, Section):
             if selected(record, sections):
@@ -79,106 +238,118 @@ def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), titl
     return root
 
 
-def record_node(parent: Tree, record: Any) -> None:
+def record_node(parent: TreeNode, record: Any) -> None:
     at = _at(record.span)
     if isinstance(record, Header):
-        parent.add(at + Text.assemble(("header", "vmig.kind"), f"  magic QEVM, version {record.version}"))
+        parent.add([*at, ("header", "vmig.kind"), (f"  magic QEVM, version {record.version}", None)])
     elif isinstance(record, Configuration):
-        node = parent.add(at + Text.assemble(("configuration", "vmig.kind"), "  machine ",
-                                             (printable(record.machine), "vmig.value")))
+        node = parent.add([*at, ("configuration", "vmig.kind"), ("  machine ", None),
+                           (_shown(record.machine), "vmig.value")])
         for sub in record.subsections:
             subsection_node(node, sub)
     elif isinstance(record, Command):
         extra = f" data {record.data.hex()}" if record.data else ""
-        parent.add(at + Text.assemble(("COMMAND", "vmig.kind"), f"  {record.name} (cmd {record.cmd}){extra}"))
+        parent.add([*at, ("COMMAND", "vmig.kind"), (f"  {_shown(record.name)} (cmd {record.cmd}){extra}", None)])
     elif isinstance(record, Eof):
-        parent.add(at + Text("EOF", style="vmig.kind"))
+        parent.add([*at, ("EOF", "vmig.kind")])
     elif isinstance(record, Vmdesc):
         doc = record.document if isinstance(record.document, dict) else {}
         devices = len(doc.get("devices", [])) if isinstance(doc.get("devices"), list) else 0
-        parent.add(at + Text.assemble(("vmdesc", "vmig.kind"),
-                                      f"  JSON description of {devices} device sections, page size "
-                                      f"{doc.get('page_size', '?')}"))
+        page_size = doc.get("page_size", "?")
+        parent.add([*at, ("vmdesc", "vmig.kind"),
+                    ((f"  JSON description of {devices} device sections, page size "
+                     f"{_shown(str(page_size))}"), None)])
 
 
-def section_node(parent: Tree, section: Section) -> None:
-    label = _at(section.span) + Text.assemble(
-        (SECTION_LABEL[section.type], "vmig.kind"), " ", (printable(section.idstr), "vmig.name"),
-        (f"  id {section.section_id}", "vmig.dim"))
+def section_node(parent: TreeNode, section: Section) -> None:
+    label = _at(section.span)
+    label += [(SECTION_LABEL[section.type], "vmig.kind"), (" ", None), (_shown(section.idstr), "vmig.name"),
+              (f"  id {section.section_id}", "vmig.dim")]
     if section.long_header:
-        label.append(f"  instance {section.instance_id}  version {section.version_id}", style="vmig.dim")
+        label.append((f"  instance {section.instance_id}  version {section.version_id}", "vmig.dim"))
     if not section.footer:
-        label.append("  (no footer)", style="vmig.dim")
+        label.append(("  (no footer)", "vmig.dim"))
     body = section.body
     if isinstance(body, VmstateBody):
-        label.append(f"  [{body.vmsd_name} v{body.version}, {'built-in' if body.origin == 'builtin' else 'vmdesc'}]",
-                     style="vmig.dim")
-        node = parent.add(label)
-        fields_nodes(node, body.fields, body.subsections)
+        label.append(((f"  [{_shown(body.vmsd_name)} v{body.version}, "
+                      f"{'built-in' if body.origin == 'builtin' else 'vmdesc'}]"), "vmig.dim"))
+        fields_nodes(parent.add(label), body.fields, body.subsections)
     elif isinstance(body, RamBody):
         ram_node(parent.add(label), body)
     elif isinstance(body, VfioBody):
         vfio_node(parent.add(label), body)
     elif isinstance(body, OpaqueBody):
-        label.append(f"  opaque {body.data.length:,} bytes: {body.reason}", style="vmig.warn")
+        label.append((f"  opaque {body.data.length:,} bytes: {_shown(body.reason)}", "vmig.warn"))
         parent.add(label)
 
 
-def fields_nodes(node: Tree, fields: Iterable[Field], subsections: Iterable[Subsection]) -> None:
+def fields_nodes(node: TreeNode, fields: Iterable[Field], subsections: Iterable[Subsection]) -> None:
     for f in fields:
         field_node(node, f)
     for sub in subsections:
         subsection_node(node, sub)
 
 
-def subsection_node(parent: Tree, sub: Subsection) -> None:
-    node = parent.add(_at(sub.span) + Text.assemble(("subsection ", "vmig.kind"), (printable(sub.name), "vmig.name"),
-                                                    (f" v{sub.version}", "vmig.dim")))
+def subsection_node(parent: TreeNode, sub: Subsection) -> None:
+    node = parent.add([*_at(sub.span), ("subsection ", "vmig.kind"), (_shown(sub.name), "vmig.name"),
+                       (f" v{sub.version}", "vmig.dim")])
     fields_nodes(node, sub.fields, sub.subsections)
 
 
-def field_node(parent: Tree, f: Field) -> None:
-    label = _at(f.span) + Text.assemble((printable(f.name), "vmig.field"), (f"  {printable(f.type)}", "vmig.dim"))
-    value = f.value
+def field_node(parent: TreeNode, f: Field) -> None:
+    # the hot path of a big stream's tree: _at and _shown inlined
+    name, ftype, value, span = f.name, f.type, f.value, f.span
+    label: Label = [] if span is None else [(f"{span.offset:#010x}", "vmig.offset"),
+                                            (f" +{span.length:<6} ", "vmig.length")]
+    label.append((name if name.isprintable() else printable(name), "vmig.field"))
+    label.append((f"  {ftype if ftype.isprintable() else printable(ftype)}", "vmig.dim"))
     if isinstance(value, StructValue):
-        label.append(f"  {value.vmsd_name} v{value.version}", style="vmig.dim")
+        label.append((f"  {_shown(value.vmsd_name)} v{value.version}", "vmig.dim"))
         fields_nodes(parent.add(label), value.fields, value.subsections)
         return
     if isinstance(value, list) and value and isinstance(value[0], StructValue):
-        node = parent.add(label + Text(f"  [{len(value)}]", style="vmig.dim"))
+        label.append((f"  [{len(value)}]", "vmig.dim"))
+        node = parent.add(label)
         for i, item in enumerate(value):
-            fields_nodes(node.add(Text(f"[{i}] {item.vmsd_name} v{item.version}", style="vmig.dim")),
+            fields_nodes(node.add([(f"[{i}] {_shown(item.vmsd_name)} v{item.version}", "vmig.dim")]),
                          item.fields, item.subsections)
         return
-    label.append("  = ")
-    label.append(value_text(f.type, value))
+    label.append(("  = ", None))
+    label.append((value_str(ftype, value), "vmig.value"))
     node = parent.add(label)
     if f.info:
-        info_nodes(node, f.type, f.info)
+        info_nodes(node, ftype, f.info)
 
 
 def value_text(ftype: str, value: Any) -> Text:
+    from rich.text import Text
+
+    return Text(value_str(ftype, value), style="vmig.value")
+
+
+def value_str(ftype: str, value: Any) -> str:
+    """A field value in a few words: numbers also in hex, bytes as a hex preview, ramfb cfg in words."""
     if isinstance(value, bool):
-        return Text(str(value).lower(), style="vmig.value")
+        return str(value).lower()
     if isinstance(value, int):
         if ftype == "timer" and value == TIMER_NOT_PENDING:
-            return Text("not pending", style="vmig.value")
-        return Text(f"{value}" if -10 < value < 10 else f"{value} ({value & ((1 << 64) - 1):#x})", style="vmig.value")
+            return "not pending"
+        return f"{value}" if -10 < value < 10 else f"{value} ({value & ((1 << 64) - 1):#x})"
     if isinstance(value, (bytes, bytearray)):
         if not any(value):
-            return Text(f"{len(value)} zero bytes", style="vmig.value")
+            return f"{len(value)} zero bytes"
         shown = value[:SHOW_BYTES].hex(" ")
-        return Text(f"{len(value)} bytes: {shown}{' …' if len(value) > SHOW_BYTES else ''}", style="vmig.value")
+        return f"{len(value)} bytes: {shown}{' …' if len(value) > SHOW_BYTES else ''}"
     if isinstance(value, Blob):
-        return Text(f"{value.length:,} bytes at {value.offset:#x}", style="vmig.value")
+        return f"{value.length:,} bytes at {value.offset:#x}"
     if isinstance(value, dict) and ftype == RAMFB_CFG_TYPE:
-        return Text(ramfb_words(value), style="vmig.value")
+        return ramfb_words(value)
     if isinstance(value, str):
-        return Text(repr(printable(value)), style="vmig.value")
+        return repr(printable(value))
     if isinstance(value, list):
-        shown = ", ".join(value_text(ftype, v).plain for v in value[:SHOW_ITEMS])
-        return Text(f"[{shown}{', …' if len(value) > SHOW_ITEMS else ''}] ({len(value)} items)", style="vmig.value")
-    return Text(repr(value), style="vmig.value")
+        shown = ", ".join([value_str(ftype, v) for v in value[:SHOW_ITEMS]])
+        return f"[{shown}{', …' if len(value) > SHOW_ITEMS else ''}] ({len(value)} items)"
+    return _shown(repr(value))
 
 
 def ramfb_words(cfg: dict[str, int]) -> str:
@@ -190,7 +361,7 @@ def ramfb_words(cfg: dict[str, int]) -> str:
             f"stride {cfg['stride']}, flags {cfg['flags']:#x}")
 
 
-def info_nodes(node: Tree, ftype: str, info: dict[str, Any]) -> None:
+def info_nodes(node: TreeNode, ftype: str, info: dict[str, Any]) -> None:
     if ftype == "pci config" and info:
         node.add(f"vendor {info['vendor_id']:04x}  device {info['device_id']:04x}  class {info['class_code']:06x}  "
                  f"rev {info['revision']:#04x}  header type {info['header_type']:#04x}"
@@ -204,7 +375,7 @@ def info_nodes(node: Tree, ftype: str, info: dict[str, Any]) -> None:
             node.add(f"BAR{bar['bar']} {bar['kind']}{pref} {bar['address']:#x}")
         for cap in info.get("capabilities", []):
             extra = "".join(f" {k} {v}" for k, v in cap.items() if k not in ("offset", "id", "name"))
-            node.add(f"capability {cap['name']} at {cap['offset']:#04x}{extra}")
+            node.add(_shown(f"capability {cap['name']} at {cap['offset']:#04x}{extra}"))
     elif ftype == "msix state":
         node.add(f"{info['vectors']} MSI-X vectors, pending: {info['pending'] or 'none'}")
         for e in info["entries"][:SHOW_ITEMS]:
@@ -215,55 +386,61 @@ def info_nodes(node: Tree, ftype: str, info: dict[str, Any]) -> None:
 
 
 def ram_counts(body: RamBody) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
-    for item in body.items:
-        if isinstance(item, RamPages):
-            per = counts.setdefault(item.block, {"zero": 0, "page": 0, "xbzrle": 0})
-            per[item.kind] += item.count
-    return counts
+    return body.block_counts()
 
 
-def ram_node(node: Tree, body: RamBody) -> None:
-    for item in body.items:
-        if isinstance(item, RamMemSize):
-            blocks = node.add(_at(item.span) + Text(f"block list: {len(item.blocks)} blocks, "
-                                                    f"{size_text(item.total)} in all"))
+def ram_node(node: TreeNode, body: RamBody) -> None:
+    eos = None
+    for item in body.items:  # may hold many page runs: a type test each, nothing more
+        kind = type(item)
+        if kind is RamPages:
+            continue
+        if kind is RamMemSize:
+            blocks = node.add([*_at(item.span), ((f"block list: {len(item.blocks)} blocks, "
+                                                 f"{size_text(item.total)} in all"), None)])
             for b in item.blocks:
                 extra = f"  addr {b.addr:#x}" if b.addr is not None else ""
                 if b.mapped_ram is not None:
                     extra += f"  mapped-ram pages at {b.mapped_ram['pages_offset']:#x}"
                     if b.present_pages is not None:
                         extra += f", {b.present_pages} present"
-                blocks.add(Text.assemble((printable(b.idstr), "vmig.name"), f"  {size_text(b.used_length)}{extra}"))
-        elif isinstance(item, RamMarker) and item.kind == "multifd_flush":
-            node.add(_at(item.span) + Text("MULTIFD_FLUSH"))
-    counts = ram_counts(body)
-    for block, per in counts.items():
+                blocks.add([(_shown(b.idstr), "vmig.name"), (f"  {size_text(b.used_length)}{extra}", None)])
+        elif kind is RamMarker:
+            if item.kind == "multifd_flush":
+                node.add([*_at(item.span), ("MULTIFD_FLUSH", None)])
+            elif item.kind == "eos":
+                eos = item
+    for block, per in ram_counts(body).items():
         kinds = ", ".join(f"{n} {'normal' if k == 'page' else k}" for k, n in per.items() if n)
-        node.add(Text.assemble((printable(block), "vmig.name"), f": {kinds} pages"))
-    eos = [i for i in body.items if isinstance(i, RamMarker) and i.kind == "eos"]
-    if eos:
-        node.add(_at(eos[-1].span) + Text("EOS", style="vmig.dim"))
+        node.add([(_shown(block), "vmig.name"), (f": {kinds} pages", None)])
+    if eos is not None:
+        node.add([*_at(eos.span), ("EOS", "vmig.dim")])
 
 
-def vfio_node(node: Tree, body: VfioBody) -> None:
-    names = {"setup": "DEV_SETUP_STATE", "end_of_state": "END_OF_STATE", "init_data_sent": "DEV_INIT_DATA_SENT",
-             "data": "DEV_DATA_STATE", "config": "DEV_CONFIG_STATE"}
+VFIO_NAMES = {"setup": "DEV_SETUP_STATE", "end_of_state": "END_OF_STATE", "init_data_sent": "DEV_INIT_DATA_SENT",
+              "data": "DEV_DATA_STATE", "config": "DEV_CONFIG_STATE"}
+
+
+def vfio_node(node: TreeNode, body: VfioBody) -> None:
     for item in body.items:
-        label = _at(item.span) + Text(names[item.kind], style="vmig.kind")
+        label = [*_at(item.span), (VFIO_NAMES[item.kind], "vmig.kind")]
         if item.kind == "data" and item.data is not None:
-            node.add(label + Text(f"  {item.data.length:,} bytes of device data"))
+            label.append((f"  {item.data.length:,} bytes of device data", None))
+            node.add(label)
         elif item.kind == "config" and item.config is not None:
             c = item.config
-            sub = node.add(label + Text(f"  {c.vmsd_name} v{c.version}", style="vmig.dim"))
+            label.append((f"  {_shown(c.vmsd_name)} v{c.version}", "vmig.dim"))
+            sub = node.add(label)
             fields_nodes(sub, c.fields, c.subsections)
             if not any(s.name == "VFIOPCIDevice/VFIODisplay" for s in c.subsections):
-                sub.add(Text("no VFIOPCIDevice/VFIODisplay subsection: ramfb state not migrated", style="vmig.dim"))
+                sub.add([("no VFIOPCIDevice/VFIODisplay subsection: ramfb state not migrated", "vmig.dim")])
         else:
             node.add(label)
 
 
 def summary_table(stream: MigrationStream, *, sections: tuple[str, ...] = ()) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"{stream.source or 'stream'}: {stream.size:,} bytes", show_lines=False)
     for column in ("offset", "length", "record", "id", "idstr", "inst", "ver", "content"):
         table.add_column(column, justify="right" if column in ("offset", "length", "id", "inst", "ver") else "left")
