@@ -83,6 +83,7 @@ class Source:
         self.buf, self.name, self._closer = buf, name, closer
         self.size = len(buf)
         self._empty = [empty_allowance(self.size)]
+        self._released = 0  # mapped pages before this offset were let go (release)
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str | None = None) -> Source:
@@ -125,7 +126,7 @@ class Source:
         needed again, so a multi-GiB stream does not show up as resident memory."""
         if not isinstance(self.buf, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
             return
-        start = getattr(self, "_released", 0)
+        start = self._released
         end = upto - upto % mmap.PAGESIZE
         if end - start >= _RELEASE_STEP:
             self.buf.madvise(mmap.MADV_DONTNEED, start, end - start)
@@ -143,8 +144,10 @@ class Source:
         self.close()
 
     def reset_allowance(self) -> None:
-        """Each decode of this input starts with the whole allowance (BoundedStream.empty)."""
+        """Each decode of this input starts with the whole allowance (BoundedStream.empty), and
+        walks it from the start again, so releasing walked pages starts over too."""
         self._empty[0] = empty_allowance(self.size)
+        self._released = 0
 
     def stream(self, start: int, end: int | None = None) -> BoundedStream:
         return BoundedStream(self.buf, start, self.size if end is None else end, self._empty)
