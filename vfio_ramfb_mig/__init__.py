@@ -5,19 +5,55 @@ Library use::
     from vfio_ramfb_mig import decode, encode_bytes, jsonform
     stream = decode("dump.bin")
     print(jsonform.dumps(stream))
+
+The public names are imported on first use (PEP 562), so importing the package, or
+one light module of it such as the CLI's entry point, does not pull in the codec,
+construct, rich and the compat tables.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
 
-from .codec import jsonform  # noqa: E402
-from .compat.check import check_stream, destination  # noqa: E402
-from .codec.decode import decode  # noqa: E402
-from .codec.encode import encode, encode_bytes  # noqa: E402
-from .codec.source import Source  # noqa: E402
-from .diff import diff_streams  # noqa: E402
-from .errors import VmigError  # noqa: E402
+#: public name -> (module relative to this package, attribute in it; None: the module itself)
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "Source": (".codec.source", "Source"),
+    "VmigError": (".errors", "VmigError"),
+    "check_stream": (".compat.check", "check_stream"),
+    "decode": (".codec.decode", "decode"),
+    "destination": (".compat.check", "destination"),
+    "diff_streams": (".diff", "diff_streams"),
+    "encode": (".codec.encode", "encode"),
+    "encode_bytes": (".codec.encode", "encode_bytes"),
+    "jsonform": (".codec.jsonform", None),
+}
 
 __all__ = ["Source", "VmigError", "__version__", "check_stream", "decode", "destination", "diff_streams", "encode",
            "encode_bytes", "jsonform"]
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ below does it
+    from .codec import jsonform
+    from .codec.decode import decode
+    from .codec.encode import encode, encode_bytes
+    from .codec.source import Source
+    from .compat.check import check_stream, destination
+    from .diff import diff_streams
+    from .errors import VmigError
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    # __import__, not importlib.import_module: `python -X importtime` then shows the import
+    module = __import__(__name__ + module_name, fromlist=("__name__",))
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value  # the next access is a plain lookup
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -7,18 +7,17 @@ missing (a missing golden fails, it never passes) or lacks the --offsets /
 --order asked for; 2 trouble: a stream that does not decode, a bad
 golden or vmig-golden.toml, no stream under PATHS.
 
-Imports: click, golden, render.goldenview.
+Imports: click at start-up; golden and render.goldenview when a verb runs.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from ..errors import VmigError
-from ..golden import GoldenError, GoldenOptions, check_stream, find_streams, orphan_goldens, update_stream
-from ..render.goldenview import check_text, error_line, summary_text, update_text
 from .main import App, ExitStatus
 
 
@@ -35,6 +34,8 @@ def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _targets(paths: tuple[str, ...]):
+    from ..golden import GoldenError, find_streams  # start-up: see main's docstring
+
     targets = find_streams(paths)
     if not targets:
         raise GoldenError(f"no *.bin stream under {', '.join(paths)}; a check that checks nothing fails")
@@ -69,6 +70,9 @@ def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets
     Exit 0: all match. 1: a difference, or a missing golden. 2: a stream or
     golden that cannot be read.
     """
+    from ..golden import GoldenOptions, check_stream, orphan_goldens
+    from ..render.goldenview import check_text, error_line, summary_text
+
     options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
     counts = {"ok": 0, "different": 0, "missing": 0, "stale": 0, "error": 0}
     for target in _targets(paths):
@@ -103,6 +107,9 @@ def update_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offset
     are recorded in the golden's `# options:` line; to drop one, edit that
     line or delete the golden first.
     """
+    from ..golden import GoldenOptions, update_stream
+    from ..render.goldenview import error_line, summary_text, update_text
+
     options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
     counts = {"created": 0, "updated": 0, "unchanged": 0, "error": 0}
     for target in _targets(paths):

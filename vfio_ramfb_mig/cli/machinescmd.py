@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..compat.machines import resolve_machine
-from ..render.machines import machine_props_table, machines_table
-
 
 @click.command("machines")
 @click.argument("name", required=False)
@@ -14,6 +11,9 @@ from ..render.machines import machine_props_table, machines_table
 @click.pass_obj
 def machines_cmd(app, name: str | None, everything: bool) -> None:
     """List machine types, or show NAME's effective compat properties and where each came from."""
+    from ..compat.machines import resolve_machine  # start-up: see main's docstring
+    from ..render.machines import machine_props_table, machines_table
+
     if name is None:
         app.out.print(machines_table())
         return

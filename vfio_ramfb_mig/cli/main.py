@@ -4,32 +4,34 @@ The group turns every error into one line on stderr and an exit status
 (diff(1)'s convention: 0 same/ok, 1 different/refused, 2 trouble); a
 traceback is shown only with --debug.
 
-Imports: click, rich, and the package's public layers.
+Start-up is kept short: this module imports only click and the standard library.
+The other verbs are imported when one of them runs (LazyGroup, COMMANDS), every
+verb imports what it uses when it runs, and the consoles (rich) are made on first
+use, so `vmig --help` and `vmig decode --help` load neither rich, construct nor
+the codec.
+
+Imports: click; the package's layers inside the commands.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
 from .. import __version__
-from ..codec import jsonform
-from ..codec.decode import decode
-from ..codec.encode import encode
-from ..codec.source import Source
-from ..devstream import DeviceRequest, build_device_stream
-from ..errors import InputError, JsonFormError, VmigError
-from ..outfile import atomic_output, refuse_same_file
-from ..render.errors import error_text
-from ..render.theme import THEME
-from ..render.tree import stream_tree, summary_table
+from ..errors import VmigError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..devstream import DeviceRequest
 
 
 class ExitStatus(IntEnum):
@@ -42,6 +44,10 @@ class ExitStatus(IntEnum):
 def make_console(stderr: bool = False) -> Console:
     """Colour only on a terminal and never with NO_COLOR; a fixed width when not a terminal so
     piped output does not depend on the caller's environment."""
+    from rich.console import Console  # rich only when something is printed
+
+    from ..render.theme import THEME
+
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     plain = bool(os.environ.get("NO_COLOR")) or not tty
@@ -52,12 +58,102 @@ def make_console(stderr: bool = False) -> Console:
 
 @dataclass
 class App:
+    """What every verb gets (click's ctx.obj): the options of the group and the two consoles."""
+
     debug: bool = False
-    out: Console = field(default_factory=make_console)
-    err: Console = field(default_factory=lambda: make_console(stderr=True))
+    quiet: bool = False
+    _out: Console | None = field(default=None, repr=False)
+    _err: Console | None = field(default=None, repr=False)
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = make_console()
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = make_console(stderr=True)
+        return self._err
+
+    def progress(self, description: str, total: int | None, *, quiet: bool = False
+                 ) -> AbstractContextManager[Callable[..., None]]:
+        """A progress bar on stderr (render.progress.progress_bar): only when stderr is a
+        terminal and neither `vmig --quiet` nor the verb's own --quiet was given."""
+        from ..render.progress import progress_bar
+
+        enabled = not (self.quiet or quiet) and stderr_is_terminal()
+        return progress_bar(lambda: self.err, total, description, enabled=enabled)
 
 
-class VmigGroup(click.Group):
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (a function, so tests can say it is one)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
+#: the verbs that live in their own modules: name -> ("module:attribute", the one-line help
+#: `vmig --help` shows for it without importing the module; the docstring's first sentence,
+#: tests/test_cli_startup.py keeps the two the same)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("vfio_ramfb_mig.cli.diffcmd:check_cmd",
+              "Would a destination QEMU load STREAM? If not, which rule fails and what QEMU prints."),
+    "diff": ("vfio_ramfb_mig.cli.diffcmd:diff_cmd",
+             "Show what differs between two migration streams A (old) and B (new)."),
+    "golden": ("vfio_ramfb_mig.cli.goldencmd:golden_cmd",
+               "Golden-file checks for CI: compare streams with checked-in canonical summaries."),
+    "machines": ("vfio_ramfb_mig.cli.machinescmd:machines_cmd",
+                 "List machine types, or show NAME's effective compat properties and where each came from."),
+    "ram": ("vfio_ramfb_mig.cli.ramcmd:ram_group", "Work with the guest RAM a migration stream carries."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands in `lazy` are imported only when one of them is looked up
+    to run (or for its own --help); listing them and `--help` use the table's help."""
+
+    def __init__(self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(self.load(cmd_name), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def load(self, cmd_name: str) -> click.Command:
+        module_name, _, attr = self.lazy[cmd_name][0].partition(":")
+        # __import__, not importlib.import_module: `python -X importtime` then shows the import
+        command = getattr(__import__(module_name, fromlist=(attr,)), attr)
+        if not isinstance(command, click.Command):
+            raise TypeError(f"{module_name}:{attr} is not a click command")
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own layout, with the short help of commands not loaded yet from the table."""
+        names = [n for n in self.list_commands(ctx) if n in self.lazy or not self.commands[n].hidden]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(n) for n in names)
+        rows = []
+        for name in names:
+            command = self.commands.get(name)
+            if command is None:
+                # a stand-in shortens the table's help exactly as click shortens a docstring
+                rows.append((name, click.Command(name, help=self.lazy[name][1]).get_short_help_str(limit)))
+            elif not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+class VmigGroup(LazyGroup):
     """The one error boundary: errors become a message on stderr plus an exit status."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -70,7 +166,9 @@ class VmigGroup(click.Group):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             ctx.exit(ExitStatus.OK)
-        except Exception as err:  # noqa: BLE001 - this is the boundary
+        except Exception as err:
+            from ..render.errors import error_text
+
             app = ctx.obj if isinstance(ctx.obj, App) else App()
             if app.debug:
                 raise
@@ -78,17 +176,23 @@ class VmigGroup(click.Group):
             ctx.exit(ExitStatus.TROUBLE if isinstance(err, VmigError) else ExitStatus.INTERNAL)
 
 
-@click.group(cls=VmigGroup, context_settings={"help_option_names": ["-h", "--help"]})
+QUIET_HELP = "no progress bar on stderr (drawn only on a terminal)"
+
+
+@click.group(cls=VmigGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmig")
 @click.option("--debug", is_flag=True, help="show a traceback for errors")
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Decode, encode and diff QEMU migration streams (VFIO and ramfb aware)."""
-    ctx.obj = App(debug=debug)
+    ctx.obj = App(debug=debug, quiet=quiet)
 
 
 def write_text(app: App, text: str, output: str | None) -> None:
     if output and output != "-":
+        from ..outfile import atomic_output
+
         with atomic_output(output) as out:
             out.write(text.encode())
     else:
@@ -100,6 +204,8 @@ def write_text(app: App, text: str, output: str | None) -> None:
 @click.argument("source", default="-", metavar="STREAM")
 @click.option("--json", "as_json", is_flag=True, help="print the JSON form (see README: JSON contract)")
 @click.option("--summary", is_flag=True, help="one table: a row per record")
+@click.option("--pages", is_flag=True, help="one line per RAM page record: its offset, section, block, page offset "
+                                             "and kind (with --json: JSON lines)")
 @click.option("--section", "sections", multiple=True, metavar="NAME",
               help="only sections whose idstr matches (glob or substring); repeatable")
 @click.option("--embed", is_flag=True, help="--json: carry RAM pages and big buffers inline (base64), "
@@ -107,35 +213,63 @@ def write_text(app: App, text: str, output: str | None) -> None:
 @click.option("--strict", is_flag=True, help="sections vmig cannot describe are errors, not opaque ranges")
 @click.option("--partial", is_flag=True, help="on an error, still show what was decoded before it (exit 2)")
 @click.option("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_obj
-def decode_cmd(app: App, source: str, as_json: bool, summary: bool, sections: tuple[str, ...], embed: bool,
-               strict: bool, partial: bool, output: str | None) -> None:
+def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool, sections: tuple[str, ...],
+               embed: bool, strict: bool, partial: bool, output: str | None, quiet: bool) -> None:
     """Decode a migration stream: every record, section, subsection and field, with offsets.
 
     STREAM is a file written by `migrate file:...` / `exec:cat > ...` (gzip, xz and bzip2
     are undone transparently) or '-' for stdin.
     """
+    from ..codec.decode import decode  # see the module docstring: start-up
+    from ..codec.source import Source
+    from ..outfile import refuse_same_file
+
     if output:
         refuse_same_file(output, (source,))
+    if pages:
+        _page_list(app, source, as_json, output, quiet, summary=summary, sections=sections, strict=strict,
+                   partial=partial)
+        return
     with Source.open(source) as src:
-        stream = decode(src, strict=strict, partial=partial)
+        with app.progress(f"decode {source}", src.size, quiet=quiet) as progress:
+            # the tree and the summary need only page counts per block, so RAM page runs are
+            # kept only for --json (which lists them): memory stays flat for a text decode
+            stream = decode(src, strict=strict, partial=partial, ram_runs=as_json, progress=progress)
         # a JSON document of a stream that cannot be re-read (stdin, compressed) must carry its bytes
         embed = embed or source == "-" or not _plain_file(source)
         if as_json:
+            from ..codec import jsonform
+
             records = stream
             if sections:
-                from ..render.tree import selected  # noqa: PLC0415
+                from ..render.tree import selected
 
                 records = type(stream)(tuple(r for r in stream.records if getattr(r, "section_id", None) is None
                                              or selected(r, sections)), stream.size, stream.source,
                                        stream.warnings, stream.error)
             text = jsonform.dumps(records, embed=embed, source=src)
             write_text(app, text, output)
+        elif not summary and (output or not sys.stdout.isatty()):
+            # the tree as plain text: exactly what rich prints without styles, without loading rich
+            from ..render.tree import stream_tree
+
+            tree = stream_tree(stream, sections=sections)
+            ascii_only = not output and not (sys.stdout.encoding or "utf-8").lower().startswith("utf")
+            write_text(app, tree.plain(ascii_only=ascii_only), output)
         else:
+            from ..render.tree import stream_tree, summary_table
+
             renderable = summary_table(stream, sections=sections) if summary else stream_tree(stream, sections=sections)
             if output:
-                console = Console(record=True, width=120, theme=THEME, no_color=True, file=open(os.devnull, "w"))
-                console.print(renderable)
+                from rich.console import Console
+
+                from ..render.theme import THEME
+
+                with open(os.devnull, "w") as devnull:
+                    console = Console(record=True, width=120, theme=THEME, no_color=True, file=devnull)
+                    console.print(renderable)
                 write_text(app, console.export_text(), output)
             else:
                 app.out.print(renderable)
@@ -147,13 +281,30 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, sections: tu
             sys.exit(ExitStatus.TROUBLE)
 
 
+def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: bool, **others: Any) -> None:
+    """`vmig decode --pages`: pages.write_page_list, to stdout or atomically to -o FILE."""
+    from ..codec.source import Source
+    from ..outfile import atomic_output
+    from ..pages import write_page_list
+
+    given = [f"--{name}" for name, value in others.items() if value]
+    if given:
+        raise click.UsageError(f"--pages lists every page record; it does not take {', '.join(given)}")
+    with Source.open(source) as src, app.progress(f"decode --pages {source}", 2 * src.size, quiet=quiet) as progress:
+        if output and output != "-":
+            with atomic_output(output) as out:
+                write_page_list(src, out, as_json, progress)
+        else:
+            write_page_list(src, sys.stdout, as_json, progress)
+
+
 def _plain_file(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(6)
     except OSError:
         return False
-    return not (head.startswith(b"\x1f\x8b") or head.startswith(b"\xfd7zXZ") or head.startswith(b"BZh"))
+    return not head.startswith((b"\x1f\x8b", b"\xfd7zXZ", b"BZh"))
 
 
 @cli.command("encode")
@@ -191,11 +342,15 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
     vmig encode --machine pc-8.1 --ramfb -o vfio.bin               # compat: x-ramfb-migrate=off
     vmig encode --machine pc-q35-8.2 --device ramfb --state ramfb.json -o ramfb.bin
     """
+    from ..errors import InputError  # see the module docstring: start-up
+
     if (from_json is None) == (machine is None):
         raise click.UsageError("give exactly one of --from-json FILE or --machine TYPE")
     if output == "-" and sys.stdout.isatty():
         raise InputError("refusing to write a binary stream to a terminal; use -o FILE or a pipe")
     if machine is not None:
+        from ..devstream import DeviceRequest
+
         _encode_device(app, DeviceRequest(
             machine=machine, device=device, ramfb=ramfb, x_ramfb_migrate=x_ramfb_migrate,
             enable_migration=enable_migration, display=display,
@@ -203,6 +358,11 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
             state=_read_json(state_path) if state_path else None, addr=addr), output, state_path)
         return
     assert from_json is not None
+    from ..codec import jsonform
+    from ..codec.encode import encode
+    from ..codec.source import Source
+    from ..outfile import atomic_output, refuse_same_file
+
     stream = jsonform.loads(_read_text(from_json))
     source_path = source_path or stream.source
     refuse_same_file(output, tuple(p for p in (from_json, source_path) if p))
@@ -222,6 +382,8 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
 
 
 def _read_text(path: str) -> str:
+    from ..errors import InputError
+
     try:
         if path == "-":
             return sys.stdin.read()
@@ -232,6 +394,10 @@ def _read_text(path: str) -> str:
 
 
 def _read_json(path: str) -> Any:
+    import json
+
+    from ..errors import JsonFormError
+
     try:
         return json.loads(_read_text(path))
     except (json.JSONDecodeError, RecursionError) as exc:
@@ -239,6 +405,9 @@ def _read_json(path: str) -> Any:
 
 
 def _encode_device(app: App, request: DeviceRequest, output: str, state_path: str | None) -> None:
+    from ..devstream import build_device_stream
+    from ..outfile import atomic_output, refuse_same_file
+
     if state_path:
         refuse_same_file(output, (state_path,))
     built = build_device_stream(request)
@@ -260,17 +429,3 @@ def _encode_device(app: App, request: DeviceRequest, output: str, state_path: st
 def main() -> None:
     cli(prog_name="vmig")
 
-
-# verbs that live in their own modules register here
-from .machinescmd import machines_cmd  # noqa: E402
-
-cli.add_command(machines_cmd)
-
-from .goldencmd import golden_cmd  # noqa: E402
-
-cli.add_command(golden_cmd)
-
-from .diffcmd import check_cmd, diff_cmd  # noqa: E402
-
-cli.add_command(diff_cmd)
-cli.add_command(check_cmd)
