@@ -5,7 +5,7 @@ this turns those into `Field`s named by the description, keeps buffers over
 INLINE_LIMIT as references into the input, and adds the derived readings
 (PCI config space, MSI-X, ramfb) of codec/views.py.
 
-Imports: construct (types only), model, vmstate, codec.text, codec.views.
+Imports: construct (types only), model, vmstate, wire.primitives, codec.text, codec.views.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from construct import Container
 
 from ..errors import FieldPath
 from ..model import Blob, Field, Span, StructValue, Subsection
-from ..vmstate.compile import RAMFB_CFG_TYPE, Loc
+from ..vmstate.compile import RAMFB_CFG_TYPE, Loc, PackedList
 from ..vmstate.model import Description, FieldDesc
+from ..wire.primitives import INT_TYPES
 from .text import from_wire
 from .views import msix_info, msix_vectors, pci_config_info, ramfb_info
 
@@ -50,9 +51,28 @@ def convert(desc: Description, container: Container,
     for i, fd in enumerate(desc.fields):
         loc: Loc = container[f"f{i}"]
         span = Span(loc.start, loc.end - loc.start)
-        value = _value(fd, loc.value, span, ctx)
-        fields.append(Field(name=fd.key, type=fd.type, value=value, span=span, info=_info(fd, value, ctx)))
+        raw = loc.value
+        if fd.count is not None or fd.count_from is not None:
+            value = _array(fd, raw, loc.start, ctx)
+        elif type(raw) is int and fd.type != "bool":
+            value = raw  # the common case, in short
+        else:
+            value = _element(fd, raw, span, ctx)
+        info = _info(fd, value, ctx) if fd.type in _INFO_TYPES else None
+        fields.append(Field(fd.key, fd.type, value, span, info))
     return tuple(fields), _subsections(desc, container["subsections"], ctx)
+
+
+def _array(fd: FieldDesc, raw: list[Any], start: int, ctx: dict[str, Any]) -> list[Any]:
+    if isinstance(raw, PackedList):
+        # fixed-size elements parsed in one piece: plain values, element i at start + i * size
+        if fd.type == "bool":
+            return [bool(item) if item in (0, 1) else item for item in raw]
+        if fd.type in INT_TYPES and fd.size == INT_TYPES[fd.type][1]:
+            return list(raw)
+        size = raw.size
+        return [_element(fd, item, Span(start + i * size, size), ctx) for i, item in enumerate(raw)]
+    return [_element(fd, item.value, Span(item.start, item.end - item.start), ctx) for item in raw]
 
 
 def _subsections(desc: Description, items: list[Loc], ctx: dict[str, Any]) -> tuple[Subsection, ...]:
@@ -75,12 +95,6 @@ def _subsections(desc: Description, items: list[Loc], ctx: dict[str, Any]) -> tu
     return tuple(result)
 
 
-def _value(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
-    if fd.count is not None or fd.count_from is not None:
-        return [_element(fd, item.value, Span(item.start, item.end - item.start), ctx) for item in raw]
-    return _element(fd, raw, span, ctx)
-
-
 def _element(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
     if fd.type == "struct" and fd.struct is not None:
         fields, subs = convert(fd.struct, raw, ctx)
@@ -96,6 +110,10 @@ def _element(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
     if isinstance(raw, list):
         return list(raw)
     return raw
+
+
+#: the types `_info` reads
+_INFO_TYPES = frozenset((RAMFB_CFG_TYPE, "pci config", "msix state"))
 
 
 def _info(fd: FieldDesc, value: Any, ctx: dict[str, Any]) -> dict[str, Any] | None:
