@@ -266,6 +266,24 @@ def test_vmdesc_that_disagrees_with_the_bytes() -> None:
         decode(bs.with_vmdesc_doc(bs.WITH_VMDESC, no_subsections))
 
 
+def test_vmdesc_cannot_claim_vmigs_own_ramfb_type(tmp_path: Path) -> None:
+    """"ramfb cfg" is vmig's name for the 28 RAMFBCfg bytes; a stream's vmdesc that uses it for a
+    4-byte field or an array is read as a plain buffer, not crashed on (fuzzing found this)."""
+    def as_ramfb(doc: dict) -> None:
+        fields = bs.vmdesc_device(doc, "apic")["fields"]
+        fields[0]["type"] = "ramfb cfg"  # apicbase: 4 bytes
+        fields[1]["type"] = "ramfb cfg"
+        fields[1]["array_len"] = 1
+
+    blob = bs.with_vmdesc_doc(bs.WITH_VMDESC, as_ramfb)
+    stream = decode(blob)
+    apic = next(r for r in stream.records if getattr(r, "idstr", None) == "apic")
+    assert [f.type for f in apic.body.fields[:2]] == ["buffer", "buffer"]
+    assert encode_bytes(jsonform.loads(jsonform.dumps(stream)), Source.from_bytes(blob)) == blob
+    result = cli_decode(tmp_path, blob)
+    assert result.exit_code == 0, result.output
+
+
 def test_no_footers_and_no_vmdesc_entry() -> None:
     def drop_apic(doc: dict) -> None:
         doc["devices"].remove(bs.vmdesc_device(doc, "apic"))

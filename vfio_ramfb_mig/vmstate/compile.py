@@ -56,10 +56,7 @@ from construct import (
 from ..wire.primitives import INT_TYPES, Str8
 from ..wire.ramfb import RAMFB_CFG_SIZE, RamfbCfg
 from ..wire.stream import SubsectionHeader
-from .model import Description, FieldDesc
-
-#: vmig's name for the 28 big-endian RAMFBCfg bytes (vmstate/builtin.py); a raw buffer to QEMU
-RAMFB_CFG_TYPE = "ramfb cfg"
+from .model import RAMFB_CFG_TYPE, Description, FieldDesc
 
 #: fixed buffers up to this size are read with their neighbours in one struct call
 PACKED_BUFFER_LIMIT = 4096

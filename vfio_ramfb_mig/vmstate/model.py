@@ -13,6 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: vmig's name for the 28 big-endian RAMFBCfg bytes (vmstate/builtin.py); a raw buffer to QEMU,
+#: and never taken from a stream's vmdesc (vmdesc.py)
+RAMFB_CFG_TYPE = "ramfb cfg"
+
 
 @dataclass(frozen=True, slots=True)
 class FieldDesc:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import FieldPath, VmdescError
-from .model import Description, FieldDesc
+from .model import RAMFB_CFG_TYPE, Description, FieldDesc
 
 #: Deeper nesting than any real vmsd tree; a hostile vmdesc must not exhaust the stack.
 MAX_DEPTH = 64
@@ -169,4 +169,9 @@ class _Reader:
                              struct=self.description(obj, path, depth + 1))
         if ftype == "capability":
             return FieldDesc(name, ftype, size=None, count=count, index=index)
+        if ftype == RAMFB_CFG_TYPE:
+            # vmig's own name for the 28 RAMFBCfg bytes (QEMU writes "buffer"): a stream must not
+            # choose vmig's reading of them for a field of any size or count; the vmdesc text
+            # itself is kept as it was
+            ftype = "buffer"
         return FieldDesc(name, ftype, size=size, count=count, index=index)
