@@ -284,6 +284,21 @@ def test_vmdesc_cannot_claim_vmigs_own_ramfb_type(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("shape", [{"array_len": 1}, {"size": 4, "array_len": 4}, {"size": 8, "array_len": 2}])
+def test_pci_irq_state_arrays_encode_back(shape: dict) -> None:
+    """One "pci irq state" is four int32s (a list); an array of them (the vmdesc may say so) is a
+    list of lists or of byte strings, and encode must tell the two apart (fuzzing found this)."""
+    def reshape(doc: dict) -> None:
+        parent = next(f for f in bs.vmdesc_device(doc, "0000:00:00.0/mch")["fields"] if f["name"] == "parent_obj")
+        field = next(f for f in parent["struct"]["fields"] if f["name"] == "irq_state")
+        field.update(shape)  # still 16 bytes on the wire
+
+    blob = bs.with_vmdesc_doc(bs.WITH_VMDESC, reshape)
+    stream = decode(blob)
+    assert encode_bytes(stream, Source.from_bytes(blob)) == blob
+    assert encode_bytes(jsonform.loads(jsonform.dumps(stream)), Source.from_bytes(blob)) == blob
+
+
 def test_no_footers_and_no_vmdesc_entry() -> None:
     def drop_apic(doc: dict) -> None:
         doc["devices"].remove(bs.vmdesc_device(doc, "apic"))

@@ -311,7 +311,11 @@ def describe_fields(fields: tuple[Field, ...], path: FieldPath) -> tuple[FieldDe
 
 def describe_field(f: Field, path: FieldPath) -> FieldDesc:
     """The wire layout a field's value implies (its type, its byte length, its element count)."""
-    if isinstance(f.value, list) and f.type not in ("pci irq state",):
+    # a list is an array, except one "pci irq state" (four int32s); an array of those holds lists
+    # (or, for a size other than 16, bytes), so four plain ints are the single value
+    single_irq_state = f.type == "pci irq state" and len(f.value) == 4 and all(type(x) is int for x in f.value) \
+        if isinstance(f.value, list) else False
+    if isinstance(f.value, list) and not single_irq_state:
         if not f.value:
             return FieldDesc(f.name, f.type, size=FIXED_SIZES.get(f.type, 0), count=0)
         first = describe_field(Field(f.name, f.type, f.value[0]), path)

@@ -495,6 +495,10 @@ class _Reader:
                     **{k: self.int(cfg, k, path, bits=32) for k in ("fourcc", "flags", "width", "height", "stride")}}
         if ftype == "pci irq state":
             items = self.list(value, path)
+            if all(isinstance(v, (list, str, dict)) for v in items):  # [] too: an array of none
+                # an array of them: each a list of four, or bytes when the vmdesc gives another size
+                return [self.value(ftype, v, path + (i,)) if isinstance(v, list) else self.blob(v, path + (i,))
+                        for i, v in enumerate(items)]
             if len(items) != 4:
                 self.fail(f"pci irq state has 4 values (INTA..INTD), found {len(items)}", path)
             return [self._number(v, "uint32", path + (i,)) for i, v in enumerate(items)]
