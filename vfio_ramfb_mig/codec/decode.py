@@ -93,24 +93,7 @@ _ZERO, _PAGE, _XBZRLE = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.XBZRLE
 _CONTINUE, _MEM_SIZE, _EOS = int(RamFlag.CONTINUE), int(RamFlag.MEM_SIZE), int(RamFlag.EOS)
 _MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
 _PAGE_KINDS = {_ZERO: "zero", _PAGE: "page", _XBZRLE: "xbzrle"}
-
-
-def _follow(buf: Any, pos: int, word: int, step: int, page_size: int, fill: int, stop: int) -> tuple[int, int]:
-    """Walk the records at `pos` that continue a run, one by one: each has the address word
-    `word` (then the next page's), and zero-page records also the run's fill byte. Records
-    start at most at `stop`. Returns the offset of the first record that does not continue
-    the run, and the word it would have needed. (Batching records with strided slices was
-    tried and is slower: the cost is touching one mapped page per record, not Python.)"""
-    unpack64 = _BE64.unpack_from
-    if step == 9:
-        while pos <= stop and unpack64(buf, pos)[0] == word and buf[pos + 8] == fill:
-            pos += 9
-            word += page_size
-    else:
-        while pos <= stop and unpack64(buf, pos)[0] == word:
-            pos += step
-            word += page_size
-    return pos, word
+_CONT_PAGE, _CONT_ZERO = _CONTINUE | _PAGE, _CONTINUE | _ZERO
 
 
 def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False, ram_runs: bool = True,
@@ -506,21 +489,39 @@ class _Decoder:
         # the run being extended: kind, block, first page offset, fill, first record, named, delta
         run: tuple[str, str, int, int, int, bool, bytes | None] | None = None
         run_count = 0
-        run_next = 0  # the address word a record continuing the run would have
-        run_step = 0  # bytes per continuing record (0: the run cannot continue, e.g. XBZRLE)
+        run_next = -1  # the address word a record continuing the run would have (-1: none can)
+        run_step = 0  # bytes per continuing record
         nitems = 0  # items so far, runs included even when they are not kept (error paths stay the same)
 
+        longest = 8 + page_size  # no record the fast path takes is longer
+        stop = min(size - longest, self.released + RELEASE_EVERY)  # the fast path stays before this
         while True:
-            if run_step:
-                # the hot loop; it stops at the next release point so walked pages can be let go
-                stop = min(size - run_step, self.released + RELEASE_EVERY)
-                fill = run[3]
-                start = pos
-                pos, run_next = _follow(buf, pos, run_next, run_step, page_size, fill, stop)
-                run_count += (pos - start) // run_step
-                if pos - self.released >= RELEASE_EVERY:
-                    self._walked(pos)
+            if pos <= stop:
+                # the hot path, one record per turn: a record that continues the run has exactly the
+                # address word `run_next`; one that starts the next run of the same block (CONTINUE
+                # set, another kind or page) is taken here too, without the general checks below
+                word = unpack64(buf, pos)[0]
+                if word == run_next and (run_step != 9 or buf[pos + 8] == run[3]):
+                    pos += run_step
+                    run_next += page_size
+                    run_count += 1
                     continue
+                flags = word & page_mask
+                if run is not None and (flags == _CONT_PAGE or flags == _CONT_ZERO):
+                    self._close_run(run, run_count, pos, items, counts)
+                    nitems += 1
+                    value = word - flags
+                    if flags == _CONT_PAGE:
+                        run, run_step = ("page", run[1], value, 0, pos, False, None), longest
+                    else:
+                        run, run_step = ("zero", run[1], value, buf[pos + 8], pos, False, None), 9
+                    pos += run_step
+                    run_count, run_next = 1, (value + page_size) | flags
+                    continue
+            elif pos - self.released >= RELEASE_EVERY:
+                self._walked(pos)
+                stop = min(size - longest, self.released + RELEASE_EVERY)
+                continue
             rec = pos
             where = path + ("items", nitems)
             if pos + 8 > size:
@@ -576,19 +577,21 @@ class _Decoder:
                     self.src.need(pos + 3, length, "an XBZRLE delta", where)
                     delta = bytes(buf[pos + 3:pos + 3 + length])
                     pos += 3 + length
+                if run is not None and word == run_next and step and fill == run[3]:
+                    run_count += 1  # continues the run (the fast path stops short of the input's end)
+                    run_next += page_size
+                    continue
                 if run is not None:
-                    # this record does not continue the run (else the hot loop had taken it)
                     self._close_run(run, run_count, rec, items, counts)
                     nitems += 1
                 run, run_count = (kind, block, value, fill, rec, named, delta), 1
-                run_next, run_step = (value + page_size) | base | _CONTINUE, step
-                if pos - self.released >= RELEASE_EVERY:
-                    self._walked(pos)
+                # an XBZRLE record is a run of its own (each carries its own delta)
+                run_next, run_step = ((value + page_size) | base | _CONTINUE, step) if step else (-1, 0)
                 continue
             if run is not None:
                 self._close_run(run, run_count, rec, items, counts)
                 nitems += 1
-                run, run_step = None, 0
+                run, run_next, run_step = None, -1, 0
                 where = path + ("items", nitems)
             nitems += 1
             if flags in (_EOS, _MULTIFD_FLUSH) and value:
