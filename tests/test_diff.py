@@ -8,7 +8,9 @@ point at the bytes that changed.
 from __future__ import annotations
 
 import json
+import random
 import struct
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from paths import CAPTURES
 from rich.console import Console
 
 from vfio_ramfb_mig import Source, decode
+from vfio_ramfb_mig import diff as diff_module
 from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.diff import Change, StreamDiff, diff_json, diff_streams, is_ignored, section_key, xbzrle_apply
 from vfio_ramfb_mig.render.diffview import diff_brief, diff_tree
@@ -236,6 +239,179 @@ def test_without_sources_ram_is_counted_not_compared() -> None:
     assert by_path(result)["ram/pc.ram"].text.endswith(")")  # counts are still there
     assert by_path(result)["ramfb-dev/state/cfg/width"].text == "0 → 1024"  # inline values still compared
 
+
+
+# ---------------------------------------------------------------- RAM at memory speed (synthetic, checked page by page)
+
+
+def final_pages(records: list[tuple[str, int, bytes]]) -> dict[int, bytes]:
+    """What a destination holds after loading `records` (ram_stream's form), worked out the plain way."""
+    pages: dict[int, bytes] = {}
+    for kind, index, data in records:
+        if kind == "page":
+            pages[index] = data
+        elif kind == "zero":
+            pages[index] = bytes(PAGE)
+        else:
+            pages[index] = xbzrle_apply(pages.get(index, bytes(PAGE)), data)
+    return pages
+
+
+def random_records(rng: random.Random, pages: int, contents: list[bytes]) -> list[tuple[str, int, bytes]]:
+    """One pass over the pages (zero records, pages of zeros, pages, some not sent), then maybe
+    a few pages sent again (pages, zero records, XBZRLE deltas)."""
+    records: list[tuple[str, int, bytes]] = []
+    for i in range(pages):
+        if rng.random() < 0.05:
+            continue
+        data = contents[i]
+        if data == bytes(PAGE) and rng.random() < 0.8:
+            records.append(("zero", i, b""))
+        else:
+            records.append(("page", i, data))
+    for _ in range(rng.choice([0, 0, 1, 3])):
+        i = rng.randrange(pages)
+        what = rng.random()
+        if what < 0.3:
+            records.append(("xbzrle", i, bytes([rng.randrange(100), 2]) + rng.randbytes(2)))
+        elif what < 0.5:
+            records.append(("zero", i, b""))
+        else:
+            records.append(("page", i, rng.choice(contents)))
+    return records
+
+
+@pytest.mark.parametrize("chunk", [diff_module.RAM_CHUNK, 5000, 1])
+@pytest.mark.parametrize("seed", range(10))
+def test_ram_compared_in_slices_finds_every_page(seed: int, chunk: int, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole slices of both files are compared where both sides have pages; what differs is still
+    exactly the pages whose final contents differ: pages straddling slices (chunk 5000), a slice
+    per byte (chunk 1), pages sent again, XBZRLE, zero pages against pages of zeros, not sent."""
+    monkeypatch.setattr(diff_module, "RAM_CHUNK", chunk)
+    monkeypatch.setattr(diff_module, "DROP_AFTER", 64 << 10)  # let mapped pages go often
+    rng = random.Random(seed)
+    n = 40
+    pool = [bytes(PAGE), page(1), page(2)] + [rng.randbytes(PAGE) for _ in range(4)]
+    contents_a = [rng.choice(pool) for _ in range(n)]
+    contents_b = [c if rng.random() < 0.8 else rng.choice(pool) for c in contents_a]
+    rec_a, rec_b = random_records(rng, n, contents_a), random_records(rng, n, contents_b)
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"  # through the files' mmaps
+    a.write_bytes(ram_stream(rec_a, pages=n))
+    b.write_bytes(ram_stream(rec_b, pages=n))
+    fa, fb = final_pages(rec_a), final_pages(rec_b)
+    differing = sorted(i for i in fa.keys() & fb.keys() if fa[i] != fb[i])
+    only_a, only_b = len(fa.keys() - fb.keys()), len(fb.keys() - fa.keys())
+    change = by_path(run_diff(a, b)).get("ram/pc.ram")
+    if not (differing or only_a or only_b):
+        assert change is None
+        return
+    assert change is not None and change.count == len(differing)
+    parts = []
+    if differing:
+        parts.append(f"{len(differing)} page{'s' if len(differing) > 1 else ''} "
+                     f"{'differ' if len(differing) > 1 else 'differs'}, first at block offset {differing[0] * PAGE:#x}")
+    if only_a:
+        parts.append(f"{only_a} page{'s' if only_a > 1 else ''} sent only in A")
+    if only_b:
+        parts.append(f"{only_b} page{'s' if only_b > 1 else ''} sent only in B")
+    assert change.text.startswith("; ".join(parts) + " (records")
+    if differing:  # the offsets point at the contents that win (None for a zero page or XBZRLE)
+        first = differing[0]
+        for offset, data, final in ((change.old_offset, a.read_bytes(), fa), (change.new_offset, b.read_bytes(), fb)):
+            if offset is not None:
+                assert data[offset:offset + PAGE] == final[first]
+
+
+def test_ram_slices_see_past_equal_record_words() -> None:
+    """Pages in runs split by zero pages on both sides are one range of both files; a page that
+    differs inside it, and a normal page of zeros against a zero page, are still found one by one."""
+    contents = [page(i % 5) if i % 7 else bytes(PAGE) for i in range(64)]
+    recs = [("zero", i, b"") if c == bytes(PAGE) else ("page", i, c) for i, c in enumerate(contents)]
+    same = ram_stream(recs, pages=64)
+    assert run_diff(same, ram_stream(recs, pages=64)).same
+    zeros_sent_as_pages = [("page", i, bytes(PAGE)) if kind == "zero" else (kind, i, d) for kind, i, d in recs]
+    assert run_diff(same, ram_stream(zeros_sent_as_pages, pages=64)).same  # zero page == page of zeros
+    changed = list(recs)
+    changed[40] = ("page", 40, page(9))
+    changed[14] = ("page", 14, page(3))  # page 14 is a zero page in A
+    (change,) = run_diff(same, ram_stream(changed, pages=64)).changes
+    assert change.count == 2 and change.text.startswith("2 pages differ, first at block offset 0xe000")
+    assert change.old_offset is None  # A's page 14 is a zero record
+    assert ram_stream(changed, pages=64)[change.new_offset:change.new_offset + PAGE] == page(3)
+
+
+def mapped_ram_stream(present: list[bytes | None]) -> bytes:
+    """header, configuration with the mapped-ram capability, RAM START with one block (pc.ram)
+    whose mapped-ram header points at a bitmap and the pages (None: bit clear), END, EOF."""
+    machine, sub, cap = b"pc-q35-8.2", b"configuration/capabilities", b"mapped-ram"
+    out = bytearray(b"QEVM" + struct.pack(">I", 3) + b"\x07" + struct.pack(">I", len(machine)) + machine)
+    out += b"\x05" + _str8(sub) + struct.pack(">I", 1) + struct.pack(">I", 1) + _str8(cap)
+    n = len(present)
+    out += b"\x01" + struct.pack(">I", 1) + _str8(b"ram") + struct.pack(">II", 0, 4)
+    out += struct.pack(">Q", n * PAGE | 0x04) + _str8(b"pc.ram") + struct.pack(">Q", n * PAGE)
+    bitmap_offset = len(out) + 28
+    pages_offset = bitmap_offset + (n + 63) // 64 * 8
+    out += struct.pack(">IQQQ", 1, PAGE, bitmap_offset, pages_offset)
+    bits = bytearray((n + 63) // 64 * 8)
+    for i, data in enumerate(present):
+        if data is not None:
+            bits[i >> 3] |= 1 << (i & 7)
+    out += bits + b"".join(data if data is not None else bytes(PAGE) for data in present)
+    out += struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 1)
+    out += b"\x03" + struct.pack(">I", 1) + struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 1)
+    return bytes(out + b"\x00")
+
+
+def test_ram_mapped_ram_against_records() -> None:
+    """mapped-ram pages lie a page apart, record pages a page + 8 apart: compared page by page;
+    mapped-ram against mapped-ram in slices. A clear bit is a zero page."""
+    contents = [page(i % 3 + 1) if i % 4 else None for i in range(20)]
+    mapped = mapped_ram_stream(contents)
+    records = ram_stream([("zero", i, b"") if c is None else ("page", i, c) for i, c in enumerate(contents)],
+                         pages=20)
+    assert "ram/pc.ram" not in by_path(run_diff(mapped, records))
+    assert run_diff(mapped, mapped_ram_stream(contents)).same
+    changed = list(contents)
+    changed[5], changed[8] = page(7), bytes(PAGE)  # a zero page sent as a page of zeros: no difference
+    for other in (mapped_ram_stream(changed),
+                  ram_stream([("zero", i, b"") if c is None else ("page", i, c) for i, c in enumerate(changed)],
+                             pages=20)):
+        change = by_path(run_diff(mapped, other))["ram/pc.ram"]
+        assert change.count == 1 and change.text.startswith("1 page differs, first at block offset 0x5000")
+        assert mapped[change.old_offset:change.old_offset + PAGE] == contents[5]
+        assert other[change.new_offset:change.new_offset + PAGE] == page(7)
+
+
+def test_progress_reports_guest_ram_compared() -> None:
+    calls: list[tuple[int, int]] = []
+    with Source.open(str(Q82_RAMFB)) as sa, Source.open(str(Q82_BOOTED)) as sb:
+        a, b = decode(sa), decode(sb)
+        result = diff_streams(a, b, sa, sb, progress=lambda done, total: calls.append((done, total)))
+        assert result == diff_streams(a, b, sa, sb)  # the same answer with and without progress
+        blocks = {blk.idstr: blk.used_length for s in a.sections if s.idstr == "ram" and s.body.items
+                  for item in s.body.items if hasattr(item, "blocks") for blk in item.blocks}
+        total = sum(blocks.values())
+        assert calls[0] == (0, total) and calls[-1] == (total, total)
+        assert all(t == total for _, t in calls)
+        assert [d for d, _ in calls] == sorted({d for d, _ in calls})  # forward only, never twice
+        ignoring: list[tuple[int, int]] = []
+        diff_streams(a, b, sa, sb, ignore=("ram",), progress=lambda done, total: ignoring.append((done, total)))
+        assert ignoring == [(0, 0)]
+
+
+def test_progress_every_32_mib_of_a_large_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diff_module, "PROGRESS_EVERY", 4 * PAGE)
+    monkeypatch.setattr(diff_module, "RAM_CHUNK", PAGE)  # reported after a slice at the earliest
+    recs = [("page", i, page(i % 3)) for i in range(32)]
+    calls: list[tuple[int, int]] = []
+    a, b = ram_stream(recs, pages=32), ram_stream(recs[:20] + [("page", 20, page(9))] + recs[21:], pages=32)
+    sa, sb = Source.from_bytes(a), Source.from_bytes(b)
+    result = diff_streams(decode(sa), decode(sb), sa, sb, progress=lambda done, total: calls.append((done, total)))
+    assert result.changes[0].count == 1
+    assert calls[0] == (0, 32 * PAGE) and calls[-1] == (32 * PAGE, 32 * PAGE)
+    reported = [done for done, _ in calls[:-1]]  # the last one says the end, however close
+    assert len(reported) >= 6 and all(y - x >= 4 * PAGE for x, y in pairwise(reported))
 
 # ---------------------------------------------------------------- VFIO (synthetic, wire-format §8.4)
 

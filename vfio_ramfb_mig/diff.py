@@ -9,10 +9,16 @@ per key: ``state/cfg/width 1024 → 1280``; the VFIO config field by field).
 
 RAM is compared by each page's *final* content (the last record for a page
 wins; an XBZRLE record is applied to the page's previous content), one RAM
-block at a time. Page contents are never held: per block, an array of 8-byte
-locations (file offset of the page's last payload, or "zero", or "not sent")
-is built for each side, the two are compared slice by slice through the
-sources' mmaps, then dropped. Memory is 8 bytes per page of the largest block.
+block at a time, at memory speed. Page contents are never held: per block, each
+side's final locations are worked out as extents (runs of pages whose contents
+follow each other in the input, all-zero pages, pages not sent); only when a
+page was sent more than once, an array of 8-byte locations per page is needed
+for that. The two sides' extents are walked together; where both have page
+contents at the same distance between the inputs, whole ranges of both files
+are compared in 64 KiB slices (pages, record words and zero-page records
+between them alike), and only a slice that differs is looked at page by page.
+A zero page equals a page of zeros. Mapped pages read are let go every few MiB,
+so memory does not grow with the inputs.
 
 Paths: ``<section>[/<field>...]`` where ``<section>`` is the idstr, plus
 ``#<instance>`` when the instance is not 0 (``dma#1``, as golden files name it); a subsection appears
@@ -35,8 +41,9 @@ import fnmatch
 import hashlib
 import mmap
 from array import array
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from .codec.source import Source
@@ -88,10 +95,14 @@ KINDS = (
 LIST_LIMIT = 8
 #: bytes compared per step when a range is larger
 CHUNK = 1 << 20
-#: pages compared in one slice when both sides sent them back to back
-RUN_LIMIT = 256
+#: RAM pages are read from both inputs in slices of at most this many bytes (pages and the record
+#: words between them): one bytes comparison per slice, and small enough that the copies are
+#: reused from the allocator's free lists (larger ones come from fresh memory each time: slower)
+RAM_CHUNK = 64 << 10
 #: after reading this much through a source's mmap, let the kernel drop the mapped pages (RSS stays flat)
-DROP_AFTER = 32 << 20
+DROP_AFTER = 8 << 20
+#: `diff_streams(progress=...)` is called about once per this many bytes of guest RAM compared
+PROGRESS_EVERY = 32 << 20
 #: RAM page location sentinels (values >= 0 are file offsets of the page payload)
 NOT_SENT, ZERO, XBZRLE = -1, -2, -3
 #: offsets of the RAMFBCfg keys inside the 28 bytes (hw/display/ramfb.c struct RAMFBCfg, packed)
@@ -160,7 +171,8 @@ def is_ignored(path: str, patterns: Sequence[str]) -> bool:
 
 
 def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None = None,
-                 source_b: Source | None = None, *, ignore: Sequence[str] = ()) -> StreamDiff:
+                 source_b: Source | None = None, *, ignore: Sequence[str] = (),
+                 progress: Callable[[int, int], None] | None = None) -> StreamDiff:
     """Compare two decoded streams.
 
     Args:
@@ -169,8 +181,13 @@ def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None
             model keeps as byte ranges (RAM pages, VFIO device data, buffers over 4 KiB);
             without them those are compared by length only and a note says so.
         ignore: fnmatch patterns on change paths (see the module docstring).
+        progress: called as ``progress(done, total)`` in bytes of guest RAM: `total` is the size
+            of the RAM blocks whose pages are compared (pages x page size, the larger side of each
+            block; 0 when there are none), `done` how much of it is behind. First (0, total), then
+            about every 32 MiB (`PROGRESS_EVERY`) while pages are compared, last (total, total).
+            `done` never goes back nor past `total`.
     """
-    differ = _Differ(a, b, source_a, source_b, tuple(ignore))
+    differ = _Differ(a, b, source_a, source_b, tuple(ignore), progress)
     differ.run()
     return StreamDiff(a=a.source, b=b.source, changes=tuple(differ.changes), ignored=differ.ignored,
                       notes=tuple(dict.fromkeys(differ.notes)), ignore=tuple(ignore))
@@ -273,24 +290,48 @@ def _xor_count(x: bytes, y: bytes) -> tuple[int, int]:
 
 
 class _Bytes:
-    """Reads byte ranges of one side: from the model (inline bytes) or its source."""
+    """Reads byte ranges of one side: from the model (inline bytes) or its source.
+
+    Reads through a mapped file are counted: once `DROP_AFTER` bytes were read, the mapped
+    pages of the range read since the last drop are let go (MADV_DONTNEED), so resident
+    memory does not grow with the input however much of it is compared."""
 
     def __init__(self, source: Source | None) -> None:
         self.source = source
         self.read = 0
+        buf = source.buf if source is not None else None
+        self._mapped = isinstance(buf, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")
+        self._lo, self._hi = -1, 0  # the range read since the last drop
 
     def get(self, offset: int, length: int, inline: bytes | None = None) -> bytes | None:
         if inline is not None:
             return inline
         if self.source is None or offset + length > self.source.size:
             return None
+        data = self.source.buf[offset:offset + length]
+        self.touched(offset, length)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    def touched(self, offset: int, length: int) -> None:
+        """`length` bytes at `offset` were read: drop what was read once there is enough of it."""
+        if not self._mapped:
+            return
+        if self._lo < 0 or offset < self._lo:
+            self._lo = offset
+        self._hi = max(self._hi, offset + length)
         self.read += length
-        buf = self.source.buf
-        if self.read > DROP_AFTER and isinstance(buf, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
-            # file-backed and read-only: dropped pages come back from the page cache when touched again
-            buf.madvise(mmap.MADV_DONTNEED)
-            self.read = 0
-        return bytes(buf[offset:offset + length])
+        if self.read >= DROP_AFTER:
+            self.drop()
+
+    def drop(self) -> None:
+        """Let the kernel drop the mapped pages read since the last drop (file-backed and
+        read-only: they come back from the page cache when touched again)."""
+        if self._mapped and self._lo >= 0 and self.source is not None:
+            start = self._lo - self._lo % mmap.PAGESIZE
+            end = min(self._hi, self.source.size)
+            if end > start:
+                self.source.buf.madvise(mmap.MADV_DONTNEED, start, end - start)
+        self._lo, self._hi, self.read = -1, 0, 0
 
 
 def _range_diff(ra: _Bytes, oa: int, la: int, rb: _Bytes, ob: int, lb: int) -> tuple[int, int] | None:
@@ -360,18 +401,35 @@ def xbzrle_apply(old: bytes, delta: bytes) -> bytes:
 
 @dataclass
 class _RamSide:
-    """What one stream says about one RAM block: counts of records, and each page's last location."""
+    """What one stream says about one RAM block: counts of records, and where each page's final
+    content is, as extents."""
 
     records: dict[str, int]
-    pages: array | dict[int, int]
     xbzrle: dict[int, bytes]
     first_offset: int | None = None
+    #: (first page, end page, location of the first page), in page order, not overlapping. A location
+    #: >= 0 is the input offset of the first page's content, each next page's `stride` bytes on; a
+    #: sentinel (ZERO, XBZRLE, NOT_SENT) holds for every page of the extent. Pages in no extent were not sent.
+    extents: list[tuple[int, int, int]] = field(default_factory=list)
+    #: input bytes from a page of a run to the next one: the 8-byte word + the page; mapped-ram: the page
+    stride: int = 0
+    #: pages of the block on this side: its length, or up to the last page sent if that is further
+    length: int = 0
 
 
 def _ram_items(sections: Sequence[tuple[int, Section]]) -> Iterator[Any]:
     for _, section in sections:
         if isinstance(section.body, RamBody):
             yield from section.body.items
+
+
+def _block_runs(sections: Sequence[tuple[int, Section]]) -> dict[str, list[RamPages]]:
+    """The runs of page records of each block, in stream order."""
+    runs: dict[str, list[RamPages]] = {}
+    for item in _ram_items(sections):
+        if isinstance(item, RamPages):
+            runs.setdefault(item.block, []).append(item)
+    return runs
 
 
 def _block_list(sections: Sequence[tuple[int, Section]]) -> tuple[dict[str, RamBlock], int]:
@@ -387,63 +445,317 @@ def _block_list(sections: Sequence[tuple[int, Section]]) -> tuple[dict[str, RamB
     return blocks, page_size
 
 
-def _ram_side(sections: Sequence[tuple[int, Section]], block: str, info: RamBlock | None, page_size: int,
-              reader: _Bytes) -> _RamSide:
-    npages = (info.used_length + page_size - 1) // page_size if info is not None else None
-    pages: array | dict[int, int] = array("q", [NOT_SENT]) * npages if npages is not None else {}
-    xb: dict[int, bytes] = {}
-    records = {"page": 0, "zero": 0, "xbzrle": 0}
-    side = _RamSide(records, pages, xb)
-
-    def put(index: int, where: int) -> None:
-        if isinstance(pages, array) and index >= len(pages):
-            pages.extend(array("q", [NOT_SENT]) * (index + 1 - len(pages)))
-        pages[index] = where
-
-    def current(index: int) -> bytes:
-        if isinstance(pages, dict):
-            where = pages.get(index, NOT_SENT)
+def _bit_runs(bitmap: bytes, count: int) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, bit) of the runs of equal bits among the first `count` bits of a mapped-ram
+    bitmap (bit i is bit i % 8 of byte i // 8); whole 0x00 / 0xff bytes are taken 8 bits at a time."""
+    start, value, i = 0, None, 0
+    while i < count:
+        byte = bitmap[i >> 3]
+        if not i & 7 and i + 8 <= count and byte in (0, 0xFF):
+            bit, step = byte == 0xFF, 8
         else:
-            where = pages[index] if index < len(pages) else NOT_SENT
-        if where >= 0:
-            return reader.get(where, page_size) or bytes(page_size)
-        if where == XBZRLE:
-            return xb[index]
-        return bytes(page_size)
+            bit, step = bool(byte >> (i & 7) & 1), 1
+        if bit != value:
+            if value is not None:
+                yield start, i, value
+            start, value = i, bit
+        i += step
+    if value is not None:
+        yield start, count, value
 
+
+def _side_pages(runs: Sequence[RamPages], info: RamBlock | None, page_size: int) -> int:
+    """`_RamSide.length` of a block (without building the side)."""
+    count = (info.used_length + page_size - 1) // page_size if info is not None else 0
+    if info is not None and info.mapped_ram is not None:
+        return count
+    for item in runs:
+        if item.count > 0:
+            count = max(count, item.offset // page_size + (1 if item.kind == "xbzrle" else item.count))
+    return count
+
+
+def _ram_side(runs: Sequence[RamPages], info: RamBlock | None, page_size: int, reader: _Bytes) -> _RamSide:
+    """One side of a block. Runs that each start after the previous ones end (one pass over the
+    block, the usual case) are the extents as they are; otherwise (pages sent again, XBZRLE) every
+    page's last location is worked out in an array first."""
+    records = {"page": 0, "zero": 0, "xbzrle": 0}
+    side = _RamSide(records, {}, stride=page_size + 8, length=_side_pages(runs, info, page_size))
+    extents = side.extents
     if info is not None and info.mapped_ram is not None:
         # mapped-ram: a bitmap of present pages, each at pages_offset + i * page_size (wire-format §6.5)
         header = info.mapped_ram
-        count = npages or 0
+        count = side.length
+        side.stride = stride = header["page_size"]
         bitmap = reader.get(header["bitmap_offset"], ((count + 63) // 64) * 8)
         if bitmap is not None:
-            for i in range(count):
-                if bitmap[i >> 3] >> (i & 7) & 1:
-                    put(i, header["pages_offset"] + i * header["page_size"])
-                    records["page"] += 1
+            for start, end, present in _bit_runs(bitmap, count):
+                if present:
+                    extents.append((start, end, header["pages_offset"] + start * stride))
+                    records["page"] += end - start
                 else:
-                    put(i, ZERO)
+                    extents.append((start, end, ZERO))
         return side
-
-    for item in _ram_items(sections):
-        if not isinstance(item, RamPages) or item.block != block:
-            continue
+    for item in runs:
         records[item.kind] += item.count
-        first = item.offset // page_size
         if side.first_offset is None and item.span is not None:
             side.first_offset = item.span.offset
+    end = 0
+    for item in runs:
+        first = item.offset // page_size
+        if item.count <= 0:
+            continue
+        if item.kind == "xbzrle" or first < end:
+            extents.clear()
+            _last_locations(side, runs, page_size, reader, sized=info is not None)
+            return side
+        end = first + item.count
         if item.kind == "zero":
-            for i in range(first, first + item.count):
-                put(i, ZERO)
-        elif item.kind == "page":
-            base = item.payload_offset(0, page_size) if item.span is not None else None
-            for k in range(item.count):  # later records of a run: word + page, back to back
-                put(first + k, base + k * (page_size + 8) if base is not None else NOT_SENT)
-        else:  # xbzrle: a delta against the page's previous content
-            old = current(first)
-            xb[first] = xbzrle_apply(old, item.delta or b"")
-            put(first, XBZRLE)
+            extents.append((first, end, ZERO))
+        else:
+            extents.append((first, end, item.payload_offset(0, page_size) if item.span is not None else NOT_SENT))
     return side
+
+
+def _last_locations(side: _RamSide, runs: Sequence[RamPages], page_size: int, reader: _Bytes, sized: bool) -> None:
+    """The extents of a side whose runs overlap: the last record for a page wins (an XBZRLE
+    record is applied to the page's content before it), worked out in an array of 8 bytes a page
+    (a dict of the pages sent when the stream gave no block list: `sized` false)."""
+    pages: array | dict[int, int] = array("q", [NOT_SENT]) * side.length if sized else {}
+    xb = side.xbzrle
+    stride = page_size + 8  # later records of a run: word + page, back to back
+    bounds = {0, side.length}
+
+    def put(first: int, where: array) -> None:
+        if isinstance(pages, array):
+            pages[first:first + len(where)] = where
+        else:
+            pages.update(zip(range(first, first + len(where)), where))
+
+    def get(index: int) -> int:
+        return pages[index] if isinstance(pages, array) else pages.get(index, NOT_SENT)
+
+    for item in runs:
+        first, count = item.offset // page_size, item.count
+        if count <= 0:
+            continue
+        if item.kind == "zero":
+            put(first, array("q", [ZERO]) * count)
+        elif item.kind == "page":
+            if item.span is not None:
+                base = item.payload_offset(0, page_size)
+                put(first, array("q", range(base, base + count * stride, stride)))
+            else:
+                put(first, array("q", [NOT_SENT]) * count)
+        else:  # xbzrle: a delta against the page's previous content
+            where, count = get(first), 1
+            if where >= 0:
+                old = reader.get(where, page_size) or bytes(page_size)
+            else:
+                old = xb[first] if where == XBZRLE else bytes(page_size)
+            xb[first] = xbzrle_apply(old, item.delta or b"")
+            put(first, array("q", [XBZRLE]))
+        bounds.add(first)
+        bounds.add(first + count)
+    # between two neighbouring bounds, every page's last copy comes from the same run
+    cuts = sorted(bounds)
+    side.extents.extend((c, d, get(c)) for c, d in pairwise(cuts) if get(c) != NOT_SENT)
+
+
+def _readable(offset: int, stride: int, count: int, page_size: int, size: int) -> int:
+    """How many of `count` pages at `offset`, `stride` apart, lie wholly inside an input of `size` bytes."""
+    if offset + page_size > size:
+        return 0
+    if stride <= 0:
+        return count
+    return min(count, (size - page_size - offset) // stride + 1)
+
+
+class _PageCompare:
+    """The final contents of one RAM block on both sides, compared at memory speed.
+
+    The extents of both sides are walked together, cut where either changes, so that in each
+    interval each side is one sentinel or one run of pages at its stride. Not sent, zero
+    against zero: decided for the whole interval. Pages on both sides: intervals that keep
+    the same distance between the two inputs (the same records in between, as in two
+    streams of one guest) and go forward in the input are gathered into a window, and the
+    window's bytes are compared in chunks of `RAM_CHUNK` (one bytes comparison each, the
+    record words and zero-page records between the pages included); only a chunk that
+    differs is looked at page by page. A zero or XBZRLE page against a page, or inputs with
+    other strides (mapped-ram against records), are compared page by page."""
+
+    def __init__(self, a: _RamSide, b: _RamSide, ra: _Bytes, rb: _Bytes, page_size: int, can_read: bool,
+                 tick: Callable[[int], None]) -> None:
+        self.a, self.b, self.ra, self.rb = a, b, ra, rb
+        self.page_size, self.can_read, self.tick = page_size, can_read, tick
+        self.zero = bytes(page_size)
+        self.differing = self.only_a = self.only_b = 0
+        self.first: tuple[int, int | None, int | None] | None = None
+        self.next_tick = 0  # the page index at which progress is reported next
+        # the window: its ranges (first page, pages, A's offset of the first), B's offsets are A's - delta
+        self.win_pages: list[int] = []
+        self.win_counts: list[int] = []
+        self.win_offsets: list[int] = []
+        self.win_delta = self.win_end = 0
+
+    def run(self) -> None:
+        a, b = self.a, self.b
+        ea, eb = a.extents, b.extents
+        na, nb = len(ea), len(eb)
+        sa, sb, can_read = a.stride, b.stride, self.can_read
+        windows = sa == sb and sa > 0
+        wp, wc, wx = self.win_pages, self.win_counts, self.win_offsets
+        n = max(a.length, b.length)
+        self.report(0)
+        i = j = pos = 0
+        while pos < n:
+            while i < na and ea[i][1] <= pos:
+                i += 1
+            while j < nb and eb[j][1] <= pos:
+                j += 1
+            if i < na and ea[i][0] <= pos:
+                start, a_end, x = ea[i]
+                if x >= 0:
+                    x += (pos - start) * sa
+            else:
+                a_end, x = ea[i][0] if i < na else n, NOT_SENT
+            if j < nb and eb[j][0] <= pos:
+                start, b_end, y = eb[j]
+                if y >= 0:
+                    y += (pos - start) * sb
+            else:
+                b_end, y = eb[j][0] if j < nb else n, NOT_SENT
+            end = min(a_end, b_end, n)
+            c, pos = pos, end
+            if x >= 0 and y >= 0:
+                if not can_read:
+                    continue
+                if not windows:
+                    self.compare(c, end - c, x, y)
+                    continue
+                if wp and x - y == self.win_delta and x >= self.win_end and x - self.win_end <= RAM_CHUNK:
+                    last = len(wp) - 1
+                    if wp[last] + wc[last] == c and wx[last] + wc[last] * sa == x:
+                        wc[last] += end - c  # the same run goes on
+                    else:
+                        wp.append(c)
+                        wc.append(end - c)
+                        wx.append(x)
+                else:
+                    if wp:
+                        self.flush()
+                    wp.append(c)
+                    wc.append(end - c)
+                    wx.append(x)
+                    self.win_delta = x - y
+                self.win_end = x + (end - c - 1) * sa + self.page_size
+                continue
+            if c >= self.next_tick and not wp:
+                self.report(c)
+            if x == y and x in (NOT_SENT, ZERO):
+                continue
+            if x == NOT_SENT or y == NOT_SENT:
+                if y == NOT_SENT:
+                    self.only_a += end - c
+                if x == NOT_SENT:
+                    self.only_b += end - c
+                continue
+            if not can_read and (x >= 0 or y >= 0):
+                continue
+            self.compare(c, end - c, x, y)
+        if wp:
+            self.flush()
+
+    def differs(self, page: int, x: int | None, y: int | None) -> None:
+        self.differing += 1
+        if self.first is None or page * self.page_size < self.first[0]:
+            self.first = (page * self.page_size, x, y)
+
+    def flush(self) -> None:
+        """Compare the window and empty it."""
+        wp, wc, wx, delta = self.win_pages, self.win_counts, self.win_offsets, self.win_delta
+        page_size, stride = self.page_size, self.a.stride
+        assert self.ra.source is not None and self.rb.source is not None
+        buf_a, buf_b = self.ra.source.buf, self.rb.source.buf
+        # a page is compared when it lies wholly inside both inputs (else it is left out, not counted)
+        limit = min(self.ra.source.size, self.rb.source.size + delta)
+        first_page, last_page = wp[0], wp[-1] + wc[-1]
+        start, end = wx[0], min(self.win_end, limit)
+        span = max(end - start, 1)
+        ri = k = 0  # the next page of the window not looked at yet: range ri, page k of it
+        pos = start
+        while pos < end:
+            length = min(RAM_CHUNK, end - pos)
+            x = buf_a[pos:pos + length]
+            y = buf_b[pos - delta:pos - delta + length]
+            self.ra.touched(pos, length)
+            self.rb.touched(pos - delta, length)
+            if x != y:
+                # the pages that overlap this chunk, each compared whole (once, even when it
+                # overlaps the next chunk too)
+                while ri < len(wp):
+                    base, count = wx[ri], wc[ri]
+                    if k < count and base + k * stride + page_size <= pos:
+                        k = max(k, (pos - page_size - base) // stride + 1)
+                    if k >= count:
+                        ri, k = ri + 1, 0
+                        continue
+                    off = base + k * stride
+                    if off >= pos + length:
+                        break
+                    if off + page_size <= limit and buf_a[off:off + page_size] != buf_b[off - delta:off - delta + page_size]:
+                        self.differs(wp[ri] + k, off, off - delta)
+                    k += 1
+            pos += length
+            page = first_page + (last_page - first_page) * (pos - start) // span
+            if page >= self.next_tick:
+                self.report(page)
+        wp.clear()
+        wc.clear()
+        wx.clear()
+
+    def compare(self, start: int, count: int, x: int, y: int) -> None:
+        """Pages start..start+count-1 one by one: A's at x (an input offset, `stride` apart), ZERO
+        or XBZRLE (then count is 1), B's at y the same way."""
+        page_size, zero = self.page_size, self.zero
+        sa, sb = self.a.stride, self.b.stride
+        buf_a = self.ra.source.buf if x >= 0 and self.ra.source is not None else None
+        buf_b = self.rb.source.buf if y >= 0 and self.rb.source is not None else None
+        if x >= 0:  # pages past the end of an input are not compared (nor counted)
+            count = _readable(x, sa, count, page_size, self.ra.source.size if self.ra.source else 0)
+        if y >= 0:
+            count = _readable(y, sb, count, page_size, self.rb.source.size if self.rb.source else 0)
+        step = max(1, RAM_CHUNK // max(sa if x >= 0 else 0, sb if y >= 0 else 0, page_size))
+        j = 0
+        while j < count:
+            k = min(step, count - j)
+            if buf_a is not None:
+                off = x + j * sa
+                length = (k - 1) * sa + page_size
+                chunk_a = buf_a[off:off + length]
+                self.ra.touched(off, length)
+            else:
+                chunk_a = zero if x == ZERO else self.a.xbzrle[start]
+            if buf_b is not None:
+                off = y + j * sb
+                length = (k - 1) * sb + page_size
+                chunk_b = buf_b[off:off + length]
+                self.rb.touched(off, length)
+            else:
+                chunk_b = zero if y == ZERO else self.b.xbzrle[start]
+            for q in range(k):
+                pa = chunk_a[q * sa:q * sa + page_size] if buf_a is not None else chunk_a
+                pb = chunk_b[q * sb:q * sb + page_size] if buf_b is not None else chunk_b
+                if pa != pb:
+                    i = j + q
+                    self.differs(start + i, x + i * sa if x >= 0 else None, y + i * sb if y >= 0 else None)
+            j += k
+            if start + j >= self.next_tick:
+                self.report(start + j)
+
+    def report(self, page: int) -> None:
+        self.tick(page)
+        self.next_tick = page + max(1, PROGRESS_EVERY // self.page_size)
 
 
 # ================================================================ the differ
@@ -451,12 +763,16 @@ def _ram_side(sections: Sequence[tuple[int, Section]], block: str, info: RamBloc
 
 class _Differ:
     def __init__(self, a: MigrationStream, b: MigrationStream, source_a: Source | None, source_b: Source | None,
-                 ignore: tuple[str, ...]) -> None:
+                 ignore: tuple[str, ...], progress: Callable[[int, int], None] | None = None) -> None:
         self.a, self.b, self.ignore = a, b, ignore
         self.ra, self.rb = _Bytes(source_a), _Bytes(source_b)
         self.changes: list[Change] = []
         self.notes: list[str] = []
         self.ignored = 0
+        self.progress = progress
+        self.ram_total = self.ram_done = 0  # progress: guest RAM bytes to compare, and compared
+        self.ram_reported = 0
+        self.runs: dict[int, dict[str, list[RamPages]]] = {}
 
     def add(self, kind: str, group: str, path: str, text: str, **kw: Any) -> None:
         if is_ignored(path, self.ignore):
@@ -474,9 +790,23 @@ class _Differ:
     # ------------------------------------------------------------ top level
 
     def run(self) -> None:
+        sa, sb = _by_key(self.a), _by_key(self.b)
+        if self.progress is not None:
+            self.ram_total = sum(self.ram_plan(section_key(*key), sa[key], sb[key]) for key in sa if key in sb)
+            self.progress(0, self.ram_total)
+        try:
+            self.compare(sa, sb)
+        finally:
+            self.ra.drop()
+            self.rb.drop()
+            self.runs.clear()
+        if self.progress is not None and self.ram_reported < self.ram_total:
+            self.progress(self.ram_total, self.ram_total)
+
+    def compare(self, sa: dict[tuple[str, int], list[tuple[int, Section]]],
+                sb: dict[tuple[str, int], list[tuple[int, Section]]]) -> None:
         self.stream_facts()
         self.configuration()
-        sa, sb = _by_key(self.a), _by_key(self.b)
         for key in list(sa) + [k for k in sb if k not in sa]:
             idstr, instance = key
             name = section_key(idstr, instance)
@@ -739,6 +1069,41 @@ class _Differ:
 
     # ------------------------------------------------------------ RAM
 
+    def ram_plan(self, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> int:
+        """Bytes of guest RAM `ram` will compare for this pair of sections (for progress): what it
+        decides, without adding changes."""
+        if is_ignored(name, self.ignore) or not (any(isinstance(s.body, RamBody) for _, s in ra)
+                                                  or any(isinstance(s.body, RamBody) for _, s in rb)):
+            return 0
+        blocks_a, page_size = _block_list(ra)
+        blocks_b, page_size_b = _block_list(rb)
+        if page_size != page_size_b:
+            return 0
+        runs_a, runs_b = self.block_runs(ra), self.block_runs(rb)
+        names = dict.fromkeys(list(blocks_a) + list(blocks_b) + list(runs_a) + list(runs_b))
+        total = 0
+        for block in names:
+            ia, ib = blocks_a.get(block), blocks_b.get(block)
+            if is_ignored(f"{name}/{block}", self.ignore) or (ia is not None and ib is None and blocks_b) \
+                    or (ib is not None and ia is None and blocks_a):
+                continue
+            total += max(_side_pages(runs_a.get(block, ()), ia, page_size),
+                         _side_pages(runs_b.get(block, ()), ib, page_size)) * page_size
+        return total
+
+    def report(self, done: int) -> None:
+        done = min(done, self.ram_total)
+        if self.progress is not None and done > self.ram_reported:
+            self.ram_reported = done
+            self.progress(done, self.ram_total)
+
+    def block_runs(self, sections: list[tuple[int, Section]]) -> dict[str, list[RamPages]]:
+        """`_block_runs` of a section list, worked out once (progress needs it before `ram`)."""
+        key = id(sections)
+        if key not in self.runs:
+            self.runs[key] = _block_runs(sections)
+        return self.runs[key]
+
     def ram(self, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> None:
         blocks_a, page_size = _block_list(ra)
         blocks_b, page_size_b = _block_list(rb)
@@ -746,10 +1111,8 @@ class _Differ:
             self.add("ram_block", name, f"{name}/page_size", f"page size {page_size} → {page_size_b}",
                      old=page_size, new=page_size_b)
             return
-        names = list(blocks_a) + [n for n in blocks_b if n not in blocks_a]
-        for item in list(_ram_items(ra)) + list(_ram_items(rb)):
-            if isinstance(item, RamPages) and item.block not in names:
-                names.append(item.block)
+        runs_a, runs_b = self.block_runs(ra), self.block_runs(rb)
+        names = list(dict.fromkeys(list(blocks_a) + list(blocks_b) + list(runs_a) + list(runs_b)))
         can_read = self.ra.source is not None and self.rb.source is not None
         if not can_read:
             self.notes.append("RAM page contents not compared (no source to read them from); counts only")
@@ -767,66 +1130,18 @@ class _Differ:
             if ia is not None and ib is not None and ia.used_length != ib.used_length:
                 self.add("ram_block", name, f"{path}/length", f"length {ia.used_length:#x} → "
                          f"{ib.used_length:#x}", old=ia.used_length, new=ib.used_length)
-            self.ram_block(name, path, block, ra, rb, ia, ib, page_size, can_read)
+            self.ram_block(name, path, runs_a.get(block, []), runs_b.get(block, []), ia, ib, page_size, can_read)
 
-    def ram_block(self, name: str, path: str, block: str, ra: list[tuple[int, Section]],
-                  rb: list[tuple[int, Section]], ia: RamBlock | None, ib: RamBlock | None, page_size: int,
-                  can_read: bool) -> None:
-        side_a = _ram_side(ra, block, ia, page_size, self.ra)
-        side_b = _ram_side(rb, block, ib, page_size, self.rb)
-        zero = bytes(page_size)
-        pa, pb = side_a.pages, side_b.pages
-        n = max(len(pa) if isinstance(pa, array) else (max(pa) + 1 if pa else 0),
-                len(pb) if isinstance(pb, array) else (max(pb) + 1 if pb else 0))
-
-        def loc(pages: array | dict[int, int], i: int) -> int:
-            if isinstance(pages, dict):
-                return pages.get(i, NOT_SENT)
-            return pages[i] if i < len(pages) else NOT_SENT
-
-        def content(side: _RamSide, reader: _Bytes, where: int, i: int) -> bytes | None:
-            if where == ZERO:
-                return zero
-            if where == XBZRLE:
-                return side.xbzrle[i]
-            return reader.get(where, page_size)
-
-        differing = only_a = only_b = 0
-        first: tuple[int, int | None, int | None] | None = None
-        stride = page_size + 8  # consecutive PAGE records: 8-byte header, then the page
-        i = 0
-        while i < n:
-            x, y = loc(pa, i), loc(pb, i)
-            if x == y == NOT_SENT or (x == y == ZERO):
-                i += 1
-                continue
-            if x == NOT_SENT or y == NOT_SENT:
-                only_a += y == NOT_SENT
-                only_b += x == NOT_SENT
-                i += 1
-                continue
-            if not can_read and (x >= 0 or y >= 0):
-                i += 1
-                continue
-            if x >= 0 and y >= 0:
-                # fast path: a run of pages sent back to back on both sides is compared in one slice; the
-                # record headers between them are equal too (same offsets, same flags, CONTINUE)
-                k = 1
-                while k < RUN_LIMIT and i + k < n and loc(pa, i + k) == x + k * stride \
-                        and loc(pb, i + k) == y + k * stride:
-                    k += 1
-                if k > 1:
-                    ra_run = self.ra.get(x, k * stride - 8)
-                    rb_run = self.rb.get(y, k * stride - 8)
-                    if ra_run is not None and ra_run == rb_run:
-                        i += k
-                        continue
-            cx, cy = content(side_a, self.ra, x, i), content(side_b, self.rb, y, i)
-            if cx is not None and cy is not None and cx != cy:
-                differing += 1
-                if first is None:
-                    first = (i * page_size, x if x >= 0 else None, y if y >= 0 else None)
-            i += 1
+    def ram_block(self, name: str, path: str, runs_a: list[RamPages], runs_b: list[RamPages], ia: RamBlock | None,
+                  ib: RamBlock | None, page_size: int, can_read: bool) -> None:
+        side_a = _ram_side(runs_a, ia, page_size, self.ra)
+        side_b = _ram_side(runs_b, ib, page_size, self.rb)
+        done = self.ram_done
+        pages = _PageCompare(side_a, side_b, self.ra, self.rb, page_size, can_read,
+                             lambda page: self.report(done + page * page_size))
+        pages.run()
+        self.ram_done = done + max(side_a.length, side_b.length) * page_size
+        differing, only_a, only_b, first = pages.differing, pages.only_a, pages.only_b, pages.first
         ka, kb = side_a.records, side_b.records
         counts = f"records {_ram_counts(ka)} → {_ram_counts(kb)}" if ka != kb else f"records {_ram_counts(ka)}"
         parts = []

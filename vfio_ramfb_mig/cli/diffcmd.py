@@ -4,7 +4,7 @@ Exit status, as diff(1): `diff` 0 same, 1 different; `diff --compat` 0 when each
 would load where the other was made, 1 when one would be refused; `check` 0 would load,
 1 would be refused; 2 trouble (bad input, unknown destination), from the group's error boundary.
 
-Imports: click, rich (through render), and the package's public layers.
+Imports: click at start-up; the codec, compat, diff and render (rich) when a verb runs.
 """
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..codec.decode import decode
-from ..codec.source import Source
-from ..compat.check import RULES, Destination, Verdict, check_stream, destination, destination_of, verdict_json
-from ..diff import diff_json, diff_streams
-from ..errors import InputError
-from ..render.diffview import diff_brief, diff_tree, rules_table, verdict_view
+from .main import QUIET_HELP
 
 if TYPE_CHECKING:
+    from ..compat.check import Destination, Verdict
     from .main import App
 
 OK, DIFFERENT = 0, 1
@@ -64,10 +60,11 @@ def _sidecar_qemu(path: str) -> str | None:
 @click.option("--schema-b", metavar="FILE", help="--compat: -dump-vmstate of B's QEMU (for other QEMU versions)")
 @click.option("--device", "devices", multiple=True, metavar="DEV",
               help="--compat: a device both VMs have whose state their streams do not carry; repeatable")
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_obj
 def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple[str, ...], compat: bool,
              qemu: str | None, qemu_a: str | None, qemu_b: str | None, schema_a: str | None, schema_b: str | None,
-             devices: tuple[str, ...]) -> None:
+             devices: tuple[str, ...], quiet: bool) -> None:
     """Show what differs between two migration streams A (old) and B (new).
 
     Sections are matched by idstr and instance, never by position or id. Shown per
@@ -75,13 +72,25 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
     field values (path, old → new, offsets in A and B), RAM per block (differing
     pages by final content), and the machine/configuration.
     """
+    from ..codec.decode import decode  # start-up: see main's docstring
+    from ..codec.source import Source
+    from ..diff import diff_json, diff_streams
+
     with ExitStack() as stack:
         sa = stack.enter_context(Source.open(a))
         sb = stack.enter_context(Source.open(b))
-        stream_a, stream_b = decode(sa), decode(sb)
-        result = diff_streams(stream_a, stream_b, sa, sb, ignore=ignore)
+        # one bar over both inputs: A's offsets, then B's after A's size
+        with app.progress("diff: decode A and B", sa.size + sb.size, quiet=quiet) as progress:
+            stream_a = decode(sa, progress=progress)
+            stream_b = decode(sb, progress=lambda done: progress(sa.size + done))
+        # then one over the guest RAM compared (diff_streams says the total)
+        with app.progress("diff: compare RAM", None, quiet=quiet) as progress:
+            result = diff_streams(stream_a, stream_b, sa, sb, ignore=ignore, progress=progress)
     verdicts: tuple[Verdict, Verdict] | None = None
     if compat:
+        from ..compat.check import check_stream, destination_of
+        from ..errors import InputError
+
         qa = qemu_a or qemu or _sidecar_qemu(a)
         qb = qemu_b or qemu or _sidecar_qemu(b)
         if (qa is None and schema_a is None) or (qb is None and schema_b is None):
@@ -93,10 +102,14 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
     if as_json:
         doc = diff_json(result)
         if verdicts is not None:
+            from ..compat.check import verdict_json
+
             doc["compat"] = {"a_where_b_was_made": verdict_json(verdicts[0]),
                              "b_where_a_was_made": verdict_json(verdicts[1])}
         _emit_json(doc)
     else:
+        from ..render.diffview import diff_brief, diff_tree, verdict_view
+
         app.out.print(diff_brief(result) if brief else diff_tree(result), soft_wrap=False)
         if verdicts is not None:
             app.out.print()
@@ -124,23 +137,30 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
 @click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON")
 @click.option("--brief", is_flag=True, help="one line: the verdict and the first message")
 @click.option("--rules", "list_rules", is_flag=True, help="list the rules vmig checks and exit")
+@click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_obj
 def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None, schema: str | None,
               devices: tuple[str, ...], capabilities: tuple[str, ...], memory: str | None, no_footer: bool,
-              as_json: bool, brief: bool, list_rules: bool) -> None:
+              as_json: bool, brief: bool, list_rules: bool, quiet: bool) -> None:
     """Would a destination QEMU load STREAM? If not, which rule fails and what QEMU prints.
 
     The destination is a machine type (--target), a QEMU version (--qemu, or its
     -dump-vmstate with --schema), the devices it has beyond the machine's own
     (--device), its capabilities (--cap) and optionally its RAM size (--memory).
     """
+    from ..codec.decode import decode  # start-up: see main's docstring
+    from ..codec.source import Source
+    from ..compat.check import RULES, check_stream, destination, verdict_json
+    from ..errors import InputError
+    from ..render.diffview import rules_table, verdict_view
+
     if list_rules:
         app.out.print(rules_table([(r.rule_id, r.summary, r.source) for r in RULES]), soft_wrap=False)
         return
     if stream is None:
         raise click.UsageError("missing argument STREAM")
-    with Source.open(stream) as src:
-        decoded = decode(src)
+    with Source.open(stream) as src, app.progress(f"decode {stream}", src.size, quiet=quiet) as progress:
+        decoded = decode(src, ram_runs=False, progress=progress)  # the rules need no page runs
     dest: Destination
     if target is None and schema is None:
         if decoded.configuration is None:
