@@ -22,6 +22,7 @@ from vfio_ramfb_mig import Source, decode
 from vfio_ramfb_mig import diff as diff_module
 from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.diff import Change, StreamDiff, diff_json, diff_streams, is_ignored, section_key, xbzrle_apply
+from vfio_ramfb_mig.errors import CorruptError
 from vfio_ramfb_mig.render.diffview import diff_brief, diff_tree
 from vfio_ramfb_mig.render.theme import THEME
 
@@ -219,6 +220,16 @@ def test_ram_zero_page_equals_page_of_zeros_and_not_sent_is_counted() -> None:
     b = ram_stream([("page", 0, page(0)), ("zero", 1, b""), ("zero", 2, b"")])
     (change,) = run_diff(a, b).changes
     assert change.count == 0 and "1 page sent only in B" in change.text
+
+
+@pytest.mark.parametrize("delta", [bytes([0, 0]), bytes([0x80 | 0x7F, 0x7F, 1, 0xAA]), bytes([10, 5, 0xAA])],
+                         ids=["no-new-run", "past-the-page", "past-the-delta"])
+def test_ram_bad_xbzrle_delta_is_a_corrupt_stream(delta: bytes) -> None:
+    """QEMU fails the load of a delta that reaches past the page or its own end; so does diff."""
+    a = ram_stream([("page", 0, page(7)), ("xbzrle", 0, delta)])
+    b = ram_stream([("page", 0, page(7))])
+    with pytest.raises(CorruptError, match="bad XBZRLE delta"):
+        run_diff(a, b)
 
 
 def test_ram_xbzrle_applies_to_the_previous_content() -> None:

@@ -42,7 +42,8 @@ from vfio_ramfb_mig.model import (
     RamPages,
     Section,
 )
-from vfio_ramfb_mig.ramextract import MANIFEST, extract_ram, file_names, xbzrle_decode
+from vfio_ramfb_mig.ramextract import MANIFEST, extract_ram, file_names
+from vfio_ramfb_mig.wire.xbzrle import apply_delta as xbzrle_decode
 
 PS = 4096
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"

@@ -48,6 +48,7 @@ from typing import Any
 
 from .codec.source import Source
 from .codec.text import printable, to_wire
+from .errors import CorruptError
 from .model import (
     Blob,
     Command,
@@ -68,6 +69,7 @@ from .model import (
 )
 from .vmstate.compile import RAMFB_CFG_TYPE
 from .wire.ramfb import fourcc_text
+from .wire.xbzrle import apply_delta
 
 #: Change kinds, in the order a reader meets them
 KINDS = (
@@ -375,27 +377,9 @@ def _hash_ranges(reader: _Bytes, ranges: Iterable[tuple[int, int, bytes | None]]
 
 
 def xbzrle_apply(old: bytes, delta: bytes) -> bytes:
-    """Apply an XBZRLE delta to a page: pairs of uleb128 unchanged-run length, uleb128 literal-run
-    length + literal bytes (migration/xbzrle.c xbzrle_decode_buffer)."""
+    """The page `old` with an XBZRLE delta applied (wire/xbzrle.py; ValueError on a bad delta)."""
     page = bytearray(old)
-    i = d = 0
-
-    def uleb() -> int:
-        nonlocal i
-        first = delta[i]
-        if not first & 0x80:
-            i += 1
-            return first
-        value = (first & 0x7F) | (delta[i + 1] << 7)
-        i += 2
-        return value
-
-    while i < len(delta):
-        d += uleb()
-        count = uleb()
-        page[d:d + count] = delta[i:i + count]
-        d += count
-        i += count
+    apply_delta(page, delta)
     return bytes(page)
 
 
@@ -553,7 +537,11 @@ def _last_locations(side: _RamSide, runs: Sequence[RamPages], page_size: int, re
                 old = reader.get(where, page_size) or bytes(page_size)
             else:
                 old = xb[first] if where == XBZRLE else bytes(page_size)
-            xb[first] = xbzrle_apply(old, item.delta or b"")
+            try:
+                xb[first] = xbzrle_apply(old, item.delta or b"")
+            except ValueError as exc:  # QEMU fails the load of such a record
+                raise CorruptError(f"bad XBZRLE delta for '{printable(item.block)}' page {item.offset:#x}: {exc}",
+                                   offset=item.span.offset if item.span else None) from exc
             put(first, array("q", [XBZRLE]))
         bounds.add(first)
         bounds.add(first + count)
