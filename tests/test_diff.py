@@ -533,3 +533,10 @@ def test_ram_block_length_change() -> None:
     changes = by_path(run_diff(a, b))
     assert changes["ram/pc.ram/length"].text == "length 0x4000 → 0x8000"
     assert "ram/pc.ram" not in changes  # the pages sent are the same
+
+
+def test_streams_decoded_without_page_runs_are_refused() -> None:
+    """A summary decode (ram_runs=False) keeps no pages; diffing it would call all RAM equal."""
+    stream = decode(str(CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"), ram_runs=False)
+    with pytest.raises(ValueError, match="ram_runs=True"):
+        diff_streams(stream, stream)

@@ -189,6 +189,11 @@ def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None
             about every 32 MiB (`PROGRESS_EVERY`) while pages are compared, last (total, total).
             `done` never goes back nor past `total`.
     """
+    for stream in (a, b):
+        if any(isinstance(r, Section) and isinstance(r.body, RamBody) and not r.body.runs_kept
+               for r in stream.records):
+            # without its page runs a RAM section would compare as equal, whatever it holds
+            raise ValueError("diff_streams needs the RAM page runs: decode with ram_runs=True")
     differ = _Differ(a, b, source_a, source_b, tuple(ignore), progress)
     differ.run()
     return StreamDiff(a=a.source, b=b.source, changes=tuple(differ.changes), ignored=differ.ignored,
