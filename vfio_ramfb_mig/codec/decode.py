@@ -493,6 +493,10 @@ class _Decoder:
         run_step = 0  # bytes per continuing record
         nitems = 0  # items so far, runs included even when they are not kept (error paths stay the same)
 
+        # Measured on a 740 MB stream: about half of this loop's time is the kernel mapping and
+        # releasing one 4 KiB page per record (each holds a header), so checking headers in
+        # batches (strided slices, memoryview gathers), MADV_POPULATE_READ or read() into a
+        # buffer instead of the mmap saved at most ~10 ms and were not kept.
         longest = 8 + page_size  # no record the fast path takes is longer
         stop = min(size - longest, self.released + RELEASE_EVERY)  # the fast path stays before this
         while True:
