@@ -707,10 +707,21 @@ class _PageCompare:
         wc.clear()
         wx.clear()
 
+    def _chunk(self, side: _RamSide, reader: _Bytes, buf: Any, where: int, j: int, k: int, start: int) -> bytes:
+        """Pages j..j+k-1 of one side as they lie in its input (`side.stride` apart), or, for a
+        ZERO or XBZRLE location, the one page every index stands for."""
+        if buf is None:
+            return self.zero if where == ZERO else side.xbzrle[start]
+        off = where + j * side.stride
+        length = (k - 1) * side.stride + self.page_size
+        chunk = buf[off:off + length]
+        reader.touched(off, length)
+        return chunk
+
     def compare(self, start: int, count: int, x: int, y: int) -> None:
         """Pages start..start+count-1 one by one: A's at x (an input offset, `stride` apart), ZERO
         or XBZRLE (then count is 1), B's at y the same way."""
-        page_size, zero = self.page_size, self.zero
+        page_size = self.page_size
         sa, sb = self.a.stride, self.b.stride
         buf_a = self.ra.source.buf if x >= 0 and self.ra.source is not None else None
         buf_b = self.rb.source.buf if y >= 0 and self.rb.source is not None else None
@@ -722,20 +733,8 @@ class _PageCompare:
         j = 0
         while j < count:
             k = min(step, count - j)
-            if buf_a is not None:
-                off = x + j * sa
-                length = (k - 1) * sa + page_size
-                chunk_a = buf_a[off:off + length]
-                self.ra.touched(off, length)
-            else:
-                chunk_a = zero if x == ZERO else self.a.xbzrle[start]
-            if buf_b is not None:
-                off = y + j * sb
-                length = (k - 1) * sb + page_size
-                chunk_b = buf_b[off:off + length]
-                self.rb.touched(off, length)
-            else:
-                chunk_b = zero if y == ZERO else self.b.xbzrle[start]
+            chunk_a = self._chunk(self.a, self.ra, buf_a, x, j, k, start)
+            chunk_b = self._chunk(self.b, self.rb, buf_b, y, j, k, start)
             for q in range(k):
                 pa = chunk_a[q * sa:q * sa + page_size] if buf_a is not None else chunk_a
                 pb = chunk_b[q * sb:q * sb + page_size] if buf_b is not None else chunk_b
