@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.codec.decode import decode
 from vfio_ramfb_mig.codec.encode import encode_bytes
-from vfio_ramfb_mig.codec.source import Source
+from vfio_ramfb_mig.source import Source
 from vfio_ramfb_mig.golden import (
     Golden,
     GoldenError,

@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 #: public name -> (module relative to this package, attribute in it; None: the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
-    "Source": (".codec.source", "Source"),
+    "Source": (".source", "Source"),
     "VmigError": (".errors", "VmigError"),
     "check_stream": (".compat.check", "check_stream"),
     "decode": (".codec.decode", "decode"),
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ be
     from .codec import jsonform
     from .codec.decode import decode
     from .codec.encode import encode, encode_bytes
-    from .codec.source import Source
+    from .source import Source
     from .compat.check import check_stream, destination
     from .diff import diff_streams
     from .errors import VmigError

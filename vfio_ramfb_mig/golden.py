@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
 
 from .codec.decode import decode
-from .codec.source import Source
+from .source import Source
 from .codec.text import printable
 from .errors import InputError, VmigError
 from .model import (

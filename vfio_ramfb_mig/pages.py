@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from .codec.decode import decode
-from .codec.source import Source
+from .source import Source
 from .codec.text import printable
 from .model import RamBody, RamPages
 

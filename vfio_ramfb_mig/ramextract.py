@@ -55,7 +55,7 @@ from typing import Any
 
 from . import __version__
 from .codec.decode import decode
-from .codec.source import Source
+from .source import Source
 from .codec.text import printable, to_wire
 from .errors import CorruptError, DecodeError, InputError
 from .model import RamBlock, RamBody, RamMemSize, RamPages, Section

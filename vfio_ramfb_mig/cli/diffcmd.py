@@ -73,7 +73,7 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
     pages by final content), and the machine/configuration.
     """
     from ..codec.decode import decode  # start-up: see main's docstring
-    from ..codec.source import Source
+    from ..source import Source
     from ..diff import diff_json, diff_streams
 
     with ExitStack() as stack:
@@ -149,7 +149,7 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
     (--device), its capabilities (--cap) and optionally its RAM size (--memory).
     """
     from ..codec.decode import decode  # start-up: see main's docstring
-    from ..codec.source import Source
+    from ..source import Source
     from ..compat.check import RULES, check_stream, destination, verdict_json
     from ..errors import InputError
     from ..render.diffview import rules_table, verdict_view

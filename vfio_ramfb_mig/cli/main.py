@@ -223,7 +223,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
     are undone transparently) or '-' for stdin.
     """
     from ..codec.decode import decode  # see the module docstring: start-up
-    from ..codec.source import Source
+    from ..source import Source
     from ..outfile import refuse_same_file
 
     if output:
@@ -283,7 +283,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
 
 def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: bool, **others: Any) -> None:
     """`vmig decode --pages`: pages.write_page_list, to stdout or atomically to -o FILE."""
-    from ..codec.source import Source
+    from ..source import Source
     from ..outfile import atomic_output
     from ..pages import write_page_list
 
@@ -360,7 +360,7 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
     assert from_json is not None
     from ..codec import jsonform
     from ..codec.encode import encode
-    from ..codec.source import Source
+    from ..source import Source
     from ..outfile import atomic_output, refuse_same_file
 
     stream = jsonform.loads(_read_text(from_json))

@@ -45,7 +45,7 @@ def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], fo
     applied. DIR is created if missing. On any error nothing is left in DIR; existing
     files are kept unless --force. DUMP may be '-' (stdin) or compressed.
     """
-    from ..codec.source import Source  # start-up: see main's docstring
+    from ..source import Source  # start-up: see main's docstring
     from ..codec.text import printable
     from ..ramextract import MANIFEST, extract_ram
 

@@ -7,7 +7,7 @@ from the source stream they were decoded from (or from the data a JSON
 document embedded), in 1 MiB pieces, so encoding a large stream stays flat in
 memory.
 
-Imports: construct, errors, model, wire, vmstate, codec.source/text.
+Imports: construct, errors, model, wire, vmstate, source, codec.text.
 References: migration/savevm.c (save_section_header, save_section_footer),
 migration/ram.c (ram_save_setup, save_page_header), hw/vfio/migration.c.
 """
@@ -49,7 +49,7 @@ from ..vmstate.vmdesc import FIXED_SIZES
 from ..wire.ram import RamFlag
 from ..wire.stream import RecordType
 from ..wire.vfio import VfioMarker
-from .source import Source
+from ..source import Source
 from .text import to_wire
 
 _COPY_CHUNK = 1 << 20

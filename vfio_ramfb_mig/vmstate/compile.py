@@ -17,7 +17,7 @@ start + i * size. Other arrays (`LocatedArray`) give one Loc per element.
 
 Hostile input: an array's count is checked against the bytes left before any
 element is read (`CountTooLarge`), and every field or element that takes no bytes
-is charged to the allowance its stream carries (codec/source.py): the input does
+is charged to the allowance its stream carries (source/buffer.py): the input does
 not bound those, and they multiply. A short read fails with construct's StreamError
 and the path of the field it was in, as the field-by-field parse would.
 
@@ -96,7 +96,7 @@ def _charge_empty(stream: Any, path: str) -> None:
     """Fields and elements without bytes are not bounded by the input, and they multiply
     (nested arrays, many sections of one description: 2000 x 2000 empty fields took minutes
     and gigabytes): each is charged to the allowance a Source shares across its decode
-    (codec/source.py); real streams have none."""
+    (source/buffer.py); real streams have none."""
     empty = getattr(stream, "empty", None)
     if empty is not None:
         empty[0] -= 1
