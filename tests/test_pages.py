@@ -21,7 +21,7 @@ from test_ram_extract import page_run, synthetic, with_part_before_end, xbzrle_r
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.cli.main import cli
-from vfio_ramfb_mig.codec.text import printable, to_wire
+from vfio_ramfb_mig.text import printable, to_wire
 from vfio_ramfb_mig.errors import TruncatedError
 from vfio_ramfb_mig.model import RamBody
 from vfio_ramfb_mig.pages import write_page_list

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.codec.convert import construct_path_names, convert
-from vfio_ramfb_mig.source import BoundedStream, Source
+from vfio_ramfb_mig.source import Source
+from vfio_ramfb_mig.wire.bounded import BoundedStream
 from vfio_ramfb_mig.errors import DecodeError, TruncatedError
 from vfio_ramfb_mig.model import VmstateBody, walk_fields
 from vfio_ramfb_mig.vmstate.compile import (

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 #: public name -> (module relative to this package, attribute in it; None: the module itself)
 _LAZY: dict[str, tuple[str, str | None]] = {
     "Source": (".source", "Source"),
     "VmigError": (".errors", "VmigError"),
+    "__version__": (".version", "__version__"),
     "check_stream": (".compat.check", "check_stream"),
     "decode": (".codec.decode", "decode"),
     "destination": (".compat.check", "destination"),
@@ -41,6 +40,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ be
     from .compat.check import check_stream, destination
     from .diff import diff_streams
     from .errors import VmigError
+    from .version import __version__
 
 
 def __getattr__(name: str) -> Any:

@@ -29,7 +29,7 @@ stream-level facts (footers, vmdesc, commands) ``stream/...``, RAM blocks
 ``/``) applied to a change's path and to every ancestor of it, so ``ram``
 ignores all RAM and ``cpu/env.tsc*`` the TSC fields.
 
-Imports: model, errors, source (Source), codec.text, wire.ramfb, vmstate.compile (type names).
+Imports: model, errors, source (Source), text, wire.ramfb, vmstate.compile (type names).
 References: migration/savevm.c (find_se: sections are found by idstr + instance_id),
 migration/ram.c (ram_load_precopy: the last record for a page wins; load_xbzrle),
 migration/xbzrle.c (xbzrle_decode_buffer), hw/display/ramfb.c (RAMFBCfg).
@@ -47,7 +47,7 @@ from itertools import pairwise
 from typing import Any
 
 from .source import Source
-from .codec.text import printable, to_wire
+from .text import printable, to_wire
 from .errors import CorruptError
 from .model import (
     Blob,

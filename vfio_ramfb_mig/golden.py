@@ -52,7 +52,7 @@ from typing import Any, Iterable, Iterator, NamedTuple
 
 from .codec.decode import decode
 from .source import Source
-from .codec.text import printable
+from .text import printable
 from .errors import InputError, VmigError
 from .model import (
     Blob,

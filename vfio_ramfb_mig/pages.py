@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from .codec.decode import decode
 from .source import Source
-from .codec.text import printable
+from .text import printable
 from .model import RamBody, RamPages
 
 #: lines written per write() call at most

@@ -53,10 +53,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import __version__
+from .version import __version__
 from .codec.decode import decode
 from .source import Source
-from .codec.text import printable, to_wire
+from .text import printable, to_wire
 from .errors import CorruptError, DecodeError, InputError
 from .model import RamBlock, RamBody, RamMemSize, RamPages, Section
 from .wire.xbzrle import apply_delta

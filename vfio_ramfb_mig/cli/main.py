@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import __version__
+from ..version import __version__
 from ..errors import VmigError
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], fo
     files are kept unless --force. DUMP may be '-' (stdin) or compressed.
     """
     from ..source import Source  # start-up: see main's docstring
-    from ..codec.text import printable
+    from ..text import printable
     from ..ramextract import MANIFEST, extract_ram
 
     with Source.open(dump) as src, app.progress(f"extract {dump}", src.size, quiet=quiet) as progress:

@@ -5,7 +5,7 @@ this turns those into `Field`s named by the description, keeps buffers over
 INLINE_LIMIT as references into the input, and adds the derived readings
 (PCI config space, MSI-X, ramfb) of codec/views.py.
 
-Imports: construct (types only), model, vmstate, wire.primitives, codec.text, codec.views.
+Imports: construct (types only), model, vmstate, wire.primitives, text, codec.views.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from ..model import Blob, Field, Span, StructValue, Subsection
 from ..vmstate.compile import RAMFB_CFG_TYPE, Loc, PackedList
 from ..vmstate.model import Description, FieldDesc
 from ..wire.primitives import INT_TYPES
-from .text import from_wire
+from ..text import from_wire
 from .views import msix_info, msix_vectors, pci_config_info, ramfb_info
 
 #: buffers longer than this stay in the input (JSON: {"ref": ...}); shorter ones are held as bytes

@@ -14,7 +14,7 @@ RAM and VFIO data are located, never copied: page records are read 8 bytes at
 a time through `struct` (a measured hot path: one construct parse per page
 record would dominate decode time), payloads become spans.
 
-Imports: construct (through source), errors, model, wire, vmstate, codec.views/text.
+Imports: construct (through source), errors, model, wire, vmstate, codec.views, text.
 References: migration/savevm.c (qemu_loadvm_state, qemu_loadvm_state_main,
 qemu_loadvm_section_start_full, qemu_loadvm_section_part_end, check_section_footer),
 migration/ram.c (ram_load_precopy), hw/vfio/migration.c (vfio_load_state).
@@ -77,7 +77,7 @@ from ..wire.stream import (
 from ..wire.vfio import VfioMarker, is_vfio_idstr
 from .convert import INLINE_LIMIT, construct_path_names, convert
 from ..source import Source
-from .text import from_wire, printable
+from ..text import from_wire, printable
 from .views import is_express, msix_vectors
 
 #: how often (in bytes walked) the RAM loop lets walked pages go (Source.release)

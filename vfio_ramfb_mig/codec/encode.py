@@ -7,7 +7,7 @@ from the source stream they were decoded from (or from the data a JSON
 document embedded), in 1 MiB pieces, so encoding a large stream stays flat in
 memory.
 
-Imports: construct, errors, model, wire, vmstate, source, codec.text.
+Imports: construct, errors, model, wire, vmstate, source, text.
 References: migration/savevm.c (save_section_header, save_section_footer),
 migration/ram.c (ram_save_setup, save_page_header), hw/vfio/migration.c.
 """
@@ -50,7 +50,7 @@ from ..wire.ram import RamFlag
 from ..wire.stream import RecordType
 from ..wire.vfio import VfioMarker
 from ..source import Source
-from .text import to_wire
+from ..text import to_wire
 
 _COPY_CHUNK = 1 << 20
 _SECTION_BYTES = {"section_start": 1, "section_part": 2, "section_end": 3, "section_full": 4}

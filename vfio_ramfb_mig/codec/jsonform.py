@@ -9,7 +9,7 @@ are {"ref": {"offset", "length"}} (read back from the source file on encode)
 or, with embedding, {"base64": "..."}. "info" and "summary" keys are derived
 readings for people and are ignored on the way back.
 
-Imports: errors, model, codec.text.
+Imports: errors, model, text.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from ..errors import FieldPath, JsonFormError
 from ..model import (
     Blob,
@@ -49,7 +49,7 @@ from ..vmstate.vmdesc import MAX_DEPTH
 from ..wire.primitives import INT_TYPES
 from ..wire.ramfb import fourcc_code, fourcc_text
 from ..wire.stream import command_name
-from .text import to_wire
+from ..text import to_wire
 
 FORMAT_VERSION = 1
 #: Deepest JSON Pointer the reader follows into structs, subsections and arrays: far more than the

@@ -26,7 +26,7 @@ Versions and subsections come from the dump (``version_id``, ``minimum_version_i
 subsections seen, which can only confirm a subsection, never refute one); for
 VFIO from `VERSION_FACTS` (``VFIOPCIDevice/VFIODisplay`` exists from QEMU 8.2).
 
-Imports: errors, model, compat.machines, vmstate.dump, codec.text.
+Imports: errors, model, compat.machines, vmstate.dump, text.
 References: migration/savevm.c (qemu_loadvm_state_header, configuration_post_load,
 configuration_validate_capabilities, get_capability, qemu_loadvm_section_start_full,
 find_se, check_section_footer, qemu_loadvm_state), migration/vmstate.c
@@ -48,7 +48,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ..codec.text import printable
+from ..text import printable
 from ..errors import CompatError, pointer
 from ..model import (
     Command,

@@ -4,7 +4,7 @@ Renderers build and return rich objects; they never print. Colours come from the
 theme: vmig.added (only in B), vmig.removed (only in A), vmig.changed (both,
 different), vmig.path, vmig.offset.
 
-Imports: rich, diff, compat.check, codec.text.
+Imports: rich, diff, compat.check, text.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from ..codec.text import printable
+from ..text import printable
 from ..compat.check import Finding, Verdict
 from ..diff import Change, StreamDiff
 

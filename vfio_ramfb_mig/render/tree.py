@@ -12,7 +12,7 @@ parsed as rich markup, so names, types and values from the stream print as they 
 rich is imported only where it is used: `TextTree.plain()` needs none of it, so a
 caller that writes plain text (not a terminal) never loads rich's console.
 
-Imports: model, codec.text, vmstate.compile, wire; rich inside the functions that use it.
+Imports: model, text, vmstate.compile, wire; rich inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import fnmatch
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..codec.text import printable
+from ..text import printable
 from ..model import (
     Blob,
     Command,

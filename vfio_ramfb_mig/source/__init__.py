@@ -3,11 +3,11 @@
 `Source` is the one view of an input every verb reads through: a seekable buffer with
 absolute offsets, and the single place construct parses report offsets and paths.
 
-Imports: construct, errors.
+Imports: construct, errors, wire (the bounded stream construct parses read from).
 """
 
 from __future__ import annotations
 
-from .buffer import BoundedStream, Source, empty_allowance
+from .buffer import Source
 
-__all__ = ["BoundedStream", "Source", "empty_allowance"]
+__all__ = ["Source"]

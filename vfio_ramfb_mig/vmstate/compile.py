@@ -17,7 +17,7 @@ start + i * size. Other arrays (`LocatedArray`) give one Loc per element.
 
 Hostile input: an array's count is checked against the bytes left before any
 element is read (`CountTooLarge`), and every field or element that takes no bytes
-is charged to the allowance its stream carries (source/buffer.py): the input does
+is charged to the allowance its stream carries (wire/bounded.py): the input does
 not bound those, and they multiply. A short read fails with construct's StreamError
 and the path of the field it was in, as the field-by-field parse would.
 
@@ -25,7 +25,7 @@ Subsections follow the loader's peek rule: a 0x05 byte whose name starts with
 this vmsd's name belongs to it; anything else ends the list. A name that
 belongs to it but is not listed is an error, as it is for QEMU (-ENOENT).
 
-Imports: construct, errors, wire, vmstate.model.
+Imports: construct, wire, vmstate.model.
 References: migration/vmstate.c (vmstate_load_state, vmstate_subsection_load,
 vmstate_field_exists), migration/vmstate-types.c.
 """
@@ -53,6 +53,7 @@ from construct import (
     stream_write,
 )
 
+from ..wire.bounded import BoundedStream
 from ..wire.primitives import INT_TYPES, Str8
 from ..wire.ramfb import RAMFB_CFG_SIZE, RamfbCfg
 from ..wire.stream import SubsectionHeader
@@ -95,10 +96,10 @@ class CountTooLarge(ConstructError):
 def _charge_empty(stream: Any, path: str) -> None:
     """Fields and elements without bytes are not bounded by the input, and they multiply
     (nested arrays, many sections of one description: 2000 x 2000 empty fields took minutes
-    and gigabytes): each is charged to the allowance a Source shares across its decode
-    (source/buffer.py); real streams have none."""
-    empty = getattr(stream, "empty", None)
-    if empty is not None:
+    and gigabytes): each is charged to the allowance of the stream's input (wire/bounded.py);
+    real streams have none."""
+    if isinstance(stream, BoundedStream):
+        empty = stream.empty
         empty[0] -= 1
         if empty[0] < 0:
             raise CountTooLarge("more fields and elements without bytes than the input can justify", path=path)
@@ -153,8 +154,8 @@ def _count(count: Any, context: Any) -> int:
 def _check_count(count: int, min_size: int, stream: Any, path: str) -> None:
     """Fail before any element is parsed when `count` cannot fit in the bytes left, so a
     hostile count can neither allocate nor spin."""
-    left = getattr(stream, "remaining", lambda: None)()
-    if left is not None and count > 0:
+    if isinstance(stream, BoundedStream) and count > 0:
+        left = stream.remaining()
         # elements that may be empty still cost one step each: bound the count by the input too
         need = count * min_size if min_size else count - 1
         if need > left:

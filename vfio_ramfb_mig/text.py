@@ -1,5 +1,9 @@
 """Names on the wire are bytes; vmig keeps them as str with surrogate escapes, so a
-name that is not UTF-8 survives decode -> JSON -> encode unchanged and prints escaped."""
+name that is not UTF-8 survives decode -> JSON -> encode unchanged and prints escaped.
+
+Every layer names things (wire schemas, the codec, diff, the renderers), so this sits at the
+bottom with model and errors. Imports nothing from the package.
+"""
 
 from __future__ import annotations
 
