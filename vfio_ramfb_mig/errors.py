@@ -75,6 +75,14 @@ class JsonFormError(EncodeError):
     """A JSON document (decode output, --state file) does not have the expected shape."""
 
 
+class QemuRunError(VmigError):
+    """A QEMU that vmig ran (`vmig profile`) exited early, did not answer in time, or refused a command."""
+
+
+class Interrupted(VmigError):
+    """vmig got SIGTERM or SIGHUP while a QEMU it started was alive (that QEMU has been killed)."""
+
+
 class CompatError(VmigError):
     """Machine type or device properties that QEMU would reject (unknown machine, realize error)."""
 

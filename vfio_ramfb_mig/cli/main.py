@@ -107,6 +107,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Golden-file checks for CI: compare streams with checked-in canonical summaries."),
     "machines": ("vfio_ramfb_mig.cli.machinescmd:machines_cmd",
                  "List machine types, or show NAME's effective compat properties and where each came from."),
+    "profile": ("vfio_ramfb_mig.cli.profilecmd:profile_cmd",
+                "Describe a destination by running it: vmig profile -o dest.json -- qemu-system-aarch64 -M virt-8.2 ..."),
     "ram": ("vfio_ramfb_mig.cli.ramcmd:ram_group", "Work with the guest RAM a migration stream carries."),
 }
 
