@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import qemu_required
-
 from vfio_ramfb_mig.qemu import QemuBinary, QemuError, qemu_from_path
 
 Q72_PREFIX = Path(os.environ.get("VMIG_Q72_PREFIX", "/opt/qemu-7.2"))
@@ -29,6 +27,11 @@ def find_arm(series: str) -> QemuBinary | None:
     except QemuError:
         return None
     return q if q.series == series else None
+
+
+def qemu_required(config: pytest.Config) -> bool:
+    """As conftest.qemu_required (not imported: tests/fuzz has a conftest module of its own)."""
+    return bool(config.getoption("--require-qemu")) or os.environ.get("VMIG_REQUIRE_QEMU") == "1"
 
 
 def _need(request: pytest.FixtureRequest, series: str) -> QemuBinary:
