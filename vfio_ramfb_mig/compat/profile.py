@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from ..version import __version__
 from ..errors import InputError, QemuRunError
 from ..model import Configuration, MigrationStream, RamBody, RamMemSize, Section, VmstateBody
 from .qemurun import QemuRun, killed_on_signals, run_once
@@ -168,7 +168,7 @@ def _query_destination(argv: list[str], timeout: float) -> dict[str, Any]:
     }
 
 
-def _save_own_state(argv: list[str], timeout: float, out: Path) -> None:
+def save_own_state(argv: list[str], timeout: float, out: Path) -> None:
     """Phase 2: the destination, paused, migrates its own state into `out`."""
     with QemuRun([*argv, "-S"], timeout=timeout, what="QEMU (saving its own state)") as run:
         run.connect()
@@ -223,7 +223,7 @@ def profile_destination(command: Sequence[str], *, timeout: float = DEFAULT_TIME
     with killed_on_signals(), tempfile.TemporaryDirectory(prefix="vmig-profile-") as tmp:
         facts = _query_destination(argv, timeout)
         stream_path = Path(tmp) / "own-state.bin"
-        _save_own_state(argv, timeout, stream_path)
+        save_own_state(argv, timeout, stream_path)
         try:
             stream = decode(str(stream_path), ram_runs=False)
         except Exception as exc:  # a VmigError: vmig cannot read what this QEMU wrote
