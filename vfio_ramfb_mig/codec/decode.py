@@ -44,10 +44,8 @@ from ..model import (
     Header,
     MigrationStream,
     OpaqueBody,
-    RamBlock,
     RamBody,
-    RamMarker,
-    RamMemSize,
+    RamItem,
     RamPages,
     Section,
     Span,
@@ -61,7 +59,6 @@ from ..vmstate.builtin import BUILTIN_SECTIONS, CONFIGURATION, PCI_CONFIG_SIZES,
 from ..vmstate.compile import UnknownSubsectionFound, compile_description
 from ..vmstate.model import Description
 from ..vmstate.vmdesc import Vmdesc, parse_vmdesc_text, read_vmdesc
-from ..wire.ram import MappedRamHeader, RamFlag
 from ..wire.stream import (
     CMD_LENGTHS,
     QEMU_VM_FILE_MAGIC,
@@ -76,28 +73,21 @@ from ..wire.stream import (
 )
 from ..wire.vfio import VfioMarker, is_vfio_idstr
 from .convert import INLINE_LIMIT, construct_path_names, convert
+from ..ram.walk import DEFAULT_PAGE_SIZE, PostcopyAdvise, RamWalk
 from ..source import Source
 from ..text import from_wire, printable
 from .views import is_express, msix_vectors
 
-#: how often (in bytes walked) the RAM loop lets walked pages go (Source.release)
-RELEASE_EVERY = 16 << 20
-DEFAULT_PAGE_SIZE = 4096
 
 _BE64 = struct.Struct(">Q")
 _BE32 = struct.Struct(">I")
 _BE16 = struct.Struct(">H")
 
-# RAM flags as plain ints: the page walk runs once per page, and IntFlag arithmetic costs a call
-_ZERO, _PAGE, _XBZRLE = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.XBZRLE)
-_CONTINUE, _MEM_SIZE, _EOS = int(RamFlag.CONTINUE), int(RamFlag.MEM_SIZE), int(RamFlag.EOS)
-_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
-_PAGE_KINDS = {_ZERO: "zero", _PAGE: "page", _XBZRLE: "xbzrle"}
-_CONT_PAGE, _CONT_ZERO = _CONTINUE | _PAGE, _CONTINUE | _ZERO
 
 
 def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False, ram_runs: bool = True,
            on_ram_run: Callable[[RamPages], None] | None = None,
+           on_ram_item: Callable[[RamItem, int], None] | None = None,
            progress: Callable[[int], None] | None = None) -> MigrationStream:
     """Decode a whole stream.
 
@@ -110,10 +100,12 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
             again). Without them each RAM section keeps only its block list, markers and page
             counts, so memory does not grow with the stream.
         on_ram_run: called with each run of page records as the walk passes it, kept or not.
+        on_ram_item: called with each RAM item (block list, run, marker) and the page size, in
+            stream order, kept or not (what ram.state builds the final page state from).
         progress: called with the input offset reached, every few MiB of RAM and at the end.
     """
     def run(src: Source) -> MigrationStream:
-        stream = _Decoder(src, strict, ram_runs, on_ram_run, progress).run(partial)
+        stream = _Decoder(src, strict, ram_runs, on_ram_run, on_ram_item, progress).run(partial)
         if progress is not None:
             progress(src.size)
         return stream
@@ -129,20 +121,22 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
 class _Decoder:
     def __init__(self, src: Source, strict: bool, keep_ram_runs: bool = True,
                  on_ram_run: Callable[[RamPages], None] | None = None,
+                 on_ram_item: Callable[[RamItem, int], None] | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
         self.src, self.buf, self.size, self.strict = src, src.buf, src.size, strict
-        self.keep_ram_runs, self.on_ram_run, self.progress = keep_ram_runs, on_ram_run, progress
+        self.keep_ram_runs, self.on_ram_run, self.on_ram_item = keep_ram_runs, on_ram_run, on_ram_item
+        self.progress = progress
         self.records: list[Any] = []
         self.warnings: list[str] = []
         self.vmdesc: Vmdesc | None = None
         self.vmdesc_offset: int | None = None
         self.page_size = DEFAULT_PAGE_SIZE
+        self.page_size_known = False  # from the vmdesc or the configuration (else ADVISE may say)
         self.capabilities: set[str] = set()
         self.footers: bool | None = None
         self.opened: dict[int, tuple[str, int, int]] = {}  # section_id -> (idstr, instance, version) from START
-        self.last_ram_block: str | None = None
-        self.ram_blocks: dict[str, RamBlock] = {}
-        self.released = 0  # input offset up to which the RAM walk let mapped pages go
+        self.ram_walk: RamWalk | None = None
+        self.advise: PostcopyAdvise | None = None  # MIG_CMD_POSTCOPY_ADVISE with data
         self.subsection_index: dict[int, Any] = {}  # for convert(): see _subsections
         src.reset_allowance()  # a Source decoded again must not start with a spent allowance
 
@@ -209,7 +203,7 @@ class _Decoder:
         self.vmdesc = read_vmdesc(doc, offset=start + 5)
         self.vmdesc_offset = start
         if self.vmdesc.page_size:
-            self.page_size = self.vmdesc.page_size
+            self.page_size, self.page_size_known = self.vmdesc.page_size, True
         self._vmdesc_doc, self._vmdesc_text = doc, text
 
     def _vmdesc_record(self, pos: int) -> None:
@@ -280,7 +274,7 @@ class _Decoder:
                 if not 9 <= bits <= 24:
                     raise CorruptError(f"target page bits {bits} out of range 9..24", offset=sub.span.offset,
                                        path=path + ("subsections", 0))
-                self.page_size = 1 << bits
+                self.page_size, self.page_size_known = 1 << bits, True
         self.records.append(config)
         return end
 
@@ -302,6 +296,11 @@ class _Decoder:
             (n,) = _BE32.unpack_from(data)
             self.src.need(end, n, "the packaged records", path)
             package, end = Blob(end, n), end + n
+        if cmd == Cmd.MIG_CMD_POSTCOPY_ADVISE:
+            self.advise = PostcopyAdvise.from_command(data)
+            tps = self.advise.target_page_size if self.advise is not None else 0
+            if not self.page_size_known and tps & (tps - 1) == 0 and 1 << 9 <= tps <= 1 << 24:
+                self.page_size = tps  # the only word on the target page size a stream may carry
         self.records.append(Command(cmd=cmd, name=command_name(cmd), data=data, package=package,
                                     span=Span(pos, end - pos)))
         return end
@@ -477,218 +476,13 @@ class _Decoder:
     # ------------------------------------------------------------ RAM
 
     def _ram(self, pos: int, path: FieldPath, is_start: bool) -> tuple[RamBody, int]:
-        """Page records until EOS. Multi-GiB streams are almost all page records, so they are
-        walked here in plain Python over the mapped input, never through construct: a record
-        that continues the current run (same kind and block, the next page, CONTINUE set) is
-        recognized by its whole address word alone, and only the run is remembered."""
-        buf, size, page_size = self.buf, self.size, self.page_size
-        page_mask = page_size - 1
-        unpack64 = _BE64.unpack_from
-        items: list[Any] = []
-        counts: dict[str, dict[str, int]] = {}
-        # the run being extended: kind, block, first page offset, fill, first record, named, delta
-        run: tuple[str, str, int, int, int, bool, bytes | None] | None = None
-        run_count = 0
-        run_next = -1  # the address word a record continuing the run would have (-1: none can)
-        run_step = 0  # bytes per continuing record
-        nitems = 0  # items so far, runs included even when they are not kept (error paths stay the same)
-
-        # Measured on a 740 MB stream: about half of this loop's time is the kernel mapping and
-        # releasing one 4 KiB page per record (each holds a header), so checking headers in
-        # batches (strided slices, memoryview gathers), MADV_POPULATE_READ or read() into a
-        # buffer instead of the mmap saved at most ~10 ms and were not kept.
-        longest = 8 + page_size  # no record the fast path takes is longer
-        stop = min(size - longest, self.released + RELEASE_EVERY)  # the fast path stays before this
-        while True:
-            if pos <= stop:
-                # the hot path, one record per turn: a record that continues the run has exactly the
-                # address word `run_next`; one that starts the next run of the same block (CONTINUE
-                # set, another kind or page) is taken here too, without the general checks below
-                word = unpack64(buf, pos)[0]
-                if word == run_next and (run_step != 9 or buf[pos + 8] == run[3]):
-                    pos += run_step
-                    run_next += page_size
-                    run_count += 1
-                    continue
-                flags = word & page_mask
-                if run is not None and (flags == _CONT_PAGE or flags == _CONT_ZERO):
-                    self._close_run(run, run_count, pos, items, counts)
-                    nitems += 1
-                    value = word - flags
-                    if flags == _CONT_PAGE:
-                        run, run_step = ("page", run[1], value, 0, pos, False, None), longest
-                    else:
-                        run, run_step = ("zero", run[1], value, buf[pos + 8], pos, False, None), 9
-                    pos += run_step
-                    run_count, run_next = 1, (value + page_size) | flags
-                    continue
-            elif pos - self.released >= RELEASE_EVERY:
-                self._walked(pos)
-                stop = min(size - longest, self.released + RELEASE_EVERY)
-                continue
-            rec = pos
-            where = path + ("items", nitems)
-            if pos + 8 > size:
-                if run is not None:
-                    self._close_run(run, run_count, rec, items, counts)
-                    where = path + ("items", nitems + 1)
-                raise TruncatedError("stream ends inside a RAM record: expected an 8-byte address word",
-                                     offset=size, path=where)
-            (word,) = unpack64(buf, pos)
-            flags, value = word & page_mask, word & ~page_mask
-            # a stray flag bit (even above the defined ones, up to page_mask) is refused, as QEMU does
-            base = flags & ~_CONTINUE
-            pos += 8
-            if base in _PAGE_KINDS and flags & ~(_CONTINUE | base) == 0:
-                if flags & _CONTINUE:
-                    if self.last_ram_block is None:
-                        raise CorruptError("RAM page record continues a block, but no earlier record named one",
-                                           offset=rec, path=where)
-                    named, block = False, self.last_ram_block
-                else:
-                    if pos >= size:
-                        raise TruncatedError("stream ends inside a RAM block name", offset=size, path=where)
-                    n = buf[pos]
-                    if pos + 1 + n > size:
-                        raise TruncatedError("stream ends inside a RAM block name", offset=size, path=where)
-                    block = from_wire(bytes(buf[pos + 1:pos + 1 + n]))
-                    if self.ram_blocks and block not in self.ram_blocks:
-                        raise CorruptError(f"RAM page record names unknown block '{printable(block)}'",
-                                           offset=pos, path=where)
-                    pos += 1 + n
-                    named, self.last_ram_block = True, block
-                fill, delta, step = 0, None, 0
-                kind = _PAGE_KINDS[base]
-                if base == _ZERO:
-                    if pos >= size:
-                        raise TruncatedError("stream ends inside a zero-page record: expected its fill byte",
-                                             offset=size, path=where)
-                    fill = buf[pos]
-                    pos += 1
-                    step = 9
-                elif base == _PAGE:
-                    pos += page_size
-                    if pos > size:
-                        raise TruncatedError(f"stream ends inside a RAM page ({printable(block)} offset "
-                                             f"{value:#x}): expected {page_size} bytes", offset=size, path=where)
-                    step = 8 + page_size
-                else:
-                    self.src.need(pos, 3, "an XBZRLE page header", where)
-                    encoding, length = buf[pos], _BE16.unpack_from(buf, pos + 1)[0]
-                    if encoding != 0x01 or length > page_size:
-                        raise CorruptError(f"bad XBZRLE header: encoding {encoding:#x}, length {length}",
-                                           offset=pos, path=where)
-                    self.src.need(pos + 3, length, "an XBZRLE delta", where)
-                    delta = bytes(buf[pos + 3:pos + 3 + length])
-                    pos += 3 + length
-                if run is not None and word == run_next and step and fill == run[3]:
-                    run_count += 1  # continues the run (the fast path stops short of the input's end)
-                    run_next += page_size
-                    continue
-                if run is not None:
-                    self._close_run(run, run_count, rec, items, counts)
-                    nitems += 1
-                run, run_count = (kind, block, value, fill, rec, named, delta), 1
-                # an XBZRLE record is a run of its own (each carries its own delta)
-                run_next, run_step = ((value + page_size) | base | _CONTINUE, step) if step else (-1, 0)
-                continue
-            if run is not None:
-                self._close_run(run, run_count, rec, items, counts)
-                nitems += 1
-                run, run_next, run_step = None, -1, 0
-                where = path + ("items", nitems)
-            nitems += 1
-            if flags in (_EOS, _MULTIFD_FLUSH) and value:
-                # QEMU writes these markers as the bare flag; the model keeps no address for them,
-                # so accepting one would drop bytes on the way back
-                raise CorruptError(f"RAM marker {RamFlag(flags).name} carries address bits {value:#x}; "
-                                   f"expected an address word of just the flag", offset=rec, path=where)
-            if flags == _MEM_SIZE:
-                if not is_start:
-                    raise CorruptError("RAM block list (MEM_SIZE) outside the ram section_start",
-                                       offset=rec, path=where)
-                mem, pos = self._ram_blocks(rec, value, where)
-                items.append(mem)
-            elif flags == _EOS:
-                items.append(RamMarker("eos", span=Span(rec, 8)))
-                self._walked(pos)
-                return RamBody(items=tuple(items), page_size=page_size, counts=counts,
-                               runs_kept=self.keep_ram_runs), pos
-            elif flags == _MULTIFD_FLUSH:
-                items.append(RamMarker("multifd_flush", span=Span(rec, 8)))
-            else:
-                raise CorruptError(f"impossible RAM flags {flags:#x} in address word {word:#018x}; expected "
-                                   f"ZERO, PAGE, XBZRLE (each maybe with CONTINUE), MEM_SIZE, EOS or MULTIFD_FLUSH",
-                                   offset=rec, path=where)
-
-    def _close_run(self, run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int,
-                   items: list[Any], counts: dict[str, dict[str, int]]) -> None:
-        kind, block, first, fill, start, named, delta = run
-        per = counts.get(block)
-        if per is None:
-            per = counts[block] = {"zero": 0, "page": 0, "xbzrle": 0}
-        per[kind] += count
-        if self.keep_ram_runs or self.on_ram_run is not None:
-            pages = RamPages(kind=kind, block=block, offset=first, count=count, named=named, fill=fill,
-                             delta=delta, span=Span(start, end - start))
-            if self.keep_ram_runs:
-                items.append(pages)
-            if self.on_ram_run is not None:
-                self.on_ram_run(pages)
-
-    def _walked(self, pos: int) -> None:
-        """The RAM walk got to `pos`: let the mapped pages behind it go and report progress."""
-        self.src.release(pos)
-        self.released = pos
-        if self.progress is not None:
-            self.progress(pos)
-
-    def _ram_blocks(self, rec: int, total: int, path: FieldPath) -> tuple[RamMemSize, int]:
-        """The block list after MEM_SIZE: entries until their lengths add up to `total`."""
-        pos, blocks, summed = rec + 8, [], 0
-        ignore_shared = "x-ignore-shared" in self.capabilities
-        mapped_ram = "mapped-ram" in self.capabilities
-        while summed < total:
-            where = path + ("blocks", len(blocks))
-            self.src.need(pos, 1, "a RAM block-list entry", where)
-            n = self.buf[pos]
-            self.src.need(pos, 1 + n + 8, "a RAM block-list entry", where)
-            idstr = from_wire(bytes(self.buf[pos + 1:pos + 1 + n]))
-            (used,) = _BE64.unpack_from(self.buf, pos + 1 + n)
-            pos += 1 + n + 8
-            addr = header = region = None
-            if ignore_shared:
-                self.src.need(pos, 8, f"the x-ignore-shared address of RAM block {printable(idstr)}", where)
-                (addr,) = _BE64.unpack_from(self.buf, pos)
-                pos += 8
-            if mapped_ram:
-                parsed, hdr_end = self.src.parse(MappedRamHeader, pos, where, "a mapped-ram header")
-                header = {k: parsed[k] for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
-                next_entry = parsed.pages_offset + used
-                if parsed.pages_offset < hdr_end or next_entry > self.size:
-                    if next_entry > self.size and parsed.pages_offset >= hdr_end:
-                        raise TruncatedError(f"stream ends inside the mapped-ram pages of {printable(idstr)}: "
-                                             f"expected data up to offset {next_entry}", offset=self.size, path=where)
-                    raise CorruptError(f"mapped-ram pages offset {parsed.pages_offset:#x} lies before its header",
-                                       offset=pos, path=where)
-                region, pos = Blob(hdr_end, next_entry - hdr_end), next_entry
-            present = None
-            if header is not None:
-                # one bit per page, in host-endian longs: the count of set bits does not depend on the order
-                pages = used // max(header["page_size"], 1)
-                bitmap = header["bitmap_offset"]
-                length = (pages + 63) // 64 * 8
-                if region is not None and region.offset <= bitmap and bitmap + length <= region.offset + region.length:
-                    present = int.from_bytes(self.buf[bitmap:bitmap + length], "little").bit_count()
-            block = RamBlock(idstr=idstr, used_length=used, addr=addr, mapped_ram=header, region=region,
-                             present_pages=present)
-            blocks.append(block)
-            self.ram_blocks[idstr] = block
-            summed += used
-            if summed > total:
-                raise CorruptError(f"RAM block lengths add up to {summed:#x}, more than the announced total "
-                                   f"{total:#x}", offset=pos, path=where)
-        return RamMemSize(total=total, blocks=tuple(blocks), span=Span(rec, pos - rec)), pos
+        """Page records until EOS, by the one page-record walk (ram/walk.py). The walk is made at
+        the first RAM section: by then the page size, capabilities and ADVISE are known."""
+        if self.ram_walk is None:
+            self.ram_walk = RamWalk(self.src, self.page_size, frozenset(self.capabilities), self.advise,
+                                    keep_runs=self.keep_ram_runs, on_run=self.on_ram_run, on_item=self.on_ram_item,
+                                    progress=self.progress)
+        return self.ram_walk.section(pos, path, is_start)
 
     # ------------------------------------------------------------ VFIO
 

@@ -85,6 +85,15 @@ class Source:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         return cls(mm, name, mm.close)
 
+    #: the input is all there: `size` is final (a forward-only source reads on as it is walked)
+    complete = True
+    seekable = True
+
+    def ensure(self, end: int) -> int:
+        """Make the bytes up to `end` readable; returns the offset up to which they are (== end
+        unless the input ends first). A file or bytes: at once (SOURCE-CONTRACT.md)."""
+        return min(end, self.size)
+
     def release(self, upto: int) -> None:
         """Let the kernel drop mapped pages before `upto`: they were walked and will not be
         needed again, so a multi-GiB stream does not show up as resident memory."""

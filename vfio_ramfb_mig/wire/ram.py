@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from enum import IntFlag
 
-from construct import Int8ub, Int16ub, Int32ub, Int64ub, Struct
+from construct import Bytes, Computed, Construct, If, Int8ub, Int16ub, Int32ub, Int64ub, Struct, this
 
 from .primitives import Str8
 
@@ -69,3 +69,43 @@ XbzrleHeader = Struct(
 ENCODING_FLAG_XBZRLE = 0x01
 
 PAGE_KINDS = {RamFlag.ZERO: "zero", RamFlag.PAGE: "page", RamFlag.XBZRLE: "xbzrle"}
+
+#: the record kinds that carry a page (and name a block unless CONTINUE is set)
+PAGE_FLAGS = RamFlag.ZERO | RamFlag.PAGE | RamFlag.XBZRLE
+
+ADDRESS_WORD_SIZE = AddressWord.sizeof()
+ZERO_FILL_SIZE = ZeroFill.sizeof()
+XBZRLE_HEADER_SIZE = XbzrleHeader.sizeof()
+assert MappedRamHeader.sizeof() == MAPPED_RAM_HEADER_SIZE
+
+
+def flag_mask(page_size: int) -> int:
+    """The loader's flag mask, ~TARGET_PAGE_MASK: every bit below the target page size is a flag
+    bit (defined or not), every bit above it is the page's offset in its block."""
+    return page_size - 1
+
+
+def page_record(page_size: int) -> Construct:
+    """One item of a RAM section as the loader reads it (ram_load_precopy): the address word,
+    then by its flags the block name (a page record without CONTINUE), the fill byte (ZERO),
+    the page (PAGE) or the XBZRLE header and delta. MEM_SIZE, EOS and MULTIFD_FLUSH items are
+    the address word alone here (the block list after MEM_SIZE is `RamBlockEntry`s).
+
+    The readable description of the record, and the slow path: the decoder's page walk
+    (ram/walk.py) reads the same bytes with `struct` for speed, and a test holds the two
+    to the same answers on real streams."""
+    mask = flag_mask(page_size)
+
+    def kind(ctx) -> int:
+        return ctx.flags & ~RamFlag.CONTINUE
+
+    return Struct(
+        "word" / AddressWord,
+        "flags" / Computed(lambda ctx: ctx.word & mask),
+        "offset" / Computed(lambda ctx: ctx.word & ~mask),
+        "block" / If(lambda ctx: ctx.flags & PAGE_FLAGS and not ctx.flags & RamFlag.CONTINUE, Str8),
+        "fill" / If(lambda ctx: kind(ctx) == RamFlag.ZERO, ZeroFill),
+        "page" / If(lambda ctx: kind(ctx) == RamFlag.PAGE, Bytes(page_size)),
+        "xbzrle" / If(lambda ctx: kind(ctx) == RamFlag.XBZRLE,
+                      Struct("header" / XbzrleHeader, "delta" / Bytes(this.header.length))),
+    )

@@ -1,0 +1,396 @@
+"""The page-record walk: every item of the RAM sections ("ram", version 4), in stream order.
+
+This is the one place that reads RAM page records. The decoder hands each RAM
+section_start/part/end body to `RamWalk.section`, which returns the section's
+`RamBody` (block list, markers, page counts and, when kept, the runs of page
+records) and passes every run to `on_run` as it goes. Everything else that
+needs pages (listing, final page state, extract, diff, golden, guest-physical
+reads) works from those runs.
+
+A run (`model.RamPages`) is page records of one kind in one block at
+consecutive offsets, each after the first with CONTINUE set: it says for every
+record its block, page offset, kind, whether it named its block (the continue
+flag), its fill byte (ZERO), its delta (XBZRLE) and where its payload lies
+(`RamPages.record_offset`, `payload_offset`). `records()` expands a run record
+by record.
+
+Multi-GiB streams are almost all page records, so the walk is plain Python over
+the buffer (`struct.unpack_from` of one address word per record), never
+construct: a record that continues the current run is recognized by its whole
+address word alone. Its constants come from wire/ram.py, whose construct schema
+(`page_record`) describes the same record for humans and for the slow path; a
+test holds the two to the same answers on real streams.
+
+Facts other parts of RAM need come from the stream itself: the target page size
+(the vmdesc, the configuration's target-page-bits, or the postcopy ADVISE
+command), the capabilities (x-ignore-shared adds a GPA word per block, mapped-ram
+a header and a pages region), and the postcopy ADVISE page-size summary (a block
+whose page size differs from the target's carries one more word in the list).
+
+Imports: wire.ram, model, errors, source (the Source contract: ensure/release),
+codec.text (names on the wire).
+References: migration/ram.c (ram_load_precopy, parse_ramblocks, parse_ramblock,
+ram_block_from_stream, host_from_ram_block_offset, ram_save_setup,
+mapped_ram_setup_ramblock), migration/savevm.c (loadvm_postcopy_handle_advise).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..codec.text import from_wire, printable
+from ..errors import CorruptError, FieldPath, TruncatedError
+from ..model import Blob, RamBlock, RamBody, RamItem, RamMarker, RamMemSize, RamPages, Span
+from ..source import Source
+from ..wire.ram import (
+    ADDRESS_WORD_SIZE,
+    ENCODING_FLAG_XBZRLE,
+    MAPPED_RAM_HEADER_SIZE,
+    PAGE_KINDS,
+    XBZRLE_HEADER_SIZE,
+    ZERO_FILL_SIZE,
+    MappedRamHeader,
+    RamFlag,
+    flag_mask,
+)
+
+#: how often (in bytes walked) the walk lets walked pages go (Source.release) and reports progress
+RELEASE_EVERY = 16 << 20
+DEFAULT_PAGE_SIZE = 4096
+
+_BE64 = struct.Struct(">Q")
+_BE16 = struct.Struct(">H")
+
+# RAM flags as plain ints: the walk runs once per page, and IntFlag arithmetic costs a call
+_ZERO, _PAGE, _XBZRLE = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.XBZRLE)
+_CONTINUE, _MEM_SIZE, _EOS = int(RamFlag.CONTINUE), int(RamFlag.MEM_SIZE), int(RamFlag.EOS)
+_MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
+_KINDS = {int(flag): kind for flag, kind in PAGE_KINDS.items()}
+_CONT_PAGE, _CONT_ZERO = _CONTINUE | _PAGE, _CONTINUE | _ZERO
+_WORD = ADDRESS_WORD_SIZE
+_ZERO_RECORD = _WORD + ZERO_FILL_SIZE  # a ZERO record that continues its block: word + fill byte
+#: bytes of a page record besides its page or delta at most: the word and a block name of 255 bytes
+_RECORD_HEAD = _WORD + 256
+#: the longest XBZRLE payload: its header and a delta of 64 KiB (a be16 length)
+_LONGEST_XBZRLE = XBZRLE_HEADER_SIZE + 0xFFFF
+
+
+@dataclass(frozen=True)
+class PostcopyAdvise:
+    """MIG_CMD_POSTCOPY_ADVISE with data: the source had postcopy-ram on (savevm.c,
+    qemu_savevm_send_postcopy_advise). `pagesize_summary` is the OR of every RAM block's page
+    size; `target_page_size` the source's target page size."""
+
+    pagesize_summary: int
+    target_page_size: int
+
+    @classmethod
+    def from_command(cls, data: bytes) -> PostcopyAdvise | None:
+        """The ADVISE command's data: 16 bytes (two be64) with postcopy-ram, else empty."""
+        if len(data) != 16:
+            return None
+        summary, tps = struct.unpack(">QQ", data)
+        return cls(summary, tps)
+
+    def huge_page_sizes(self) -> frozenset[int]:
+        """Page sizes some block has besides the ordinary one: those blocks carry their page
+        size in the block list (ram_save_setup writes it when postcopy-ram is on and a block's
+        page size is not max(host page size, target page size))."""
+        base = max(self.pagesize_summary & -self.pagesize_summary, self.target_page_size)
+        sizes = {1 << bit for bit in range(64) if self.pagesize_summary >> bit & 1}
+        return frozenset(size for size in sizes if size != base)
+
+
+def records(run: RamPages, page_size: int) -> Iterator[tuple[int, int, int, bool]]:
+    """Each record of a run: (input offset of its address word, its length in bytes, the page's
+    offset in the block, whether it names its block)."""
+    name = 1 + len(run.block.encode("utf-8", "surrogateescape"))
+    if run.kind == "xbzrle":
+        yield run.record_offset(0, page_size), _WORD + (name if run.named else 0) + XBZRLE_HEADER_SIZE + \
+            len(run.delta or b""), run.offset, run.named
+        return
+    step = run.record_size(page_size)
+    for i in range(run.count):
+        named = i == 0 and run.named
+        yield run.record_offset(i, page_size), step + (name if named else 0), run.offset + i * page_size, named
+
+
+class RamWalk:
+    """The walk over the RAM sections of one decode: what carries over from one RAM section to
+    the next (the block list, the block a CONTINUE record refers to, how far pages were let go).
+
+    Args:
+        src: the input (see SOURCE-CONTRACT: `ensure` before reading, `release` behind).
+        page_size: the target page size (vmdesc, configuration or ADVISE; 4096 without them).
+        capabilities: the stream's migration capabilities (the configuration record).
+        advise: the postcopy ADVISE facts, if the stream has the command with data.
+        keep_runs: keep the runs in each RamBody (to encode again); else only counts.
+        on_run: called with every run as the walk passes it, kept or not.
+        on_item: called with every item (block list, run, marker) and the page size, in stream
+            order, kept or not: what a final page state is built from in one pass.
+        progress: called with the input offset reached, every RELEASE_EVERY bytes.
+    """
+
+    def __init__(self, src: Source, page_size: int = DEFAULT_PAGE_SIZE, capabilities: frozenset[str] = frozenset(),
+                 advise: PostcopyAdvise | None = None, keep_runs: bool = True,
+                 on_run: Callable[[RamPages], None] | None = None,
+                 on_item: Callable[[RamItem, int], None] | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.src, self.buf, self.page_size = src, src.buf, page_size
+        self.capabilities, self.advise = capabilities, advise
+        self.keep_runs, self.on_run, self.on_item, self.progress = keep_runs, on_run, on_item, progress
+        self.last_block: str | None = None
+        self.blocks: dict[str, RamBlock] = {}
+        self.released = 0  # input offset up to which the walk let mapped pages go
+
+    # ------------------------------------------------------------ page records
+
+    def section(self, pos: int, path: FieldPath, is_start: bool) -> tuple[RamBody, int]:
+        """Items from `pos` until EOS: the body of one RAM section and the offset after it.
+        Only the run being extended is remembered while the records go by."""
+        src, buf, page_size = self.src, self.buf, self.page_size
+        page_mask = flag_mask(page_size)
+        unpack64 = _BE64.unpack_from
+        items: list[Any] = []
+        counts: dict[str, dict[str, int]] = {}
+        # the run being extended: kind, block, first page offset, fill, first record, named, delta
+        run: tuple[str, str, int, int, int, bool, bytes | None] | None = None
+        run_count = 0
+        run_next = -1  # the address word a record continuing the run would have (-1: none can)
+        run_step = 0  # bytes per continuing record
+        nitems = 0  # items so far, runs included even when they are not kept (error paths stay the same)
+
+        # Measured on a 740 MB stream: about half of this loop's time is the kernel mapping and
+        # releasing one 4 KiB page per record (each holds a header), so checking headers in
+        # batches (strided slices, memoryview gathers), MADV_POPULATE_READ or read() into a
+        # buffer instead of the mmap saved at most ~10 ms and were not kept.
+        longest = _WORD + page_size  # no record the fast path takes is longer
+        longest_record = _RECORD_HEAD + max(page_size, _LONGEST_XBZRLE)  # nor any record at all
+        # the fast path stays before `stop`: the next release point, and where the input is readable
+        stop = min(src.ensure(self.released + RELEASE_EVERY + longest) - longest, self.released + RELEASE_EVERY)
+        while True:
+            if pos <= stop:
+                # the hot path, one record per turn: a record that continues the run has exactly the
+                # address word `run_next`; one that starts the next run of the same block (CONTINUE
+                # set, another kind or page) is taken here too, without the general checks below
+                word = unpack64(buf, pos)[0]
+                if word == run_next and (run_step != _ZERO_RECORD or buf[pos + _WORD] == run[3]):
+                    pos += run_step
+                    run_next += page_size
+                    run_count += 1
+                    continue
+                flags = word & page_mask
+                if run is not None and (flags == _CONT_PAGE or flags == _CONT_ZERO):
+                    self._close_run(run, run_count, pos, items, counts)
+                    nitems += 1
+                    value = word - flags
+                    if flags == _CONT_PAGE:
+                        run, run_step = ("page", run[1], value, 0, pos, False, None), longest
+                    else:
+                        run, run_step = ("zero", run[1], value, buf[pos + _WORD], pos, False, None), _ZERO_RECORD
+                    pos += run_step
+                    run_count, run_next = 1, (value + page_size) | flags
+                    continue
+            elif pos - self.released >= RELEASE_EVERY:
+                self._walked(pos)
+                stop = min(src.ensure(self.released + RELEASE_EVERY + longest) - longest,
+                           self.released + RELEASE_EVERY)
+                continue
+            rec = pos
+            where = path + ("items", nitems)
+            size = src.ensure(pos + longest_record)  # all of the record, or the input's end
+            if pos + _WORD > size:
+                raise self._cut("stream ends inside a RAM record: expected an 8-byte address word",
+                                size, run, run_count, rec, items, counts, where)
+            (word,) = unpack64(buf, pos)
+            flags, value = word & page_mask, word & ~page_mask
+            # a stray flag bit (even above the defined ones, up to page_mask) is refused, as QEMU does
+            base = flags & ~_CONTINUE
+            pos += _WORD
+            if base in _KINDS and flags & ~(_CONTINUE | base) == 0:
+                if flags & _CONTINUE:
+                    if self.last_block is None:
+                        raise CorruptError("RAM page record continues a block, but no earlier record named one",
+                                           offset=rec, path=where)
+                    named, block = False, self.last_block
+                else:
+                    if pos >= size or pos + 1 + buf[pos] > size:
+                        raise self._cut("stream ends inside a RAM block name", size, run, run_count, rec, items,
+                                        counts, where)
+                    n = buf[pos]
+                    block = from_wire(bytes(buf[pos + 1:pos + 1 + n]))
+                    if self.blocks and block not in self.blocks:
+                        raise CorruptError(f"RAM page record names unknown block '{printable(block)}'",
+                                           offset=pos, path=where)
+                    pos += 1 + n
+                    named, self.last_block = True, block
+                fill, delta, step = 0, None, 0
+                kind = _KINDS[base]
+                if base == _ZERO:
+                    if pos >= size:
+                        raise self._cut("stream ends inside a zero-page record: expected its fill byte", size,
+                                        run, run_count, rec, items, counts, where)
+                    fill = buf[pos]
+                    pos += ZERO_FILL_SIZE
+                    step = _ZERO_RECORD
+                elif base == _PAGE:
+                    pos += page_size
+                    if pos > size:
+                        raise self._cut(f"stream ends inside a RAM page ({printable(block)} offset {value:#x}): "
+                                        f"expected {page_size} bytes", size, run, run_count, rec, items, counts,
+                                        where)
+                    step = _WORD + page_size
+                else:
+                    if pos + XBZRLE_HEADER_SIZE > size:
+                        raise self._cut(f"stream ends inside an XBZRLE page header: expected {XBZRLE_HEADER_SIZE} "
+                                        f"bytes, {size - pos} left", size, run, run_count, rec, items, counts, where)
+                    encoding, length = buf[pos], _BE16.unpack_from(buf, pos + 1)[0]
+                    if encoding != ENCODING_FLAG_XBZRLE or length > page_size:
+                        raise CorruptError(f"bad XBZRLE header: encoding {encoding:#x}, length {length}",
+                                           offset=pos, path=where)
+                    if pos + XBZRLE_HEADER_SIZE + length > size:
+                        raise self._cut(f"stream ends inside an XBZRLE delta: expected {length} bytes, "
+                                        f"{size - pos - XBZRLE_HEADER_SIZE} left", size, run, run_count, rec, items,
+                                        counts, where)
+                    delta = bytes(buf[pos + XBZRLE_HEADER_SIZE:pos + XBZRLE_HEADER_SIZE + length])
+                    pos += XBZRLE_HEADER_SIZE + length
+                if run is not None and word == run_next and step and fill == run[3]:
+                    run_count += 1  # continues the run (the fast path stops short of the input's end)
+                    run_next += page_size
+                    continue
+                if run is not None:
+                    self._close_run(run, run_count, rec, items, counts)
+                    nitems += 1
+                run, run_count = (kind, block, value, fill, rec, named, delta), 1
+                # an XBZRLE record is a run of its own (each carries its own delta)
+                run_next, run_step = ((value + page_size) | base | _CONTINUE, step) if step else (-1, 0)
+                continue
+            if run is not None:
+                self._close_run(run, run_count, rec, items, counts)
+                nitems += 1
+                run, run_next, run_step = None, -1, 0
+                where = path + ("items", nitems)
+            nitems += 1
+            if flags in (_EOS, _MULTIFD_FLUSH) and value:
+                # QEMU writes these markers as the bare flag; the model keeps no address for them,
+                # so accepting one would drop bytes on the way back
+                raise CorruptError(f"RAM marker {RamFlag(flags).name} carries address bits {value:#x}; "
+                                   f"expected an address word of just the flag", offset=rec, path=where)
+            if flags == _MEM_SIZE:
+                if not is_start:
+                    raise CorruptError("RAM block list (MEM_SIZE) outside the ram section_start",
+                                       offset=rec, path=where)
+                mem, pos = self._block_list(rec, value, where)
+                self._item(mem, items)
+            elif flags == _EOS:
+                self._item(RamMarker("eos", span=Span(rec, _WORD)), items)
+                self._walked(pos)
+                return RamBody(items=tuple(items), page_size=page_size, counts=counts,
+                               runs_kept=self.keep_runs), pos
+            elif flags == _MULTIFD_FLUSH:
+                self._item(RamMarker("multifd_flush", span=Span(rec, _WORD)), items)
+            else:
+                raise CorruptError(f"impossible RAM flags {flags:#x} in address word {word:#018x}; expected "
+                                   f"ZERO, PAGE, XBZRLE (each maybe with CONTINUE), MEM_SIZE, EOS or MULTIFD_FLUSH",
+                                   offset=rec, path=where)
+
+    def _cut(self, message: str, size: int, run: tuple[str, str, int, int, int, bool, bytes | None] | None,
+             count: int, rec: int, items: list[Any], counts: dict[str, dict[str, int]],
+             where: FieldPath) -> TruncatedError:
+        """The input ends inside the record at `rec`: the run before it still counts (every whole
+        record the stream has is passed on), and the error names the item after that run."""
+        if run is not None:
+            self._close_run(run, count, rec, items, counts)
+            where = where[:-1] + (where[-1] + 1,)
+        return TruncatedError(message, offset=size, path=where)
+
+    def _close_run(self, run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int,
+                   items: list[Any], counts: dict[str, dict[str, int]]) -> None:
+        kind, block, first, fill, start, named, delta = run
+        per = counts.get(block)
+        if per is None:
+            per = counts[block] = {"zero": 0, "page": 0, "xbzrle": 0}
+        per[kind] += count
+        if self.keep_runs or self.on_run is not None or self.on_item is not None:
+            pages = RamPages(kind=kind, block=block, offset=first, count=count, named=named, fill=fill,
+                             delta=delta, span=Span(start, end - start))
+            if self.keep_runs:
+                items.append(pages)
+            if self.on_run is not None:
+                self.on_run(pages)
+            if self.on_item is not None:
+                self.on_item(pages, self.page_size)
+
+    def _item(self, item: RamMemSize | RamMarker, items: list[Any]) -> None:
+        items.append(item)
+        if self.on_item is not None:
+            self.on_item(item, self.page_size)
+
+    def _walked(self, pos: int) -> None:
+        """The walk got to `pos`: let the mapped pages behind it go and report progress."""
+        self.src.release(pos)
+        self.released = pos
+        if self.progress is not None:
+            self.progress(pos)
+
+    # ------------------------------------------------------------ the block list
+
+    def _block_list(self, rec: int, total: int, path: FieldPath) -> tuple[RamMemSize, int]:
+        """The block list after MEM_SIZE: entries until their lengths add up to `total`."""
+        src, buf = self.src, self.buf
+        pos, blocks, summed = rec + _WORD, [], 0
+        ignore_shared = "x-ignore-shared" in self.capabilities
+        mapped_ram = "mapped-ram" in self.capabilities
+        huge = self.advise.huge_page_sizes() if self.advise is not None else frozenset()
+        while summed < total:
+            where = path + ("blocks", len(blocks))
+            src.need(pos, 1, "a RAM block-list entry", where)
+            n = buf[pos]
+            src.need(pos, 1 + n + 8, "a RAM block-list entry", where)
+            idstr = from_wire(bytes(buf[pos + 1:pos + 1 + n]))
+            (used,) = _BE64.unpack_from(buf, pos + 1 + n)
+            pos += 1 + n + 8
+            page_size = addr = header = region = None
+            if huge and src.ensure(pos + 8) >= pos + 8 and _BE64.unpack_from(buf, pos)[0] in huge:
+                # a block of huge pages: its page size follows (parse_ramblock reads it once ADVISE
+                # came with postcopy-ram). Nothing else can start with such a word here: a next entry
+                # starts with a name length of 1..255, EOS and page records with small flags
+                (page_size,) = _BE64.unpack_from(buf, pos)
+                pos += 8
+            if ignore_shared:
+                src.need(pos, 8, f"the x-ignore-shared address of RAM block {printable(idstr)}", where)
+                (addr,) = _BE64.unpack_from(buf, pos)
+                pos += 8
+            if mapped_ram:
+                parsed, hdr_end = src.parse(MappedRamHeader, pos, where, "a mapped-ram header")
+                assert hdr_end - pos == MAPPED_RAM_HEADER_SIZE
+                header = {k: parsed[k] for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
+                next_entry = parsed.pages_offset + used
+                size = src.ensure(next_entry)
+                if parsed.pages_offset < hdr_end or next_entry > size:
+                    if next_entry > size and parsed.pages_offset >= hdr_end:
+                        raise TruncatedError(f"stream ends inside the mapped-ram pages of {printable(idstr)}: "
+                                             f"expected data up to offset {next_entry}", offset=size, path=where)
+                    raise CorruptError(f"mapped-ram pages offset {parsed.pages_offset:#x} lies before its header",
+                                       offset=pos, path=where)
+                region, pos = Blob(hdr_end, next_entry - hdr_end), next_entry
+            present = None
+            if header is not None:
+                # one bit per page, in host-endian longs: the count of set bits does not depend on the order
+                pages = used // max(header["page_size"], 1)
+                bitmap = header["bitmap_offset"]
+                length = (pages + 63) // 64 * 8
+                if region is not None and region.offset <= bitmap and bitmap + length <= region.offset + region.length:
+                    present = int.from_bytes(buf[bitmap:bitmap + length], "little").bit_count()
+            block = RamBlock(idstr=idstr, used_length=used, page_size=page_size, addr=addr, mapped_ram=header,
+                             region=region, present_pages=present)
+            blocks.append(block)
+            self.blocks[idstr] = block
+            summed += used
+            if summed > total:
+                raise CorruptError(f"RAM block lengths add up to {summed:#x}, more than the announced total "
+                                   f"{total:#x}", offset=pos, path=where)
+        return RamMemSize(total=total, blocks=tuple(blocks), span=Span(rec, pos - rec)), pos
