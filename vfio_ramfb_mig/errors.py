@@ -39,6 +39,11 @@ class InputError(VmigError):
     """The input could not be opened or read (missing file, bad compression)."""
 
 
+class LimitError(VmigError):
+    """A limit the user can raise was reached (the hint says how): what a small hostile input
+    would otherwise make vmig allocate or write."""
+
+
 class DecodeError(VmigError):
     """The input bytes do not match the stream format."""
 

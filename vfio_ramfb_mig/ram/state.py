@@ -1,0 +1,517 @@
+"""The final page state: for every RAM block and page, which record last wrote it and what it holds.
+
+What a destination QEMU holds in each RAMBlock once it has loaded the stream
+(ram_load_precopy), page by page:
+
+* the last record for a page wins (an iterative stream sends a page again in every
+  round in which it was dirty);
+* ZERO: the page is the record's fill byte repeated (QEMU only writes, and only
+  accepts, fill 0);
+* PAGE: the page is the record's payload, where it lies in the input;
+* XBZRLE: the record's delta applied to the page as it was before (load_xbzrle);
+  the result is kept in an `XbzrleStore` (a temporary file, so memory does not
+  grow with it);
+* mapped-ram: a page whose bitmap bit is set is at pages_offset + index * page
+  size in the input; a clear bit is a zero page (the source clears the bit of a
+  zero page and the loader leaves the page as it is, zero in a new guest);
+* a page no record set is NOT_SENT: a cut stream, or a block the stream does not
+  carry (x-ignore-shared); readers report it as missing, never as zeros.
+
+Memory does not grow with the stream (pages re-sent many times cost nothing
+more): each block has one `array('q')` of 8 bytes per page, made when its first
+record arrives and sized by its used_length. A value packs the kind (2 bits), the
+fill byte (8 bits) and where the content is (the input offset of the page or of
+the fill byte; an XBZRLE store slot). The tables are bounded: the pages of all
+blocks may not exceed both what the stream can hold (a page record takes at
+least 9 bytes) and `max_ram` (the user can raise it: VMIG_MAX_RAM, --max-ram).
+
+A record for a page at or past its block's used_length is not applied: QEMU
+refuses the stream there ("Illegal RAM offset", host_from_ram_block_offset).
+Such records are collected in `PageState.illegal`; `PageState.check()` raises
+the first as a CorruptError.
+
+Imports: errors, model, source, wire.xbzrle, codec.text.
+References: migration/ram.c (ram_load_precopy, load_xbzrle, host_from_ram_block_offset,
+parse_ramblock_mapped_ram, read_ramblock_mapped_ram, save_zero_page), migration/xbzrle.c.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ..codec.text import printable
+from ..errors import CorruptError, LimitError
+from ..model import RamBlock, RamItem, RamMemSize, RamPages
+from ..source import Source
+from ..wire.ram import ADDRESS_WORD_SIZE, ZERO_FILL_SIZE
+from ..wire.xbzrle import apply_delta
+
+#: a page no record set
+NOT_SENT = -1
+#: kinds, in the low bits of a table value
+PAGE, ZERO, XBZRLE = 0, 1, 2
+KIND_NAMES = {PAGE: "page", ZERO: "zero", XBZRLE: "xbzrle"}
+_KIND_MASK = 3
+_FILL_SHIFT, _WHERE_SHIFT = 2, 10
+_LOW_MASK = (1 << _WHERE_SHIFT) - 1  # kind and fill
+#: the smallest page record: a word that continues its block and a fill byte
+SMALLEST_RECORD = ADDRESS_WORD_SIZE + ZERO_FILL_SIZE
+#: bytes of guest RAM a stream may claim beyond what it can hold, unless the user allows more
+DEFAULT_MAX_RAM = 64 << 30
+MAX_RAM_ENV = "VMIG_MAX_RAM"
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """'64G', '512M', '1T', '4096' (bytes; K/M/G/T/P are powers of 1024). ValueError otherwise."""
+    m = _SIZE.match(text)
+    if m is None:
+        raise ValueError(f"not a size: {text!r} (expected e.g. 64G, 512M, 4096)")
+    return int(m.group(1)) << 10 * " kmgtp".index((m.group(2) or " ").lower())
+
+
+def default_max_ram() -> int:
+    """DEFAULT_MAX_RAM, or $VMIG_MAX_RAM."""
+    text = os.environ.get(MAX_RAM_ENV)
+    return parse_size(text) if text else DEFAULT_MAX_RAM
+
+
+def size_text(n: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.4g} {unit}"
+    return f"{n} bytes"
+
+
+def check_ram_claim(blocks: list[RamBlock] | tuple[RamBlock, ...], page_size: int, stream_size: int,
+                    max_ram: int | None = None) -> None:
+    """Refuse RAM blocks that claim more than the stream can hold and more than `max_ram`
+    (LimitError): what a tiny hostile stream would make vmig allocate or write."""
+    limit = default_max_ram() if max_ram is None else max_ram
+    total = sum(b.used_length for b in blocks)
+    pages = sum(-(-b.used_length // page_size) for b in blocks)
+    holds = stream_size // SMALLEST_RECORD
+    mapped = sum(b.used_length for b in blocks if b.mapped_ram is not None)
+    if total <= limit or pages <= holds or (mapped and total - mapped <= limit):
+        return
+    big = max(blocks, key=lambda b: b.used_length)
+    raise LimitError(f"the RAM blocks claim {size_text(total)} ({pages:,} pages of {page_size}; "
+                     f"'{printable(big.idstr)}' alone {size_text(big.used_length)}), more than this "
+                     f"{stream_size:,}-byte stream can hold ({holds:,} page records) and more than the "
+                     f"limit of {size_text(limit)}",
+                     hint=f"to go on anyway, raise the limit: --max-ram SIZE or {MAX_RAM_ENV}=SIZE")
+
+
+# ---------------------------------------------------------------- XBZRLE results
+
+
+class XbzrleStore:
+    """The contents of pages whose last record is XBZRLE, one page per slot, in an unnamed
+    temporary file (made on first use): memory stays flat however many there are."""
+
+    def __init__(self, page_size: int) -> None:
+        self.page_size = page_size
+        self._file: Any = None
+        self._free: list[int] = []
+        self._slots = 0
+
+    def put(self, data: bytes, slot: int | None = None) -> int:
+        if self._file is None:
+            self._file = tempfile.TemporaryFile(prefix="vmig-xbzrle-")
+        if slot is None:
+            slot = self._free.pop() if self._free else self._slots
+            self._slots = max(self._slots, slot + 1)
+        os.pwrite(self._file.fileno(), data, slot * self.page_size)
+        return slot
+
+    def get(self, slot: int) -> bytes:
+        return os.pread(self._file.fileno(), self.page_size, slot * self.page_size)
+
+    def free(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# ---------------------------------------------------------------- one block
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page's final state. `where`: the input offset of its bytes (kind "page") or of the
+    fill byte of the ZERO record (None for a mapped-ram zero page); `record`: the input offset of
+    the record that last wrote it, when known."""
+
+    kind: str  # "page" | "zero" | "xbzrle" | "not sent"
+    where: int | None = None
+    fill: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class IllegalOffset:
+    """A page record QEMU refuses: its page lies at or past its block's used_length."""
+
+    record: int | None  # input offset of the run's first record
+    block: str
+    page_offset: int
+    used_length: int
+
+    def message(self) -> str:
+        return (f"RAM page record for block '{printable(self.block)}' at offset {self.page_offset:#x}, "
+                f"past its used_length {self.used_length:#x}: QEMU refuses the stream here "
+                f"(\"Illegal RAM offset {self.page_offset:x}\")")
+
+
+class BlockPages:
+    """The final state of one RAM block: a table of one value per page (see the module docstring)."""
+
+    def __init__(self, block: RamBlock, page_size: int) -> None:
+        self.block, self.idstr, self.used_length, self.page_size = block, block.idstr, block.used_length, page_size
+        self.pages = -(-block.used_length // page_size)
+        self.table: array | None = None
+        #: records applied, by kind ("page", "zero", "xbzrle"); mapped-ram: pages present as "page"
+        self.records = {"page": 0, "zero": 0, "xbzrle": 0}
+        #: input offset of the first record applied (None: none)
+        self.first_record: int | None = None
+
+    @property
+    def mapped(self) -> bool:
+        return self.block.mapped_ram is not None
+
+    def value(self, index: int) -> int:
+        return NOT_SENT if self.table is None else self.table[index]
+
+    def page(self, index: int) -> Page:
+        v = self.value(index)
+        if v < 0:
+            return Page("not sent")
+        kind = v & _KIND_MASK
+        where = v >> _WHERE_SHIFT
+        if kind == PAGE:
+            return Page("page", where)
+        if kind == ZERO:
+            return Page("zero", where or None, (v >> _FILL_SHIFT) & 0xFF)
+        return Page("xbzrle")
+
+    def sent(self) -> int:
+        """Pages some record set."""
+        if self.table is None:
+            return 0
+        return self.pages - self.table.count(NOT_SENT)
+
+    def extents(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, int, int, int]]:
+        """(first page, end page, value of the first page, step) over [start, stop): maximal ranges in
+        which each page's value is the previous one's plus `step`: pages of one kind (and fill)
+        whose contents lie `step >> 10` bytes apart in the input (a run of records, a mapped-ram
+        region), or one value repeated (step 0: mapped-ram zero pages, pages not sent). Each
+        XBZRLE page is a range of its own."""
+        stop = self.pages if stop is None else min(stop, self.pages)
+        if self.table is None:
+            if start < stop:
+                yield start, stop, NOT_SENT, 0
+            return
+        table = self.table
+        i = start
+        while i < stop:
+            v = table[i]
+            if v >= 0 and v & _KIND_MASK == XBZRLE:
+                yield i, i + 1, v, 0
+                i += 1
+                continue
+            step = 0
+            if v >= 0 and i + 1 < stop:
+                nxt = table[i + 1]
+                # the next page of the same kind and fill, further on in the input: a record after this one
+                if nxt > v and (nxt ^ v) & _LOW_MASK == 0:
+                    step = nxt - v
+            end = _run_end(table, i, stop, v, step)
+            yield i, end, v, step
+            i = end
+
+    def close(self) -> None:
+        self.table = None
+
+
+def _progression(v: int, step: int, n: int) -> array:
+    return array("q", range(v, v + n * step, step)) if step else array("q", [v]) * n
+
+
+def _run_end(table: array, i: int, stop: int, v: int, step: int) -> int:
+    """The end of the range from i where table[j] == v + (j - i) * step (galloping: whole slices
+    are compared in C, so a long range costs a few Python steps)."""
+    n, good = 1, i + 1  # table[i:good] is known to match
+    while good < stop:
+        hi = min(stop, good + n)
+        if table[good:hi] == _progression(v + (good - i) * step, step, hi - good):
+            good, n = hi, n * 2
+            continue
+        # the mismatch is in [good, hi): find it by halving
+        lo = good
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if table[lo:mid] == _progression(v + (lo - i) * step, step, mid - lo):
+                lo = mid
+            else:
+                hi = mid
+        return lo if table[lo] != v + (lo - i) * step else lo + 1
+    return good
+
+
+def pack(kind: int, where: int, fill: int = 0) -> int:
+    return where << _WHERE_SHIFT | fill << _FILL_SHIFT | kind
+
+
+def unpack(value: int) -> tuple[int, int, int]:
+    """(kind, where, fill) of a table value >= 0."""
+    return value & _KIND_MASK, value >> _WHERE_SHIFT, (value >> _FILL_SHIFT) & 0xFF
+
+
+# ---------------------------------------------------------------- all blocks
+
+
+class PageState:
+    """The final state of every RAM block of one stream, built as the walk passes its items.
+
+    Use::
+
+        state = PageState(src)
+        stream = decode(src, ram_runs=False, on_ram_item=state.feed)
+        state.check()                       # CorruptError on a record QEMU refuses
+        block = state.blocks["pc.ram"]      # BlockPages
+        data = state.read_page(block, 3)    # bytes, or None when the page was not sent
+
+    or `PageState.of(stream, src)` for a stream decoded with its page runs.
+    """
+
+    def __init__(self, src: Source, max_ram: int | None = None) -> None:
+        self.src, self.buf = src, src.buf
+        self.max_ram = default_max_ram() if max_ram is None else max_ram
+        self.page_size = 0
+        self.blocks: dict[str, BlockPages] = {}
+        self.illegal: list[IllegalOffset] = []
+        self.xbzrle: XbzrleStore | None = None
+        self._claimed: list[RamBlock] = []  # blocks with a table
+
+    @classmethod
+    def of(cls, stream: Any, src: Source, max_ram: int | None = None) -> PageState:
+        """The state of a stream decoded with its page runs (decode's default)."""
+        from ..model import RamBody, Section
+
+        state = cls(src, max_ram)
+        for record in stream.records:
+            if isinstance(record, Section) and isinstance(record.body, RamBody):
+                if not record.body.runs_kept:
+                    raise ValueError("PageState.of needs the RAM page runs: decode with ram_runs=True, "
+                                     "or feed a PageState from decode(on_ram_item=state.feed)")
+                for item in record.body.items:
+                    state.feed(item, record.body.page_size)
+        return state
+
+    # ------------------------------------------------------------ building
+
+    def feed(self, item: RamItem, page_size: int) -> None:
+        """One RAM item, in stream order (decode's on_ram_item)."""
+        if self.page_size != page_size:
+            if self.page_size:
+                raise CorruptError(f"RAM page size changes from {self.page_size} to {page_size}")
+            self.page_size = page_size
+        if isinstance(item, RamPages):
+            self.run(item)
+        elif isinstance(item, RamMemSize):
+            for block in item.blocks:
+                if block.idstr in self.blocks:
+                    raise CorruptError(f"the RAM block list names block '{printable(block.idstr)}' twice",
+                                       offset=item.span.offset if item.span else None)
+                self.blocks[block.idstr] = BlockPages(block, page_size)
+            for block in item.blocks:
+                if block.mapped_ram is not None:
+                    self._mapped(self.blocks[block.idstr])
+
+    def _table(self, pages: BlockPages) -> array:
+        if pages.table is None:
+            check_ram_claim([*self._claimed, pages.block], self.page_size, self.src.size, self.max_ram)
+            self._claimed.append(pages.block)
+            pages.table = array("q", [NOT_SENT]) * pages.pages
+        return pages.table
+
+    def run(self, run: RamPages) -> None:
+        """Apply one run of page records (the last record of a page wins)."""
+        pages = self.blocks.get(run.block)
+        record = run.span.offset if run.span else None
+        if pages is None:
+            raise CorruptError(f"RAM page record names block '{printable(run.block)}', which no RAM block "
+                               f"list (MEM_SIZE) announced before it", offset=record)
+        ps = self.page_size
+        first, count = run.offset // ps, run.count
+        if first + count > pages.pages or run.offset >= pages.used_length:
+            legal = max(0, min(count, pages.pages - first))
+            self.illegal.append(IllegalOffset(run.record_offset(legal, ps) if run.span else None, run.block,
+                                              run.offset + legal * ps, pages.used_length))
+            count = legal
+            if not count:
+                return
+        table = self._table(pages)
+        if pages.first_record is None:
+            pages.first_record = record
+        pages.records[run.kind] += count
+        if run.kind == "xbzrle":
+            self._xbzrle(pages, table, first, run)
+            return
+        if self.xbzrle is not None:
+            self._drop_xbzrle(table, first, count)
+        if run.kind == "page":
+            if run.span is None:
+                raise CorruptError(f"page run of block '{printable(run.block)}' has no place in the input")
+            stride = (ADDRESS_WORD_SIZE + ps) << _WHERE_SHIFT
+            base = run.payload_offset(0, ps) << _WHERE_SHIFT | PAGE
+            table[first:first + count] = array("q", range(base, base + count * stride, stride))
+        else:
+            if run.span is not None:
+                stride = SMALLEST_RECORD << _WHERE_SHIFT
+                # the fill byte of record i: after its word (and the name of the first)
+                base = pack(ZERO, _fill_offset(run, ps), run.fill)
+                table[first:first + count] = array("q", range(base, base + count * stride, stride))
+            else:
+                table[first:first + count] = array("q", [pack(ZERO, 0, run.fill)]) * count
+
+    def _drop_xbzrle(self, table: array, first: int, count: int) -> None:
+        assert self.xbzrle is not None
+        for v in table[first:first + count]:
+            if v >= 0 and v & _KIND_MASK == XBZRLE:
+                self.xbzrle.free(v >> _WHERE_SHIFT)
+
+    def _xbzrle(self, pages: BlockPages, table: array, index: int, run: RamPages) -> None:
+        if self.xbzrle is None:
+            self.xbzrle = XbzrleStore(self.page_size)
+        old = table[index]
+        page = bytearray(self.content(old) or bytes(self.page_size))  # not sent: the destination's zeros
+        try:
+            apply_delta(page, run.delta or b"")
+        except ValueError as exc:  # QEMU fails the load of such a record
+            raise CorruptError(f"bad XBZRLE delta for '{printable(run.block)}' page {run.offset:#x}: {exc}",
+                               offset=run.span.offset if run.span else None) from exc
+        slot = old >> _WHERE_SHIFT if old >= 0 and old & _KIND_MASK == XBZRLE else None
+        table[index] = pack(XBZRLE, self.xbzrle.put(bytes(page), slot))
+
+    def _mapped(self, pages: BlockPages) -> None:
+        """A mapped-ram block: its bitmap says which pages are in its region (set) and which are
+        zero (clear); the walk has made the region readable. Bit i is bit i % 8 of byte i // 8
+        (host-endian longs, as x86-64 and aarch64 write them: little-endian)."""
+        block, ps = pages.block, self.page_size
+        header, region = block.mapped_ram, block.region
+        assert header is not None
+        name = printable(block.idstr)
+        if header["version"] != 1:
+            raise CorruptError(f"mapped-ram header of '{name}' has version {header['version']}; expected 1")
+        if header["page_size"] != ps or block.used_length % ps:
+            raise CorruptError(f"mapped-ram header of '{name}' has page size {header['page_size']}, which is "
+                               f"not the stream's {ps} or does not divide its used_length {block.used_length:#x}")
+        if region is None:
+            raise CorruptError(f"mapped-ram block '{name}' has no pages region")
+        count = pages.pages
+        bitmap_at, pages_at = header["bitmap_offset"], header["pages_offset"]
+        bitmap_len = (count + 63) // 64 * 8
+        if not region.offset <= bitmap_at <= bitmap_at + bitmap_len <= region.offset + region.length:
+            raise CorruptError(f"mapped-ram bitmap of '{name}' ({bitmap_len} bytes at {bitmap_at:#x}) lies outside "
+                               f"its region", offset=bitmap_at)
+        if not region.offset <= pages_at <= pages_at + block.used_length <= region.offset + region.length:
+            raise CorruptError(f"mapped-ram pages of '{name}' lie outside its region", offset=pages_at)
+        if count == 0:
+            return
+        table = self._table(pages)
+        pages.first_record = bitmap_at
+        stride = ps << _WHERE_SHIFT
+        zero = pack(ZERO, 0)
+        for start, end, present in bit_runs(bytes(self.buf[bitmap_at:bitmap_at + bitmap_len]), count):
+            if present:
+                base = pack(PAGE, pages_at + start * ps)
+                table[start:end] = array("q", range(base, base + (end - start) * stride, stride))
+                pages.records["page"] += end - start
+            else:
+                table[start:end] = array("q", [zero]) * (end - start)
+
+    # ------------------------------------------------------------ reading
+
+    def check(self) -> None:
+        """Raise the first record QEMU refuses (a page past its block's end) as a CorruptError."""
+        if self.illegal:
+            first = self.illegal[0]
+            more = f" (and {len(self.illegal) - 1} more)" if len(self.illegal) > 1 else ""
+            raise CorruptError(first.message() + more, offset=first.record)
+
+    def content(self, value: int) -> bytes | None:
+        """The bytes of a page with this table value; None when it was not sent."""
+        if value < 0:
+            return None
+        kind, where, fill = unpack(value)
+        ps = self.page_size
+        if kind == PAGE:
+            return bytes(self.buf[where:where + ps])
+        if kind == ZERO:
+            return bytes((fill,)) * ps
+        assert self.xbzrle is not None
+        return self.xbzrle.get(where)
+
+    def read_page(self, pages: BlockPages, index: int) -> bytes | None:
+        return self.content(pages.value(index))
+
+    def close(self) -> None:
+        if self.xbzrle is not None:
+            self.xbzrle.close()
+        for pages in self.blocks.values():
+            pages.close()
+
+    def __enter__(self) -> PageState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fill_offset(run: RamPages, page_size: int) -> int:
+    """Input offset of the fill byte of the first ZERO record of a run."""
+    assert run.span is not None
+    name = 1 + len(run.block.encode("utf-8", "surrogateescape")) if run.named else 0
+    return run.span.offset + ADDRESS_WORD_SIZE + name
+
+
+def bit_runs(bitmap: bytes, count: int) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, bit) of the runs of equal bits among the first `count` bits of a mapped-ram
+    bitmap (bit i is bit i % 8 of byte i // 8): stretches of 0x00 or 0xff bytes are found by a
+    regular expression and taken whole, other bytes bit by bit."""
+    start, value = 0, None
+
+    def bits(first: int, stop: int, byte: int) -> Iterator[tuple[int, bool]]:
+        for i in range(first, min(stop, count)):
+            yield i, bool(byte >> (i - first) & 1)
+
+    def pieces() -> Iterator[tuple[int, bool]]:
+        """(bit index, bit) where a new stretch may begin."""
+        pos = 0
+        nbytes = (count + 7) // 8
+        for m in re.finditer(rb"\x00+|\xff+", bitmap[:nbytes]):
+            for index in range(pos, m.start()):
+                yield from bits(index * 8, index * 8 + 8, bitmap[index])
+            yield m.start() * 8, m.group()[0] == 0xFF
+            pos = m.end()
+        for index in range(pos, nbytes):
+            yield from bits(index * 8, index * 8 + 8, bitmap[index])
+
+    for i, bit in pieces():
+        if i >= count:
+            break
+        if bit != value:
+            if value is not None:
+                yield start, i, value
+            start, value = i, bit
+    if value is not None:
+        yield start, count, value
