@@ -1,0 +1,84 @@
+"""The bundled machine data (data/machines.json.gz) against the QEMU binaries it came from.
+
+tools/machines_data.py wrote it; these tests ask the binaries again (-machine help,
+query-machines) and require the same answers, so stale data fails CI.
+"""
+
+from __future__ import annotations
+
+import pytest
+from armqemu import qemu10_arm, qemu72_arm  # noqa: F401 - fixtures
+
+from vfio_ramfb_mig.compat import catalog
+from vfio_ramfb_mig.compat.machines import MACHINES
+from vfio_ramfb_mig.compat.props import compat_props
+from vfio_ramfb_mig.compat.qemurun import QemuRun
+from vfio_ramfb_mig.errors import CompatError
+from vfio_ramfb_mig.qemu import QemuBinary
+
+FIXTURE = {("x86_64", "10.0"): "qemu10", ("x86_64", "7.2"): "qemu72",
+           ("aarch64", "10.0"): "qemu10_arm", ("aarch64", "7.2"): "qemu72_arm"}
+
+
+def test_every_build_and_family_is_bundled() -> None:
+    names = {(b.arch, b.series) for b in catalog.all_builds()}
+    assert names == set(FIXTURE)
+    for b in catalog.all_builds():
+        for family in catalog.JUDGED_FAMILIES:
+            if b.arch == ("aarch64" if family == "virt" else "x86_64"):
+                versions = [m for m in b.machines.values() if m.family == family]
+                assert versions and all(m.stock or m.stock_error for m in versions)
+                newest = max(versions, key=lambda m: m.version)
+                assert newest.version[:2] == b.version[:2] and newest.stock is not None
+
+
+def test_virt_machines_per_build() -> None:
+    arm10, arm72 = catalog.build_for("aarch64", "10.0"), catalog.build_for("aarch64", "7.2")
+    assert arm10.machine("virt").name == "virt-10.0" and arm72.machine("virt").name == "virt-7.2"
+    assert arm10.machine("virt-8.2").stock.target_page_bits == 12
+    with pytest.raises(CompatError, match="has no machine type 'virt-8.2'"):
+        arm72.machine("virt-8.2")
+    # hw_compat_8_1 carries ramfb x-migrate=off: virt-8.1 has it, virt-8.2 does not
+    props = {m: {(d, p): v for d, p, v in arm10.machine(m).compat_props} for m in ("virt-8.1", "virt-8.2")}
+    assert props["virt-8.1"][("ramfb", "x-migrate")] == "off" and ("ramfb", "x-migrate") not in props["virt-8.2"]
+    assert arm72.machine("virt-7.2").compat_props is None  # 7.2 does not report them
+
+
+def test_x86_compat_tables_equal_what_qemu_10_reports() -> None:
+    """props.py's transcription of hw_compat_*/pc_compat_* gives, for every machine, exactly the
+    list (and order) QEMU 10.0's query-machines reports."""
+    build = catalog.build_for("x86_64", "10.0")
+    for machine in MACHINES:
+        assert [(p.driver, p.property, p.value) for p in compat_props(machine)] == \
+            list(build.machine(machine.name).compat_props), machine.name
+
+
+def test_arch_from_machine_and_names() -> None:
+    assert catalog.arch_of_machine("virt-8.2") == ("aarch64",)
+    assert catalog.arch_of_machine("pc-q35-8.2") == ("x86_64",)
+    assert catalog.normalize_arch("arm64") == "aarch64"
+    with pytest.raises(CompatError, match="unknown architecture 'riscv64'"):
+        catalog.normalize_arch("riscv64")
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("key", list(FIXTURE), ids=[f"{a}-{s}" for a, s in FIXTURE])
+def test_bundled_machines_match_the_binary(request: pytest.FixtureRequest, key: tuple[str, str]) -> None:
+    qemu: QemuBinary = request.getfixturevalue(FIXTURE[key])
+    build = catalog.build_for(*key)
+    assert build.qemu == qemu.version
+    with QemuRun([*qemu.argv_prefix, "-M", "none", "-S", "-nodefaults", "-display", "none"], timeout=60,
+                 what="query-machines") as run:
+        run.connect()
+        args = {"compat-props": True} if qemu.version_tuple >= (9, 1) else None
+        machines = {m["name"]: m for m in run.cmd("query-machines", args)}
+        caps = [c["capability"] for c in run.cmd("query-migrate-capabilities")]
+        run.quit()
+    assert set(machines) == set(build.machines)
+    assert caps == list(build.capabilities)
+    for name, info in machines.items():
+        mine = build.machines[name]
+        assert (info.get("alias"), info.get("default-ram-id")) == (mine.alias, mine.default_ram_id)
+        if "compat-props" in info:
+            assert [(p["qom-type"], p["property"], p["value"]) for p in info["compat-props"]] == \
+                list(mine.compat_props), name
