@@ -14,7 +14,7 @@ import pytest
 from paths import CAPTURES
 
 from vfio_ramfb_mig import decode
-from vfio_ramfb_mig.codec.text import from_wire
+from vfio_ramfb_mig.text import from_wire
 from vfio_ramfb_mig.model import RamBody, RamPages
 from vfio_ramfb_mig.ram.walk import records
 from vfio_ramfb_mig.wire.ram import (

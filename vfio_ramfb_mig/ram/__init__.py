@@ -36,7 +36,7 @@ The final page state alone::
     data = state.read_page(pages, 0)                # bytes, or None when never sent
 
 Layering: ram sits above codec (it decodes), but `ram.walk` is below it: the decoder
-imports the walk, and the walk imports only wire, model, errors, source and codec.text.
+imports the walk, and the walk imports only wire, model, errors, source and text.
 This package's names are therefore imported lazily (PEP 562), so that importing the
 walk does not import the decoder.
 """

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..codec.text import printable
+from ..text import printable
 from ..errors import InputError
 from ..model import Configuration, MigrationStream, RamBody, RamMemSize, Section
 from ..source import Source

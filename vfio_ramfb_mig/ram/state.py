@@ -30,7 +30,7 @@ refuses the stream there ("Illegal RAM offset", host_from_ram_block_offset).
 Such records are collected in `PageState.illegal`; `PageState.check()` raises
 the first as a CorruptError.
 
-Imports: errors, model, source, wire.xbzrle, codec.text.
+Imports: errors, model, source, wire.xbzrle, text.
 References: migration/ram.c (ram_load_precopy, load_xbzrle, host_from_ram_block_offset,
 parse_ramblock_mapped_ram, read_ramblock_mapped_ram, save_zero_page), migration/xbzrle.c.
 """
@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..codec.text import printable
+from ..text import printable
 from ..errors import CorruptError, LimitError
 from ..model import RamBlock, RamItem, RamMemSize, RamPages
 from ..source import Source

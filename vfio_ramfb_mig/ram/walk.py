@@ -28,7 +28,7 @@ a header and a pages region), and the postcopy ADVISE page-size summary (a block
 whose page size differs from the target's carries one more word in the list).
 
 Imports: wire.ram, model, errors, source (the Source contract: ensure/release),
-codec.text (names on the wire).
+text (names on the wire).
 References: migration/ram.c (ram_load_precopy, parse_ramblocks, parse_ramblock,
 ram_block_from_stream, host_from_ram_block_offset, ram_save_setup,
 mapped_ram_setup_ramblock), migration/savevm.c (loadvm_postcopy_handle_advise).
@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..codec.text import from_wire, printable
+from ..text import from_wire, printable
 from ..errors import CorruptError, FieldPath, TruncatedError
 from ..model import Blob, RamBlock, RamBody, RamItem, RamMarker, RamMemSize, RamPages, Span
 from ..source import Source
