@@ -94,3 +94,13 @@ class CompatError(VmigError):
 
 class MigrationBlockedError(CompatError):
     """The device configuration blocks migration, so no stream can exist."""
+
+
+class ScreenError(VmigError):
+    """The stream holds no screen to draw: no ramfb state, no mode set yet, or a framebuffer that
+    is not in guest RAM."""
+
+
+class RamfbConfigError(DecodeError):
+    """A ramfb config QEMU would not show (a fourcc it rejects, geometry out of its limits) or that
+    cannot describe a framebuffer (a stride shorter than a row, a size past 4 GiB or the guest's RAM)."""

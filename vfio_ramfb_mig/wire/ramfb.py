@@ -5,12 +5,16 @@ in big-endian order, and the vmstate copies the buffer raw (VMSTATE_BUFFER_UNSAF
 so the stream holds big-endian fields on every host. Reading it little-endian is
 the classic bug.
 
-Imports: construct.
+Imports: construct, dataclasses.
 References: hw/display/ramfb.c (struct RAMFBCfg, ramfb_fw_cfg_write, ramfb_vmstate),
-hw/display/ramfb-standalone.c (ramfb_dev_vmstate), hw/vfio/display.c (vfio_display_vmstate).
+hw/display/ramfb-standalone.c (ramfb_dev_vmstate), hw/vfio/display.c (vfio_display_vmstate),
+ui/qemu-pixman.c (qemu_drm_format_to_pixman), include/ui/qemu-pixman.h (PIXMAN_LE_*),
+include/drm/drm_fourcc.h (the byte order of each format).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from construct import Int32ub, Int64ub, Struct
 
@@ -24,25 +28,36 @@ RamfbCfg = Struct(
 )
 RAMFB_CFG_SIZE = 28
 
-#: Geometry QEMU accepts on load (ramfb_fw_cfg_write / ramfb_post_load; VBE limits).
+#: Geometry QEMU accepts (ramfb_create_display_surface; the Bochs VBE limits of bochs-vbe.h).
 WIDTH_RANGE = (16, 16000)
 HEIGHT_RANGE = (16, 12000)
 
-#: DRM fourcc codes ramfb can show (qemu_drm_format_to_pixman): code -> DRM format name.
-DRM_FORMATS = {
-    "XR24": "XRGB8888",
-    "AR24": "ARGB8888",
-    "XB24": "XBGR8888",
-    "AB24": "ABGR8888",
-    "RX24": "RGBX8888",
-    "BX24": "BGRX8888",
-    "RA24": "RGBA8888",
-    "BA24": "BGRA8888",
-    "RG24": "RGB888",
-    "BG24": "BGR888",
-    "RG16": "RGB565",
-    "XR15": "XRGB1555",
-}
+
+@dataclass(frozen=True, slots=True)
+class RamfbFormat:
+    """A pixel format ramfb shows. DRM formats are little-endian words, so `byte_order` names the
+    bytes of one pixel as they lie in guest memory: "BGRX" for XRGB8888 is blue at the lowest
+    address. X is padding, A is alpha; QEMU's screendump drops both (it converts to 8-bit RGB)."""
+
+    fourcc: str
+    drm_name: str
+    bytes_per_pixel: int
+    byte_order: str
+
+
+#: The DRM fourccs ramfb accepts in QEMU 10.0: exactly the entries of qemu_drm_format_to_pixman's
+#: table (ui/qemu-pixman.c drm_format_pixman_map); any other fourcc maps to pixman format 0 and
+#: ramfb_create_display_surface refuses it (the guest keeps no display).
+RAMFB_FORMATS: dict[str, RamfbFormat] = {f.fourcc: f for f in (
+    RamfbFormat("RG24", "RGB888", 3, "BGR"),
+    RamfbFormat("AR24", "ARGB8888", 4, "BGRA"),
+    RamfbFormat("XR24", "XRGB8888", 4, "BGRX"),
+    RamfbFormat("XB24", "XBGR8888", 4, "RGBX"),
+    RamfbFormat("AB24", "ABGR8888", 4, "RGBA"),
+)}
+
+#: fourcc -> DRM format name, for the formats ramfb accepts
+DRM_FORMATS = {code: f.drm_name for code, f in RAMFB_FORMATS.items()}
 
 
 def fourcc_text(code: int) -> str:

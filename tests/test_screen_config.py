@@ -1,0 +1,181 @@
+"""screen.config: finding the ramfb config in real streams and QEMU's checks on it;
+screen.pixels and screen.compare on pixels made here."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from PIL import Image
+
+from paths import CAPTURES
+from vfio_ramfb_mig.codec.decode import decode
+from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
+from vfio_ramfb_mig.errors import RamfbConfigError, ScreenError, pointer
+from vfio_ramfb_mig.screen.compare import compare_images, side_by_side
+from vfio_ramfb_mig.screen.config import CFG_OFFSETS, RamfbConfig, choose_display, find_displays
+from vfio_ramfb_mig.screen.pixels import MISSING_COLOURS, framebuffer_image, mark_missing, missing_mask
+from vfio_ramfb_mig.wire.ramfb import RAMFB_FORMATS, fourcc_code
+
+BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
+
+
+def patched_cfg(data: bytes, offset: int, **values: int) -> bytes:
+    """The stream with some RAMFBCfg fields of the cfg at `offset` replaced (big-endian, as on the wire)."""
+    out = bytearray(data)
+    for key, value in values.items():
+        fmt = ">Q" if key == "addr" else ">I"
+        struct.pack_into(fmt, out, offset + CFG_OFFSETS[key], value)
+    return bytes(out)
+
+
+def booted_display():
+    data = BOOTED.read_bytes()
+    stream = decode(data, ram_runs=False)
+    return data, stream, choose_display(stream)
+
+
+def test_booted_capture_has_the_standalone_display() -> None:
+    data, stream, display = booted_display()
+    assert display.device == "ramfb-dev" and display.kind == "ramfb-dev"
+    cfg = display.cfg
+    # the offset points at the 28 big-endian bytes the values came from
+    assert struct.unpack_from(">QIIIII", data, display.offset) == (cfg.addr, cfg.fourcc, cfg.flags, cfg.width,
+                                                                    cfg.height, cfg.stride)
+    assert cfg.configured and cfg.format is RAMFB_FORMATS[cfg.fourcc_text]
+    cfg.check(display)
+    assert pointer(display.path).startswith(f"/records/{display.record}/fields/0/value/fields/0/value")
+
+
+def test_vfio_display_subsection_is_found() -> None:
+    built = build_device_stream(DeviceRequest(machine="pc-q35-8.2", ramfb=True))
+    stream = decode(built.data)
+    (display,) = find_displays(stream)
+    assert display.kind == "vfio" and display.device.endswith("/vfio")
+    assert "/subsections/0/" in pointer(display.path)
+    assert built.data[display.offset:display.offset + 28] == bytes(28)
+    with pytest.raises(ScreenError, match="all zero"):
+        display.cfg.check(display)
+
+
+@pytest.mark.parametrize("capture, words", [
+    ("qemu-10.0.2__pc-q35-8.1__ramfb.bin", "no ramfb state"),  # hw_compat_8_1: x-migrate=off
+    ("qemu-7.2.22__pc-q35-7.2__ramfb+booted.bin", "no ramfb state"),  # 7.2 has no ramfb-dev vmstate
+    ("qemu-10.0.2__pc-q35-8.2__plain.bin", "no ramfb state"),
+])
+def test_streams_without_ramfb_state(capture: str, words: str) -> None:
+    stream = decode(str(CAPTURES / capture), ram_runs=False)
+    with pytest.raises(ScreenError, match=words) as info:
+        choose_display(stream)
+    assert stream.configuration.machine in str(info.value)
+
+
+def test_unconfigured_display_is_all_zero() -> None:
+    stream = decode(str(CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin"), ram_runs=False)
+    display = choose_display(stream)
+    with pytest.raises(ScreenError, match="all zero: the guest firmware has not set a display mode"):
+        display.cfg.check(display)
+
+
+@pytest.mark.parametrize("values, field, words", [
+    ({"fourcc": fourcc_code("RG16")}, "fourcc", "0x36314752 (RG16) is not a format QEMU's ramfb accepts"),
+    ({"fourcc": fourcc_code("BX24")}, "fourcc", "(BX24) is not a format"),
+    ({"width": 15}, "width", "width 15 is outside what QEMU shows (16..16000)"),
+    ({"width": 16001}, "width", "width 16001 is outside"),
+    ({"height": 12001}, "height", "height 12001 is outside what QEMU shows (16..12000)"),
+    ({"stride": 4092}, "stride", "stride 4092 is shorter than a row of 1024 XR24 pixels (4096 bytes)"),
+    ({"stride": 4098}, "stride", "stride 4098 is not a multiple of 4"),
+    ({"fourcc": fourcc_code("RG24"), "width": 17, "stride": 0}, "stride", "rows of 51 bytes) is not a multiple of 4"),
+    ({"stride": 0xFFFFFFFC}, "stride", "spans 3294239917060 bytes, past 4 GiB"),
+    ({"addr": (1 << 64) - 4096}, "addr", "wraps past 2^64"),
+])
+def test_bad_configs_name_the_field_and_value(values: dict[str, int], field: str, words: str) -> None:
+    data, _, display = booted_display()
+    bad = decode(patched_cfg(data, display.offset, **values), ram_runs=False)
+    shown = choose_display(bad)
+    with pytest.raises(RamfbConfigError) as info:
+        shown.cfg.check(shown)
+    err = info.value
+    assert words in err.message
+    assert err.path[-1] == field and err.offset == display.offset + CFG_OFFSETS[field]
+    assert pointer(err.path).endswith(f"/value/{field}")
+
+
+def test_stride_zero_means_packed_rows() -> None:
+    cfg = RamfbConfig(0x1000, fourcc_code("RG24"), 0, 20, 16, 0)
+    cfg.check()
+    assert cfg.line_stride == 60 and cfg.size == 60 * 16
+
+
+def test_several_displays_need_a_choice() -> None:
+    vfio = decode(build_device_stream(DeviceRequest(machine="pc-q35-8.2", ramfb=True)).data)
+    booted = decode(BOOTED.read_bytes(), ram_runs=False)
+    both = type(booted)(booted.records[:-2] + vfio.sections + booted.records[-2:], booted.size)
+    # the booted ramfb-dev is the only configured one, so it is chosen
+    assert choose_display(both).device == "ramfb-dev"
+    assert choose_display(both, "*vfio").kind == "vfio"
+    assert choose_display(both, "0000:00:01.0/vfio").kind == "vfio"
+    with pytest.raises(ScreenError, match="no display 'virtio' in this stream; it has ramfb-dev, 0000:00:01.0/vfio"):
+        choose_display(both, "virtio")
+    two_zero = type(booted)(vfio.sections + decode(str(CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin"),
+                                                   ram_runs=False).sections, booted.size)
+    with pytest.raises(ScreenError, match="has 2 displays") as info:
+        choose_display(two_zero)
+    assert "--device" in info.value.hint
+
+
+# ---------------------------------------------------------------- pixels (bytes made here)
+
+PIXEL = (0x11, 0x22, 0x33)  # R, G, B
+
+
+@pytest.mark.parametrize("fourcc, pixel_bytes", [
+    # drm_fourcc.h: little-endian words, so the lowest byte is the last-named channel
+    ("XR24", bytes([0x33, 0x22, 0x11, 0x99])),
+    ("AR24", bytes([0x33, 0x22, 0x11, 0x00])),  # alpha 0 still shows the colour: screendump drops alpha
+    ("XB24", bytes([0x11, 0x22, 0x33, 0x99])),
+    ("AB24", bytes([0x11, 0x22, 0x33, 0x7f])),
+    ("RG24", bytes([0x33, 0x22, 0x11])),
+])
+def test_every_ramfb_format_with_a_wide_stride(fourcc: str, pixel_bytes: bytes) -> None:
+    width, height, pad = 16, 16, 12
+    row = pixel_bytes * width + b"\xee" * pad  # padding between rows is never shown
+    cfg = RamfbConfig(0, fourcc_code(fourcc), 0, width, height, len(row))
+    cfg.check()
+    data = row * (height - 1) + pixel_bytes * width  # the last row has no padding after it
+    assert len(data) == cfg.size
+    image = framebuffer_image(data, cfg)
+    assert image.mode == "RGB" and image.size == (width, height)
+    assert image.getcolors() == [(width * height, PIXEL)]
+
+
+def test_missing_pages_are_drawn_and_counted() -> None:
+    cfg = RamfbConfig(0, fourcc_code("XR24"), 0, 64, 32, 512)  # 256 bytes of pixels, 256 of padding per row
+    image = framebuffer_image(bytes(cfg.size), cfg)
+    # bytes 100..1124: row 0 from pixel 25 (bytes 100..103), row 1 whole, row 2 bytes 0..99 = pixels 0..24;
+    # bytes 5000..5300: row 9 (4608..) only in its padding, row 10 (5120..) bytes 0..179 = pixels 0..44
+    mask, count = missing_mask(cfg, [(100, 1024), (1124, 0), (5000, 300)])
+    assert count == 39 + 64 + 25 + 45
+    marked = mark_missing(image, mask)
+    assert marked.getpixel((24, 0)) == (0, 0, 0) and marked.getpixel((25, 0)) in MISSING_COLOURS
+    assert marked.getpixel((10, 1)) in MISSING_COLOURS
+    assert marked.getpixel((24, 2)) in MISSING_COLOURS and marked.getpixel((25, 2)) == (0, 0, 0)
+    assert all(marked.getpixel((x, 9)) == (0, 0, 0) for x in range(64))
+    assert marked.getpixel((44, 10)) in MISSING_COLOURS and marked.getpixel((45, 10)) == (0, 0, 0)
+    assert missing_mask(cfg, []) == (None, 0)
+
+
+def test_compare_counts_pixels_and_boxes_them() -> None:
+    a = Image.new("RGB", (40, 30), (0, 0, 0))
+    b = a.copy()
+    assert compare_images(a, b).same
+    b.putpixel((5, 7), (0, 0, 1))
+    b.putpixel((20, 9), (255, 0, 0))
+    diff = compare_images(a, b)
+    assert diff.pixels == 2 and diff.bbox == (5, 7, 21, 10)
+    assert "2 pixels, within 16x3 at (5, 7)" in diff.words()
+    picture = side_by_side(a, b, diff)
+    assert picture.width == 3 * 40 + 16
+    wider = Image.new("RGB", (50, 30))
+    diff = compare_images(a, wider)
+    assert diff.pixels == 10 * 30 and diff.bbox == (40, 0, 50, 30) and "sizes differ" in diff.words()
