@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from ... import __version__
+from ...version import __version__
 from ...model import MigrationStream, Section, VfioBody, walk_fields
 from ...screen.compare import ScreenDiff, side_by_side
 from ..tree import TreeNode, body_summary, info_nodes, record_node, section_node
