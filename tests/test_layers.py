@@ -27,7 +27,8 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (6, ("screen",)),
     # guest RAM (pages.py and ramextract.py are RAM knowledge until they move into ram/)
     (5, ("ram", "pages", "ramextract")),
-    (4, ("codec",)),
+    # ram.walk is the page-record walk the decoder runs for RAM sections: below codec, above source
+    (4, ("codec", "ram.walk")),
     # where bytes come from and go to: inputs, atomic output files
     (3, ("source", "outfile")),
     (2, ("vmstate",)),
