@@ -21,6 +21,7 @@ from vfio_ramfb_mig.compat import (
     resolve_machine,
     resolve_property,
 )
+from vfio_ramfb_mig.compat.machines import MachineName, machine_family, parse_machine_name, resolve_machine_for
 from vfio_ramfb_mig.errors import CompatError, VmigError
 
 VERSIONS = [
@@ -113,6 +114,48 @@ def test_unknown_machine_suggestions(given: str, first_suggestion: str) -> None:
 def test_unknown_machine_without_close_names() -> None:
     with pytest.raises(CompatError, match=r"^unknown machine type 'virt'; valid: "):
         resolve_machine("virt")
+
+
+# --- the one machine-name parser ---------------------------------------------------------
+
+@pytest.mark.parametrize(("given", "parsed"), [
+    ("pc-q35-8.1", MachineName("pc-q35", (8, 1))),
+    ("pc-i440fx-2.10", MachineName("pc-i440fx", (2, 10))),
+    ("pc-q35-4.0.1", MachineName("pc-q35", (4, 0, 1))),
+    ("q35-7.2", MachineName("pc-q35", (7, 2))),          # vmig's short spelling
+    ("pc-9.2", MachineName("pc-i440fx", (9, 2))),
+    ("pc", MachineName("pc-i440fx", None)),              # QEMU's aliases: the newest machine of that QEMU
+    ("q35", MachineName("pc-q35", None)),
+    ("pc-q35-11.0", MachineName("pc-q35", (11, 0))),     # a name; whether a QEMU has it is not the parser's
+    ("pc-q35-8", None), ("pc-q35-8.1.2.3", None), ("pc-q35-08.1", None), ("isapc", None), ("microvm", None),
+    ("pc-q35", None), ("", None),
+])
+def test_parse_machine_name(given: str, parsed: MachineName | None) -> None:
+    assert parse_machine_name(given) == parsed
+    assert machine_family(given) == (parsed.family if parsed else None)
+
+
+@pytest.mark.parametrize(("given", "qemu", "canonical"), [
+    ("q35", (7, 2), "pc-q35-7.2"),             # the alias names that QEMU's newest
+    ("pc", (9, 1, 3), "pc-i440fx-9.1"),
+    ("pc-q35-7.2", (7, 2), "pc-q35-7.2"),
+    ("q35-5.0", (7, 2), "pc-q35-5.0"),
+    ("pc-q35-9.0", None, "pc-q35-9.0"),        # version unknown: taken as written
+    ("q35", (10, 0), "pc-q35-10.0"),           # QEMU 10.0: the machine list of resolve_machine
+])
+def test_resolve_machine_for_a_qemu_version(given: str, qemu: tuple[int, ...] | None, canonical: str) -> None:
+    assert resolve_machine_for(given, qemu).name == canonical
+
+
+@pytest.mark.parametrize(("given", "qemu", "message"), [
+    ("pc-q35-8.2", (7, 2), "^QEMU 7.2 has no machine type 'pc-q35-8.2'; its newest is pc-q35-7.2$"),
+    ("q35", None, "^machine alias 'q35' needs the QEMU version"),
+    ("virt-8.2", (8, 2), "^unknown machine type 'virt-8.2'; vmig judges"),
+    ("pc-q35-2.3", (10, 0), "^unknown machine type 'pc-q35-2.3'; close: "),  # 10.0 no longer has 2.3
+])
+def test_resolve_machine_for_refuses(given: str, qemu: tuple[int, ...] | None, message: str) -> None:
+    with pytest.raises(CompatError, match=message):
+        resolve_machine_for(given, qemu)
 
 
 # --- compat arrays and their stacking --------------------------------------------------------

@@ -1,9 +1,11 @@
 """x86 machine types of QEMU 10.0 as data: names, aliases, versions, deprecation.
 
 Every versioned ``pc-i440fx-X.Y`` and ``pc-q35-X.Y`` machine that QEMU 10.0 registers
-is one `MachineType` value in `MACHINES`. `resolve_machine` turns a user-given name
-(canonical, QEMU alias, or vmig's short spelling) into one of them, or raises
-`CompatError` listing the closest valid names.
+is one `MachineType` value in `MACHINES`. `parse_machine_name` is vmig's one reader of
+machine names (canonical, QEMU alias, or vmig's short spelling); on top of it
+`resolve_machine` turns a user-given name into one of `MACHINES`, or raises `CompatError`
+listing the closest valid names, and `resolve_machine_for` does the same for a destination
+of any QEMU version.
 
 Imports only `vfio_ramfb_mig.errors`.
 
@@ -66,7 +68,62 @@ DEFAULT_FAMILY: Family = "pc-i440fx"
 
 # vmig-only short spellings (QEMU rejects them): "pc-8.1" for pc-i440fx-8.1, "q35-8.1" for pc-q35-8.1.
 _SHORT_SPELLINGS: dict[str, Family] = {"pc": "pc-i440fx", "q35": "pc-q35"}
-_VERSIONED_NAME = re.compile(r"^(?P<prefix>pc-i440fx|pc-q35|pc|q35)-(?P<version>\d+(?:\.\d+){1,2})$")
+
+
+# ---------------------------------------------------------------- the one machine-name parser
+
+
+@dataclass(frozen=True, slots=True)
+class MachineName:
+    """A machine name taken apart, without asking whether any QEMU registers it.
+
+    ``pc-q35-8.1`` and ``q35-8.1`` are ``MachineName("pc-q35", (8, 1))``; an alias (``pc``,
+    ``q35``) has ``version`` None: it names the newest machine of whichever QEMU is asked.
+    """
+
+    family: Family
+    version: MachineVersion | None
+
+    @property
+    def is_alias(self) -> bool:
+        return self.version is None
+
+
+def _name_pattern() -> re.Pattern[str]:
+    # longest prefix first, so "pc-q35-8.1" is not read as the short "pc" with version "q35-8.1";
+    # QEMU writes version parts without leading zeros (DEFINE_*_MACHINE builds "%d.%d")
+    prefixes = sorted({*FAMILIES, *_SHORT_SPELLINGS}, key=len, reverse=True)
+    part = r"(?:0|[1-9]\d*)"
+    return re.compile(rf"^(?P<prefix>{'|'.join(map(re.escape, prefixes))})-(?P<version>{part}(?:\.{part}){{1,2}})$")
+
+
+_VERSIONED_NAME = _name_pattern()
+_ALIAS_FAMILY: dict[str, Family] = {alias: family for family, alias in FAMILY_ALIASES.items()}
+
+
+def parse_machine_name(name: str) -> MachineName | None:
+    """Read a machine name: canonical (``pc-q35-8.1``, ``pc-q35-4.0.1``), vmig's short form
+    (``q35-8.1``, ``pc-8.1``) or QEMU's alias (``pc``, ``q35``); None for anything else.
+
+    This is the only place vmig takes machine names apart; what a given QEMU registers is
+    `resolve_machine`'s (QEMU 10.0, with deprecation and compat data) and
+    `resolve_machine_for`'s (any QEMU version) business.
+    """
+    wanted = name.strip()
+    if wanted in _ALIAS_FAMILY:
+        return MachineName(_ALIAS_FAMILY[wanted], None)
+    match = _VERSIONED_NAME.match(wanted)
+    if match is None:
+        return None
+    prefix = match["prefix"]
+    family = _SHORT_SPELLINGS.get(prefix, prefix)
+    return MachineName(family, tuple(int(part) for part in match["version"].split(".")))  # type: ignore[arg-type]
+
+
+def machine_family(name: str) -> Family | None:
+    """The family of a machine name (``pc`` -> ``pc-i440fx``), None when it is no machine vmig reads."""
+    parsed = parse_machine_name(name)
+    return parsed.family if parsed else None
 
 
 def _is_expired(version: MachineVersion, cutoff: int) -> bool:
@@ -156,18 +213,8 @@ def machine_names() -> tuple[str, ...]:
     return tuple(_BY_NAME)
 
 
-def _canonical_spelling(name: str) -> str:
-    """Map vmig's short spellings to canonical ones (``q35-8.1`` -> ``pc-q35-8.1``); else unchanged."""
-    if name in FAMILY_ALIASES.values():
-        return LATEST[_SHORT_SPELLINGS[name]].name
-    match = _VERSIONED_NAME.match(name)
-    if match and match["prefix"] in _SHORT_SPELLINGS:
-        return f"{_SHORT_SPELLINGS[match['prefix']]}-{match['version']}"
-    return name
-
-
 def resolve_machine(name: str | MachineType) -> MachineType:
-    """Return the machine type a name denotes.
+    """Return the QEMU 10.0 machine type a name denotes.
 
     Accepted spellings: canonical names (``pc-i440fx-8.1``, ``pc-q35-4.0.1``), QEMU's aliases
     ``pc`` and ``q35`` (the 10.0 machines), and vmig's short forms ``pc-M.m`` (=
@@ -181,7 +228,10 @@ def resolve_machine(name: str | MachineType) -> MachineType:
     if isinstance(name, MachineType):
         return name
     wanted = name.strip()
-    canonical = _canonical_spelling(wanted)
+    parsed = parse_machine_name(wanted)
+    if parsed is not None and parsed.version is None:
+        return LATEST[parsed.family]
+    canonical = MachineType(parsed.family, parsed.version).name if parsed is not None else wanted
     machine = _BY_NAME.get(canonical)
     if machine is not None:
         return machine
@@ -192,3 +242,32 @@ def resolve_machine(name: str | MachineType) -> MachineType:
         hint="QEMU 10.0 has pc-i440fx-2.4 ... 10.0 and pc-q35-2.4 ... 10.0 (plus pc-q35-4.0.1); "
              "aliases: pc, q35, pc-M.m, q35-M.m",
     )
+
+
+def resolve_machine_for(name: str, qemu: tuple[int, ...] | None) -> MachineType:
+    """The machine a name denotes on QEMU `qemu` (None: version unknown).
+
+    On QEMU 10.0 this is `resolve_machine`. On other versions vmig has no machine list: a
+    versioned name is taken as it is unless it is newer than that QEMU, and an alias names
+    that QEMU's newest machine of the family (so it needs the version).
+
+    Raises:
+        CompatError: not a machine name vmig reads, an alias without a version, or a machine
+            newer than `qemu`.
+    """
+    wanted = name.strip()
+    if qemu is not None and tuple(qemu[:2]) == QEMU_VERSION:
+        return resolve_machine(wanted)
+    parsed = parse_machine_name(wanted)
+    if parsed is None:
+        raise CompatError(f"unknown machine type {wanted!r}; vmig judges pc-i440fx-X.Y and pc-q35-X.Y machines",
+                          hint="e.g. --target pc-q35-8.1")
+    if parsed.version is None:
+        if qemu is None:
+            raise CompatError(f"machine alias {wanted!r} needs the QEMU version (--qemu)")
+        return MachineType(parsed.family, (qemu[0], qemu[1]))
+    machine = MachineType(parsed.family, parsed.version)
+    if qemu is not None and machine.compat_version > tuple(qemu[:2]):
+        raise CompatError(f"QEMU {'.'.join(map(str, qemu))} has no machine type {machine.name!r}; its newest is "
+                          f"{parsed.family}-{qemu[0]}.{qemu[1]}")
+    return machine

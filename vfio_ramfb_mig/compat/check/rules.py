@@ -1,0 +1,85 @@
+"""The rules QEMU's loader applies, as data: one `Rule` per check, in QEMU's order, each citing
+where QEMU makes it (style.md section 6).
+
+Imports: compat.check.{findings, config_rules, section_rules}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .config_rules import (
+    rule_capability_mismatch,
+    rule_capability_unknown,
+    rule_configuration_missing,
+    rule_machine_type,
+    rule_target_page_bits,
+    rule_uuid,
+)
+from .findings import Rule
+from .section_rules import (
+    rule_command_unknown,
+    rule_opaque_sections,
+    rule_ram_size,
+    rule_section_footer,
+    rule_section_minimum_version,
+    rule_section_version,
+    rule_subsections,
+    rule_unknown_section,
+    rule_vmdesc,
+)
+
+_SAVEVM = "migration/savevm.c"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("configuration-missing", "the configuration record must follow the header",
+         f"{_SAVEVM} qemu_loadvm_state_header (\"Configuration section missing\")", rule_configuration_missing),
+    Rule("capability-unknown", "every capability in configuration/capabilities must exist at the destination",
+         f"{_SAVEVM} get_capability (\"Received unknown capability %s\"), then migration/vmstate.c "
+         f"vmstate_load_state (\"Failed to load %s:%s\")", rule_capability_unknown),
+    Rule("machine-type", "the machine type must match (strncmp over the received length)",
+         f"{_SAVEVM} configuration_post_load (\"Machine type received is '%.*s' and local is '%s'\")",
+         rule_machine_type),
+    Rule("target-page-bits", "TARGET_PAGE_BITS must match",
+         f"{_SAVEVM} configuration_post_load (\"Received TARGET_PAGE_BITS is %d but local is %d\")",
+         rule_target_page_bits),
+    Rule("capability-mismatch", "validated capabilities (x-ignore-shared, mapped-ram) must be set alike",
+         f"{_SAVEVM} configuration_validate_capabilities (\"Capability %s is %s, but received capability is %s\")",
+         rule_capability_mismatch),
+    Rule("uuid", "configuration/uuid must equal the destination's -uuid",
+         f"{_SAVEVM} vmstate_uuid_post_load (\"UUID received is %s and local is %s\")", rule_uuid),
+    Rule("unknown-section", "every section needs a savevm entry with its idstr and instance at the destination",
+         f"{_SAVEVM} qemu_loadvm_section_start_full, find_se (\"Unknown savevm section or instance '%s' %u. ...\")",
+         rule_unknown_section),
+    Rule("section-version-too-new", "a section's version must not exceed the destination entry's version",
+         f"{_SAVEVM} qemu_loadvm_section_start_full (\"savevm: unsupported version %d for '%s' v%d\")",
+         rule_section_version),
+    Rule("section-version-too-old", "a section's version must not be below the vmsd's minimum_version_id",
+         "migration/vmstate.c vmstate_load_state (\"%s: incoming version_id %d is too old for local minimum "
+         "version_id  %d\")", rule_section_minimum_version),
+    Rule("command-unknown", "every COMMAND must exist at the destination (SWITCHOVER_START only from 10.0)",
+         f"{_SAVEVM} loadvm_process_command (\"MIG_CMD 0x%x unknown (len 0x%x)\")", rule_command_unknown),
+    Rule("ram-size", "each RAM block's length must match the destination's (-m for pc.ram)",
+         "migration/ram.c parse_ramblock -> system/physmem.c qemu_ram_resize (\"Size mismatch: %s: 0x%x != 0x%x\")",
+         rule_ram_size),
+    Rule("unknown-subsection", "every subsection must be listed in the destination vmsd's subsections "
+         "(and its version within range)",
+         "migration/vmstate.c vmstate_subsection_load (-ENOENT, no message of its own) and vmstate_load_state; "
+         "hw/vfio/migration.c vfio_load_device_config_state (\"%s: Failed to load device config space\")",
+         rule_subsections),
+    Rule("section-footer", "sections end in a footer exactly when the destination's send-section-footer is on",
+         f"{_SAVEVM} check_section_footer (\"Missing section footer for %s\"); qemu_loadvm_state_main "
+         f"(\"Unknown savevm section type %d\" for the 0x7e of an unexpected footer)", rule_section_footer),
+    Rule("opaque-section", "sections vmig could not decode are checked by header only", "vmig", rule_opaque_sections),
+    Rule("vmdesc", "QEMU expects a vmdesc after EOF unless its suppress-vmdesc is on",
+         f"{_SAVEVM} qemu_loadvm_state (\"Expected vmdescription section, but got %d\")", rule_vmdesc),
+)
+
+
+RULES_BY_ID: Mapping[str, Rule] = {r.rule_id: r for r in RULES}
+
+
+#: configuration checks run in this order inside the configuration record (get_capability, then post_load)
+CONFIG_ORDER = ("configuration-missing", "capability-unknown", "machine-type", "target-page-bits",
+                 "capability-mismatch", "uuid")
