@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...text import printable
 from ...model import Subsection
+from ...text import printable
 from .findings import Context, Finding, Rule, report
 from .stream_facts import configuration_record, records, stream_capabilities
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ...text import printable
 from ...model import Command, Field, OpaqueBody, Section, StructValue, Subsection, VfioBody, VmstateBody
+from ...text import printable
 from .destination import Entry, VmsdKnowledge
 from .findings import EINVAL, ENOENT, Context, Finding, Rule, loading_error, report, section_path
 from .qemu_facts import has_fact
