@@ -623,8 +623,13 @@ class LoadResult:
 def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
          devices: Sequence[str] = (), globals_: Sequence[str] = (),
          capabilities: Sequence[str | tuple[str, bool]] = (), timeout: float = 30,
-         memory: str = "16M", extra_args: Sequence[str] = ()) -> LoadResult:
+         memory: str = "16M", extra_args: Sequence[str] = (),
+         screendump: str | os.PathLike[str] | None = None) -> LoadResult:
     """Feed ``stream_path`` to QEMU as an incoming migration; report its verdict.
+
+    With ``screendump`` QEMU starts paused (``-S``: the guest does not run after the
+    load, so its screen is the stream's) and, once the load completed, QMP
+    ``screendump`` writes the first console's picture there as PNG.
 
     ``accepted`` is True only when QEMU's ``query-migrate`` says ``completed``.
     QEMU exits on a failed incoming migration; its stderr (e.g. ``Unknown
@@ -642,7 +647,8 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
         os.symlink(src, os.path.join(tdir, "stream.bin"))
         uri = "file:stream.bin" if qemu.has_file_uri else "exec:cat stream.bin"
         argv = _vm_args(qemu, machine, memory, globals_, devices, extra_args,
-                        ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, "-qmp", "stdio"])
+                        ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, "-qmp", "stdio",
+                         *(["-S"] if screendump is not None else [])])
         deadline = time.monotonic() + timeout
         qp = _QmpProcess(argv, cwd=tdir, timeout=timeout)
         try:
@@ -683,6 +689,8 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
                 if status not in _FINAL_STATES:
                     status = "failed" if rc else "exited"
             else:
+                if screendump is not None and status == "completed":
+                    qp.cmd("screendump", {"filename": str(Path(screendump).absolute()), "format": "png"}, deadline)
                 rc = qp.quit(wait=10)
             return LoadResult(accepted=(status == "completed"), status=status, stderr=qp.stderr_text(),
                               argv=argv, returncode=rc, qemu_exited=exited, query_migrate=mig,

@@ -12,7 +12,7 @@ page (the ram package: every pass, XBZRLE, mapped-ram, multifd, zero pages), and
 convert them (pixels.py). Pages the stream does not hold are drawn as missing
 and counted.
 
-Imports: errors, model, screen.config/pixels/compare, PIL; the ram package for guest RAM.
+Imports: errors, model, source, codec (decode), ram (guest-physical reads), screen.config/pixels, PIL.
 References: hw/display/ramfb.c, ui/ui-qmp-cmds.c (qmp_screendump).
 """
 
@@ -20,9 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image
 
+from ..errors import RamfbConfigError, ScreenError
+from ..model import MigrationStream
+from ..source import Source
 from .config import Display, RamfbConfig, choose_display, find_displays
 from .pixels import framebuffer_image, mark_missing, missing_mask
 
@@ -41,6 +45,8 @@ class Screen:
     #: guest-physical (address, length) ranges of the framebuffer that no page of the stream holds
     missing: tuple[tuple[int, int], ...] = ()
     missing_pixels: int = 0
+    #: why pages may be missing: the decode error that cut the stream short, if any
+    cut: str | None = None
 
     @property
     def cfg(self) -> RamfbConfig:
@@ -51,7 +57,8 @@ class Screen:
             return ""
         total = sum(length for _, length in self.missing)
         return (f"{self.missing_pixels:,} pixels drawn as missing: the stream holds no page for {total:,} bytes "
-                f"of the framebuffer ({len(self.missing)} range(s) from {self.missing[0][0]:#x})")
+                f"of the framebuffer ({len(self.missing)} range(s) from {self.missing[0][0]:#x})"
+                + (f"; the stream is cut short: {self.cut}" if self.cut else ""))
 
 
 def draw(display: Display, read: GuestRead) -> Screen:
@@ -64,4 +71,67 @@ def draw(display: Display, read: GuestRead) -> Screen:
     return Screen(display, mark_missing(image, mask), tuple(missing), count)
 
 
-__all__ = ["Display", "GuestRead", "RamfbConfig", "Screen", "choose_display", "draw", "find_displays"]
+def _check_in_ram(display: Display, regions: Sequence[Any]) -> None:
+    """The whole framebuffer must lie in one stretch of guest RAM: QEMU maps it in one piece
+    (cpu_physical_memory_map) and shows nothing when it cannot."""
+    cfg = display.cfg
+    ram = sum(r.length for r in regions)
+    if cfg.size > ram:
+        key = "stride" if cfg.stride else "height"
+        raise RamfbConfigError(f"ramfb cfg {key} {getattr(cfg, key)}: a framebuffer of {cfg.size:,} bytes is "
+                               f"larger than the guest's RAM ({ram:,} bytes)",
+                               offset=display.field_offset(key), path=(*display.path, key))
+    where = ", ".join(f"{r.start:#x}-{r.end - 1:#x} ({r.block})" for r in regions)
+    for region in regions:
+        if region.start <= cfg.addr < region.end:
+            if cfg.addr + cfg.size <= region.end:
+                return
+            raise ScreenError(f"the framebuffer at {cfg.addr:#x} ({cfg.size:,} bytes) runs past the end of guest "
+                              f"RAM at {region.end:#x}: QEMU cannot map it and shows no screen; guest RAM is {where}",
+                              offset=display.field_offset("addr"), path=(*display.path, "addr"))
+    raise ScreenError(f"ramfb cfg addr {cfg.addr:#x} is outside guest RAM ({where}): QEMU shows no screen",
+                      offset=display.field_offset("addr"), path=(*display.path, "addr"))
+
+
+def screen_of(stream: MigrationStream, source: Source, device: str | None = None) -> Screen:
+    """The screen of a decoded stream; `source` is the input it was decoded from."""
+    from .. import ram  # guest RAM: the ram package's final page state and memory maps
+
+    display = choose_display(stream, device)
+    display.cfg.check(display)
+    with ram.open_guest_memory(stream, source) as memory:
+        _check_in_ram(display, memory.map.regions)
+        screen = draw(display, memory.read)
+    if stream.error and screen.missing:
+        screen = Screen(screen.display, screen.image, screen.missing, screen.missing_pixels, stream.error)
+    return screen
+
+
+def screenshot(stream: str | Source | bytes, *, device: str | None = None) -> Screen:
+    """The guest's screen as a stream leaves it: a path ('-' for stdin), a Source or the bytes.
+
+    `device` picks a display when the stream has several (its idstr, a glob or a substring).
+    Raises ScreenError when there is no screen to draw (no ramfb state: QEMU 7.2, machine types up
+    to 8.1; a config still all zero; a framebuffer outside guest RAM) and RamfbConfigError for a
+    config QEMU would refuse or that cannot be a framebuffer. A stream cut short is drawn from the
+    pages it has, the others marked missing (`Screen.missing`)."""
+    from ..codec.decode import decode
+
+    if isinstance(stream, (bytes, bytearray, memoryview)):
+        src = Source.from_bytes(bytes(stream))
+    elif isinstance(stream, str):
+        with Source.open(stream) as opened:
+            return screenshot(opened, device=device)
+    else:
+        src = stream
+    decoded = decode(Source(src.buf, src.name), ram_runs=False, partial=True)
+    try:
+        return screen_of(decoded, src, device)
+    except ScreenError as err:
+        if decoded.error and not find_displays(decoded):
+            err.message += f"; the stream is cut short ({decoded.error}), before its device state"
+        raise
+
+
+__all__ = ["Display", "GuestRead", "RamfbConfig", "Screen", "choose_display", "draw", "find_displays", "screen_of",
+           "screenshot"]

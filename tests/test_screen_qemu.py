@@ -1,0 +1,167 @@
+"""vmig screenshot against real QEMU: the picture equals QEMU's own screendump of a destination
+that loaded the same stream (paused, so the guest does not draw after the load).
+
+The streams: every booted ramfb capture QEMU 10.0 wrote (SeaBIOS, x86), and the same
+capture with its ramfb config changed to every pixel format QEMU's ramfb accepts,
+strides wider than a row, an address inside a page, and a smaller mode. QEMU's
+post_load builds the display surface from the loaded config and RAM, so its
+screendump is the reference for each format.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops
+
+from paths import CAPTURES
+from vfio_ramfb_mig.codec.decode import decode
+from vfio_ramfb_mig.qemu import QemuBinary, load
+from vfio_ramfb_mig.screen import screenshot
+from vfio_ramfb_mig.screen.config import CFG_OFFSETS, choose_display
+from vfio_ramfb_mig.wire.ramfb import RAMFB_FORMATS, fourcc_code
+
+pytestmark = pytest.mark.qemu
+
+
+def _meta(capture: Path) -> dict:
+    return json.loads(capture.with_name(capture.name.removesuffix(".bin") + ".meta.json").read_text())
+
+
+BOOTED_10 = sorted(c for c in CAPTURES.glob("*ramfb+booted*.bin") if _meta(c)["qemu"]["version"].startswith("10.0"))
+
+
+def qemu_screendump(qemu: QemuBinary, stream: Path, meta: dict, out: Path) -> Image.Image:
+    result = load(qemu, stream, meta["machine"], devices=meta["devices"], globals_=meta.get("globals", []),
+                  memory=meta["memory"], screendump=out)
+    assert result.accepted, result.stderr
+    return Image.open(out).convert("RGB")
+
+
+def assert_same_picture(ours: Image.Image, qemus: Image.Image) -> None:
+    assert ours.size == qemus.size
+    box = ImageChops.difference(ours, qemus).getbbox()
+    assert box is None, f"pixels differ within {box}"
+
+
+def test_bundled_captures_are_there() -> None:
+    assert BOOTED_10, "no booted ramfb capture of QEMU 10.0 in fixtures/captures"
+
+
+@pytest.mark.parametrize("capture", BOOTED_10, ids=lambda p: p.stem)
+def test_screenshot_equals_qemu_screendump(capture: Path, qemu10: QemuBinary, tmp_path: Path) -> None:
+    ours = screenshot(str(capture))
+    assert not ours.missing
+    qemus = qemu_screendump(qemu10, capture, _meta(capture), tmp_path / "dump.png")
+    assert_same_picture(ours.image, qemus)
+    # a booted guest's screen is not one colour (the firmware wrote text on it)
+    assert len(ours.image.getcolors(1 << 24)) > 1
+
+
+def _with_cfg(data: bytes, offset: int, **values: int) -> bytes:
+    out = bytearray(data)
+    for key, value in values.items():
+        struct.pack_into(">Q" if key == "addr" else ">I", out, offset + CFG_OFFSETS[key], value)
+    return bytes(out)
+
+
+VARIANTS = {
+    # every format qemu_drm_format_to_pixman knows, over the same guest RAM
+    **{f"{code}": {"fourcc": fourcc_code(code)} for code in RAMFB_FORMATS},
+    "RG24-packed-rows": {"fourcc": fourcc_code("RG24"), "stride": 0},
+    "XR24-stride-wider-than-a-row": {"width": 1000, "height": 700, "stride": 4096},
+    "AB24-odd-stride": {"fourcc": fourcc_code("AB24"), "width": 640, "height": 480, "stride": 2600},
+    "XR24-address-inside-a-page": {"addr": 0xC00000 + 0x124, "width": 800, "height": 600, "stride": 3300},
+    "RG24-stride-0-small": {"fourcc": fourcc_code("RG24"), "width": 320, "height": 200, "stride": 0},
+}
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_every_format_and_stride_equals_qemu(variant: str, qemu10: QemuBinary, tmp_path: Path) -> None:
+    capture = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
+    data = capture.read_bytes()
+    display = choose_display(decode(data, ram_runs=False))
+    stream = tmp_path / "variant.bin"
+    stream.write_bytes(_with_cfg(data, display.offset, **VARIANTS[variant]))
+    ours = screenshot(str(stream))
+    assert ours.cfg.fourcc_text == (variant.split("-")[0])
+    qemus = qemu_screendump(qemu10, stream, _meta(capture), tmp_path / "dump.png")
+    assert_same_picture(ours.image, qemus)
+
+
+def test_pages_the_stream_lacks_are_drawn_missing(qemu10: QemuBinary, tmp_path: Path) -> None:
+    """The booted capture without the page records of part of the framebuffer (rebuilt by vmig's
+    encoder, loaded by QEMU, which leaves those pages zero): vmig draws exactly the pixels in the
+    missing pages as missing and every other pixel as QEMU shows it."""
+    from dataclasses import replace
+
+    from vfio_ramfb_mig.codec.encode import encode_bytes
+    from vfio_ramfb_mig.model import RamBody, RamPages, Section
+    from vfio_ramfb_mig.screen.pixels import MISSING_COLOURS
+    from vfio_ramfb_mig.source import Source
+
+    capture = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
+    src = Source.open(str(capture))
+    stream = decode(src)
+    cfg = choose_display(stream).cfg
+    # drop every run of pc.ram records that touches the framebuffer's middle third
+    lo, hi = cfg.addr + cfg.size // 3, cfg.addr + 2 * cfg.size // 3
+    dropped: list[tuple[int, int]] = []
+    name_next = False  # a run that continued a dropped named run must name its block itself
+
+    def kept(items: tuple) -> tuple:
+        nonlocal name_next
+        out = []
+        for item in items:
+            if isinstance(item, RamPages):
+                end = item.offset + item.count * 4096
+                if item.block == "pc.ram" and item.offset < hi and end > lo:
+                    dropped.append((item.offset, end))
+                    name_next = name_next or item.named
+                    continue
+                if name_next and not item.named:
+                    item = replace(item, named=True)
+                name_next = False
+            out.append(item)
+        return tuple(out)
+
+    records = []
+    for record in stream.records:
+        if isinstance(record, Section) and isinstance(record.body, RamBody):
+            record = replace(record, body=replace(record.body, items=kept(record.body.items)))
+        records.append(record)
+    assert dropped
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(encode_bytes(replace(stream, records=tuple(records)), src))
+    src.close()
+    ours = screenshot(str(cut))
+    assert ours.missing and ours.missing_pixels
+    qemus = qemu_screendump(qemu10, cut, _meta(capture), tmp_path / "dump.png")
+    assert ours.image.size == qemus.size
+    # the missing pixels: those whose bytes lie in a dropped page
+    stride, bpp = cfg.line_stride, 4
+    marked = 0
+    for y in range(cfg.height):
+        for x in range(cfg.width):
+            addr = cfg.addr + y * stride + x * bpp
+            gone = any(a <= addr < b for a, b in dropped)
+            if gone:
+                marked += 1
+                assert ours.image.getpixel((x, y)) in MISSING_COLOURS
+                assert qemus.getpixel((x, y)) == (0, 0, 0)  # QEMU's RAM there stayed zero
+            elif ours.image.getpixel((x, y)) != qemus.getpixel((x, y)):
+                raise AssertionError(f"pixel {(x, y)} differs outside the missing pages")
+    assert marked == ours.missing_pixels
+    # the missing ranges are the dropped pages, clipped to the framebuffer
+    fb_end = cfg.addr + cfg.size
+    expected = sorted((max(a, cfg.addr), min(b, fb_end)) for a, b in dropped if a < fb_end and b > cfg.addr)
+    merged: list[list[int]] = []
+    for a, b in expected:
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    assert [(a, b - a) for a, b in merged] == list(ours.missing)
