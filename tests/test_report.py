@@ -116,3 +116,47 @@ def test_limits_are_said(tmp_path: Path, browser, monkeypatch: pytest.MonkeyPatc
         assert "first 64 of" in p.text_content(".panel.active .detail")
     finally:
         page.close()
+
+
+def test_report_of_two_streams_with_screens_ram_and_diff(tmp_path: Path, browser) -> None:  # noqa: F811
+    import struct
+
+    from vfio_ramfb_mig.render.report.collect import build_report
+    from vfio_ramfb_mig.screen.config import CFG_OFFSETS
+
+    data = bytearray(BOOTED.read_bytes())
+    display = choose_display(decode(bytes(data), ram_runs=False))
+    struct.pack_into(">I", data, display.offset + CFG_OFFSETS["width"], 800)
+    other = tmp_path / "other.bin"
+    other.write_bytes(bytes(data))
+    path = tmp_path / "report.html"
+    path.write_text(build_report(str(BOOTED), str(other)), encoding="utf-8")
+    page = Page(browser, path)
+    try:
+        p = page.page
+        assert not page.errors and page.requests == [p.url]
+        # the diff is shown first: the cfg change, and the screens compared
+        assert p.get_attribute(".panel.active", "id") == "panel-diff"
+        assert "1 change(s)" in p.text_content(".panel.active .diff-verdict")
+        assert "sizes differ: 1024x768 → 800x768" in p.text_content(".panel.active .screen-diff")
+        row = p.locator(".panel.active .changes tr", has_text="ramfb-dev/state/cfg/width")
+        assert "1024 → 800" in row.text_content()
+        # its offset in A leads to the line holding it, with its bytes selected
+        row.locator("a", has_text="A ").click()
+        assert p.get_attribute(".panel.active", "id") == "panel-a"
+        start, selected = page.selected_bytes()
+        assert start == display.offset and selected == bytes(BOOTED.read_bytes()[start:start + 28])
+        # A's screen as a picture of its own size, and the RAM map of every block
+        size = p.eval_on_selector(".panel.active img.screen-image", "i => [i.naturalWidth, i.naturalHeight]")
+        assert size == [1024, 768]
+        blocks = p.eval_on_selector_all(".panel.active .ram-cells",
+                                        "cs => cs.map(c => [c.dataset.block, c.children.length])")
+        assert dict(blocks)["pc.ram"] == 1024 and dict(blocks)["pc.bios"] == 64
+        ram_text = p.text_content(".panel.active .ram")
+        assert "pc.ram 4,096 pages; 3,948 zero, sent once, 148 content, sent once; one cell is 4 pages" in ram_text
+        # B's screen is 800 wide
+        p.locator("button[data-tab=b]").click()
+        size = p.eval_on_selector(".panel.active img.screen-image", "i => [i.naturalWidth, i.naturalHeight]")
+        assert size == [800, 768]
+    finally:
+        page.close()

@@ -110,6 +110,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("vfio_ramfb_mig.cli.profilecmd:profile_cmd",
                 "Describe a destination by running it: vmig profile -o dest.json -- qemu-system-aarch64 -M virt-8.2 ..."),
     "ram": ("vfio_ramfb_mig.cli.ramcmd:ram_group", "Work with the guest RAM a migration stream carries."),
+    "report": ("vfio_ramfb_mig.cli.screencmd:report_cmd",
+               "Write one self-contained HTML page about STREAM (and its differences with B)."),
+    "screenshot": ("vfio_ramfb_mig.cli.screencmd:screenshot_cmd",
+                   "Draw the guest's screen from the ramfb state and guest RAM a migration stream carries."),
 }
 
 

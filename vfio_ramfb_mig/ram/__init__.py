@@ -7,6 +7,8 @@ Modules:
 * `state`  the final page state: for each block and page, the record that last wrote it
            and what it holds (PAGE at an input offset, ZERO with its fill byte, XBZRLE
            applied, mapped-ram from the bitmap, or not sent).
+* `blockmap` a block as a row of cells (sent once, zero, sent more than once, missing) for
+           `vmig report`; `BlockPages.resent` says which pages more than one record wrote.
 * `guest`  guest-physical memory maps (x86 q35/i440fx split below/above 4 GiB, aarch64
            virt at 1 GiB) and reads through them.
 
@@ -46,6 +48,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 _LAZY: dict[str, tuple[str, str]] = {
+    "BlockMap": (".blockmap", "BlockMap"),
+    "block_map": (".blockmap", "block_map"),
+    "block_maps": (".blockmap", "block_maps"),
     "GuestMemory": (".guest", "GuestMemory"),
     "MemoryMap": (".guest", "MemoryMap"),
     "memory_map": (".guest", "memory_map"),
@@ -59,6 +64,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:
+    from .blockmap import BlockMap, block_map, block_maps
     from .guest import GuestMemory, MemoryMap, memory_map, open_guest_memory
     from .state import BlockPages, PageState
     from .walk import RamWalk, records

@@ -182,6 +182,24 @@ class BlockPages:
         self.records = {"page": 0, "zero": 0, "xbzrle": 0}
         #: input offset of the first record applied (None: none)
         self.first_record: int | None = None
+        #: one byte per page, 1 where a record wrote a page some record had written before (an
+        #: iterative stream sends a page again in every round it was dirty); None while none was
+        self.resent: bytearray | None = None
+
+    def mark_resent(self, first: int, before: array) -> None:
+        """Note the pages from `first` whose table values were `before` (the run about to replace
+        them) that some record had already set."""
+        if before.count(NOT_SENT) == len(before):
+            return
+        if self.resent is None:
+            self.resent = bytearray(self.pages)
+        for i, v in enumerate(before):
+            if v != NOT_SENT:
+                self.resent[first + i] = 1
+
+    def resent_pages(self) -> int:
+        """Pages more than one record wrote."""
+        return 0 if self.resent is None else self.pages - self.resent.count(0)
 
     @property
     def mapped(self) -> bool:
@@ -363,6 +381,7 @@ class PageState:
         if pages.first_record is None:
             pages.first_record = record
         pages.records[run.kind] += count
+        pages.mark_resent(first, table[first:first + count])
         if run.kind == "xbzrle":
             self._xbzrle(pages, table, first, run)
             return

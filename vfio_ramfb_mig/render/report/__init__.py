@@ -19,7 +19,7 @@ most RECORD_BYTES bytes of each record and TOTAL_BYTES in all, the diff at most
 MAX_CHANGES changes, a RAM map at most MAP_CELLS cells per block, the screen at
 most SCREEN_WIDTH pixels across; whatever is cut is listed under "left out".
 
-Imports: PIL (through screen), render.tree, screen, model, errors.
+Imports: PIL (through screen), render.tree, screen, ram.blockmap, model, version.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ import base64
 import html
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
 from ...version import __version__
 from ...model import MigrationStream, Section, VfioBody, walk_fields
+from ...ram.blockmap import STATES, BlockMap
 from ...screen.compare import ScreenDiff, side_by_side
 from ..tree import TreeNode, body_summary, info_nodes, record_node, section_node
 
@@ -48,22 +49,6 @@ SCREEN_WIDTH = 2048
 #: rich style names of render.tree -> CSS classes of the page
 _CLASSES = {"vmig.kind": "k", "vmig.name": "nm", "vmig.field": "fd", "vmig.value": "v", "vmig.dim": "d",
             "vmig.warn": "w", "vmig.error": "e", "vmig.title": "t"}
-
-
-@dataclass
-class BlockMap:
-    """One RAM block drawn as cells: each cell stands for `pages_per_cell` pages and holds one
-    letter for the state most of its pages are in (see STATES)."""
-
-    block: str
-    pages: int
-    pages_per_cell: int
-    cells: str
-    counts: dict[str, int]
-
-
-#: letters of a BlockMap's cells: what a destination would have for the page(s)
-STATES = {"n": "sent once", "z": "zero", "r": "sent more than once", "m": "missing from the stream"}
 
 
 @dataclass
@@ -205,7 +190,7 @@ def _screen(side: ReportSide, budget: _Budget) -> dict[str, Any]:
 def _ram(side: ReportSide) -> dict[str, Any]:
     if side.ram is None:
         return {"note": side.ram_note or "no RAM map"}
-    return {"states": STATES, "blocks": [vars(b) for b in side.ram], "note": side.ram_note}
+    return {"states": STATES, "blocks": [asdict(b) for b in side.ram], "note": side.ram_note}
 
 
 def _side(side: ReportSide, budget: _Budget) -> dict[str, Any]:
@@ -286,5 +271,5 @@ def report_html(a: ReportSide, b: ReportSide | None = None, diff: Any = None,
                 .replace("{{data}}", _script_json(data)))
 
 
-__all__ = ["BlockMap", "ReportSide", "STATES", "report_data", "report_html"]
+__all__ = ["ReportSide", "report_data", "report_html"]
 
