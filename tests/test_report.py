@@ -160,3 +160,40 @@ def test_report_of_two_streams_with_screens_ram_and_diff(tmp_path: Path, browser
         assert size == [800, 768]
     finally:
         page.close()
+
+
+def test_vfio_device_and_a_stream_cut_short(tmp_path: Path, browser) -> None:  # noqa: F811
+    from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
+
+    from vfio_ramfb_mig.render.report.collect import build_report
+
+    vfio = tmp_path / "vfio.bin"
+    vfio.write_bytes(build_device_stream(DeviceRequest(machine="pc-q35-8.2", ramfb=True)).data)
+    path = tmp_path / "vfio.html"
+    path.write_text(build_report(str(vfio)), encoding="utf-8")
+    page = Page(browser, path)
+    try:
+        p = page.page
+        device = p.locator(".panel.active .devices li.device").first.text_content()
+        # the PCI config space and the VFIODisplay ramfb config, in words
+        assert "0000:00:01.0/vfio (VFIO PCI device)" in device and "vendor 8086  device 3e92" in device
+        assert "ramfb (VFIODisplay subsection" in device and "not configured by the guest" in device
+        assert "all zero" in p.text_content(".panel.active .screen")
+    finally:
+        page.close()
+    # the booted capture cut inside its RAM: the error, the pages it lost, and why there is no screen
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(BOOTED.read_bytes()[:400_000])
+    path = tmp_path / "cut.html"
+    path.write_text(build_report(str(cut)), encoding="utf-8")
+    page = Page(browser, path)
+    try:
+        p = page.page
+        assert "stream ends inside" in p.text_content(".panel.active .fact-error")
+        cells = p.eval_on_selector(".panel.active .ram-cells[data-block='pc.ram']",
+                                   "c => Array.from(c.children).map(s => s.className.slice(5)).join('')")
+        assert cells.startswith("n") and cells.endswith("m") and set(cells) <= set("nzm")
+        assert "no ramfb state" in p.text_content(".panel.active .screen")
+        assert "cut short" in p.text_content(".panel.active .screen")
+    finally:
+        page.close()

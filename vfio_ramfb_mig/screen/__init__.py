@@ -97,7 +97,12 @@ def screen_of(stream: MigrationStream, source: Source, device: str | None = None
     """The screen of a decoded stream; `source` is the input it was decoded from."""
     from .. import ram  # guest RAM: the ram package's final page state and memory maps
 
-    display = choose_display(stream, device)
+    try:
+        display = choose_display(stream, device)
+    except ScreenError as err:
+        if stream.error and not find_displays(stream):
+            err.message += f"; the stream is cut short ({stream.error}), before its device state"
+        raise
     display.cfg.check(display)
     with ram.open_guest_memory(stream, source) as memory:
         _check_in_ram(display, memory.map.regions)
@@ -124,13 +129,7 @@ def screenshot(stream: str | Source | bytes, *, device: str | None = None) -> Sc
             return screenshot(opened, device=device)
     else:
         src = stream
-    decoded = decode(Source(src.buf, src.name), ram_runs=False, partial=True)
-    try:
-        return screen_of(decoded, src, device)
-    except ScreenError as err:
-        if decoded.error and not find_displays(decoded):
-            err.message += f"; the stream is cut short ({decoded.error}), before its device state"
-        raise
+    return screen_of(decode(Source(src.buf, src.name), ram_runs=False, partial=True), src, device)
 
 
 __all__ = ["Display", "GuestRead", "RamfbConfig", "Screen", "choose_display", "draw", "find_displays", "screen_of",
