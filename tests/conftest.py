@@ -1,7 +1,9 @@
 """Shared pytest configuration: real-QEMU fixtures.
 
-``qemu10`` / ``qemu72`` give a :class:`vfio_ramfb_mig.qemu.QemuBinary` or skip
-the test when that QEMU is not installed.  With ``--require-qemu`` (or env
+``qemu10`` / ``qemu72`` (x86_64) and ``qemu10_arm`` / ``qemu72_arm`` (aarch64)
+give a :class:`vfio_ramfb_mig.qemu.QemuBinary` or skip the test when that QEMU
+is not installed; ``aavmf`` is the path of the aarch64 UEFI firmware (for
+``-bios``; ``firmware=`` of capture/load).  With ``--require-qemu`` (or env
 ``VMIG_REQUIRE_QEMU=1``, which ``.ci/run`` sets) a missing QEMU FAILS the test
 instead, and so does any skip of a test marked ``@pytest.mark.qemu``: CI must
 really run them.
@@ -10,14 +12,17 @@ really run them.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
-from vfio_ramfb_mig.qemu import QemuBinary, find_qemu
+from vfio_ramfb_mig.qemu import AAVMF_DEFAULT, QemuBinary, find_aavmf, find_qemu, qemu_env_var
 
 _INSTALL_HINT = {
-    "10.0": "install qemu-system-x86 from bookworm-backports (see .ci/run)",
-    "7.2": "unpack Debian bookworm's qemu-system-x86 7.2 into /opt/qemu-7.2 (see .ci/run)",
+    ("10.0", "x86_64"): "install qemu-system-x86 from bookworm-backports (see .ci/run)",
+    ("7.2", "x86_64"): "unpack Debian bookworm's qemu-system-x86 7.2 into /opt/qemu-7.2 (see .ci/run)",
+    ("10.0", "aarch64"): "install qemu-system-arm from bookworm-backports (see .ci/run)",
+    ("7.2", "aarch64"): "unpack Debian bookworm's qemu-system-arm 7.2 into /opt/qemu-7.2 (see .ci/run)",
 }
 
 
@@ -32,13 +37,18 @@ def qemu_required(config: pytest.Config) -> bool:
     return bool(config.getoption("--require-qemu")) or os.environ.get("VMIG_REQUIRE_QEMU") == "1"
 
 
-def _need_qemu(request: pytest.FixtureRequest, series: str) -> QemuBinary:
-    q = find_qemu(series)
+def _missing(request: pytest.FixtureRequest, msg: str) -> None:
+    if qemu_required(request.config):
+        pytest.fail(msg + " [--require-qemu / VMIG_REQUIRE_QEMU=1: not skipping]", pytrace=False)
+    pytest.skip(msg)
+
+
+def _need_qemu(request: pytest.FixtureRequest, series: str, arch: str = "x86_64") -> QemuBinary:
+    q = find_qemu(series, arch=arch)
     if q is None:
-        msg = f"QEMU {series} not found: {_INSTALL_HINT[series]}"
-        if qemu_required(request.config):
-            pytest.fail(msg + " [--require-qemu / VMIG_REQUIRE_QEMU=1: not skipping]", pytrace=False)
-        pytest.skip(msg)
+        _missing(request, f"QEMU {series} {arch} not found: {_INSTALL_HINT[series, arch]} "
+                          f"(or name the binary in env {qemu_env_var(series, arch)})")
+    assert q is not None
     return q
 
 
@@ -52,6 +62,29 @@ def qemu10(request: pytest.FixtureRequest) -> QemuBinary:
 def qemu72(request: pytest.FixtureRequest) -> QemuBinary:
     """QEMU 7.2.x under /opt/qemu-7.2 (or env VMIG_QEMU_72 / VMIG_QEMU_72_DATADIR)."""
     return _need_qemu(request, "7.2")
+
+
+@pytest.fixture(scope="session")
+def qemu10_arm(request: pytest.FixtureRequest) -> QemuBinary:
+    """QEMU 10.0.x aarch64 (``qemu-system-aarch64`` on PATH, or env VMIG_QEMU_10_AARCH64)."""
+    return _need_qemu(request, "10.0", "aarch64")
+
+
+@pytest.fixture(scope="session")
+def qemu72_arm(request: pytest.FixtureRequest) -> QemuBinary:
+    """QEMU 7.2.x aarch64 under /opt/qemu-7.2 (or env VMIG_QEMU_72_AARCH64), with 7.2's -L dirs."""
+    return _need_qemu(request, "7.2", "aarch64")
+
+
+@pytest.fixture(scope="session")
+def aavmf(request: pytest.FixtureRequest) -> Path:
+    """AAVMF (UEFI for aarch64 virt, Debian's qemu-efi-aarch64), for ``-bios`` / ``firmware=``."""
+    fw = find_aavmf()
+    if fw is None:
+        _missing(request, f"AAVMF not found at {AAVMF_DEFAULT}: install qemu-efi-aarch64 (see .ci/run; "
+                          "env VMIG_AAVMF overrides)")
+    assert fw is not None
+    return fw
 
 
 @pytest.hookimpl(hookwrapper=True)

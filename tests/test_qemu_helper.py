@@ -36,12 +36,13 @@ PAUSED = [(name, m) for name, m in _metas() if m.get("mode") == "paused"]
 def _recapture(q: QemuBinary, meta: dict, out: Path) -> vq.CaptureResult:
     argv = meta["argv"]
     extra = ["-uuid", argv[argv.index("-uuid") + 1]] if "-uuid" in argv else []
+    firmware = (meta.get("firmware") or {}).get("path")
     return capture(
         q, out, meta["machine"],
         devices=meta["devices"], globals_=meta["globals"],
         capabilities=meta["migration_capabilities_set"],
         suppress_vmdesc="suppress-vmdesc=on" in meta.get("machine_options", ""),
-        memory=meta.get("memory", "16M"), extra_args=extra,
+        memory=meta.get("memory", "16M"), extra_args=extra, cpu=meta.get("cpu"), firmware=firmware,
     )
 
 
@@ -99,6 +100,44 @@ def test_72_datadirs_from_env(monkeypatch, tmp_path):
     assert q.argv_prefix == (str(fake), "-L", f"{tmp_path}/a", "-L", f"{tmp_path}/b")
 
 
+def test_architecture_from_the_binary_name():
+    assert vq.arch_of("/usr/bin/qemu-system-aarch64") == "aarch64"
+    assert vq.arch_of("qemu-system-x86_64") == "x86_64"
+    assert vq.arch_of("/opt/qemu-7.2/usr/bin/qemu-system-aarch64") == "aarch64"
+
+
+def test_unknown_architecture_is_an_error():
+    with pytest.raises(ValueError):
+        find_qemu("10.0", arch="riscv64")
+
+
+def test_aarch64_binaries_from_env(monkeypatch, tmp_path):
+    a10 = tmp_path / "10" / "qemu-system-aarch64"
+    a72 = tmp_path / "72" / "bin" / "qemu-system-aarch64"
+    for p, line in ((a10, "QEMU emulator version 10.0.2 (Debian)"), (a72, "QEMU emulator version 7.2.22 (Debian)")):
+        p.parent.mkdir(parents=True)
+        p.write_text(f"#!/bin/sh\necho '{line}'\n")
+        p.chmod(0o755)
+    (tmp_path / "72" / "share" / "qemu").mkdir(parents=True)
+    monkeypatch.setenv("VMIG_QEMU_10_AARCH64", str(a10))
+    monkeypatch.setenv("VMIG_QEMU_72_AARCH64", str(a72))
+    monkeypatch.delenv("VMIG_QEMU_72_DATADIR", raising=False)
+    q10 = find_qemu("10.0", arch="aarch64")
+    q72 = find_qemu("7.2", arch="aarch64")
+    assert q10 is not None and q10.arch == "aarch64" and q10.default_cpu == "cortex-a57"
+    # an unpacked 7.2 elsewhere gets the -L directories of its own prefix
+    assert q72 is not None and q72.argv_prefix == (str(a72), "-L", str(tmp_path / "72" / "share" / "qemu"))
+    assert vq.qemu_env_var("7.2", "aarch64") == "VMIG_QEMU_72_AARCH64"
+
+
+def test_aavmf_from_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("VMIG_AAVMF", str(tmp_path / "none.fd"))
+    assert vq.find_aavmf() is None
+    (tmp_path / "QEMU_EFI.fd").write_bytes(b"x")
+    monkeypatch.setenv("VMIG_AAVMF", str(tmp_path / "QEMU_EFI.fd"))
+    assert vq.find_aavmf() == tmp_path / "QEMU_EFI.fd"
+
+
 def test_qemu_error_carries_stderr():
     e = QemuError("boom", stderr="qemu-system-x86_64: bad thing\n", argv=["q"], returncode=1)
     assert "bad thing" in str(e) and "exit status 1" in str(e) and e.argv == ["q"]
@@ -108,6 +147,8 @@ def test_qemu_error_carries_stderr():
 def _qemu_for(meta: dict, request: pytest.FixtureRequest) -> QemuBinary:
     ver = meta["qemu"]["version"]
     fixture = {"10.0": "qemu10", "7.2": "qemu72"}[".".join(ver.split(".")[:2])]
+    if meta.get("arch", "x86_64") == "aarch64":
+        fixture += "_arm"
     q = request.getfixturevalue(fixture)
     if q.version != ver:
         pytest.fail(f"fixture was made by QEMU {ver}, installed is {q.version}")
@@ -261,3 +302,34 @@ def test_dump_vmstate_matches_bundled_data(data, request, tmp_path):
     again = dump_vmstate(q, machine, tmp_path / "again.json.gz")
     assert out.read_bytes() == again.read_bytes()  # gzip without timestamps: reproducible
     assert json.loads(gzip.decompress(out.read_bytes())) == bundled
+
+
+# ---------------------------------------------------------------- aarch64 virt
+RAMFB_DEV = b"\x09ramfb-dev"
+
+
+@pytest.mark.qemu
+def test_aarch64_virt_capture_and_load(qemu10_arm, qemu72_arm, tmp_path):
+    # virt-8.2 migrates ramfb (ramfb-dev section); virt-8.1 does not (hw_compat_8_1)
+    res = capture(qemu10_arm, tmp_path / "v82.bin", "virt-8.2", devices=["ramfb"])
+    assert res.sidecar["arch"] == "aarch64" and res.sidecar["cpu"] == "cortex-a57"
+    assert ["-cpu", "cortex-a57"] == res.argv[res.argv.index("-cpu"):res.argv.index("-cpu") + 2]
+    assert RAMFB_DEV in res.path.read_bytes()
+    assert load(qemu10_arm, res.path, "virt-8.2", devices=["ramfb"]).accepted
+    v = load(qemu10_arm, res.path, "virt-8.2")
+    assert not v.accepted and "Unknown savevm section or instance 'ramfb-dev' 0" in v.stderr
+    assert RAMFB_DEV not in capture(qemu10_arm, tmp_path / "v81.bin", "virt-8.1", devices=["ramfb"]).path.read_bytes()
+    # QEMU 7.2's own aarch64 build: exec: URI, its stream loads into itself
+    r72 = capture(qemu72_arm, tmp_path / "v72.bin", "virt-7.2", devices=["ramfb"])
+    assert r72.sidecar["migrate_uri"].startswith("exec:cat > ") and RAMFB_DEV not in r72.path.read_bytes()
+    assert load(qemu72_arm, r72.path, "virt-7.2", devices=["ramfb"]).accepted
+
+
+@pytest.mark.qemu
+def test_firmware_goes_into_argv_and_sidecar(qemu10_arm, aavmf, tmp_path):
+    res = capture(qemu10_arm, tmp_path / "fw.bin", "virt-8.2", firmware=aavmf)
+    assert res.argv[res.argv.index("-bios") + 1] == str(aavmf)
+    assert res.sidecar["firmware"]["sha256"] == vq.sha256_file(aavmf)
+    # the firmware image sits in the first flash RAM block of the (paused) stream
+    assert aavmf.read_bytes()[:4096] in res.path.read_bytes()
+    assert load(qemu10_arm, res.path, "virt-8.2", firmware=aavmf).accepted

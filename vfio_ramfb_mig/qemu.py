@@ -5,19 +5,29 @@ QEMU over QMP on stdio (no sockets, no network), so every stream it writes and
 every verdict it reports comes from the program that defines the format.
 Standard library only.
 
-Supported QEMU series (see ``.ci/run`` for how CI installs them):
+Supported QEMU series and architectures (see ``.ci/run`` for how CI installs
+them):
 
 ``10.0``
-    ``qemu-system-x86_64`` on ``PATH`` (Debian bookworm-backports package), or
-    the binary named by ``VMIG_QEMU_10``.  Migrates with ``uri file:PATH``.
+    ``qemu-system-x86_64`` / ``qemu-system-aarch64`` on ``PATH`` (Debian
+    bookworm-backports packages qemu-system-x86 / qemu-system-arm), or the
+    binary named by ``VMIG_QEMU_10`` / ``VMIG_QEMU_10_AARCH64``.  Migrates with
+    ``uri file:PATH``.
 ``7.2``
-    ``/opt/qemu-7.2/usr/bin/qemu-system-x86_64`` (Debian bookworm package
-    unpacked with ``dpkg -x``), or the binary named by ``VMIG_QEMU_72``.  It
-    always gets ``-L`` for its own firmware directories
-    (``/opt/qemu-7.2/usr/share/qemu``, ``.../share/seabios``,
-    ``.../lib/ipxe/qemu``; override with ``VMIG_QEMU_72_DATADIR``,
-    ``:``-separated), otherwise it would pick up 10.0's firmware.  7.2 has no
-    ``file:`` URI, so it migrates with ``exec:cat > PATH``.
+    ``/opt/qemu-7.2/usr/bin/qemu-system-x86_64`` / ``qemu-system-aarch64``
+    (Debian bookworm packages unpacked with ``dpkg -x``), or the binary named by
+    ``VMIG_QEMU_72`` / ``VMIG_QEMU_72_AARCH64``.  It always gets ``-L`` for its
+    own firmware directories (``/opt/qemu-7.2/usr/share/qemu``,
+    ``.../share/seabios``, ``.../lib/ipxe/qemu``; override with
+    ``VMIG_QEMU_72_DATADIR``, ``:``-separated), otherwise it would pick up
+    10.0's firmware.  7.2 has no ``file:`` URI, so it migrates with
+    ``exec:cat > PATH``.
+
+The architecture comes from the binary's name (``qemu-system-ARCH``).  aarch64
+runs get ``-cpu cortex-a57`` unless another ``cpu`` is given (``virt``'s own
+default is the 32-bit cortex-a15).  ``firmware`` becomes ``-bios PATH``; the
+UEFI build for aarch64 ``virt`` is AAVMF (Debian's qemu-efi-aarch64,
+:func:`find_aavmf`, env ``VMIG_AAVMF``).
 
 Every QEMU run uses ``-accel tcg -m 16M -nodefaults -display none -net none
 -no-user-config -rtc base=2024-01-01T00:00:00,clock=vm``; captures also use
@@ -31,6 +41,8 @@ Command line::
         --device ramfb -o out.bin
     python -m vfio_ramfb_mig.qemu capture --qemu 10.0 --machine pc-q35-7.2 \\
         --device ramfb,x-migrate=on --booted 4 -o booted.bin
+    python -m vfio_ramfb_mig.qemu capture --qemu 10.0 --arch aarch64 \\
+        --machine virt-8.2 --device ramfb -o virt.bin
     #   more knobs: --global migration.send-section-footer=off, --cap NAME,
     #   --param NAME=VALUE, --suppress-vmdesc, --memory 16M, --timeout 60,
     #   --extra-arg=-uuid --extra-arg=...
@@ -44,13 +56,16 @@ Command line::
     python -m vfio_ramfb_mig.qemu dump-vmstate --qemu 10.0 --machine pc-q35-8.2 \\
         -o vmstate.json.gz
 
-``--qemu`` takes ``10.0``, ``7.2`` or a path to a QEMU binary.
+``--qemu`` takes ``10.0``, ``7.2`` or a path to a QEMU binary; ``--arch``
+(``x86_64``, the default, or ``aarch64``) picks the series' binary.
 
 Python::
 
     from vfio_ramfb_mig.qemu import find_qemu, capture, load
     q10 = find_qemu("10.0")
     res = capture(q10, "out.bin", "pc-q35-8.2", devices=["ramfb"])
+    a10 = find_qemu("10.0", arch="aarch64")
+    res = capture(a10, "virt.bin", "virt-8.2", devices=["ramfb"])
     verdict = load(find_qemu("7.2"), "out.bin", "pc-q35-7.2")
     verdict.accepted, verdict.status, verdict.stderr
 """
@@ -63,6 +78,7 @@ import gzip
 import hashlib
 import json
 import os
+import platform
 import queue
 import re
 import shlex
@@ -79,6 +95,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "AAVMF_DEFAULT",
+    "ARCHES",
     "BASE_ARGS",
     "MAX_BANDWIDTH",
     "RTC",
@@ -86,10 +104,13 @@ __all__ = [
     "LoadResult",
     "QemuBinary",
     "QemuError",
+    "arch_of",
     "capture",
     "dump_vmstate",
+    "find_aavmf",
     "find_qemu",
     "load",
+    "qemu_env_var",
     "qemu_from_path",
     "sha256_file",
     "sidecar_path",
@@ -102,9 +123,21 @@ BASE_ARGS: tuple[str, ...] = (
     "-accel", "tcg",
     "-nodefaults", "-display", "none", "-net", "none", "-no-user-config",
 )
+ARCHES = ("x86_64", "aarch64")
 QEMU_10_DEFAULT = "qemu-system-x86_64"
 QEMU_72_PREFIX = Path("/opt/qemu-7.2/usr")
 QEMU_72_DEFAULT = QEMU_72_PREFIX / "bin" / "qemu-system-x86_64"
+# series -> arch -> (environment variable naming the binary, default binary)
+_BINARIES: dict[str, dict[str, tuple[str, str]]] = {
+    "10.0": {"x86_64": ("VMIG_QEMU_10", QEMU_10_DEFAULT),
+             "aarch64": ("VMIG_QEMU_10_AARCH64", "qemu-system-aarch64")},
+    "7.2": {"x86_64": ("VMIG_QEMU_72", str(QEMU_72_DEFAULT)),
+            "aarch64": ("VMIG_QEMU_72_AARCH64", str(QEMU_72_PREFIX / "bin" / "qemu-system-aarch64"))},
+}
+# -cpu when none is given: virt's own default CPU is the 32-bit cortex-a15
+DEFAULT_CPU = {"aarch64": "cortex-a57"}
+# UEFI for aarch64 virt (Debian's qemu-efi-aarch64, "AAVMF"); env VMIG_AAVMF overrides
+AAVMF_DEFAULT = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
 QEMU_72_DATADIRS = (
     QEMU_72_PREFIX / "share" / "qemu",
     QEMU_72_PREFIX / "share" / "seabios",
@@ -112,6 +145,7 @@ QEMU_72_DATADIRS = (
 )
 SIDECAR_FORMAT = "vmig-capture/1"
 _VERSION_RE = re.compile(r"QEMU emulator version (\d+)\.(\d+)\.(\d+)")
+_ARCH_RE = re.compile(r"qemu-system-([a-z0-9_]+)$")
 _FINAL_STATES = ("completed", "failed", "cancelled")
 _POLL = 0.05
 
@@ -143,6 +177,12 @@ class QemuBinary:
     version_text: str              # first line of --version
     datadirs: tuple[str, ...] = ()  # each becomes one -L
     argv_prefix: tuple[str, ...] = ()  # path + -L dirs
+    arch: str = "x86_64"           # target architecture: "x86_64", "aarch64", ...
+
+    @property
+    def default_cpu(self) -> str | None:
+        """The ``-cpu`` vmig passes when none is given (None: QEMU's default)."""
+        return DEFAULT_CPU.get(self.arch)
 
     @property
     def version_tuple(self) -> tuple[int, ...]:
@@ -169,9 +209,21 @@ class QemuBinary:
         return names
 
 
+def arch_of(binary: str | os.PathLike[str]) -> str:
+    """The target architecture a QEMU binary's name says (``qemu-system-aarch64`` -> aarch64).
+
+    Distribution wrappers without the usual name (``qemu-kvm``) emulate the host.
+    """
+    m = _ARCH_RE.search(os.path.basename(str(binary)))
+    return m.group(1) if m else platform.machine()
+
+
 def qemu_from_path(path: str | os.PathLike[str], datadirs: Iterable[str | os.PathLike[str]] = (),
-                   timeout: float = 30) -> QemuBinary:
-    """Build a :class:`QemuBinary` for ``path`` (a file or a name on PATH); raises QemuError."""
+                   timeout: float = 30, arch: str | None = None) -> QemuBinary:
+    """Build a :class:`QemuBinary` for ``path`` (a file or a name on PATH); raises QemuError.
+
+    ``arch`` defaults to what the binary's name says (:func:`arch_of`).
+    """
     p = str(path)
     resolved = shutil.which(p) if os.sep not in p else (p if os.access(p, os.X_OK) else None)
     if not resolved or not os.path.isfile(resolved):
@@ -192,14 +244,14 @@ def qemu_from_path(path: str | os.PathLike[str], datadirs: Iterable[str | os.Pat
         raise QemuError(f"{resolved} --version gave no QEMU version", stderr=out.stderr + out.stdout,
                         returncode=out.returncode)
     return QemuBinary(path=resolved, version=".".join(m.groups()), version_text=first.strip(),
-                      datadirs=dirs, argv_prefix=tuple(prefix))
+                      datadirs=dirs, argv_prefix=tuple(prefix), arch=arch or arch_of(p))
 
 
-def _datadirs_72(binary: str) -> list[str]:
+def _datadirs_72(binary: str, env_name: str, default: str) -> list[str]:
     env = os.environ.get("VMIG_QEMU_72_DATADIR")
     if env:
         return [d for d in env.split(":") if d]
-    if Path(binary).resolve() == QEMU_72_DEFAULT.resolve() or not os.environ.get("VMIG_QEMU_72"):
+    if Path(binary).resolve() == Path(default).resolve() or not os.environ.get(env_name):
         dirs = list(QEMU_72_DATADIRS)
     else:  # an unpacked tree elsewhere: PREFIX/bin/qemu -> PREFIX/share/...
         prefix = Path(binary).resolve().parent.parent
@@ -207,24 +259,36 @@ def _datadirs_72(binary: str) -> list[str]:
     return [str(d) for d in dirs if d.is_dir()]
 
 
-def find_qemu(version: str, strict: bool = True) -> QemuBinary | None:
-    """The QEMU binary for series ``"10.0"`` or ``"7.2"``, or None if absent.
+def _series(version: str) -> str:
+    series = {"10.0": "10.0", "10": "10.0", "7.2": "7.2", "7": "7.2"}.get(version)
+    if series is None:
+        raise ValueError(f"unknown QEMU series {version!r} (want '10.0' or '7.2')")
+    return series
+
+
+def qemu_env_var(version: str, arch: str = "x86_64") -> str:
+    """The environment variable that names the binary of a series and architecture."""
+    return _BINARIES[_series(version)][_check_arch(arch)][0]
+
+
+def _check_arch(arch: str) -> str:
+    if arch not in ARCHES:
+        raise ValueError(f"unknown architecture {arch!r} (want one of {', '.join(ARCHES)})")
+    return arch
+
+
+def find_qemu(version: str, strict: bool = True, arch: str = "x86_64") -> QemuBinary | None:
+    """The QEMU binary for series ``"10.0"`` or ``"7.2"`` and ``arch``, or None if absent.
 
     With ``strict`` (default) a binary whose ``--version`` is another series
     counts as absent.
     """
-    if version in ("10.0", "10"):
-        binary = os.environ.get("VMIG_QEMU_10") or QEMU_10_DEFAULT
-        dirs: list[str] = []
-        series = "10.0"
-    elif version in ("7.2", "7"):
-        binary = os.environ.get("VMIG_QEMU_72") or str(QEMU_72_DEFAULT)
-        dirs = _datadirs_72(binary)
-        series = "7.2"
-    else:
-        raise ValueError(f"unknown QEMU series {version!r} (want '10.0' or '7.2')")
+    series = _series(version)
+    env_name, default = _BINARIES[series][_check_arch(arch)]
+    binary = os.environ.get(env_name) or default
+    dirs = _datadirs_72(binary, env_name, default) if series == "7.2" else []
     try:
-        q = qemu_from_path(binary, dirs)
+        q = qemu_from_path(binary, dirs, arch=arch)
     except QemuError:
         return None
     if strict and q.series != series:
@@ -232,14 +296,20 @@ def find_qemu(version: str, strict: bool = True) -> QemuBinary | None:
     return q
 
 
-def _resolve_qemu(spec: str | QemuBinary) -> QemuBinary:
+def find_aavmf() -> Path | None:
+    """AAVMF, the UEFI firmware for aarch64 ``virt`` (``-bios``), or None if absent."""
+    p = Path(os.environ.get("VMIG_AAVMF") or AAVMF_DEFAULT)
+    return p if p.is_file() else None
+
+
+def _resolve_qemu(spec: str | QemuBinary, arch: str = "x86_64") -> QemuBinary:
     if isinstance(spec, QemuBinary):
         return spec
     if spec in ("10.0", "10", "7.2", "7"):
-        q = find_qemu(spec)
+        q = find_qemu(spec, arch=arch)
         if q is None:
-            raise QemuError(f"QEMU {spec} not found (see .ci/run for how to install it; "
-                            f"env {'VMIG_QEMU_10' if spec.startswith('10') else 'VMIG_QEMU_72'} overrides)")
+            raise QemuError(f"QEMU {spec} {arch} not found (see .ci/run for how to install it; "
+                            f"env {qemu_env_var(spec, arch)} overrides)")
         return q
     return qemu_from_path(spec)
 
@@ -444,6 +514,14 @@ def _wait_stable_size(path: str, deadline: float, settle: int = 3) -> None:
         time.sleep(0.1)
 
 
+def _firmware_info(firmware: str | os.PathLike[str] | None) -> dict[str, str] | None:
+    """Path and sha256 of a ``-bios`` image, for sidecars (its bytes end up in the stream)."""
+    if not firmware:
+        return None
+    path = os.path.realpath(firmware)
+    return {"path": os.path.abspath(firmware), "realpath": path, "sha256": sha256_file(path)}
+
+
 def _caps_arg(capabilities: Iterable[str | tuple[str, bool]]) -> list[dict[str, Any]]:
     caps = []
     for c in capabilities:
@@ -453,10 +531,16 @@ def _caps_arg(capabilities: Iterable[str | tuple[str, bool]]) -> list[dict[str, 
 
 
 def _vm_args(qemu: QemuBinary, machine: str, memory: str, globals_: Iterable[str],
-             devices: Iterable[str], extra_args: Iterable[str], mode_args: Iterable[str]) -> list[str]:
+             devices: Iterable[str], extra_args: Iterable[str], mode_args: Iterable[str],
+             cpu: str | None = None, firmware: str | os.PathLike[str] | None = None) -> list[str]:
     # same order as the bundled captures' argv: machine, base options, mode, globals, devices
-    argv = [*qemu.argv_prefix, "-machine", machine, "-accel", "tcg", "-m", memory,
-            *BASE_ARGS[2:], *mode_args]
+    argv = [*qemu.argv_prefix, "-machine", machine, "-accel", "tcg"]
+    cpu = cpu or qemu.default_cpu
+    if cpu:
+        argv += ["-cpu", cpu]
+    if firmware:
+        argv += ["-bios", os.path.abspath(firmware)]
+    argv += ["-m", memory, *BASE_ARGS[2:], *mode_args]
     for g in globals_:
         argv += ["-global", g]
     for d in devices:
@@ -483,19 +567,22 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             capabilities: Sequence[str | tuple[str, bool]] = (),
             parameters: Mapping[str, Any] | None = None, memory: str = "16M",
             booted_seconds: float = 0, suppress_vmdesc: bool = False, timeout: float = 60,
-            extra_args: Sequence[str] = ()) -> CaptureResult:
+            extra_args: Sequence[str] = (), cpu: str | None = None,
+            firmware: str | os.PathLike[str] | None = None) -> CaptureResult:
     """Migrate a paused (or briefly booted, then stopped) VM into ``out_path``.
 
     The stream is written to a temporary file in the same directory and renamed
     only when QEMU reports ``completed``.  Raises :class:`QemuError` (with
     QEMU's stderr) on any failure or when ``timeout`` seconds pass; QEMU is
     killed then.  ``extra_args`` are appended to the QEMU command line.
+    ``cpu`` defaults to :attr:`QemuBinary.default_cpu`; ``firmware`` is passed
+    as ``-bios`` (its path and sha256 go into the sidecar).
     """
     out = Path(out_path).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     machine_arg = machine + (",suppress-vmdesc=on" if suppress_vmdesc else "")
     argv = _vm_args(qemu, machine_arg, memory, globals_, devices, extra_args,
-                    ["-S", "-rtc", RTC, "-qmp", "stdio"])
+                    ["-S", "-rtc", RTC, "-qmp", "stdio"], cpu=cpu, firmware=firmware)
     fd, tmp_name = tempfile.mkstemp(prefix=".vmig-capture-", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp_base = os.path.basename(tmp_name)  # QEMU runs in out.parent: the URI holds no directory
@@ -547,6 +634,9 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             "size": size,
             "sha256": digest,
             "machine": machine,
+            "arch": qemu.arch,
+            "cpu": cpu or qemu.default_cpu,
+            "firmware": _firmware_info(firmware),
             "machine_options": "suppress-vmdesc=on" if suppress_vmdesc else "",
             "devices": list(devices),
             "globals": list(globals_),
@@ -563,6 +653,7 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
                 "binary_path": qemu.path,
                 "version": qemu.version,
                 "version_text": qemu.version_text,
+                "arch": qemu.arch,
                 "datadir": ":".join(qemu.datadirs),
                 "qmp_greeting": greeting,
             },
@@ -624,7 +715,8 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
          devices: Sequence[str] = (), globals_: Sequence[str] = (),
          capabilities: Sequence[str | tuple[str, bool]] = (), timeout: float = 30,
          memory: str = "16M", extra_args: Sequence[str] = (),
-         screendump: str | os.PathLike[str] | None = None) -> LoadResult:
+         screendump: str | os.PathLike[str] | None = None, cpu: str | None = None,
+         firmware: str | os.PathLike[str] | None = None) -> LoadResult:
     """Feed ``stream_path`` to QEMU as an incoming migration; report its verdict.
 
     With ``screendump`` QEMU starts paused (``-S``: the guest does not run after the
@@ -648,7 +740,8 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
         uri = "file:stream.bin" if qemu.has_file_uri else "exec:cat stream.bin"
         argv = _vm_args(qemu, machine, memory, globals_, devices, extra_args,
                         ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, "-qmp", "stdio",
-                         *(["-S"] if screendump is not None else [])])
+                         *(["-S"] if screendump is not None else [])],
+                        cpu=cpu, firmware=firmware)
         deadline = time.monotonic() + timeout
         qp = _QmpProcess(argv, cwd=tdir, timeout=timeout)
         try:
@@ -701,13 +794,15 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
 
 # -------------------------------------------------------------- dump-vmstate
 def dump_vmstate(qemu: QemuBinary, machine: str, out_path: str | os.PathLike[str],
-                 timeout: float = 60) -> Path:
+                 timeout: float = 60, cpu: str | None = None) -> Path:
     """``-dump-vmstate`` for ``machine`` into ``out_path`` (gzipped, reproducibly, if it ends in .gz)."""
     out = Path(out_path).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vmig-dump-", dir=out.parent) as tdir:
         raw = os.path.join(tdir, "vmstate.json")
-        argv = [*qemu.argv_prefix, "-machine", machine, *BASE_ARGS, "-dump-vmstate", raw]
+        cpu = cpu or qemu.default_cpu
+        argv = [*qemu.argv_prefix, "-machine", machine, *(["-cpu", cpu] if cpu else []), *BASE_ARGS,
+                "-dump-vmstate", raw]
         # (no -rtc/-m: irrelevant to the vmstate description)
         try:
             res = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True,
@@ -738,6 +833,17 @@ def _param_value(text: str) -> Any:
         return text
 
 
+def _firmware_arg(value: str | None) -> Path | None:
+    if value is None:
+        return None
+    if value.lower() == "aavmf":
+        fw = find_aavmf()
+        if fw is None:
+            raise QemuError(f"AAVMF not found at {AAVMF_DEFAULT} (install qemu-efi-aarch64; env VMIG_AAVMF)")
+        return fw
+    return Path(value)
+
+
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vfio_ramfb_mig.qemu",
                                 description="vmig's capture helper: drive real QEMU over QMP on stdio.")
@@ -745,6 +851,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--qemu", required=True, help="10.0, 7.2 or a path to a QEMU binary")
+        sp.add_argument("--arch", choices=ARCHES, default="x86_64",
+                        help="which binary of the series --qemu 10.0 / 7.2 names (default x86_64)")
+        sp.add_argument("--cpu", help="-cpu (default: cortex-a57 for aarch64, QEMU's own for x86_64)")
+        sp.add_argument("--firmware", metavar="PATH",
+                        help="-bios image; 'aavmf' is the installed aarch64 UEFI (qemu-efi-aarch64)")
         sp.add_argument("--machine", "-M", required=True, help="machine type, e.g. pc-q35-8.2")
         sp.add_argument("--device", action="append", default=[], help="-device argument (repeatable)")
         sp.add_argument("--global", dest="globals_", action="append", default=[],
@@ -773,6 +884,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dump-vmstate", help="-dump-vmstate for a machine type")
     d.add_argument("--qemu", required=True)
+    d.add_argument("--arch", choices=ARCHES, default="x86_64")
+    d.add_argument("--cpu", help="-cpu (default: cortex-a57 for aarch64)")
     d.add_argument("--machine", "-M", required=True)
     d.add_argument("-o", "--output", required=True, help="JSON file (gzipped if it ends in .gz)")
     d.add_argument("--timeout", type=float, default=60)
@@ -787,14 +900,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "find":
             rc = 0
             for series in ("10.0", "7.2"):
-                q = find_qemu(series)
-                if q is None:
-                    print(f"{series}: not found")
-                    rc = 1
-                else:
-                    print(f"{series}: {q.version_text}\n      {shlex.join(q.argv_prefix)}")
-            return rc
-        qemu = _resolve_qemu(args.qemu)
+                for arch in ARCHES:
+                    q = find_qemu(series, arch=arch)
+                    if q is None:
+                        print(f"{series} {arch}: not found (env {qemu_env_var(series, arch)})")
+                        rc = 1
+                    else:
+                        print(f"{series} {arch}: {q.version_text}\n      {shlex.join(q.argv_prefix)}")
+            fw = find_aavmf()
+            print(f"AAVMF: {fw}" if fw else f"AAVMF: not found ({AAVMF_DEFAULT}; env VMIG_AAVMF)")
+            return rc if fw else 1
+        qemu = _resolve_qemu(args.qemu, args.arch)
+        firmware = _firmware_arg(getattr(args, "firmware", None))
         if args.command == "capture":
             params = {}
             for item in args.param:
@@ -805,7 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             res = capture(qemu, args.output, args.machine, devices=args.device, globals_=args.globals_,
                           capabilities=args.cap, parameters=params, memory=args.memory,
                           booted_seconds=args.booted, suppress_vmdesc=args.suppress_vmdesc,
-                          timeout=args.timeout, extra_args=args.extra_arg)
+                          timeout=args.timeout, extra_args=args.extra_arg, cpu=args.cpu, firmware=firmware)
             msg = f"wrote {res.path} ({res.size} bytes, sha256 {res.sha256})"
             if not args.no_sidecar:
                 msg += f"\nwrote {write_sidecar(res.sidecar, sidecar_path(res.path))}"
@@ -814,7 +931,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "load":
             v = load(qemu, args.stream, args.machine, devices=args.device, globals_=args.globals_,
                      capabilities=args.cap, timeout=args.timeout, memory=args.memory,
-                     extra_args=args.extra_arg)
+                     extra_args=args.extra_arg, cpu=args.cpu, firmware=firmware)
             if args.json:
                 print(json.dumps(v.to_dict(), indent=2))
             else:
@@ -825,7 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"  qemu: {line}")
             return 0 if v.accepted else 1
         if args.command == "dump-vmstate":
-            print(f"wrote {dump_vmstate(qemu, args.machine, args.output, timeout=args.timeout)}")
+            print(f"wrote {dump_vmstate(qemu, args.machine, args.output, timeout=args.timeout, cpu=args.cpu)}")
             return 0
     except QemuError as e:
         print(f"error: {e}", file=sys.stderr)
