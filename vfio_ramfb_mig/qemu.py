@@ -502,9 +502,40 @@ def write_sidecar(sidecar: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     return p
 
 
-def _wait_stable_size(path: str, deadline: float, settle: int = 3) -> None:
+def _live_group_members(pgid: int) -> list[int]:
+    """PIDs of the processes (not zombies) in process group ``pgid``, read from /proc."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # fields after the ")" that closes the command name: state ppid pgrp ...
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
+            pids.append(int(entry))
+    return pids
+
+
+def _wait_writer_gone(qp: _QmpProcess, path: str, deadline: float) -> None:
+    """Wait until the ``exec:`` child (``cat > PATH``) has written everything and exited.
+
+    It lives in QEMU's process group and drains the pipe after QEMU reported
+    ``completed`` (even after QEMU exited); on a busy machine that takes a
+    while, so wait for the process itself, not for the file to look stable.
+    """
+    pgid = qp.proc.pid
+    while time.monotonic() < deadline:
+        if not os.path.isdir("/proc/self"):  # no procfs: fall back to a settled size
+            break
+        if not _live_group_members(pgid):
+            return
+        time.sleep(0.05)
     last, same = -2, 0
-    while same < settle and time.monotonic() < deadline:
+    while same < 3 and time.monotonic() < deadline:
         try:
             cur = os.stat(path).st_size
         except OSError:
@@ -620,7 +651,7 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             time.sleep(_POLL)
         rc = qp.quit(wait=max(1.0, min(10.0, deadline - time.monotonic())))
         if not qemu.has_file_uri:  # exec: 'cat' may still be draining the pipe
-            _wait_stable_size(tmp_name, deadline)
+            _wait_writer_gone(qp, tmp_name, deadline)
         size = os.path.getsize(tmp_name)
         if size == 0:
             raise qp.error("QEMU reported completed but wrote no stream")
