@@ -18,13 +18,15 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from armqemu import CPU, qemu10_arm, qemu72_arm  # noqa: F401 - fixtures
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.compat.profile import digest, profile_destination, read_profile
 from vfio_ramfb_mig.errors import InputError
 from vfio_ramfb_mig.model import RamBody, RamMemSize
-from vfio_ramfb_mig.qemu import BASE_ARGS, QemuBinary, capture
+from vfio_ramfb_mig.qemu import BASE_ARGS, DEFAULT_CPU, QemuBinary, capture
+
+#: the CPU the aarch64 cases run (qemu10_arm / qemu72_arm come from conftest.py)
+CPU = ["-cpu", DEFAULT_CPU["aarch64"]]
 
 VMIG = [sys.executable, "-m", "vfio_ramfb_mig"]
 SCHEMA = json.loads(resources.files("vfio_ramfb_mig").joinpath("schemas", "profile.schema.json").read_text())
