@@ -7,7 +7,6 @@ query-machines) and require the same answers, so stale data fails CI.
 from __future__ import annotations
 
 import pytest
-from armqemu import qemu10_arm, qemu72_arm  # noqa: F401 - fixtures
 
 from vfio_ramfb_mig.compat import catalog
 from vfio_ramfb_mig.compat.machines import MACHINES
