@@ -295,8 +295,8 @@ VMSTATE_DATA = sorted(DATA.glob("vmstate-qemu-*.json.gz")) if DATA.is_dir() else
 @pytest.mark.parametrize("data", VMSTATE_DATA, ids=[p.name for p in VMSTATE_DATA])
 def test_dump_vmstate_matches_bundled_data(data, request, tmp_path):
     bundled = json.loads(gzip.decompress(data.read_bytes()))
-    ver = data.name[len("vmstate-qemu-"): -len(".json.gz")]
-    q = _qemu_for({"qemu": {"version": ver}}, request)
+    ver, _, arch = data.name[len("vmstate-qemu-"): -len(".json.gz")].partition("-")  # 10.0.2[-aarch64]
+    q = _qemu_for({"qemu": {"version": ver}, "arch": arch or "x86_64"}, request)
     machine = bundled["vmschkmachine"]["Name"]
     out = dump_vmstate(q, machine, tmp_path / "dump.json.gz")
     again = dump_vmstate(q, machine, tmp_path / "again.json.gz")
