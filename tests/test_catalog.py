@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from vfio_ramfb_mig.compat import catalog
-from vfio_ramfb_mig.compat.machines import MACHINES
+from vfio_ramfb_mig.compat.machines import FAMILY_ARCH, MACHINES
 from vfio_ramfb_mig.compat.props import compat_props
 from vfio_ramfb_mig.compat.qemurun import QemuRun
 from vfio_ramfb_mig.errors import CompatError
@@ -43,13 +43,16 @@ def test_virt_machines_per_build() -> None:
     assert arm72.machine("virt-7.2").compat_props is None  # 7.2 does not report them
 
 
-def test_x86_compat_tables_equal_what_qemu_10_reports() -> None:
-    """props.py's transcription of hw_compat_*/pc_compat_* gives, for every machine, exactly the
-    list (and order) QEMU 10.0's query-machines reports."""
-    build = catalog.build_for("x86_64", "10.0")
+def test_compat_tables_equal_what_qemu_10_reports() -> None:
+    """props.py's transcription of hw_compat_*/pc_compat_*/arm_virt_compat gives, for every pc and
+    virt machine, exactly the list (and order) QEMU 10.0's query-machines reports; machines.py's
+    names, aliases and deprecation are what the binaries say."""
+    assert {m.name for m in MACHINES} == {m.name for b in catalog.builds(qemu="10.0") for m in b.machines.values()
+                                          if m.family in catalog.JUDGED_FAMILIES}
     for machine in MACHINES:
-        assert [(p.driver, p.property, p.value) for p in compat_props(machine)] == \
-            list(build.machine(machine.name).compat_props), machine.name
+        info = catalog.build_for(FAMILY_ARCH[machine.family], "10.0").machine(machine.name)
+        assert [(p.driver, p.property, p.value) for p in compat_props(machine)] == list(info.compat_props), machine
+        assert (machine.alias, machine.deprecated) == (info.alias, info.deprecated), machine
 
 
 def test_arch_from_machine_and_names() -> None:

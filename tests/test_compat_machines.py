@@ -36,8 +36,9 @@ def test_every_qemu_10_0_machine_is_listed() -> None:
     i440fx = [f"pc-i440fx-{v}" for v in VERSIONS]
     q35 = [f"pc-q35-{v}" for v in VERSIONS[:11]] + ["pc-q35-4.0", "pc-q35-4.0.1"] + \
           [f"pc-q35-{v}" for v in VERSIONS[12:]]
-    assert machine_names() == tuple(i440fx + q35)
-    assert len(MACHINES) == 61
+    virt = [f"virt-{v}" for v in VERSIONS[2:]]
+    assert machine_names() == tuple(i440fx + q35 + virt)
+    assert len(MACHINES) == 61 + 28
 
 
 @pytest.mark.parametrize(("name", "deprecated"), [
@@ -112,8 +113,8 @@ def test_unknown_machine_suggestions(given: str, first_suggestion: str) -> None:
 
 
 def test_unknown_machine_without_close_names() -> None:
-    with pytest.raises(CompatError, match=r"^unknown machine type 'virt'; valid: "):
-        resolve_machine("virt")
+    with pytest.raises(CompatError, match=r"^unknown machine type 'raspi3b'; valid: "):
+        resolve_machine("raspi3b")
 
 
 # --- the one machine-name parser ---------------------------------------------------------
@@ -150,7 +151,7 @@ def test_resolve_machine_for_a_qemu_version(given: str, qemu: tuple[int, ...] | 
 @pytest.mark.parametrize(("given", "qemu", "message"), [
     ("pc-q35-8.2", (7, 2), "^QEMU 7.2 has no machine type 'pc-q35-8.2'; its newest is pc-q35-7.2$"),
     ("q35", None, "^machine alias 'q35' needs the QEMU version"),
-    ("virt-8.2", (8, 2), "^unknown machine type 'virt-8.2'; vmig judges"),
+    ("raspi3b", (8, 2), "^unknown machine type 'raspi3b'; vmig judges"),
     ("pc-q35-2.3", (10, 0), "^unknown machine type 'pc-q35-2.3'; close: "),  # 10.0 no longer has 2.3
 ])
 def test_resolve_machine_for_refuses(given: str, qemu: tuple[int, ...] | None, message: str) -> None:
@@ -161,10 +162,10 @@ def test_resolve_machine_for_refuses(given: str, qemu: tuple[int, ...] | None, m
 # --- compat arrays and their stacking --------------------------------------------------------
 
 def test_transcription_counts() -> None:
-    # 29 versions (2.4 ... 9.2) x (hw_compat + pc_compat), plus pc_q35_compat_defaults; QEMU 10.0.2 has
-    # 237 entries in the versioned arrays (pc_compat_2_4's PC_CPU_MODEL_IDS expands to 3).
-    assert len(COMPAT_ARRAYS) == 59
-    versioned = [array for name, array in COMPAT_ARRAYS.items() if name != "pc_q35_compat_defaults"]
+    # 29 versions (2.4 ... 9.2) x (hw_compat + pc_compat), plus pc_q35_compat_defaults and arm_virt_compat;
+    # QEMU 10.0.2 has 237 entries in the versioned arrays (pc_compat_2_4's PC_CPU_MODEL_IDS expands to 3).
+    assert len(COMPAT_ARRAYS) == 60
+    versioned = [array for array in COMPAT_ARRAYS.values() if array.version is not None]
     assert sum(len(array.props) for array in versioned) == 237
     assert [len(COMPAT_ARRAYS[f"hw_compat_{v}"].props) for v in ("9_2", "9_1", "9_0", "8_2", "8_1", "8_0", "7_2")] \
         == [8, 1, 6, 4, 7, 2, 4]

@@ -40,7 +40,8 @@ from .codec.decode import decode
 from .codec.encode import encode_bytes
 from .codec.vmdesc_out import vmdesc_document
 from .codec.views import msix_vectors
-from .compat.machines import resolve_machine
+from .compat.catalog import build_for
+from .compat.machines import FAMILY_ARCH, QEMU_VERSION, MachineType, resolve_machine
 from .compat.props import GlobalProp
 from .compat.realize import Decision, RealizeResult, realize_ramfb, realize_vfio_pci
 from .errors import EncodeError, JsonFormError
@@ -67,9 +68,9 @@ ZERO_RAMFB = dict.fromkeys(RAMFB_CFG_KEYS, 0)
 
 #: Section ids QEMU 10.0.2 gave the first user device in the bundled captures (ramfb-dev):
 #: ids are per stream and the loader ignores them, but a familiar number reads better.
-FIRST_DEVICE_SECTION_ID = {"pc-q35": 37, "pc-i440fx": 38}
-#: The first free PCI slot on each board (i440fx has the PIIX3 at 00:01.0).
-DEFAULT_PCI_ADDR = {"pc-q35": "0000:00:01.0", "pc-i440fx": "0000:00:02.0"}
+FIRST_DEVICE_SECTION_ID = {"pc-q35": 37, "pc-i440fx": 38, "virt": 16}
+#: The first free PCI slot on each board (i440fx has the PIIX3 at 00:01.0; virt's gpex root is 00:00.0).
+DEFAULT_PCI_ADDR = {"pc-q35": "0000:00:01.0", "pc-i440fx": "0000:00:02.0", "virt": "0000:00:01.0"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def build_device_stream(req: DeviceRequest) -> DeviceStream:
         sections = _vfio_sections(section_id, f"{addr}/vfio", req.state, bool(result.vfio_display_subsection), notes)
     else:
         raise EncodeError(f"unknown device '{req.device}'; expected vfio-pci or ramfb", path=("device",))
-    records: list[Any] = [Header(0x5145564D, 3), Configuration(machine=machine.name), *sections, Eof()]
+    records: list[Any] = [Header(0x5145564D, 3), _configuration(machine), *sections, Eof()]
     body = encode_bytes(MigrationStream(records=tuple(records), size=0))
     # decode our own bytes to learn every field's size, then describe them as QEMU does
     described = decode(body)
@@ -126,6 +127,20 @@ def build_device_stream(req: DeviceRequest) -> DeviceStream:
     final = decode(data)
     assert isinstance(final.records[-1], Vmdesc)
     return DeviceStream(stream=final, data=data, realize=result, notes=tuple(notes))
+
+
+def _configuration(machine: MachineType) -> Configuration:
+    """The configuration record: the machine name, and TARGET_PAGE_BITS where the target's page size
+    varies (aarch64): QEMU sends it when it is above the minimum, and a destination that gets none
+    assumes the minimum (10 on arm) and refuses a 12-bit machine. The value is what a stock VM of
+    this machine wrote (compat.catalog)."""
+    build = build_for(FAMILY_ARCH[machine.family], ".".join(map(str, QEMU_VERSION)))
+    info = build.find(machine.name) if build else None
+    page_bits = info.stock.target_page_bits if info and info.stock else None
+    if page_bits is None:
+        return Configuration(machine=machine.name)
+    bits = Subsection("configuration/target-page-bits", 1, (Field("target_page_bits", "uint32", page_bits),))
+    return Configuration(machine=machine.name, subsections=(bits,))
 
 
 # ---------------------------------------------------------------- ramfb

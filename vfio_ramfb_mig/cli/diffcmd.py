@@ -131,7 +131,11 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
               help="a -device the destination has beyond the machine's own (ramfb, e1000e, vfio-pci, ...); repeatable")
 @click.option("--cap", "capabilities", multiple=True, metavar="NAME",
               help="a migration capability set at the destination (x-ignore-shared, mapped-ram); repeatable")
-@click.option("--memory", "-m", metavar="SIZE", help="the destination's -m (e.g. 16M); pc.ram must match")
+@click.option("--memory", "-m", metavar="SIZE",
+              help="the destination's -m (e.g. 16M); the main RAM block (pc.ram, mach-virt.ram) must match")
+@click.option("--against", "profile", metavar="PROFILE",
+              help="judge against exactly the destination a `vmig profile` describes (instead of --target/--qemu)")
+@click.option("--arch", metavar="ARCH", help="the destination's target: x86_64 or aarch64 (default: the machine's)")
 @click.option("--no-section-footer", "no_footer", is_flag=True,
               help="the destination runs with -global migration.send-section-footer=off")
 @click.option("--json", "as_json", is_flag=True, help="print the verdict as JSON")
@@ -140,8 +144,8 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_obj
 def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None, schema: str | None,
-              devices: tuple[str, ...], capabilities: tuple[str, ...], memory: str | None, no_footer: bool,
-              as_json: bool, brief: bool, list_rules: bool, quiet: bool) -> None:
+              devices: tuple[str, ...], capabilities: tuple[str, ...], memory: str | None, profile: str | None,
+              arch: str | None, no_footer: bool, as_json: bool, brief: bool, list_rules: bool, quiet: bool) -> None:
     """Would a destination QEMU load STREAM? If not, which rule fails and what QEMU prints.
 
     The destination is a machine type (--target), a QEMU version (--qemu, or its
@@ -159,16 +163,29 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
         return
     if stream is None:
         raise click.UsageError("missing argument STREAM")
+    from ..compat.check.load_rules import IllegalOffsetScan
+
+    if profile is not None:
+        given = [name for name, value in (("--target", target), ("--qemu", qemu), ("--schema", schema),
+                                          ("--memory", memory), ("--arch", arch)) if value]
+        if given:
+            raise click.UsageError(f"--against describes the whole destination; it does not take {', '.join(given)}")
+        from ..compat.check.destination import destination_from_profile
+        from ..compat.profile import read_profile
+
+        dest: Destination = destination_from_profile(read_profile(profile), devices=devices, capabilities=capabilities)
+    scan = IllegalOffsetScan()
     with Source.open(stream) as src, app.progress(f"decode {stream}", src.size, quiet=quiet) as progress:
-        decoded = decode(src, ram_runs=False, progress=progress)  # the rules need no page runs
-    dest: Destination
-    if target is None and schema is None:
-        if decoded.configuration is None:
-            raise InputError("the stream names no machine type: give --target")
-        target = decoded.configuration.machine
-    dest = destination(qemu=qemu, machine=target, devices=devices, schema=schema, capabilities=capabilities,
-                       memory=memory, section_footers=not no_footer)
-    verdict = check_stream(decoded, dest)
+        # the rules need no page runs: only the block lengths, to find page records past a block's end
+        decoded = decode(src, ram_runs=False, on_ram_item=scan.feed, progress=progress)
+    if profile is None:
+        if target is None and schema is None:
+            if decoded.configuration is None:
+                raise InputError("the stream names no machine type: give --target")
+            target = decoded.configuration.machine
+        dest = destination(qemu=qemu, machine=target, devices=devices, schema=schema, capabilities=capabilities,
+                           memory=memory, section_footers=not no_footer, arch=arch)
+    verdict = check_stream(decoded, dest, illegal=scan.found)
     if as_json:
         _emit_json(verdict_json(verdict))
     else:

@@ -1,4 +1,4 @@
-"""x86 machine types of QEMU 10.0 as data: names, aliases, versions, deprecation.
+"""The machine types vmig encodes for (QEMU 10.0's pc-i440fx, pc-q35 and aarch64 virt): names, aliases, versions.
 
 Every versioned ``pc-i440fx-X.Y`` and ``pc-q35-X.Y`` machine that QEMU 10.0 registers
 is one `MachineType` value in `MACHINES`. `parse_machine_name` is vmig's one reader of
@@ -29,10 +29,12 @@ from typing import Literal
 
 from vfio_ramfb_mig.errors import CompatError
 
-Family = Literal["pc-i440fx", "pc-q35"]
+Family = Literal["pc-i440fx", "pc-q35", "virt"]
 MachineVersion = tuple[int, ...]
 
-FAMILIES: tuple[Family, ...] = ("pc-i440fx", "pc-q35")
+FAMILIES: tuple[Family, ...] = ("pc-i440fx", "pc-q35", "virt")
+#: the target each family belongs to (qemu-system-x86_64 / qemu-system-aarch64)
+FAMILY_ARCH: dict[Family, str] = {"pc-i440fx": "x86_64", "pc-q35": "x86_64", "virt": "aarch64"}
 
 # The QEMU release whose machine list and compat arrays this package transcribes.
 QEMU_VERSION: tuple[int, int] = (10, 0)
@@ -48,7 +50,7 @@ DEPRECATION_REASON = (
 
 # (major, minor) of every DEFINE_I440FX_MACHINE / DEFINE_Q35_MACHINE in QEMU 10.0. The
 # deletion rule (>= 6 years old) only removes machines from 10.1 on, so 2.4 still exists.
-_VERSIONS: tuple[MachineVersion, ...] = (
+_PC_VERSIONS: tuple[MachineVersion, ...] = (
     (2, 4), (2, 5), (2, 6), (2, 7), (2, 8), (2, 9), (2, 10), (2, 11), (2, 12),
     (3, 0), (3, 1),
     (4, 0), (4, 1), (4, 2),
@@ -59,11 +61,18 @@ _VERSIONS: tuple[MachineVersion, ...] = (
     (9, 0), (9, 1), (9, 2),
     (10, 0),
 )
+# hw/arm/virt.c DEFINE_VIRT_MACHINE(_AS_LATEST): virt-2.6 ... virt-10.0 (the same list as
+# QEMU 10.0's -machine help; tests/test_catalog.py holds the two equal).
+_VERSIONS: dict[Family, tuple[MachineVersion, ...]] = {
+    "pc-i440fx": _PC_VERSIONS,
+    "pc-q35": _PC_VERSIONS,
+    "virt": ((2, 6), (2, 7), (2, 8)) + _PC_VERSIONS[_PC_VERSIONS.index((2, 9)):],
+}
 # pc_q35.c DEFINE_Q35_MACHINE_BUGFIX(4, 0, 1): the 4.0-stable default, only for q35.
-_BUGFIX_VERSIONS: dict[Family, tuple[MachineVersion, ...]] = {"pc-i440fx": (), "pc-q35": ((4, 0, 1),)}
+_BUGFIX_VERSIONS: dict[Family, tuple[MachineVersion, ...]] = {"pc-i440fx": (), "pc-q35": ((4, 0, 1),), "virt": ()}
 
 # The *_AS_LATEST machine of each family carries an alias; pc_piix.c also makes it the default.
-FAMILY_ALIASES: dict[Family, str] = {"pc-i440fx": "pc", "pc-q35": "q35"}
+FAMILY_ALIASES: dict[Family, str] = {"pc-i440fx": "pc", "pc-q35": "q35", "virt": "virt"}
 DEFAULT_FAMILY: Family = "pc-i440fx"
 
 # vmig-only short spellings (QEMU rejects them): "pc-8.1" for pc-i440fx-8.1, "q35-8.1" for pc-q35-8.1.
@@ -196,7 +205,7 @@ class MachineType:
 def _build_machines() -> tuple[MachineType, ...]:
     machines: list[MachineType] = []
     for family in FAMILIES:
-        versions = sorted(_VERSIONS + _BUGFIX_VERSIONS[family])
+        versions = sorted(_VERSIONS[family] + _BUGFIX_VERSIONS[family])
         machines.extend(MachineType(family, version) for version in versions)
     return tuple(machines)
 
@@ -236,11 +245,12 @@ def resolve_machine(name: str | MachineType) -> MachineType:
     if machine is not None:
         return machine
     close = difflib.get_close_matches(canonical, _BY_NAME, n=5, cutoff=0.6)
-    listing = f"close: {', '.join(close)}" if close else "valid: pc-i440fx-X.Y or pc-q35-X.Y for 2.4 ... 10.0"
+    listing = (f"close: {', '.join(close)}" if close else
+               "valid: pc-i440fx-X.Y, pc-q35-X.Y (x86_64, 2.4 ... 10.0) or virt-X.Y (aarch64, 2.6 ... 10.0)")
     raise CompatError(
         f"unknown machine type {wanted!r}; {listing}",
-        hint="QEMU 10.0 has pc-i440fx-2.4 ... 10.0 and pc-q35-2.4 ... 10.0 (plus pc-q35-4.0.1); "
-             "aliases: pc, q35, pc-M.m, q35-M.m",
+        hint="QEMU 10.0 has pc-i440fx-2.4 ... 10.0 and pc-q35-2.4 ... 10.0 (plus pc-q35-4.0.1), virt-2.6 ... 10.0; "
+             "aliases: pc, q35, virt, pc-M.m, q35-M.m; vmig machines lists every build's machines",
     )
 
 
@@ -260,8 +270,8 @@ def resolve_machine_for(name: str, qemu: tuple[int, ...] | None) -> MachineType:
         return resolve_machine(wanted)
     parsed = parse_machine_name(wanted)
     if parsed is None:
-        raise CompatError(f"unknown machine type {wanted!r}; vmig judges pc-i440fx-X.Y and pc-q35-X.Y machines",
-                          hint="e.g. --target pc-q35-8.1")
+        raise CompatError(f"unknown machine type {wanted!r}; vmig judges pc-i440fx-X.Y, pc-q35-X.Y and virt-X.Y "
+                          "machines", hint="e.g. --target pc-q35-8.1 or --target virt-8.2")
     if parsed.version is None:
         if qemu is None:
             raise CompatError(f"machine alias {wanted!r} needs the QEMU version (--qemu)")

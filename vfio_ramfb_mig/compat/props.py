@@ -42,6 +42,7 @@ from vfio_ramfb_mig.compat.qom import PropValue, format_value, is_a, property_sp
 from vfio_ramfb_mig.errors import CompatError
 
 MACHINE_C = "hw/core/machine.c"
+VIRT_C = "hw/arm/virt.c"
 PC_C = "hw/i386/pc.c"
 PC_Q35_C = "hw/i386/pc_q35.c"
 
@@ -89,6 +90,9 @@ def _array(name: str, file: str, props: tuple[CompatProp, ...]) -> CompatArray:
 _ARRAYS: tuple[CompatArray, ...] = (
     _array("pc_q35_compat_defaults", PC_Q35_C, (
         _p("virtio-iommu-pci", "aw-bits", "39"),
+    )),
+    _array("arm_virt_compat", VIRT_C, (
+        _p("virtio-iommu-pci", "aw-bits", "48"),
     )),
     _array("hw_compat_9_2", MACHINE_C, (
         _p("arm-cpu", "backcompat-pauth-default-use-qarma5", "true"),
@@ -442,6 +446,14 @@ COMPAT_ARRAYS: dict[str, CompatArray] = {array.name: array for array in _ARRAYS}
 FAMILY_BASE_ARRAYS: dict[Family, tuple[str, ...]] = {
     "pc-i440fx": (),
     "pc-q35": ("pc_q35_compat_defaults",),
+    "virt": ("arm_virt_compat",),
+}
+# The versioned arrays each family's X_Y_options() appends: hw_compat_X_Y always, and the
+# board's own pc_compat_X_Y on pc (virt's options set class fields, not properties, in 10.0).
+FAMILY_VERSIONED_ARRAYS: dict[Family, tuple[str, ...]] = {
+    "pc-i440fx": ("hw_compat", "pc_compat"),
+    "pc-q35": ("hw_compat", "pc_compat"),
+    "virt": ("hw_compat",),
 }
 
 # Versions that have a hw_compat/pc_compat pair, newest first (the order they are appended).
@@ -478,7 +490,7 @@ def compat_arrays(machine: MachineType | str) -> tuple[CompatArray, ...]:
     names = list(FAMILY_BASE_ARRAYS[machine.family])
     for version in COMPAT_VERSIONS:
         if version >= machine.compat_version:
-            names += [f"hw_compat_{version[0]}_{version[1]}", f"pc_compat_{version[0]}_{version[1]}"]
+            names += [f"{kind}_{version[0]}_{version[1]}" for kind in FAMILY_VERSIONED_ARRAYS[machine.family]]
     return tuple(COMPAT_ARRAYS[name] for name in names)
 
 

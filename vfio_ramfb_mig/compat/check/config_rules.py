@@ -11,11 +11,10 @@ from collections.abc import Iterator
 
 from ...model import Subsection
 from ...text import printable
+from .destination import PAGE_BITS_MIN
 from .findings import Context, Finding, Rule, report
 from .stream_facts import configuration_record, records, stream_capabilities
 
-#: x86: TARGET_PAGE_BITS is 12 (configuration_post_load compares the received value with it)
-X86_TARGET_PAGE_BITS = 12
 
 
 def rule_configuration_missing(ctx: Context, rule: Rule) -> Iterator[Finding]:
@@ -51,16 +50,30 @@ def _subsection(ctx: Context, name: str) -> tuple[int, int, Subsection] | None:
 
 
 def rule_target_page_bits(ctx: Context, rule: Rule) -> Iterator[Finding]:
-    found = _subsection(ctx, "configuration/target-page-bits")
-    if found is None:
+    """configuration_pre_load assumes the destination's TARGET_PAGE_BITS_MIN; a target-page-bits
+    subsection replaces it; post_load compares with the destination's own bits."""
+    local = ctx.dest.target_page_bits
+    found_config = configuration_record(ctx.stream)
+    if local is None or found_config is None:
         return
-    index, j, sub = found
-    bits = sub.fields[0].value if sub.fields else None
-    if bits != X86_TARGET_PAGE_BITS:
-        yield report(rule, "refused", f"target page bits {bits}; x86 has {X86_TARGET_PAGE_BITS}",
-                     [f"Received TARGET_PAGE_BITS is {bits} but local is {X86_TARGET_PAGE_BITS}"], record=index,
-                     offset=sub.span.offset if sub.span else None, ptr=("records", index, "subsections", j),
-                     path="configuration/target-page-bits")
+    found = _subsection(ctx, "configuration/target-page-bits")
+    if found is not None:
+        index, j, sub = found
+        received = sub.fields[0].value if sub.fields else None
+        where = {"offset": sub.span.offset if sub.span else None, "ptr": ("records", index, "subsections", j)}
+        said = "the stream says"
+    else:
+        index, config = found_config
+        received = PAGE_BITS_MIN.get(ctx.dest.arch or "")
+        if received is None:
+            return
+        where = {"offset": config.span.offset if config.span else None, "ptr": ("records", index)}
+        said = f"no target-page-bits subsection, so the destination assumes its minimum, {received}; the stream has"
+    if received != local:
+        yield report(rule, "refused", f"{said} target page bits {received}; the destination ({ctx.dest.arch or '?'}, "
+                     f"{ctx.dest.machine}) has {local}",
+                     [f"Received TARGET_PAGE_BITS is {received} but local is {local}"], record=index,
+                     path="configuration/target-page-bits", **where)
 
 
 def rule_capability_unknown(ctx: Context, rule: Rule) -> Iterator[Finding]:

@@ -48,6 +48,8 @@ class Context:
     dest: Destination
     findings: list[tuple[tuple[int, int, int], Finding]] = field(default_factory=list)
     order: int = 0
+    #: page records past their block's end, gathered while decoding (None: find them in the stream's runs)
+    illegal: list[Any] | None = None
 
     def add(self, finding: Finding) -> None:
         record = finding.record if finding.record is not None else -1

@@ -17,10 +17,10 @@ from .config_rules import (
     rule_uuid,
 )
 from .findings import Rule
+from .load_rules import rule_cpregs, rule_illegal_ram_offset, rule_postcopy_advise, rule_ram_blocks
 from .section_rules import (
     rule_command_unknown,
     rule_opaque_sections,
-    rule_ram_size,
     rule_section_footer,
     rule_section_minimum_version,
     rule_section_version,
@@ -60,9 +60,24 @@ RULES: tuple[Rule, ...] = (
          "version_id  %d\")", rule_section_minimum_version),
     Rule("command-unknown", "every COMMAND must exist at the destination (SWITCHOVER_START only from 10.0)",
          f"{_SAVEVM} loadvm_process_command (\"MIG_CMD 0x%x unknown (len 0x%x)\")", rule_command_unknown),
-    Rule("ram-size", "each RAM block's length must match the destination's (-m for pc.ram)",
-         "migration/ram.c parse_ramblock -> system/physmem.c qemu_ram_resize (\"Size mismatch: %s: 0x%x != 0x%x\")",
-         rule_ram_size),
+    Rule("postcopy-advise", "a stream made with postcopy-ram needs it at the destination, and only then",
+         f"{_SAVEVM} loadvm_postcopy_handle_advise (\"RAM postcopy is disabled but have 16 byte advise\", "
+         "\"RAM postcopy is enabled but have 0 byte advise\", \"Postcopy needs matching target page sizes "
+         "(s=%d d=%zd)\")", rule_postcopy_advise),
+    Rule("ram-blocks", "every RAM block the stream lists must exist at the destination with the same used length "
+         "(or one it can resize to)",
+         "migration/ram.c parse_ramblocks (\"Unknown ramblock \\\"%s\\\", cannot accept migration\"), parse_ramblock -> "
+         "system/physmem.c qemu_ram_resize (\"Size mismatch: %s: 0x%x != 0x%x\", \"Size too large: %s: 0x%x > 0x%x\")",
+         rule_ram_blocks),
+    Rule("illegal-ram-offset", "every page record must lie inside its block's used length",
+         "migration/ram.c ram_load_precopy -> host_from_ram_block_offset (\"Illegal RAM offset %x\"), "
+         f"{_SAVEVM} qemu_loadvm_section_part_end (\"error while loading state section id %d(%s)\")",
+         rule_illegal_ram_offset),
+    Rule("cpu-registers", "arm: the incoming cpreg list may be no longer than the destination's and may name no "
+         "register it lacks",
+         "target/arm/machine.c vmstate_arm_cpu VMSTATE_INT32_POSITIVE_LE(cpreg_vmstate_array_len) "
+         "(migration/vmstate-types.c \"Invalid value %d expecting positive value <= %d\"), cpu_post_load "
+         "(returns -1: \"Operation not permitted\")", rule_cpregs),
     Rule("unknown-subsection", "every subsection must be listed in the destination vmsd's subsections "
          "(and its version within range)",
          "migration/vmstate.c vmstate_subsection_load (-ENOENT, no message of its own) and vmstate_load_state; "

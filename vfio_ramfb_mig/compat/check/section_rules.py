@@ -18,7 +18,7 @@ from ...text import printable
 from .destination import Entry, VmsdKnowledge
 from .findings import EINVAL, ENOENT, Context, Finding, Rule, loading_error, report, section_path
 from .qemu_facts import has_fact
-from .stream_facts import pc_ram, records, section_vmsd_name
+from .stream_facts import records, section_vmsd_name
 
 #: vbasedev->name of a vfio-pci device is the *host* device (e.g. 0000:01:00.0); vmig cannot know it
 VFIO_HOST_NAME = "<host device>"
@@ -113,7 +113,7 @@ def _known_versions(ctx: Context) -> Iterator[tuple[int, Section, VmsdKnowledge]
         entry = matched.get((r.idstr, r.instance_id or 0))
         if entry is None or r.version_id is None:
             continue
-        know = ctx.dest.knowledge(entry.vmsd_name)
+        know = ctx.dest.entry_knowledge(entry)
         if know is not None and know.version_id is not None:
             yield i, r, know
 
@@ -160,21 +160,6 @@ def rule_command_unknown(ctx: Context, rule: Rule) -> Iterator[Finding]:
         return
 
 
-def rule_ram_size(ctx: Context, rule: Rule) -> Iterator[Finding]:
-    if ctx.dest.memory is None:
-        return
-    found = pc_ram(ctx.stream)
-    if found is None:
-        return
-    block, index, offset = found
-    if block.used_length != ctx.dest.memory:
-        yield report(rule, "refused", f"pc.ram is {block.used_length:#x} bytes in the stream, "
-                     f"{ctx.dest.memory:#x} at the destination (-m)",
-                     [f"Size mismatch: pc.ram: {block.used_length:#x} != {ctx.dest.memory:#x}: {EINVAL}",
-                      loading_error("ram", 0)],
-                     record=index, offset=offset, ptr=("records", index, "ram"), path="ram/pc.ram")
-
-
 def rule_subsections(ctx: Context, rule: Rule) -> Iterator[Finding]:
     """Unknown subsections and subsection versions, at every level of every decoded section."""
     matched = match_entries(ctx)
@@ -184,8 +169,10 @@ def rule_subsections(ctx: Context, rule: Rule) -> Iterator[Finding]:
             continue  # refused earlier: unknown section
         body = r.body
         if isinstance(body, VmstateBody):
+            entry = matched.get(key)
+            top = ctx.dest.entry_knowledge(entry) if entry is not None else None
             yield from _walk(ctx, rule, r, i, body.vmsd_name, body.fields, body.subsections, ("records", i),
-                             section_path(r.idstr, r.instance_id), vfio=False)
+                             section_path(r.idstr, r.instance_id), vfio=False, top=top)
         elif isinstance(body, VfioBody):
             for k, item in enumerate(body.items):
                 if item.kind == "config" and item.config is not None:
@@ -195,7 +182,8 @@ def rule_subsections(ctx: Context, rule: Rule) -> Iterator[Finding]:
 
 
 def _walk(ctx: Context, rule: Rule, section: Section, index: int, vmsd: str, fields: Sequence[Field],
-          subsections: Sequence[Subsection], ptr: tuple[Any, ...], path: str, vfio: bool) -> Iterator[Finding]:
+          subsections: Sequence[Subsection], ptr: tuple[Any, ...], path: str, vfio: bool,
+          top: VmsdKnowledge | None = None) -> Iterator[Finding]:
     for n, f in enumerate(fields):
         values = f.value if isinstance(f.value, list) else [f.value]
         for m, v in enumerate(values):
@@ -203,7 +191,7 @@ def _walk(ctx: Context, rule: Rule, section: Section, index: int, vmsd: str, fie
                 sub_ptr = ptr + ("fields", n) + ((m,) if isinstance(f.value, list) else ())
                 yield from _walk(ctx, rule, section, index, v.vmsd_name, v.fields, v.subsections, sub_ptr,
                                  f"{path}/{f.name}" + (f"[{m}]" if isinstance(f.value, list) else ""), vfio)
-    know = ctx.dest.knowledge(vmsd)
+    know = top if top is not None else ctx.dest.knowledge(vmsd)
     idstr, instance = printable(section.idstr), section.instance_id or 0
     tail = (([f"{VFIO_HOST_NAME}: Failed to load device config space"] if vfio else [])
             + [loading_error(idstr, instance)])

@@ -44,16 +44,14 @@ def stream_capabilities(config: Configuration) -> list[str]:
     return []
 
 
-def pc_ram(stream: MigrationStream) -> tuple[Any, int, int] | None:
-    """(RamBlock pc.ram, record index, offset of its block-list item) of the first RAM START."""
-    for i, r in records(stream):
-        if isinstance(r, Section) and isinstance(r.body, RamBody):
+def ram_block_list(stream: MigrationStream) -> tuple[Any, ...]:
+    """The RamBlocks of the stream's first RAM block list (the START section's), in order."""
+    for r in stream.sections:
+        if isinstance(r.body, RamBody):
             for item in r.body.items:
                 if isinstance(item, RamMemSize):
-                    for block in item.blocks:
-                        if block.idstr == "pc.ram":
-                            return block, i, item.span.offset if item.span else r.span.offset
-    return None
+                    return item.blocks
+    return ()
 
 
 def subsection_names(fields: Sequence[Field], subsections: Sequence[Subsection]) -> Iterator[str]:

@@ -39,9 +39,12 @@ class Verdict:
         return next(iter(self.refusals), None)
 
 
-def check_stream(stream: MigrationStream, dest: Destination) -> Verdict:
-    """Judge whether `dest` would load `stream`, the way QEMU's loader goes through it."""
-    ctx = Context(stream, dest)
+def check_stream(stream: MigrationStream, dest: Destination, *, illegal: list[Any] | None = None) -> Verdict:
+    """Judge whether `dest` would load `stream`, the way QEMU's loader goes through it.
+
+    `illegal`: the page records past their block's end (load_rules.IllegalOffsetScan fed by decode's
+    on_ram_item) when the stream was decoded without its page runs."""
+    ctx = Context(stream, dest, illegal=illegal)
     for order, rule in enumerate(RULES):
         ctx.order = order
         for finding in rule.check(ctx, rule):
