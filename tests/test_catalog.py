@@ -84,3 +84,38 @@ def test_bundled_machines_match_the_binary(request: pytest.FixtureRequest, key: 
         if "compat-props" in info:
             assert [(p["qom-type"], p["property"], p["value"]) for p in info["compat-props"]] == \
                 list(mine.compat_props), name
+
+
+# ---------------------------------------------------------------- vmig machines
+
+
+def run_cli(*args: str):
+    from click.testing import CliRunner
+
+    from vfio_ramfb_mig.cli.main import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_machines_lists_every_build_or_one() -> None:
+    everything = run_cli("machines")
+    assert everything.exit_code == 0
+    for b in catalog.all_builds():
+        assert b.describe() in everything.stdout
+    arm72 = run_cli("machines", "--arch", "aarch64", "--qemu", "7.2", "--all")
+    assert arm72.exit_code == 0 and "virt-7.2" in arm72.stdout and "raspi3b" in arm72.stdout
+    assert "virt-8.2" not in arm72.stdout and "pc-q35" not in arm72.stdout
+
+
+def test_machines_explains_one() -> None:
+    virt = run_cli("machines", "virt-8.1")
+    assert virt.exit_code == 0
+    assert "x-ramfb-migrate" in virt.stdout and "hw_compat_8_1" in virt.stdout  # compat, and where it came from
+    assert "mach-virt.ram" in virt.stdout and "pl011" in virt.stdout  # the stock VM's RAM and sections
+    old = run_cli("machines", "virt", "--qemu", "7.2")
+    assert old.exit_code == 0 and old.stdout.startswith("virt is virt-7.2 on QEMU 7.2.22 aarch64")
+    assert "does not report them" in old.stdout
+    short = run_cli("machines", "pc-8.1")
+    assert short.exit_code == 0 and short.stdout.startswith("pc-8.1 is pc-i440fx-8.1")
+    missing = run_cli("machines", "virt-8.2", "--qemu", "7.2")
+    assert missing.exit_code == 2 and "QEMU 7.2.22 aarch64" in missing.stderr and "virt-7.2" in missing.stderr

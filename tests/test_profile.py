@@ -195,3 +195,17 @@ def test_bad_profiles_are_refused(tmp_path: Path, mangle, message: str) -> None:
 def _write(path: Path, text: str) -> Path:
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
     return path
+
+
+def test_check_against_a_bad_profile_is_one_line(tmp_path: Path) -> None:
+    stream = Path(__file__).parents[1] / "fixtures/captures/qemu-10.0.2__pc-q35-8.2__plain.bin"
+    text = json.dumps(minimal_profile())
+    for name, content in {"truncated": text[:100], "edited": text.replace("aarch64", "x86_64"),
+                          "foreign": '{"name": "libvirt"}'}.items():
+        path = _write(tmp_path / f"{name}.json", content)
+        result = subprocess.run([*VMIG, "check", str(stream), "--against", str(path)], capture_output=True,
+                                text=True, timeout=60)
+        one_line_error(result)
+    result = subprocess.run([*VMIG, "check", str(stream), "--against", str(path), "--target", "pc-q35-8.2"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "does not take --target" in result.stderr

@@ -60,11 +60,15 @@ def _sidecar_qemu(path: str) -> str | None:
 @click.option("--schema-b", metavar="FILE", help="--compat: -dump-vmstate of B's QEMU (for other QEMU versions)")
 @click.option("--device", "devices", multiple=True, metavar="DEV",
               help="--compat: a device both VMs have whose state their streams do not carry; repeatable")
+@click.option("--profile-a", metavar="PROFILE",
+              help="--compat: where A was made is the destination this `vmig profile` describes (B is judged there)")
+@click.option("--profile-b", metavar="PROFILE",
+              help="--compat: where B was made is the destination this `vmig profile` describes (A is judged there)")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.pass_obj
 def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple[str, ...], compat: bool,
              qemu: str | None, qemu_a: str | None, qemu_b: str | None, schema_a: str | None, schema_b: str | None,
-             devices: tuple[str, ...], quiet: bool) -> None:
+             devices: tuple[str, ...], profile_a: str | None, profile_b: str | None, quiet: bool) -> None:
     """Show what differs between two migration streams A (old) and B (new).
 
     Sections are matched by idstr and instance, never by position or id. Shown per
@@ -91,13 +95,20 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
         from ..compat.check import check_stream, destination_of
         from ..errors import InputError
 
+        from ..compat.check.destination import destination_from_profile
+        from ..compat.profile import read_profile
+
         qa = qemu_a or qemu or _sidecar_qemu(a)
         qb = qemu_b or qemu or _sidecar_qemu(b)
-        if (qa is None and schema_a is None) or (qb is None and schema_b is None):
+        if (qa is None and schema_a is None and profile_a is None) or \
+                (qb is None and schema_b is None and profile_b is None):
             raise InputError("--compat needs the QEMU version that made each stream: give --qemu (both), "
-                             "--qemu-a/--qemu-b, or keep the .meta.json sidecars next to the streams")
-        where_b = destination_of(stream_b, qemu=qb, schema=schema_b, devices=devices)
-        where_a = destination_of(stream_a, qemu=qa, schema=schema_a, devices=devices)
+                             "--qemu-a/--qemu-b, --profile-a/--profile-b, or keep the .meta.json sidecars next "
+                             "to the streams")
+        where_b = (destination_from_profile(read_profile(profile_b), devices=devices) if profile_b else
+                   destination_of(stream_b, qemu=qb, schema=schema_b, devices=devices))
+        where_a = (destination_from_profile(read_profile(profile_a), devices=devices) if profile_a else
+                   destination_of(stream_a, qemu=qa, schema=schema_a, devices=devices))
         verdicts = (check_stream(stream_a, where_b), check_stream(stream_b, where_a))
     if as_json:
         doc = diff_json(result)

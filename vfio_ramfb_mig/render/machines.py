@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
-from ..compat.machines import MACHINES, MachineType
+from ..compat.catalog import JUDGED_FAMILIES, Build, MachineInfo
+from ..compat.machines import MACHINES, MachineType, resolve_machine
 from ..compat.props import compat_props, effective_properties
 
 #: drivers whose compat entries change what vmig encodes or decodes
@@ -39,3 +42,68 @@ def machine_props_table(machine: MachineType, *, everything: bool = False) -> Ta
         if everything or entry.driver in FOCUS_DRIVERS:
             table.add_row(entry.driver, entry.property, entry.value, entry.array, entry.source)
     return table
+
+
+def build_table(build: Build, *, everything: bool = False) -> Table:
+    """The machine types of one bundled build (the families vmig judges, or all with `everything`)."""
+    shown = [m for m in build.machines.values() if everything or m.family in JUDGED_FAMILIES]
+    others = len(build.machines) - len(shown)
+    caption = f"{others} other machine types: --all lists them" if others else None
+    table = Table(title=f"{build.describe()}: machine types", caption=caption)
+    for column in ("machine", "alias", "compat props", "stock VM: sections", "RAM blocks", "page bits", "notes"):
+        table.add_column(column)
+    for m in sorted(shown, key=lambda m: (m.family, m.version or (), m.name)):
+        props = "not reported" if m.compat_props is None else str(len(m.compat_props))
+        stock = m.stock
+        notes = ", ".join(filter(None, ("default" if m.is_default else "", "deprecated" if m.deprecated else "",
+                                        f"stock VM: {m.stock_error[:60]}" if m.stock_error else "")))
+        table.add_row(m.name, m.alias or "", props, str(len(stock.sections)) if stock else "",
+                      str(len(stock.ram)) if stock else "", str(stock.target_page_bits or "") if stock else "", notes)
+    return table
+
+
+def machine_view(build: Build, machine: MachineInfo, *, everything: bool = False) -> Group:
+    """One machine of one build: what QEMU says of it, its compat properties, and its stock VM."""
+    parts: list = []
+    head = Text(f"{machine.name} on {build.describe()}: {machine.description}")
+    facts = [f"default RAM block {machine.default_ram_id}" if machine.default_ram_id else "",
+             f"default CPU {machine.default_cpu_type}" if machine.default_cpu_type else "",
+             f"alias {machine.alias}" if machine.alias else "", "deprecated" if machine.deprecated else ""]
+    head.append("\n" + "; ".join(f for f in facts if f))
+    parts.append(head)
+    typed = _typed(machine.name) if build.qemu.startswith("10.0") else None
+    if typed is not None:
+        parts.append(machine_props_table(typed, everything=everything))
+    elif machine.compat_props is not None:
+        table = Table(title=f"{machine.name}: compat properties, as QEMU {build.qemu} reports them "
+                            "(query-machines), in the order it applies them")
+        for column in ("driver", "property", "value"):
+            table.add_column(column)
+        for driver, prop, value in machine.compat_props:
+            table.add_row(driver, prop, value)
+        parts.append(table)
+    else:
+        parts.append(Text(f"compat properties: QEMU {build.qemu} does not report them (query-machines has them "
+                          "from 9.1 on); vmig profile records the values a running destination has"))
+    if machine.stock is not None:
+        stock = machine.stock
+        table = Table(title=f"a stock {machine.name} ({' '.join(build.stock_args)}) saves these sections")
+        for column in ("idstr", "instance", "version", "vmsd"):
+            table.add_column(column)
+        for row in stock.sections:
+            table.add_row(row["idstr"], str(row["instance_id"]), str(row["version_id"]), row["vmsd"])
+        parts.append(table)
+        ram = ", ".join(f"{n} {size:#x}" for n, size in stock.ram)
+        cpus = "; ".join(f"{idstr} {len(regs)} cpregs" for idstr, _, regs in stock.cpus)
+        parts.append(Text(f"RAM blocks: {ram}\ntarget page bits: {stock.target_page_bits or 'not sent (the minimum)'}"
+                          + (f"\nCPU: {cpus}" if cpus else "")))
+    elif machine.stock_error:
+        parts.append(Text(f"stock VM: {machine.stock_error}"))
+    return Group(*parts)
+
+
+def _typed(name: str) -> MachineType | None:
+    try:
+        return resolve_machine(name)
+    except Exception:  # a machine vmig has no compat tables for (not pc-i440fx/pc-q35/virt)
+        return None
