@@ -49,6 +49,7 @@ from typing import Any
 from .source import Source
 from .text import printable, to_wire
 from .errors import CorruptError
+from . import equivalence
 from .model import (
     Blob,
     Command,
@@ -148,7 +149,8 @@ class StreamDiff:
 
     @property
     def same(self) -> bool:
-        return not self.changes
+        """No differences; fields that only changed their names (kind "equivalent") are none."""
+        return all(c.kind == "equivalent" for c in self.changes)
 
     def groups(self) -> dict[str, list[Change]]:
         """Changes by group, groups in first-seen order."""
@@ -944,9 +946,25 @@ class _Differ:
 
     def fields(self, group: str, prefix: str, fa: Sequence[Field], fb: Sequence[Field]) -> None:
         da, db = _named(fa), _named(fb)
+        done_a: set[str] = set()
+        done_b: set[str] = set()
+        # what changed, not how each vmdesc spelled it (equivalence.py): renamed and re-split fields,
+        # and index/value register arrays compared register by register
+        for region in equivalence.regions(da, db):
+            self.region(group, prefix, region, da, db)
+            done_a.update(region.a)
+            done_b.update(region.b)
+        for pair in equivalence.register_pairs(da, db):
+            if pair.indexes not in done_a and not self.skip(f"{prefix}/{pair.stem}"):
+                self.registers(group, prefix, pair, da, db)
+            done_a.update((pair.indexes, pair.values))
+            done_b.update((pair.indexes, pair.values))
         for key in list(da) + [k for k in db if k not in da]:
             path = f"{prefix}/{key}"
-            x, y = da.get(key), db.get(key)
+            x = None if key in done_a else da.get(key)
+            y = None if key in done_b else db.get(key)
+            if x is None and y is None:
+                continue
             if y is None:
                 self.add("field_removed", group, path, f"field only in A: {x.type} = {value_text(x.value, x.type)}",
                          old=x.value, old_offset=_span_off(x.span))
@@ -956,9 +974,62 @@ class _Differ:
             elif not self.skip(path):
                 self.field(group, path, x, y)
 
+    def region(self, group: str, prefix: str, region: equivalence.Region, da: dict[str, Field],
+               db: dict[str, Field]) -> None:
+        """One stretch of bytes the two sides name differently: equivalent when the bytes are equal."""
+        names_a, names_b = ", ".join(region.a), ", ".join(region.b)
+        path = f"{prefix}/{region.b[0] if len(region.b) == 1 else region.a[0]}"
+        if self.skip(path):
+            return
+        result = _range_diff(self.ra, region.offset_a, region.length, self.rb, region.offset_b, region.length)
+        how = "renamed" if len(region.a) == len(region.b) else "re-split"
+        if result is not None and result[0] < 0:
+            self.add("equivalent", group, path, f"{names_a} ≡ {names_b}: {how}, the same {_n(region.length, 'byte')}",
+                     old=list(region.a), new=list(region.b), old_offset=region.offset_a, new_offset=region.offset_b)
+            return
+        if result is None:
+            self.notes.append(f"{path}: {names_a} / {names_b} not compared (no source to read them from)")
+            return
+        first, count = result
+        where_a = equivalence.field_at([(k, da[k]) for k in region.a], region.offset_a + first)
+        where_b = equivalence.field_at([(k, db[k]) for k in region.b], region.offset_b + first)
+        x = self.ra.get(region.offset_a + first, 1)
+        y = self.rb.get(region.offset_b + first, 1)
+        sample = f" ({x.hex()} → {y.hex()})" if x is not None and y is not None else ""
+        self.add("bytes", group, path, f"{names_a} → {names_b} ({how}, {_n(region.length, 'byte')}): "
+                 f"{_n(count, 'byte')} {_verb(count)}, first at {where_a} → {where_b}{sample}", old=list(region.a),
+                 new=list(region.b), old_offset=region.offset_a + first, new_offset=region.offset_b + first,
+                 count=count)
+
+    def registers(self, group: str, prefix: str, pair: equivalence.RegisterPair, da: dict[str, Field],
+                  db: dict[str, Field]) -> None:
+        """`stem_indexes`/`stem_values` as a map: registers on one side only, then values that differ."""
+        name = equivalence.register_namer(pair.stem)
+        ma = dict(zip(da[pair.indexes].value, da[pair.values].value))
+        mb = dict(zip(db[pair.indexes].value, db[pair.values].value))
+        only_a = [k for k in ma if k not in mb]
+        only_b = [k for k in mb if k not in ma]
+        path = f"{prefix}/{pair.stem}"
+        for keys, kind, side in ((only_a, "field_removed", "A"), (only_b, "field_added", "B")):
+            if keys:
+                shown = ", ".join(name(k) for k in keys[:LIST_LIMIT]) + (" …" if len(keys) > LIST_LIMIT else "")
+                self.add(kind, group, path, f"{_n(len(keys), 'register')} only in {side}: {shown}",
+                         old=keys if side == "A" else None, new=keys if side == "B" else None, count=len(keys))
+        changed = [k for k in ma if k in mb and ma[k] != mb[k]]
+        for k in changed[:LIST_LIMIT]:
+            self.add("value", group, f"{path}[{name(k)}]", f"{value_text(ma[k])} → {value_text(mb[k])}",
+                     old=ma[k], new=mb[k])
+        if len(changed) > LIST_LIMIT:
+            self.add("value", group, path, f"{len(changed)} of {len(set(ma) & set(mb))} common registers differ "
+                     f"(the first {LIST_LIMIT} above)", count=len(changed))
+
     def field(self, group: str, path: str, x: Field, y: Field) -> None:
         oa, ob = _span_off(x.span), _span_off(y.span)
         if x.type != y.type:
+            if _same_bytes(self.ra, x.span, self.rb, y.span):  # only the vmdesc's spelling of the type changed
+                self.add("equivalent", group, path, f"type {x.type} ≡ {y.type}: the same {_n(x.span.length, 'byte')} "
+                         f"({value_text(y.value, y.type)})", old=x.type, new=y.type, old_offset=oa, new_offset=ob)
+                return
             self.add("type", group, path, f"type {x.type} → {y.type}: {value_text(x.value, x.type)} → "
                      f"{value_text(y.value, y.type)}", old=x.type, new=y.type, old_offset=oa, new_offset=ob)
             return
@@ -1205,6 +1276,13 @@ def _by_key(stream: MigrationStream) -> dict[tuple[str, int], list[tuple[int, Se
         if isinstance(record, Section):
             out.setdefault((record.idstr, record.instance_id or 0), []).append((index, record))
     return out
+
+
+def _same_bytes(ra: _Bytes, sa: Span | None, rb: _Bytes, sb: Span | None) -> bool:
+    if sa is None or sb is None or sa.length != sb.length:
+        return False
+    result = _range_diff(ra, sa.offset, sa.length, rb, sb.offset, sb.length)
+    return result is not None and result[0] < 0
 
 
 def _named(fields: Sequence[Field]) -> dict[str, Field]:

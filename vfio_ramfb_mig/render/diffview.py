@@ -24,6 +24,8 @@ SEVERITY_MARK = {"refused": ("✗", "vmig.removed"), "warning": ("!", "vmig.warn
 
 
 def change_style(change: Change) -> str:
+    if change.kind == "equivalent":
+        return "vmig.dim"
     if change.kind in ADDED or (change.kind == "ram_block" and change.old is None and change.new is not None):
         return "vmig.added"
     if change.kind in REMOVED or (change.kind == "ram_block" and change.new is None and change.old is not None):
@@ -33,6 +35,8 @@ def change_style(change: Change) -> str:
 
 def _sign(change: Change) -> str:
     style = change_style(change)
+    if change.kind == "equivalent":
+        return "≡"
     return {"vmig.added": "+", "vmig.removed": "-"}.get(style, "~")
 
 
