@@ -114,8 +114,22 @@ def test_machines_explains_one() -> None:
     assert "mach-virt.ram" in virt.stdout and "pl011" in virt.stdout  # the stock VM's RAM and sections
     old = run_cli("machines", "virt", "--qemu", "7.2")
     assert old.exit_code == 0 and old.stdout.startswith("virt is virt-7.2 on QEMU 7.2.22 aarch64")
-    assert "does not report them" in old.stdout
+    assert "compat properties from QEMU 7.2.0's source" in old.stdout  # 7.2 does not report them
     short = run_cli("machines", "pc-8.1")
     assert short.exit_code == 0 and short.stdout.startswith("pc-8.1 is pc-i440fx-8.1")
     missing = run_cli("machines", "virt-8.2", "--qemu", "7.2")
     assert missing.exit_code == 2 and "QEMU 7.2.22 aarch64" in missing.stderr and "virt-7.2" in missing.stderr
+
+
+def test_source_tables_cover_every_machine_of_both_releases() -> None:
+    """tools/compat_from_source.py read a table for exactly the pc/virt machines each QEMU build has
+    (10.0's tables are checked against query-machines by test_compat_tables_equal_what_qemu_10_reports,
+    7.2's against the live binary by test_profile.py::test_older_qemu_compat_values_are_read_back)."""
+    for release in ("10.0", "7.2"):
+        machines = {m.name for b in catalog.builds(qemu=release) for m in b.machines.values()
+                    if m.family in catalog.JUDGED_FAMILIES}
+        assert set(catalog.source_tree(release + ".0")["machines"]) == machines, release
+    b72 = catalog.build_for("aarch64", "7.2")
+    virt61 = catalog.source_compat(b72, "virt-6.1")
+    assert [p[3] for p in virt61.props][:1] == ["hw_compat_7_1"]
+    assert ("no_tcg_lpa2", "true", "virt_machine_6_2_options") in virt61.options

@@ -209,3 +209,21 @@ def test_check_against_a_bad_profile_is_one_line(tmp_path: Path) -> None:
     result = subprocess.run([*VMIG, "check", str(stream), "--against", str(path), "--target", "pc-q35-8.2"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "does not take --target" in result.stderr
+
+
+@pytest.mark.qemu
+def test_older_qemu_compat_values_are_read_back(qemu72: QemuBinary) -> None:
+    """QEMU 7.2 does not report compat properties; the profile reads back, with qom-get, the values
+    its devices have for the properties vmig's table from 7.2's source sets on that machine. Real
+    QEMU agrees with the table (and the values are not the devices' defaults: 7.2's own machine
+    has none of these entries)."""
+    devices = ["virtio-rng-pci", "e1000e"]
+    old = profile_destination(vm_command(qemu72, "pc-q35-6.0", devices, []), timeout=60)
+    assert old["compat_props"]["source"] == "qom-get"
+    seen = {(p["driver"], p["property"]): p for p in old["compat_props"]["props"]}
+    assert {("virtio-device", "queue_reset"), ("e1000e", "init-vet")} <= set(seen)
+    truth = {"on": "true", "off": "false"}
+    for p in seen.values():
+        assert p["value"] == truth.get(p["compat_value"], p["compat_value"]), p
+    new = profile_destination(vm_command(qemu72, "pc-q35-7.2", devices, []), timeout=60)
+    assert new["compat_props"]["props"] == []

@@ -161,6 +161,61 @@ def all_builds() -> tuple[Build, ...]:
     return tuple(_build(b) for b in doc["builds"])
 
 
+SOURCE_FILE = "compat-source.json.gz"
+SOURCE_FORMAT = "vmig-compat-source/1"
+
+
+@cache
+def source_trees() -> Mapping[str, Any]:
+    """data/compat-source.json.gz: per QEMU source release, the compat arrays and, per pc/virt
+    machine, the arrays it applies in order and the class fields its options functions set
+    (tools/compat_from_source.py)."""
+    raw = resources.files("vfio_ramfb_mig").joinpath("data", SOURCE_FILE).read_bytes()
+    doc = json.loads(gzip.decompress(raw))
+    if doc.get("format") != SOURCE_FORMAT:
+        raise CompatError(f"bundled {SOURCE_FILE} has format {doc.get('format')!r}, expected {SOURCE_FORMAT}")
+    return doc["qemu"]
+
+
+def source_tree(release: str) -> Mapping[str, Any]:
+    """The source facts of the tree nearest `release` (the 7.2.0 tree stands for 7.2.22: the stable
+    releases do not touch machine compat)."""
+    trees = source_trees()
+    if release in trees:
+        return trees[release]
+    series = ".".join(release.split(".")[:2])
+    for name, tree in trees.items():
+        if name.startswith(series + "."):
+            return tree
+    raise CompatError(f"vmig has no source facts of QEMU {release}; it has {', '.join(trees)}")
+
+
+@dataclass(frozen=True)
+class SourceCompat:
+    """A machine's compat properties and class options as QEMU's source sets them."""
+
+    release: str
+    #: (driver, property, value, array, file) in the order QEMU applies them
+    props: tuple[tuple[str, str, str, str, str], ...]
+    #: (field, value, function) of the class fields the options functions set (last one wins)
+    options: tuple[tuple[str, str, str], ...]
+    options_file: str
+
+
+def source_compat(build: Build, machine: str) -> SourceCompat | None:
+    """The source facts of `machine` on `build`'s QEMU, None when vmig has none for it."""
+    try:
+        tree = source_tree(build.qemu)
+    except CompatError:
+        return None
+    row = tree["machines"].get(machine)
+    if row is None:
+        return None
+    props = tuple((d, p, v, name, tree["arrays"][name]["file"]) for name in row["arrays"]
+                  for d, p, v, _ in tree["arrays"][name]["entries"])
+    return SourceCompat(tree["version"], props, tuple(tuple(o) for o in row["options"]), row["file"])
+
+
 def normalize_arch(arch: str) -> str:
     try:
         return ARCH_ALIASES[arch.strip().lower()]

@@ -145,16 +145,24 @@ def _query_destination(argv: list[str], timeout: float) -> dict[str, Any]:
                 kind = str(child.get("type", ""))
                 if kind.startswith("child<"):
                     devices.append({"path": f"{parent}/{child.get('name')}", "type": kind[6:-1]})
+        observed = None if "compat-props" in info else _observed_compat(run, version, machine, devices)
         run.quit()
     compat: dict[str, Any]
     if "compat-props" in info:
         compat = {"source": "query-machines", "props": [
             {"driver": p.get("qom-type"), "property": p.get("property"), "value": p.get("value")}
             for p in info["compat-props"] if isinstance(p, Mapping)]}
+    elif observed is not None:
+        compat = {"source": "qom-get", "props": observed,
+                  "note": f"QEMU {version} does not report compat properties (query-machines has them from "
+                          f"{COMPAT_PROPS_SINCE[0]}.{COMPAT_PROPS_SINCE[1]} on): these are the values its devices "
+                          f"have for the properties QEMU {version}'s source sets on {machine} (vmig's table from "
+                          "the source, read back with qom-get)"}
     else:
         compat = {"source": None, "props": [],
                   "note": f"QEMU {version} does not report compat properties (query-machines has them from "
-                          f"{COMPAT_PROPS_SINCE[0]}.{COMPAT_PROPS_SINCE[1]} on)"}
+                          f"{COMPAT_PROPS_SINCE[0]}.{COMPAT_PROPS_SINCE[1]} on) and vmig has no source table "
+                          f"for {machine}"}
     return {
         "qemu": {"version": version, "package": package, "arch": str(target.get("arch", ""))},
         "machine": {"name": machine, "qom_type": qom_type, "alias": info.get("alias"),
@@ -166,6 +174,52 @@ def _query_destination(argv: list[str], timeout: float) -> dict[str, Any]:
         "devices": devices,
         "compat_props": compat,
     }
+
+
+def _observed_compat(run: QemuRun, version: str, machine: str | None,
+                     devices: list[dict[str, str]]) -> list[dict[str, Any]] | None:
+    """For QEMUs that do not report compat properties: the machine's entries from vmig's table of
+    that QEMU's source (compat.catalog.source_tree), read back from each -device they reach
+    (the device's type or a parent type is the entry's driver) with qom-get."""
+    from .catalog import source_tree
+    from ..errors import CompatError
+
+    try:
+        tree = source_tree(version)
+    except CompatError:
+        return None
+    row = tree["machines"].get(machine or "")
+    if row is None:
+        return None
+    ok, types = run.try_cmd("qom-list-types", {"abstract": True})
+    parents = {t.get("name"): t.get("parent") for t in types} if ok and isinstance(types, list) else {}
+    found = []
+    objects = list(devices)
+    for dev in devices:  # and the objects a device makes of its own (a virtio proxy's virtio-backend)
+        ok, children = run.try_cmd("qom-list", {"path": dev["path"]})
+        for child in children if ok and isinstance(children, list) else []:
+            kind = str(child.get("type", ""))
+            if kind.startswith("child<"):
+                objects.append({"path": f"{dev['path']}/{child.get('name')}", "type": kind[6:-1]})
+    for dev in objects:
+        ancestry, kind = [], dev["type"]
+        while kind and kind not in ancestry and len(ancestry) < 64:
+            ancestry.append(kind)
+            kind = parents.get(kind)
+        for array in row["arrays"]:
+            for driver, prop, value, _ in tree["arrays"][array]["entries"]:
+                if driver not in ancestry:
+                    continue
+                ok, got = run.try_cmd("qom-get", {"path": dev["path"], "property": prop})
+                found.append({"driver": driver, "property": prop, "value": _qom_text(got) if ok else None,
+                              "compat_value": value, "array": array, "path": dev["path"]})
+    return found
+
+
+def _qom_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def save_own_state(argv: list[str], timeout: float, out: Path) -> None:

@@ -1,12 +1,14 @@
 """Machine compat property arrays as data, and how a machine type stacks them.
 
-Each ``hw_compat_X_Y`` (hw/core/machine.c) and ``pc_compat_X_Y`` (hw/i386/pc.c) array of
-QEMU 10.0.2 is one `CompatArray` of (driver, property, value) triples, transcribed in
-QEMU's order; ``pc_q35_compat_defaults`` (hw/i386/pc_q35.c) is the base array every
-pc-q35 machine starts with. A machine of version N gets hw_compat_V then pc_compat_V
-for every V >= N, newest V first (each ``pc_*_machine_X_Y_options()`` calls the next
-newer one, then appends its own pair). Globals are applied in that order and a later
-entry overwrites an earlier one, so on a conflict the oldest array wins.
+Each ``hw_compat_X_Y`` (hw/core/machine.c), ``pc_compat_X_Y`` (hw/i386/pc.c) and board
+array (``pc_q35_compat_defaults``, ``arm_virt_compat``) of QEMU 10.0.2 is one `CompatArray`
+of (driver, property, value) triples in QEMU's order, read from QEMU's source by
+tools/compat_from_source.py into data/compat-source.json.gz (which checks them against
+what the 10.0 binaries report for every machine). A machine of version N gets its board's
+base array, then hw_compat_V (and pc_compat_V on pc) for every V >= N, newest V first (each
+``*_machine_X_Y_options()`` calls the next newer one, then appends its own). Globals are
+applied in that order and a later entry overwrites an earlier one, so on a conflict the
+oldest array wins.
 
 Precedence for one property of one object, lowest first (hw/core/qdev.c device_post_init,
 qom/object.c object_apply_compat_props, hw/core/qdev-properties.c qdev_prop_set_globals):
@@ -17,7 +19,7 @@ implements the parts vmig models: default, machine compat, ``-global``, ``-devic
 Driver names are spelled as QEMU expands the macros for qemu-system-x86_64
 (TYPE_X86_CPU = "x86_64-cpu"; the i386 binary would use "i386-cpu").
 
-Imports `vfio_ramfb_mig.errors` and sibling compat modules.
+Imports `vfio_ramfb_mig.errors` and sibling compat modules (catalog for the data).
 
 References:
     hw/core/machine.c   hw_compat_2_4 ... hw_compat_9_2
@@ -37,14 +39,11 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from vfio_ramfb_mig.compat.machines import Family, MachineType, resolve_machine
+from vfio_ramfb_mig.compat.catalog import source_tree
+from vfio_ramfb_mig.compat.machines import MachineType, resolve_machine
 from vfio_ramfb_mig.compat.qom import PropValue, format_value, is_a, property_spec
 from vfio_ramfb_mig.errors import CompatError
 
-MACHINE_C = "hw/core/machine.c"
-VIRT_C = "hw/arm/virt.c"
-PC_C = "hw/i386/pc.c"
-PC_Q35_C = "hw/i386/pc_q35.c"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,388 +77,19 @@ class CompatArray:
         return (int(match[1]), int(match[2])) if match else None
 
 
-def _p(driver: str, prop: str, value: str, *, optional: bool = False) -> CompatProp:
-    return CompatProp(driver, prop, value, optional)
+def _load_arrays() -> tuple[CompatArray, ...]:
+    """QEMU 10.0.2's arrays, as tools/compat_from_source.py read them from its source (and checked
+    them against what the 10.0 binaries report for every machine)."""
+    tree = source_tree(QEMU_RELEASE)
+    return tuple(CompatArray(name, row["file"], tuple(CompatProp(d, p, v, opt) for d, p, v, opt in row["entries"]))
+                 for name, row in tree["arrays"].items())
 
 
-def _array(name: str, file: str, props: tuple[CompatProp, ...]) -> CompatArray:
-    return CompatArray(name, file, props)
-
-
-# Transcribed from QEMU 10.0.2, newest first, entries in source order.
-_ARRAYS: tuple[CompatArray, ...] = (
-    _array("pc_q35_compat_defaults", PC_Q35_C, (
-        _p("virtio-iommu-pci", "aw-bits", "39"),
-    )),
-    _array("arm_virt_compat", VIRT_C, (
-        _p("virtio-iommu-pci", "aw-bits", "48"),
-    )),
-    _array("hw_compat_9_2", MACHINE_C, (
-        _p("arm-cpu", "backcompat-pauth-default-use-qarma5", "true"),
-        _p("virtio-balloon-pci", "vectors", "0"),
-        _p("virtio-balloon-pci-transitional", "vectors", "0"),
-        _p("virtio-balloon-pci-non-transitional", "vectors", "0"),
-        _p("virtio-mem-pci", "vectors", "0"),
-        _p("migration", "multifd-clean-tls-termination", "false"),
-        _p("migration", "send-switchover-start", "off"),
-        _p("vfio-pci", "x-migration-multifd-transfer", "off"),
-    )),
-    _array("pc_compat_9_2", PC_C, ()),
-    _array("hw_compat_9_1", MACHINE_C, (
-        _p("pci-device", "x-pcie-ext-tag", "false"),
-    )),
-    _array("pc_compat_9_1", PC_C, (
-        _p("ICH9-LPC", "x-smi-swsmi-timer", "off"),
-        _p("ICH9-LPC", "x-smi-periodic-timer", "off"),
-        _p("intel-iommu", "stale-tm", "on"),
-        _p("intel-iommu", "aw-bits", "39"),
-    )),
-    _array("hw_compat_9_0", MACHINE_C, (
-        _p("arm-cpu", "backcompat-cntfrq", "true"),
-        _p("scsi-hd", "migrate-emulated-scsi-request", "false"),
-        _p("scsi-cd", "migrate-emulated-scsi-request", "false"),
-        _p("vfio-pci", "skip-vsc-check", "false"),
-        _p("virtio-pci", "x-pcie-pm-no-soft-reset", "off"),
-        _p("sd-card", "spec_version", "2"),
-    )),
-    _array("pc_compat_9_0", PC_C, (
-        _p("x86_64-cpu", "x-amd-topoext-features-only", "false"),
-        _p("x86_64-cpu", "x-l1-cache-per-thread", "false"),
-        _p("x86_64-cpu", "guest-phys-bits", "0"),
-        _p("sev-guest", "legacy-vm-type", "on"),
-        _p("x86_64-cpu", "legacy-multi-node", "on"),
-    )),
-    _array("hw_compat_8_2", MACHINE_C, (
-        _p("migration", "zero-page-detection", "legacy"),
-        _p("virtio-iommu-pci", "granule", "4k"),
-        _p("virtio-iommu-pci", "aw-bits", "64"),
-        _p("virtio-gpu-device", "x-scanout-vmstate-version", "1"),
-    )),
-    _array("pc_compat_8_2", PC_C, ()),
-    _array("hw_compat_8_1", MACHINE_C, (
-        _p("base-pci-bridge", "x-pci-express-writeable-slt-bug", "true"),
-        _p("ramfb", "x-migrate", "off"),
-        _p("vfio-pci-nohotplug", "x-ramfb-migrate", "off"),
-        _p("igb", "x-pcie-flr-init", "off"),
-        _p("virtio-net-device", "host_uso", "off"),
-        _p("virtio-net-device", "guest_uso4", "off"),
-        _p("virtio-net-device", "guest_uso6", "off"),
-    )),
-    _array("pc_compat_8_1", PC_C, ()),
-    _array("hw_compat_8_0", MACHINE_C, (
-        _p("migration", "multifd-flush-after-each-section", "on"),
-        _p("pci-device", "x-pcie-ari-nextfn-1", "on"),
-    )),
-    _array("pc_compat_8_0", PC_C, (
-        _p("virtio-mem", "unplugged-inaccessible", "auto"),
-    )),
-    _array("hw_compat_7_2", MACHINE_C, (
-        _p("e1000e", "migrate-timadj", "off"),
-        _p("virtio-mem", "x-early-migration", "false"),
-        _p("migration", "x-preempt-pre-7-2", "true"),
-        _p("pci-device", "x-pcie-err-unc-mask", "off"),
-    )),
-    _array("pc_compat_7_2", PC_C, (
-        _p("ICH9-LPC", "noreboot", "true"),
-    )),
-    _array("hw_compat_7_1", MACHINE_C, (
-        _p("virtio-device", "queue_reset", "false"),
-        _p("virtio-rng-pci", "vectors", "0"),
-        _p("virtio-rng-pci-transitional", "vectors", "0"),
-        _p("virtio-rng-pci-non-transitional", "vectors", "0"),
-    )),
-    _array("pc_compat_7_1", PC_C, ()),
-    _array("hw_compat_7_0", MACHINE_C, (
-        _p("arm-gicv3-common", "force-8-bit-prio", "on"),
-        _p("nvme-ns", "eui64-default", "on"),
-    )),
-    _array("pc_compat_7_0", PC_C, ()),
-    _array("hw_compat_6_2", MACHINE_C, (
-        _p("PIIX4_PM", "x-not-migrate-acpi-index", "on"),
-    )),
-    _array("pc_compat_6_2", PC_C, (
-        _p("virtio-mem", "unplugged-inaccessible", "off"),
-    )),
-    _array("hw_compat_6_1", MACHINE_C, (
-        _p("vhost-user-vsock-device", "seqpacket", "off"),
-        _p("nvme-ns", "shared", "off"),
-    )),
-    _array("pc_compat_6_1", PC_C, (
-        _p("x86_64-cpu", "hv-version-id-build", "0x1bbc"),
-        _p("x86_64-cpu", "hv-version-id-major", "0x0006"),
-        _p("x86_64-cpu", "hv-version-id-minor", "0x0001"),
-        _p("ICH9-LPC", "x-keep-pci-slot-hpc", "false"),
-    )),
-    _array("hw_compat_6_0", MACHINE_C, (
-        _p("gpex-pcihost", "allow-unmapped-accesses", "false"),
-        _p("i8042", "extended-state", "false"),
-        _p("nvme-ns", "eui64-default", "off"),
-        _p("e1000", "init-vet", "off"),
-        _p("e1000e", "init-vet", "off"),
-        _p("vhost-vsock-device", "seqpacket", "off"),
-    )),
-    _array("pc_compat_6_0", PC_C, (
-        _p("qemu64-x86_64-cpu", "family", "6"),
-        _p("qemu64-x86_64-cpu", "model", "6"),
-        _p("qemu64-x86_64-cpu", "stepping", "3"),
-        _p("x86_64-cpu", "x-vendor-cpuid-only", "off"),
-        _p("ICH9-LPC", "acpi-pci-hotplug-with-bridge-support", "off"),
-        _p("ICH9-LPC", "x-keep-pci-slot-hpc", "true"),
-    )),
-    _array("hw_compat_5_2", MACHINE_C, (
-        _p("ICH9-LPC", "smm-compat", "on"),
-        _p("PIIX4_PM", "smm-compat", "on"),
-        _p("virtio-blk-device", "report-discard-granularity", "off"),
-        _p("virtio-net-pci-base", "vectors", "3"),
-        _p("nvme", "msix-exclusive-bar", "on"),
-    )),
-    _array("pc_compat_5_2", PC_C, (
-        _p("ICH9-LPC", "x-smi-cpu-hotunplug", "off"),
-    )),
-    _array("hw_compat_5_1", MACHINE_C, (
-        _p("vhost-scsi", "num_queues", "1"),
-        _p("vhost-user-blk", "num-queues", "1"),
-        _p("vhost-user-scsi", "num_queues", "1"),
-        _p("virtio-blk-device", "num-queues", "1"),
-        _p("virtio-scsi-device", "num_queues", "1"),
-        _p("nvme", "use-intel-id", "on"),
-        _p("pvpanic", "events", "1"),
-        _p("pl011", "migrate-clk", "off"),
-        _p("virtio-pci", "x-ats-page-aligned", "off"),
-    )),
-    _array("pc_compat_5_1", PC_C, (
-        _p("ICH9-LPC", "x-smi-cpu-hotplug", "off"),
-        _p("x86_64-cpu", "kvm-msi-ext-dest-id", "off"),
-    )),
-    _array("hw_compat_5_0", MACHINE_C, (
-        _p("pci-host-bridge", "x-config-reg-migration-enabled", "off"),
-        _p("virtio-balloon-device", "page-poison", "false"),
-        _p("vmport", "x-read-set-eax", "off"),
-        _p("vmport", "x-signal-unsupported-cmd", "off"),
-        _p("vmport", "x-report-vmx-type", "off"),
-        _p("vmport", "x-cmds-v2", "off"),
-        _p("virtio-device", "x-disable-legacy-check", "true"),
-    )),
-    _array("pc_compat_5_0", PC_C, ()),
-    _array("hw_compat_4_2", MACHINE_C, (
-        _p("virtio-blk-device", "queue-size", "128"),
-        _p("virtio-scsi-device", "virtqueue_size", "128"),
-        _p("virtio-blk-device", "x-enable-wce-if-config-wce", "off"),
-        _p("virtio-blk-device", "seg-max-adjust", "off"),
-        _p("virtio-scsi-device", "seg_max_adjust", "off"),
-        _p("vhost-blk-device", "seg_max_adjust", "off"),
-        _p("usb-host", "suppress-remote-wake", "off"),
-        _p("usb-redir", "suppress-remote-wake", "off"),
-        _p("qxl", "revision", "4"),
-        _p("qxl-vga", "revision", "4"),
-        _p("fw_cfg", "acpi-mr-restore", "false"),
-        _p("virtio-device", "use-disabled-flag", "false"),
-    )),
-    _array("pc_compat_4_2", PC_C, (
-        _p("mch", "smbase-smram", "off"),
-    )),
-    _array("hw_compat_4_1", MACHINE_C, (
-        _p("virtio-pci", "x-pcie-flr-init", "off"),
-    )),
-    _array("pc_compat_4_1", PC_C, ()),
-    _array("hw_compat_4_0", MACHINE_C, (
-        _p("VGA", "edid", "false"),
-        _p("secondary-vga", "edid", "false"),
-        _p("bochs-display", "edid", "false"),
-        _p("virtio-vga", "edid", "false"),
-        _p("virtio-gpu-device", "edid", "false"),
-        _p("virtio-device", "use-started", "false"),
-        _p("virtio-balloon-device", "qemu-4-0-config-size", "true"),
-        _p("pl031", "migrate-tick-offset", "false"),
-    )),
-    _array("pc_compat_4_0", PC_C, ()),
-    _array("hw_compat_3_1", MACHINE_C, (
-        _p("pcie-root-port", "x-speed", "2_5"),
-        _p("pcie-root-port", "x-width", "1"),
-        _p("memory-backend-file", "x-use-canonical-path-for-ramblock-id", "true"),
-        _p("memory-backend-memfd", "x-use-canonical-path-for-ramblock-id", "true"),
-        _p("tpm-crb", "ppi", "false"),
-        _p("tpm-tis", "ppi", "false"),
-        _p("usb-kbd", "serial", "42"),
-        _p("usb-mouse", "serial", "42"),
-        _p("usb-tablet", "serial", "42"),
-        _p("virtio-blk-device", "discard", "false"),
-        _p("virtio-blk-device", "write-zeroes", "false"),
-        _p("virtio-balloon-device", "qemu-4-0-config-size", "false"),
-        _p("pcie-root-port-base", "disable-acs", "true"),
-    )),
-    _array("pc_compat_3_1", PC_C, (
-        _p("intel-iommu", "dma-drain", "off"),
-        _p("Opteron_G3-x86_64-cpu", "rdtscp", "off"),
-        _p("Opteron_G4-x86_64-cpu", "rdtscp", "off"),
-        _p("Opteron_G4-x86_64-cpu", "npt", "off"),
-        _p("Opteron_G4-x86_64-cpu", "nrip-save", "off"),
-        _p("Opteron_G5-x86_64-cpu", "rdtscp", "off"),
-        _p("Opteron_G5-x86_64-cpu", "npt", "off"),
-        _p("Opteron_G5-x86_64-cpu", "nrip-save", "off"),
-        _p("EPYC-x86_64-cpu", "npt", "off"),
-        _p("EPYC-x86_64-cpu", "nrip-save", "off"),
-        _p("EPYC-IBPB-x86_64-cpu", "npt", "off"),
-        _p("EPYC-IBPB-x86_64-cpu", "nrip-save", "off"),
-        _p("Skylake-Client-x86_64-cpu", "mpx", "on"),
-        _p("Skylake-Client-IBRS-x86_64-cpu", "mpx", "on"),
-        _p("Skylake-Server-x86_64-cpu", "mpx", "on"),
-        _p("Skylake-Server-IBRS-x86_64-cpu", "mpx", "on"),
-        _p("Cascadelake-Server-x86_64-cpu", "mpx", "on"),
-        _p("Icelake-Client-x86_64-cpu", "mpx", "on"),
-        _p("Icelake-Server-x86_64-cpu", "mpx", "on"),
-        _p("Cascadelake-Server-x86_64-cpu", "stepping", "5"),
-        _p("x86_64-cpu", "x-intel-pt-auto-level", "off"),
-    )),
-    _array("hw_compat_3_0", MACHINE_C, ()),
-    _array("pc_compat_3_0", PC_C, (
-        _p("x86_64-cpu", "x-hv-synic-kvm-only", "on"),
-        _p("Skylake-Server-x86_64-cpu", "pku", "off"),
-        _p("Skylake-Server-IBRS-x86_64-cpu", "pku", "off"),
-    )),
-    _array("hw_compat_2_12", MACHINE_C, (
-        _p("hda-audio", "use-timer", "false"),
-        _p("cirrus-vga", "global-vmstate", "true"),
-        _p("VGA", "global-vmstate", "true"),
-        _p("vmware-svga", "global-vmstate", "true"),
-        _p("qxl-vga", "global-vmstate", "true"),
-    )),
-    _array("pc_compat_2_12", PC_C, (
-        _p("x86_64-cpu", "legacy-cache", "on"),
-        _p("x86_64-cpu", "topoext", "off"),
-        _p("EPYC-x86_64-cpu", "xlevel", "0x8000000a"),
-        _p("EPYC-IBPB-x86_64-cpu", "xlevel", "0x8000000a"),
-    )),
-    _array("hw_compat_2_11", MACHINE_C, (
-        _p("hpet", "hpet-offset-saved", "false"),
-        _p("virtio-blk-pci", "vectors", "2"),
-        _p("vhost-user-blk-pci", "vectors", "2"),
-        _p("e1000", "migrate_tso_props", "off"),
-    )),
-    _array("pc_compat_2_11", PC_C, (
-        _p("x86_64-cpu", "x-migrate-smi-count", "off"),
-        _p("Skylake-Server-x86_64-cpu", "clflushopt", "off"),
-    )),
-    _array("hw_compat_2_10", MACHINE_C, (
-        _p("virtio-mouse-device", "wheel-axis", "false"),
-        _p("virtio-tablet-device", "wheel-axis", "false"),
-    )),
-    _array("pc_compat_2_10", PC_C, (
-        _p("x86_64-cpu", "x-hv-max-vps", "0x40"),
-        _p("i440FX-pcihost", "x-pci-hole64-fix", "off"),
-        _p("q35-pcihost", "x-pci-hole64-fix", "off"),
-    )),
-    _array("hw_compat_2_9", MACHINE_C, (
-        _p("pci-bridge", "shpc", "off"),
-        _p("intel-iommu", "pt", "off"),
-        _p("virtio-net-device", "x-mtu-bypass-backend", "off"),
-        _p("pcie-root-port", "x-migrate-msix", "false"),
-    )),
-    _array("pc_compat_2_9", PC_C, (
-        _p("mch", "extended-tseg-mbytes", "0"),
-    )),
-    _array("hw_compat_2_8", MACHINE_C, (
-        _p("fw_cfg_mem", "x-file-slots", "0x10"),
-        _p("fw_cfg_io", "x-file-slots", "0x10"),
-        _p("pflash_cfi01", "old-multiple-chip-handling", "on"),
-        _p("pci-bridge", "shpc", "on"),
-        _p("pci-device", "x-pcie-extcap-init", "off"),
-        _p("virtio-pci", "x-pcie-deverr-init", "off"),
-        _p("virtio-pci", "x-pcie-lnkctl-init", "off"),
-        _p("virtio-pci", "x-pcie-pm-init", "off"),
-        _p("cirrus-vga", "vgamem_mb", "8"),
-        _p("isa-cirrus-vga", "vgamem_mb", "8"),
-    )),
-    _array("pc_compat_2_8", PC_C, (
-        _p("x86_64-cpu", "tcg-cpuid", "off"),
-        _p("kvmclock", "x-mach-use-reliable-get-clock", "off"),
-        _p("ICH9-LPC", "x-smi-broadcast", "off"),
-        _p("x86_64-cpu", "vmware-cpuid-freq", "off"),
-        _p("Haswell-x86_64-cpu", "stepping", "1"),
-    )),
-    _array("hw_compat_2_7", MACHINE_C, (
-        _p("virtio-pci", "page-per-vq", "on"),
-        _p("virtio-serial-device", "emergency-write", "off"),
-        _p("ioapic", "version", "0x11"),
-        _p("intel-iommu", "x-buggy-eim", "true"),
-        _p("virtio-pci", "x-ignore-backend-features", "on"),
-    )),
-    _array("pc_compat_2_7", PC_C, (
-        _p("x86_64-cpu", "l3-cache", "off"),
-        _p("x86_64-cpu", "full-cpuid-auto-level", "off"),
-        _p("Opteron_G3-x86_64-cpu", "family", "15"),
-        _p("Opteron_G3-x86_64-cpu", "model", "6"),
-        _p("Opteron_G3-x86_64-cpu", "stepping", "1"),
-        _p("isa-pcspk", "migrate", "off"),
-    )),
-    _array("hw_compat_2_6", MACHINE_C, (
-        _p("virtio-mmio", "format_transport_address", "off"),
-        _p("virtio-pci", "disable-modern", "on", optional=True),
-        _p("virtio-pci", "disable-legacy", "off", optional=True),
-    )),
-    _array("pc_compat_2_6", PC_C, (
-        _p("x86_64-cpu", "cpuid-0xb", "off"),
-        _p("vmxnet3", "romfile", ""),
-        _p("x86_64-cpu", "fill-mtrr-mask", "off"),
-        _p("apic-common", "legacy-instance-id", "on"),
-    )),
-    _array("hw_compat_2_5", MACHINE_C, (
-        _p("isa-fdc", "fallback", "144"),
-        _p("pvscsi", "x-old-pci-configuration", "on"),
-        _p("pvscsi", "x-disable-pcie", "on"),
-        _p("vmxnet3", "x-old-msi-offsets", "on"),
-        _p("vmxnet3", "x-disable-pcie", "on"),
-    )),
-    _array("pc_compat_2_5", PC_C, ()),
-    _array("hw_compat_2_4", MACHINE_C, (
-        _p("e1000", "extra_mac_registers", "off"),
-        _p("virtio-pci", "x-disable-pcie", "on"),
-        _p("virtio-pci", "migrate-extra", "off"),
-        _p("fw_cfg_mem", "dma_enabled", "off"),
-        _p("fw_cfg_io", "dma_enabled", "off"),
-    )),
-    _array("pc_compat_2_4", PC_C, (
-        _p("qemu32-x86_64-cpu", "model-id", "QEMU Virtual CPU version 2.4.0"),
-        _p("qemu64-x86_64-cpu", "model-id", "QEMU Virtual CPU version 2.4.0"),
-        _p("athlon-x86_64-cpu", "model-id", "QEMU Virtual CPU version 2.4.0"),
-        _p("Haswell-x86_64-cpu", "abm", "off"),
-        _p("Haswell-noTSX-x86_64-cpu", "abm", "off"),
-        _p("Broadwell-x86_64-cpu", "abm", "off"),
-        _p("Broadwell-noTSX-x86_64-cpu", "abm", "off"),
-        _p("host-x86_64-cpu", "host-cache-info", "on"),
-        _p("x86_64-cpu", "check", "off"),
-        _p("qemu64-x86_64-cpu", "sse4a", "on"),
-        _p("qemu64-x86_64-cpu", "abm", "on"),
-        _p("qemu64-x86_64-cpu", "popcnt", "on"),
-        _p("qemu32-x86_64-cpu", "popcnt", "on"),
-        _p("Opteron_G2-x86_64-cpu", "rdtscp", "on"),
-        _p("Opteron_G3-x86_64-cpu", "rdtscp", "on"),
-        _p("Opteron_G4-x86_64-cpu", "rdtscp", "on"),
-        _p("Opteron_G5-x86_64-cpu", "rdtscp", "on"),
-    )),
-)
-
+#: the release whose machines and arrays props.py applies (what `vmig encode` builds for)
+QEMU_RELEASE = "10.0.2"
+_ARRAYS: tuple[CompatArray, ...] = _load_arrays()
 COMPAT_ARRAYS: dict[str, CompatArray] = {array.name: array for array in _ARRAYS}
-"""Every transcribed array by name."""
-
-# Base arrays a family's machine_options() adds before any versioned array.
-FAMILY_BASE_ARRAYS: dict[Family, tuple[str, ...]] = {
-    "pc-i440fx": (),
-    "pc-q35": ("pc_q35_compat_defaults",),
-    "virt": ("arm_virt_compat",),
-}
-# The versioned arrays each family's X_Y_options() appends: hw_compat_X_Y always, and the
-# board's own pc_compat_X_Y on pc (virt's options set class fields, not properties, in 10.0).
-FAMILY_VERSIONED_ARRAYS: dict[Family, tuple[str, ...]] = {
-    "pc-i440fx": ("hw_compat", "pc_compat"),
-    "pc-q35": ("hw_compat", "pc_compat"),
-    "virt": ("hw_compat",),
-}
-
-# Versions that have a hw_compat/pc_compat pair, newest first (the order they are appended).
-COMPAT_VERSIONS: tuple[tuple[int, int], ...] = tuple(
-    sorted({version for array in _ARRAYS if (version := array.version) is not None}, reverse=True)
-)
+"""Every array a QEMU 10.0 pc-i440fx, pc-q35 or virt machine applies, by name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -484,13 +114,11 @@ def compat_arrays(machine: MachineType | str) -> tuple[CompatArray, ...]:
     """The arrays a machine appends to its compat_props, in QEMU's order.
 
     pc-q35-8.1 gets pc_q35_compat_defaults, hw_compat_9_2, pc_compat_9_2, hw_compat_9_1, ...,
-    hw_compat_8_1, pc_compat_8_1; a 10.0 machine gets only its family's base arrays.
+    hw_compat_8_1, pc_compat_8_1; virt-8.1 arm_virt_compat, then hw_compat_9_2 ... hw_compat_8_1;
+    a 10.0 machine only its family's base arrays (the order its options functions call them in).
     """
     machine = resolve_machine(machine)
-    names = list(FAMILY_BASE_ARRAYS[machine.family])
-    for version in COMPAT_VERSIONS:
-        if version >= machine.compat_version:
-            names += [f"{kind}_{version[0]}_{version[1]}" for kind in FAMILY_VERSIONED_ARRAYS[machine.family]]
+    names = source_tree(QEMU_RELEASE)["machines"][machine.name]["arrays"]
     return tuple(COMPAT_ARRAYS[name] for name in names)
 
 

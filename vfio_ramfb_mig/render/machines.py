@@ -6,7 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..compat.catalog import JUDGED_FAMILIES, Build, MachineInfo
+from ..compat.catalog import JUDGED_FAMILIES, Build, MachineInfo, source_compat
 from ..compat.machines import MACHINES, MachineType, resolve_machine
 from ..compat.props import compat_props, effective_properties
 
@@ -72,8 +72,22 @@ def machine_view(build: Build, machine: MachineInfo, *, everything: bool = False
     head.append("\n" + "; ".join(f for f in facts if f))
     parts.append(head)
     typed = _typed(machine.name) if build.qemu.startswith("10.0") else None
+    source = source_compat(build, machine.name)
     if typed is not None:
         parts.append(machine_props_table(typed, everything=everything))
+    elif source is not None:
+        title = (f"{machine.name}: compat properties from QEMU {source.release}'s source, in the order QEMU applies "
+                 "them (the last entry for a property wins)" + ("" if everything else "; drivers vmig encodes, --all "
+                                                                "for every one"))
+        table = Table(title=title)
+        for column in ("driver", "property", "value", "set by", "source"):
+            table.add_column(column)
+        rows = [p for p in source.props if everything or p[0] in FOCUS_DRIVERS]
+        for driver, prop, value, array, file in rows:
+            table.add_row(driver, prop, value, array, f"{array} ({file})")
+        parts.append(table if rows else Text(f"{machine.name}: {len(source.props)} compat properties from QEMU "
+                                             f"{source.release}'s source, none for the drivers vmig encodes "
+                                             "(--all lists them)"))
     elif machine.compat_props is not None:
         table = Table(title=f"{machine.name}: compat properties, as QEMU {build.qemu} reports them "
                             "(query-machines), in the order it applies them")
@@ -85,6 +99,16 @@ def machine_view(build: Build, machine: MachineInfo, *, everything: bool = False
     else:
         parts.append(Text(f"compat properties: QEMU {build.qemu} does not report them (query-machines has them "
                           "from 9.1 on); vmig profile records the values a running destination has"))
+    if source is not None:
+        versioned = [o for o in source.options if any(ch.isdigit() for ch in o[2])]
+        if versioned:
+            table = Table(title=f"{machine.name}: machine class options its version functions set "
+                                f"({source.options_file}, QEMU {source.release})")
+            for column in ("field", "value", "set by"):
+                table.add_column(column)
+            for field_, value, function in versioned:
+                table.add_row(field_, value, function)
+            parts.append(table)
     if machine.stock is not None:
         stock = machine.stock
         table = Table(title=f"a stock {machine.name} ({' '.join(build.stock_args)}) saves these sections")
