@@ -20,8 +20,8 @@ from pathlib import Path
 from ...errors import CompatError
 from ...model import MigrationStream
 from ...vmstate.dump import BUNDLED, BUNDLED_RELEASE, Schema, bundled_schema, read_dump
-from ..catalog import Build, build_for, normalize_arch
-from ..machines import FAMILY_ARCH, resolve_machine_for
+from ..catalog import Build, all_builds, build_for, normalize_arch
+from ..machines import FAMILY_ARCH, MachineType, parse_machine_name, resolve_machine_for
 from ..profile import Profile
 from .destination_data import destinations_data
 from .qemu_facts import VERSION_FACTS, VFIO_DISPLAY, has_fact
@@ -227,10 +227,12 @@ def destination(*, qemu: str | None = None, machine: str | None = None, devices:
     Raises:
         CompatError: the destination cannot exist (unknown machine for that QEMU, no schema).
     """
-    version = parse_version(qemu) if qemu else None
     notes: list[str] = []
-    if version is None and schema is None:
-        raise CompatError("give the destination's QEMU version (--qemu) or its -dump-vmstate (--schema)")
+    if qemu is None and schema is None:
+        qemu = _newest_build_with(machine, arch)
+        notes.append(f"QEMU version not given (--qemu): judged as QEMU {qemu}, the newest bundled build that has "
+                     f"{machine}")
+    version = parse_version(qemu) if qemu else None
     loaded = schema if isinstance(schema, Schema) or schema is None else read_dump(schema)
     if machine is None:
         machine = loaded.machine if loaded is not None else None
@@ -336,6 +338,20 @@ def destination(*, qemu: str | None = None, machine: str | None = None, devices:
                        known_capabilities=caps, notes=tuple(notes), section_footers=section_footers,
                        arch=arch, target_page_bits=page_bits if page_bits is not None else PAGE_BITS_MIN[arch],
                        ram_blocks=blocks, cpregs=cpregs, cpregs_origin=cpregs_origin)
+
+
+def _newest_build_with(machine: str | None, arch: str | None) -> str:
+    """The newest bundled QEMU whose build has `machine` (for a destination given without --qemu)."""
+    if machine is None:
+        raise CompatError("give the destination's QEMU version (--qemu) or its -dump-vmstate (--schema)")
+    name = machine.strip()
+    parsed = parse_machine_name(name)
+    wanted = MachineType(parsed.family, parsed.version).name if parsed and parsed.version else name
+    candidates = [b for b in all_builds() if (arch is None or b.arch == normalize_arch(arch)) and b.find(wanted)]
+    if not candidates:
+        raise CompatError(f"no bundled QEMU build has machine type {name!r}; give --qemu and --schema",
+                          hint="vmig machines lists the bundled builds' machines")
+    return max(candidates, key=lambda b: b.version).qemu
 
 
 #: the RAM block -m sizes, by architecture (the machines' default-ram-id, query-machines)
