@@ -138,7 +138,8 @@ def test_a_qemu_that_exits_early_says_why(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_profile_kills_its_qemu_when_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
-    qemu = fake_qemu(tmp_path, "sleep 300 & wait")  # a child of its own, as exec: migration makes
+    marker = f"sleep 300.{os.getpid()}{int(sig)}{time.monotonic_ns() % 100000}"  # no other process has this line
+    qemu = fake_qemu(tmp_path, f"{marker} & wait")  # a child of its own, as exec: migration makes
     proc = subprocess.Popen([*VMIG, "profile", "--timeout", "120", "-o", str(tmp_path / "p.json"), "--", str(qemu)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -151,7 +152,7 @@ def test_profile_kills_its_qemu_when_interrupted(tmp_path: Path, sig: signal.Sig
     assert proc.returncode != 0 and "Traceback" not in err
     time.sleep(0.3)
     started = pids(tmp_path)
-    left = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
     assert not any(alive(p) for p in started) and not left
     assert not (tmp_path / "p.json").exists()
 

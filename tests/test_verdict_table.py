@@ -23,7 +23,9 @@ from vfio_ramfb_mig.compat.check import check_stream, destination
 from vfio_ramfb_mig.compat.check.destination import destination_from_profile
 from vfio_ramfb_mig.compat.profile import Profile, profile_destination
 from vfio_ramfb_mig.compat.qemurun import QemuRun
+from vfio_ramfb_mig.codec.encode import encode_bytes
 from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
+from vfio_ramfb_mig.model import Configuration, MigrationStream, Vmdesc
 from vfio_ramfb_mig.qemu import BASE_ARGS, QemuBinary, capture, load
 
 pytestmark = pytest.mark.qemu
@@ -86,6 +88,9 @@ ROWS = {
     "encode virt-8.1 ramfb into virt-8.1+ramfb": Row("encode:virt-8.1:ramfb", VM(*A10, "virt-8.1", ("ramfb",)), None),
     "encode virt-8.2 ramfb into virt-8.1+ramfb": Row("encode:virt-8.2:ramfb", VM(*A10, "virt-8.1", ("ramfb",)),
                                                     "machine-type"),
+    # the same stream without its target-page-bits subsection: an arm destination assumes 10 bits
+    "virt-8.2 stream without page bits": Row("nobits:virt-8.2:ramfb", VM(*A10, "virt-8.2", ("ramfb",)),
+                                             "target-page-bits"),
     # QEMU 7.2 <-> 10.0, both ways, both architectures
     "aarch64 7.2 virt-7.2 into 10.0": Row(VM(*A72, "virt-7.2"), VM(*A10, "virt-7.2"), "cpu-registers"),
     "aarch64 10.0 virt-7.2 into 7.2": Row(VM(*A10, "virt-7.2"), VM(*A72, "virt-7.2"), "cpu-registers"),
@@ -133,8 +138,14 @@ def stream_of(request: pytest.FixtureRequest, workdir: Path, row: Row) -> Path:
         return _streams[key]
     out = workdir / f"stream-{len(_streams)}.bin"
     if isinstance(row.stream, str):
-        _, machine, device = row.stream.split(":")
-        out.write_bytes(build_device_stream(DeviceRequest(machine=machine, device=device)).data)
+        how, machine, device = row.stream.split(":")
+        built = build_device_stream(DeviceRequest(machine=machine, device=device))
+        if how == "nobits":  # the configuration as an x86 source would write it: the machine name only
+            records = tuple(Configuration(machine=machine) if isinstance(r, Configuration) else r
+                            for r in built.stream.records if not isinstance(r, Vmdesc))
+            out.write_bytes(encode_bytes(MigrationStream(records=records, size=0)))
+        else:
+            out.write_bytes(built.data)
     elif row.postcopy:
         postcopy_capture(row.stream.binary(request), row.stream, out)
     else:

@@ -76,6 +76,22 @@ def rule_target_page_bits(ctx: Context, rule: Rule) -> Iterator[Finding]:
                      path="configuration/target-page-bits", **where)
 
 
+def rule_architecture(ctx: Context, rule: Rule) -> Iterator[Finding]:
+    """QEMU has no architecture check of its own (the machine type or the page bits refuse such a
+    stream); vmig says where the stream comes from when it is not the destination's target."""
+    from ..catalog import guess_arch
+
+    if ctx.dest.arch is None:
+        return
+    arch, why = guess_arch(ctx.stream)
+    found = configuration_record(ctx.stream)
+    if arch is not None and arch != ctx.dest.arch:
+        index = found[0] if found else None
+        yield report(rule, "note", f"the stream comes from an {arch} VM ({why}); the destination is "
+                     f"{ctx.dest.arch}", (), record=index, ptr=("records", index) if index is not None else (),
+                     path="configuration")
+
+
 def rule_capability_unknown(ctx: Context, rule: Rule) -> Iterator[Finding]:
     found = _subsection(ctx, "configuration/capabilities")
     known = ctx.dest.known_capabilities

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .config_rules import (
+    rule_architecture,
     rule_capability_mismatch,
     rule_capability_unknown,
     rule_configuration_missing,
@@ -41,6 +42,9 @@ RULES: tuple[Rule, ...] = (
     Rule("machine-type", "the machine type must match (strncmp over the received length)",
          f"{_SAVEVM} configuration_post_load (\"Machine type received is '%.*s' and local is '%s'\")",
          rule_machine_type),
+    Rule("architecture", "the stream's target (machine type, target-page-bits, sections) is the destination's",
+         "vmig (compat.catalog.guess_arch); QEMU refuses such a stream by its machine type or page bits",
+         rule_architecture),
     Rule("target-page-bits", "TARGET_PAGE_BITS must match",
          f"{_SAVEVM} configuration_post_load (\"Received TARGET_PAGE_BITS is %d but local is %d\")",
          rule_target_page_bits),
@@ -96,5 +100,5 @@ RULES_BY_ID: Mapping[str, Rule] = {r.rule_id: r for r in RULES}
 
 
 #: configuration checks run in this order inside the configuration record (get_capability, then post_load)
-CONFIG_ORDER = ("configuration-missing", "capability-unknown", "machine-type", "target-page-bits",
+CONFIG_ORDER = ("configuration-missing", "capability-unknown", "machine-type", "architecture", "target-page-bits",
                  "capability-mismatch", "uuid")
