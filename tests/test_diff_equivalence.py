@@ -12,12 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from armqemu import CPU, qemu10_arm, qemu72_arm  # noqa: F401 - fixtures
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.diff import diff_streams
-from vfio_ramfb_mig.qemu import QemuBinary, capture, load
+from vfio_ramfb_mig.qemu import DEFAULT_CPU, QemuBinary, capture, load
 from vfio_ramfb_mig.source import Source
+
+#: the CPU the aarch64 VMs run (qemu10_arm / qemu72_arm come from conftest.py)
+CPU = ["-cpu", DEFAULT_CPU["aarch64"]]
 
 pytestmark = pytest.mark.qemu
 

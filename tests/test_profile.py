@@ -76,8 +76,8 @@ def test_profile_says_what_the_destination_saves(request: pytest.FixtureRequest,
         props = {(p["driver"], p["property"]): p["value"] for p in doc["compat_props"]["props"]}
         assert props[("migration", "zero-page-detection")] == "legacy"
         assert ("ramfb", "x-migrate") not in props
-    else:
-        assert doc["compat_props"]["source"] is None
+    else:  # read back from the devices with qom-get (test_older_qemu_compat_values_are_read_back)
+        assert doc["compat_props"]["source"] == "qom-get"
     if arch == "aarch64":
         (cpu,) = doc["cpus"]
         assert cpu["idstr"] == "cpu" and len(cpu["cpreg_indexes"]) > 100

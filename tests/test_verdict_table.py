@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from armqemu import CPU, qemu10_arm, qemu72_arm  # noqa: F401 - fixtures
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.compat.check import check_stream, destination
@@ -26,7 +25,10 @@ from vfio_ramfb_mig.compat.qemurun import QemuRun
 from vfio_ramfb_mig.codec.encode import encode_bytes
 from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
 from vfio_ramfb_mig.model import Configuration, MigrationStream, Vmdesc
-from vfio_ramfb_mig.qemu import BASE_ARGS, QemuBinary, capture, load
+from vfio_ramfb_mig.qemu import DEFAULT_CPU, BASE_ARGS, QemuBinary, capture, load
+
+#: the CPU the aarch64 VMs run (qemu10_arm / qemu72_arm come from conftest.py)
+CPU = ["-cpu", DEFAULT_CPU["aarch64"]]
 
 pytestmark = pytest.mark.qemu
 
