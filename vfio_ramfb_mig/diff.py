@@ -198,8 +198,34 @@ def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None
             raise ValueError("diff_streams needs the RAM page runs: decode with ram_runs=True")
     differ = _Differ(a, b, source_a, source_b, tuple(ignore), progress)
     differ.run()
+    if source_a is not None and source_b is not None:
+        _screens(differ, a, b, source_a, source_b)
     return StreamDiff(a=a.source, b=b.source, changes=tuple(differ.changes), ignored=differ.ignored,
                       notes=tuple(dict.fromkeys(differ.notes)), ignore=tuple(ignore))
+
+
+def _screens(differ: _Differ, a: MigrationStream, b: MigrationStream, source_a: Source, source_b: Source) -> None:
+    """The guest's screens (screen.compare_streams): one change when they differ, with the number of
+    differing pixels and the box around them; when only one side can be drawn, why the other cannot.
+    (Analysis engineer: this belongs in the diff/ package when diff.py is split.)"""
+    from .screen import compare_streams
+
+    if is_ignored("screen", differ.ignore):
+        return
+    result = compare_streams(a, source_a, b, source_b)
+    if result is None:
+        return
+    if result.diff is not None:
+        if not result.diff.same:
+            d = result.diff
+            differ.add("screen", "screen", "screen", d.words(), old={"size": list(d.size_a), "bbox": list(d.bbox or ())},
+                       new={"size": list(d.size_b), "bbox": list(d.bbox or ())}, count=d.pixels)
+    elif result.a is not None or result.b is not None:
+        side, why = ("B", result.b_error) if result.a is not None else ("A", result.a_error)
+        differ.add("screen", "screen", "screen", f"only {'A' if side == 'B' else 'B'} has a screen; {side}: {why}",
+                   old=None if side == "A" else {"size": list(result.a.image.size)},
+                   new=None if side == "B" else {"size": list(result.b.image.size)})
+    # neither drawn (say, both configs still zero): the ramfb fields' changes say it all
 
 
 # ================================================================ words

@@ -27,6 +27,7 @@ from PIL import Image
 from ..errors import RamfbConfigError, ScreenError
 from ..model import MigrationStream
 from ..source import Source
+from .compare import ScreenDiff
 from .config import Display, RamfbConfig, choose_display, find_displays
 from .pixels import framebuffer_image, mark_missing, missing_mask
 
@@ -132,5 +133,44 @@ def screenshot(stream: str | Source | bytes, *, device: str | None = None) -> Sc
     return screen_of(decode(Source(src.buf, src.name), ram_runs=False, partial=True), src, device)
 
 
-__all__ = ["Display", "GuestRead", "RamfbConfig", "Screen", "choose_display", "draw", "find_displays", "screen_of",
-           "screenshot"]
+@dataclass(frozen=True)
+class ScreenComparison:
+    """Two streams' screens: both drawn (`diff` says how they differ), or why one is not."""
+
+    a: Screen | None
+    b: Screen | None
+    diff: ScreenDiff | None
+    #: why A / B has no screen (the ScreenError or RamfbConfigError in words)
+    a_error: str | None = None
+    b_error: str | None = None
+
+    @property
+    def compared(self) -> bool:
+        return self.diff is not None
+
+
+def compare_streams(a: MigrationStream, source_a: Source, b: MigrationStream, source_b: Source,
+                    device: str | None = None) -> ScreenComparison | None:
+    """The screens of two decoded streams, compared pixel by pixel. None when neither stream has a
+    display to draw from (no ramfb state on either side: nothing to say about screens)."""
+    from ..errors import VmigError
+    from .compare import compare_images
+
+    if not find_displays(a) and not find_displays(b):
+        return None
+    screens: list[Screen | None] = []
+    errors: list[str | None] = []
+    for stream, source in ((a, source_a), (b, source_b)):
+        try:
+            screens.append(screen_of(stream, source, device))
+            errors.append(None)
+        except VmigError as err:
+            screens.append(None)
+            errors.append(str(err))
+    sa, sb = screens
+    diff = compare_images(sa.image, sb.image) if sa is not None and sb is not None else None
+    return ScreenComparison(sa, sb, diff, errors[0], errors[1])
+
+
+__all__ = ["Display", "GuestRead", "RamfbConfig", "Screen", "ScreenComparison", "choose_display", "compare_streams",
+           "draw", "find_displays", "screen_of", "screenshot"]
