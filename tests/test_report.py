@@ -137,7 +137,9 @@ def test_report_of_two_streams_with_screens_ram_and_diff(tmp_path: Path, browser
         assert not page.errors and page.requests == [p.url]
         # the diff is shown first: the cfg change, and the screens compared
         assert p.get_attribute(".panel.active", "id") == "panel-diff"
-        assert "1 change(s)" in p.text_content(".panel.active .diff-verdict")
+        # the config's width, and the screens (vmig diff compares them too)
+        assert "2 change(s)" in p.text_content(".panel.active .diff-verdict")
+        assert "screens differ in" in p.locator(".panel.active .changes tr", has_text="screen").first.text_content()
         assert "sizes differ: 1024x768 → 800x768" in p.text_content(".panel.active .screen-diff")
         row = p.locator(".panel.active .changes tr", has_text="ramfb-dev/state/cfg/width")
         assert "1024 → 800" in row.text_content()
