@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from paths import CAPTURES
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.compat.check import check_stream, destination
@@ -24,7 +25,7 @@ from vfio_ramfb_mig.compat.profile import Profile, profile_destination
 from vfio_ramfb_mig.compat.qemurun import QemuRun
 from vfio_ramfb_mig.codec.encode import encode_bytes
 from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
-from vfio_ramfb_mig.model import Configuration, MigrationStream, Vmdesc
+from vfio_ramfb_mig.model import Configuration, MigrationStream, RamBody, RamMemSize, Vmdesc
 from vfio_ramfb_mig.qemu import DEFAULT_CPU, BASE_ARGS, QemuBinary, capture, load
 
 #: the CPU the aarch64 VMs run (qemu10_arm / qemu72_arm come from conftest.py)
@@ -108,6 +109,12 @@ ROWS = {
     # a RAM block of another size
     "pc.ram 16M into -m 32M": Row(VM(*X10, "pc-q35-8.2"), VM(*X10, "pc-q35-8.2", memory="32M"), "ram-blocks"),
     "mach-virt.ram 16M into -m 32M": Row(VM(*A10, "virt-8.2"), VM(*A10, "virt-8.2", memory="32M"), "ram-blocks"),
+    # the stream's block list says another length: a resizeable block is resized, then a page past its new end
+    # is refused; one longer than the block's maximum is refused outright (only a profile knows the maximum)
+    "acpi tables shrunk to 0x10000": Row("resize:/rom@etc/acpi/tables:0x10000", VM(*X10, "pc-q35-8.2"),
+                                         "illegal-ram-offset"),
+    "table-loader grown past its maximum": Row("resize:/rom@etc/table-loader:0x20000", VM(*X10, "pc-q35-8.2"),
+                                               "ram-blocks", modes=("profile",)),
     "vga.vram 32M into 16M": Row(VM(*X10, "pc-q35-8.2", ("VGA,vgamem_mb=32",)), VM(*X10, "pc-q35-8.2", ("VGA",)),
                                  "ram-blocks", modes=("profile",)),
 }
@@ -134,12 +141,30 @@ def postcopy_capture(q: QemuBinary, vm: VM, out: Path) -> None:
         run.quit()
 
 
+def resize_block(path: Path, block: str, length: int) -> bytes:
+    """A real capture whose RAM block list gives `block` another used length (and the total to match)."""
+    data = bytearray(path.read_bytes())
+    item = next(i for s in decode(bytes(data)).sections if isinstance(s.body, RamBody)
+                for i in s.body.items if isinstance(i, RamMemSize))
+    at = item.span.offset
+    name = block.encode()
+    where = data.index(bytes([len(name)]) + name, at) + 1 + len(name)
+    old = int.from_bytes(data[where:where + 8], "big")
+    data[where:where + 8] = length.to_bytes(8, "big")
+    total = int.from_bytes(data[at:at + 8], "big")
+    data[at:at + 8] = (total + length - old).to_bytes(8, "big")  # the flag bits sit below the page size
+    return bytes(data)
+
+
 def stream_of(request: pytest.FixtureRequest, workdir: Path, row: Row) -> Path:
     key = repr((row.stream, row.postcopy))
     if key in _streams:
         return _streams[key]
     out = workdir / f"stream-{len(_streams)}.bin"
-    if isinstance(row.stream, str):
+    if isinstance(row.stream, str) and row.stream.startswith("resize:"):
+        _, block, length = row.stream.split(":")
+        out.write_bytes(resize_block(CAPTURES / "qemu-10.0.2__pc-q35-8.2__plain.bin", block, int(length, 16)))
+    elif isinstance(row.stream, str):
         how, machine, device = row.stream.split(":")
         built = build_device_stream(DeviceRequest(machine=machine, device=device))
         if how == "nobits":  # the configuration as an x86 source would write it: the machine name only
@@ -183,3 +208,29 @@ def test_verdict_table(request: pytest.FixtureRequest, workdir: Path, name: str)
         assert (verdict.loadable, verdict.qemu_output) == (real.accepted, said), (mode, verdict.findings)
         first = verdict.first
         assert (first.rule_id if first else None) == row.expect, mode
+
+
+def test_diff_compat_against_profiles(request: pytest.FixtureRequest, workdir: Path, tmp_path: Path) -> None:
+    """vmig diff --compat with --profile-a/--profile-b: each stream judged against a profile of where the
+    other was made, as real QEMU judges it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from vfio_ramfb_mig.cli.main import cli
+
+    vm_a, vm_b = VM(*A72, "virt-7.2"), VM(*A10, "virt-7.2")
+    a = stream_of(request, workdir, Row(vm_a, vm_a, None))
+    b = stream_of(request, workdir, Row(vm_b, vm_b, None))
+    paths = []
+    for vm, name in ((vm_a, "a.json"), (vm_b, "b.json")):
+        (tmp_path / name).write_text(json.dumps(dict(profile_of(request, vm).doc)))
+        paths.append(str(tmp_path / name))
+    result = CliRunner().invoke(cli, ["diff", "--compat", "--json", str(a), str(b), "--profile-a", paths[0],
+                                      "--profile-b", paths[1]])
+    assert result.exit_code == 1, result.output
+    doc = json.loads(result.stdout)["compat"]
+    for verdict, stream, vm in ((doc["a_where_b_was_made"], a, vm_b), (doc["b_where_a_was_made"], b, vm_a)):
+        real = load(vm.binary(request), stream, vm.machine, memory=vm.memory, extra_args=vm.extra)
+        said = [line for line in real.errors if not line.startswith("warning:")]
+        assert (verdict["loadable"], verdict["qemu_output"]) == (real.accepted, said)
