@@ -115,6 +115,8 @@ ROWS = {
                                          "illegal-ram-offset"),
     "table-loader grown past its maximum": Row("resize:/rom@etc/table-loader:0x20000", VM(*X10, "pc-q35-8.2"),
                                                "ram-blocks", modes=("profile",)),
+    "a VGA's vga.vram into a destination without VGA": Row(VM(*X10, "pc-q35-8.2", ("VGA",)), VM(*X10, "pc-q35-8.2"),
+                                                           "ram-blocks", modes=("profile",)),
     "vga.vram 32M into 16M": Row(VM(*X10, "pc-q35-8.2", ("VGA,vgamem_mb=32",)), VM(*X10, "pc-q35-8.2", ("VGA",)),
                                  "ram-blocks", modes=("profile",)),
 }
