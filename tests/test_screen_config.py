@@ -12,6 +12,7 @@ from paths import CAPTURES
 from vfio_ramfb_mig.codec.decode import decode
 from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
 from vfio_ramfb_mig.errors import RamfbConfigError, ScreenError, pointer
+from vfio_ramfb_mig.model import Section
 from vfio_ramfb_mig.screen.compare import compare_images, side_by_side
 from vfio_ramfb_mig.screen.config import CFG_OFFSETS, RamfbConfig, choose_display, find_displays
 from vfio_ramfb_mig.screen.pixels import MISSING_COLOURS, framebuffer_image, mark_missing, missing_mask
@@ -179,3 +180,57 @@ def test_compare_counts_pixels_and_boxes_them() -> None:
     wider = Image.new("RGB", (50, 30))
     diff = compare_images(a, wider)
     assert diff.pixels == 10 * 30 and diff.bbox == (40, 0, 50, 30) and "sizes differ" in diff.words()
+
+
+def test_vfio_display_is_drawn_like_the_standalone_one() -> None:
+    """A VFIO device's VFIODisplay subsection with the booted guest's ramfb config, in a stream that
+    carries the booted guest's RAM and no ramfb-dev section: the same screen as the standalone
+    device's (which tests/test_screen_qemu.py compares with QEMU's screendump). No QEMU can write
+    this stream without VFIO hardware, so vmig's encoder builds it from the real capture."""
+    from dataclasses import replace
+
+    from vfio_ramfb_mig.codec.encode import encode_bytes
+    from vfio_ramfb_mig.screen import screenshot
+    from vfio_ramfb_mig.source import Source
+
+    with Source.open(str(BOOTED)) as src:
+        booted = decode(src)
+        cfg = choose_display(booted).cfg
+        values = {k: getattr(cfg, k) for k in CFG_OFFSETS}
+        vfio = decode(build_device_stream(DeviceRequest(machine="pc-q35-8.2", ramfb=True)).data)
+        vfio_sections = [_with_vfio_cfg(section, values) for section in vfio.sections]
+        records = [r for r in booted.records if getattr(r, "idstr", None) != "ramfb-dev"]
+        at = max(i for i, r in enumerate(records) if isinstance(r, Section))
+        data = encode_bytes(replace(booted, records=tuple(records[:at + 1] + vfio_sections + records[at + 1:])), src)
+    ours = screenshot(data)
+    assert ours.display.kind == "vfio" and ours.display.device == "0000:00:01.0/vfio"
+    assert ours.image.tobytes() == screenshot(str(BOOTED)).image.tobytes()
+
+
+def _with_vfio_cfg(section, cfg: dict[str, int]):
+    """The section with every ramfb cfg below it set to `cfg`."""
+    from dataclasses import replace
+
+    from vfio_ramfb_mig.model import StructValue, VfioBody
+
+    def fields(items):
+        out = []
+        for f in items:
+            if f.type == "ramfb cfg":
+                f = replace(f, value=dict(cfg))
+            elif isinstance(f.value, StructValue):
+                f = replace(f, value=replace(f.value, fields=fields(f.value.fields),
+                                             subsections=subs(f.value.subsections)))
+            out.append(f)
+        return tuple(out)
+
+    def subs(items):
+        return tuple(replace(s, fields=fields(s.fields), subsections=subs(s.subsections)) for s in items)
+
+    body = section.body
+    if isinstance(body, VfioBody):
+        items = tuple(replace(i, config=replace(i.config, fields=fields(i.config.fields),
+                                                subsections=subs(i.config.subsections)))
+                      if i.config is not None else i for i in body.items)
+        return replace(section, body=replace(body, items=items))
+    return section
