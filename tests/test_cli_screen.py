@@ -93,7 +93,8 @@ def test_without_output_off_a_terminal_is_a_usage_error() -> None:
     assert result.exit_code == 2 and "give -o FILE" in result.stderr
 
 
-def _on_a_terminal(args: list[str], columns: int, lines: int) -> str:
+def _on_a_terminal(args: list[str], columns: int, lines: int, env_extra: dict[str, str] | None = None,
+                   status: int = 0) -> str:
     """Run vmig with stdout on a pseudo-terminal of that size; what it printed, as text."""
     main, child = pty.openpty()
     import fcntl
@@ -102,6 +103,7 @@ def _on_a_terminal(args: list[str], columns: int, lines: int) -> str:
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", lines, columns, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLORTERM": "truecolor"}
     env.pop("COLUMNS", None), env.pop("LINES", None), env.pop("NO_COLOR", None)
+    env.update(env_extra or {})
     proc = subprocess.Popen([sys.executable, "-m", "vfio_ramfb_mig", *args], stdout=child, stderr=subprocess.PIPE,
                             env=env)
     os.close(child)
@@ -120,8 +122,9 @@ def _on_a_terminal(args: list[str], columns: int, lines: int) -> str:
         chunks.append(chunk)
     proc.wait(30)
     os.close(main)
-    assert proc.returncode == 0, proc.stderr.read().decode()
-    return b"".join(chunks).decode()
+    err = proc.stderr.read().decode()
+    assert proc.returncode == status, err
+    return b"".join(chunks).decode() + err
 
 
 def test_terminal_preview_fits_the_terminal() -> None:
@@ -136,6 +139,31 @@ def test_terminal_preview_fits_the_terminal() -> None:
     assert len(picture) <= 28 and all(set(row) == {"▀"} for row in picture)
     assert max(len(row) for row in picture) <= 100 and len(picture[0]) == round(1024 * 56 / 768)
     assert "\x1b[" in text and "48;2;" in text  # drawn with true-colour backgrounds
+
+
+def test_no_preview_without_colours() -> None:
+    text = _on_a_terminal(["screenshot", str(BOOTED)], columns=100, lines=30, env_extra={"NO_COLOR": "1"}, status=2)
+    assert "the preview needs colours" in text and "▀" not in text
+
+
+def test_preview_in_a_terminal_without_unicode() -> None:
+    import io
+
+    from rich.console import Console
+
+    from vfio_ramfb_mig.render.screenview import ScreenPreview
+
+    image = screenshot(str(BOOTED)).image
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    console = Console(file=out, force_terminal=True, color_system="truecolor", width=64, height=40)
+    console.print(ScreenPreview(image, reserve=None))
+    out.flush()
+    text = out.buffer.getvalue().decode("ascii")
+    import re
+
+    rows = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", text).split("\n") if line]
+    # one pixel per cell at half height: 64 columns for 1024 pixels, 768 / 16 / 2 = 24 lines
+    assert len(rows) == 24 and all(row == " " * 64 for row in rows)
 
 
 def test_report_cli_writes_one_page(tmp_path: Path) -> None:

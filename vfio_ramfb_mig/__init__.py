@@ -27,10 +27,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "encode": (".codec.encode", "encode"),
     "encode_bytes": (".codec.encode", "encode_bytes"),
     "jsonform": (".codec.jsonform", None),
+    "screenshot": (".screen", "screenshot"),
 }
 
 __all__ = ["Source", "VmigError", "__version__", "check_stream", "decode", "destination", "diff_streams", "encode",
-           "encode_bytes", "jsonform"]
+           "encode_bytes", "jsonform", "screenshot"]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ below does it
     from .codec import jsonform
@@ -40,6 +41,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ be
     from .compat.check import check_stream, destination
     from .diff import diff_streams
     from .errors import VmigError
+    from .screen import screenshot
     from .version import __version__
 
 

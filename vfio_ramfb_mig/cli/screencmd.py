@@ -50,6 +50,9 @@ def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, devic
         raise click.UsageError("give one stream, or two to compare")
     if output is None and not sys.stdout.isatty():
         raise click.UsageError("give -o FILE (or -o - for the PNG on stdout); the preview is for terminals")
+    if output is None and app.out.color_system is None:
+        raise click.UsageError("the preview needs colours, and this terminal shows none (NO_COLOR, or TERM=dumb); "
+                               "give -o FILE")
     screens = [screenshot(path, device=device) for path in streams]
     lines = [geometry_line(s.display.name, s.cfg.words(), s.missing_words()) for s in screens]
     if len(screens) == 1:

@@ -52,6 +52,13 @@ class ScreenPreview:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         columns, rows = self._size(console, options)
+        if options.ascii_only:
+            # no half block in the terminal's encoding: one pixel per cell, a space on its colour,
+            # at half the height (a cell is about twice as tall as wide)
+            rows //= 2
+            picture = self.image.convert("RGB").resize((columns, max(1, rows)), Image.Resampling.BOX)
+            yield from self._cells(picture)
+            return
         picture = self.image.convert("RGB").resize((columns, rows), Image.Resampling.BOX)
         yield from self._segments(picture)
 
@@ -67,6 +74,20 @@ class ScreenPreview:
                 if style is None:
                     style = styles[pair] = Style(color=Color.from_rgb(*pair[0]), bgcolor=Color.from_rgb(*pair[1]))
                 yield Segment(UPPER_HALF, style)
+            yield Segment.line()
+
+    @staticmethod
+    def _cells(picture: Image.Image) -> Iterator[Segment]:
+        columns, rows = picture.size
+        pixels = picture.load()
+        styles: dict[tuple[int, int, int], Style] = {}
+        for y in range(rows):
+            for x in range(columns):
+                colour = pixels[x, y]
+                style = styles.get(colour)
+                if style is None:
+                    style = styles[colour] = Style(bgcolor=Color.from_rgb(*colour))
+                yield Segment(" ", style)
             yield Segment.line()
 
     def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
