@@ -119,7 +119,8 @@ def test_package_names_load_on_first_use() -> None:
     assert doc["heavy"] == []  # importing the package imports nothing heavy
     assert doc["names"] == {"Source": "type", "VmigError": "type", "__version__": "str", "check_stream": "function",
                             "decode": "function", "destination": "function", "diff_streams": "function",
-                            "encode": "function", "encode_bytes": "function", "jsonform": "module"}
+                            "encode": "function", "encode_bytes": "function", "jsonform": "module",
+                            "screenshot": "function"}
     assert doc["listed"]
     import vfio_ramfb_mig
 
