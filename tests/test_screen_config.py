@@ -234,3 +234,40 @@ def _with_vfio_cfg(section, cfg: dict[str, int]):
                       if i.config is not None else i for i in body.items)
         return replace(section, body=replace(body, items=items))
     return section
+
+
+def test_rows_far_apart_are_read_row_by_row() -> None:
+    """A stride far longer than a row: only the rows' pixels are read (memory holds no padding), and
+    the picture and its missing pixels are those of one contiguous read."""
+    from vfio_ramfb_mig.screen import ROW_BY_ROW_PADDING, draw
+
+    memory = bytes((i * 7 + (i >> 12)) & 0xFF for i in range(1 << 21))
+    holes = [(0x30000, 0x2000), (0x120000, 0x800)]  # guest-physical ranges the "stream" lacks
+
+    def read(addr: int, length: int, log: list[int]) -> tuple[bytes, list[tuple[int, int]]]:
+        log.append(length)
+        data = bytearray(memory[addr:addr + length])
+        gone = []
+        for start, size in holes:
+            lo, hi = max(start, addr), min(start + size, addr + length)
+            if lo < hi:
+                data[lo - addr:hi - addr] = bytes(hi - lo)
+                gone.append((lo, hi - lo))
+        return bytes(data), gone
+
+    near, far = [], []
+    cfg = RamfbConfig(0x1000, fourcc_code("XB24"), 0, 40, 24, 40 * 4 + ROW_BY_ROW_PADDING)
+    display = choose_display(decode(BOOTED.read_bytes(), ram_runs=False))
+    display = type(display)(display.device, display.instance_id, display.kind, cfg, display.record, display.offset,
+                            display.path)
+    by_rows = draw(display, lambda a, n: read(a, n, far))
+    assert far == [160] * 24  # one read per row, of its pixels only
+    whole = read(cfg.addr, cfg.size, near)
+    expected = framebuffer_image(whole[0], cfg)
+    mask, count = missing_mask(cfg, [(a - cfg.addr, n) for a, n in whole[1]])
+    assert by_rows.image.tobytes() == mark_missing(expected, mask).tobytes()
+    assert by_rows.missing_pixels == count > 0
+    # missing: the lacking bytes among the rows' pixels (the padding between rows is never read)
+    pixels_lacking = sum(max(0, min(a + n, row + 160) - max(a, row)) for a, n in holes
+                         for row in (cfg.addr + y * cfg.stride for y in range(24)))
+    assert sum(n for _, n in by_rows.missing) == pixels_lacking > 0

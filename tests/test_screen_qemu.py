@@ -95,6 +95,8 @@ VARIANTS = {
     "AB24-odd-stride": {"fourcc": fourcc_code("AB24"), "width": 640, "height": 480, "stride": 2600},
     "XR24-address-inside-a-page": {"addr": 0xC00000 + 0x124, "width": 800, "height": 600, "stride": 3300},
     "RG24-stride-0-small": {"fourcc": fourcc_code("RG24"), "width": 320, "height": 200, "stride": 0},
+    # rows 65 KiB apart (read row by row), across the firmware's framebuffer and the RAM below it
+    "XR24-rows-far-apart": {"addr": 0x900000, "width": 256, "height": 100, "stride": 0x10400},
 }
 
 

@@ -62,13 +62,33 @@ class Screen:
                 + (f"; the stream is cut short: {self.cut}" if self.cut else ""))
 
 
+#: a stride at least this much longer than a row is read row by row, so memory holds the pixels only
+#: (at most QEMU's 16000 x 12000 x 4 bytes), never the padding between rows
+ROW_BY_ROW_PADDING = 64 << 10
+
+
 def draw(display: Display, read: GuestRead) -> Screen:
     """The display's picture from guest memory read through `read` (after checking its config)."""
     cfg = display.cfg
     cfg.check(display)
-    data, missing = read(cfg.addr, cfg.size)
-    image = framebuffer_image(data, cfg)
-    mask, count = missing_mask(cfg, [(addr - cfg.addr, length) for addr, length in missing])
+    if cfg.line_stride - cfg.row_bytes < ROW_BY_ROW_PADDING:
+        data, missing = read(cfg.addr, cfg.size)
+        image = framebuffer_image(data, cfg)
+        mask, count = missing_mask(cfg, [(addr - cfg.addr, length) for addr, length in missing])
+        return Screen(display, mark_missing(image, mask), tuple(missing), count)
+    # rows far apart: read each row's pixels into one packed buffer
+    packed = RamfbConfig(0, cfg.fourcc, cfg.flags, cfg.width, cfg.height, cfg.row_bytes)
+    rows = bytearray()
+    missing = []
+    packed_missing = []
+    for y in range(cfg.height):
+        start = cfg.addr + y * cfg.line_stride
+        data, gone = read(start, cfg.row_bytes)
+        rows += data
+        missing.extend(gone)
+        packed_missing.extend((y * cfg.row_bytes + addr - start, length) for addr, length in gone)
+    image = framebuffer_image(rows, packed)
+    mask, count = missing_mask(packed, packed_missing)
     return Screen(display, mark_missing(image, mask), tuple(missing), count)
 
 
