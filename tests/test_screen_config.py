@@ -271,3 +271,43 @@ def test_rows_far_apart_are_read_row_by_row() -> None:
     pixels_lacking = sum(max(0, min(a + n, row + 160) - max(a, row)) for a, n in holes
                          for row in (cfg.addr + y * cfg.stride for y in range(24)))
     assert sum(n for _, n in by_rows.missing) == pixels_lacking > 0
+
+
+def test_any_config_is_drawn_or_refused_in_words() -> None:
+    """Whatever six numbers a stream carries, vmig draws a picture of the configured size or raises
+    one of its two errors; it never reads past the guest's RAM or allocates more than it holds."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from vfio_ramfb_mig.ram.guest import Region
+    from vfio_ramfb_mig.screen import _check_in_ram, draw
+
+    ram = 1 << 20
+    regions = [Region(0, ram, "pc.ram", 0)]
+    memory = bytes(range(256)) * (ram // 256)
+    display = choose_display(decode(BOOTED.read_bytes(), ram_runs=False))
+    codes = [fourcc_code(c) for c in RAMFB_FORMATS] + [0, fourcc_code("RG16"), 0xFFFFFFFF]
+    u32 = st.one_of(st.integers(0, 64), st.integers(0, 2000), st.integers(0, (1 << 32) - 1))
+
+    @settings(max_examples=300, deadline=None)
+    @given(addr=st.one_of(st.integers(0, ram), st.integers(0, (1 << 64) - 1)), fourcc=st.sampled_from(codes),
+           width=u32, height=u32, stride=st.one_of(st.just(0), u32))
+    def check(addr: int, fourcc: int, width: int, height: int, stride: int) -> None:
+        cfg = RamfbConfig(addr, fourcc, 0, width, height, stride)
+        shown = type(display)(display.device, display.instance_id, display.kind, cfg, display.record,
+                              display.offset, display.path)
+
+        def read(at: int, length: int) -> tuple[bytes, list[tuple[int, int]]]:
+            assert 0 <= at and at + length <= ram, "read outside guest RAM"
+            return memory[at:at + length], []
+
+        try:
+            cfg.check(shown)
+            _check_in_ram(shown, regions)
+        except (RamfbConfigError, ScreenError) as err:
+            assert err.path[:len(display.path)] == display.path
+            return
+        screen = draw(shown, read)
+        assert screen.image.size == (width, height) and screen.missing_pixels == 0
+
+    check()
