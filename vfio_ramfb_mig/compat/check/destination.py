@@ -1,13 +1,16 @@
 """The destination a stream is judged against, and how vmig builds one.
 
-A destination is a QEMU version (its `-dump-vmstate`, bundled for 10.0 and 7.2, or
-given as a file), a machine type, the devices it has beyond the machine's own
-(`-device`), its validated migration capabilities and, optionally, its RAM size.
-Its savevm entries (what QEMU's `find_se` can find) are the machine's own (from the
-bundled destinations data), ``ram``, and one per ``--device TYPE``.
+A destination is a QEMU version and architecture (its `-dump-vmstate`, bundled for
+x86_64 and aarch64 10.0 and 7.2, or given as a file), a machine type, the devices it has
+beyond the machine's own (`-device`), its validated migration capabilities and,
+optionally, its RAM size. Its savevm entries (what QEMU's `find_se` can find) are the
+machine's own (what a stock VM of exactly that machine saves, compat.catalog; for other
+QEMU versions the nearest build's), ``ram``, and one per ``--device TYPE``; with its
+TARGET_PAGE_BITS, its RAM blocks where known and, on arm, its CPU's cpreg list.
+`destination_from_profile` takes all of it from a `vmig profile` of a real destination.
 
-Imports: errors, model, compat.machines, vmstate.dump, compat.check.{qemu_facts,
-stream_facts, destination_data}.
+Imports: errors, model, vmstate.dump, compat.{catalog, machines, profile},
+compat.check.{qemu_facts, stream_facts, destination_data}.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from pathlib import Path
 
 from ...errors import CompatError
 from ...model import MigrationStream
-from ...vmstate.dump import BUNDLED, BUNDLED_RELEASE, Schema, bundled_schema, read_dump
+from ...vmstate.dump import BUNDLED, Schema, read_dump
 from ..catalog import Build, all_builds, build_for, normalize_arch
 from ..machines import FAMILY_ARCH, MachineType, parse_machine_name, resolve_machine_for
 from ..profile import Profile
