@@ -17,6 +17,7 @@ cpu_post_load returns -1 for a register the destination does not have), migratio
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ...model import Command, RamBody, RamMemSize, RamPages, Section, VmstateBody
@@ -47,7 +48,8 @@ def rule_ram_blocks(ctx: Context, rule: Rule) -> Iterator[Finding]:
     where = {"record": index, "offset": item.span.offset if item.span else None,
              "ptr": ("records", index, "ram")}
     if dest.ram_blocks is None:
-        return  # the destination's notes say so
+        dest = replace(dest, ram_blocks=())  # sizes unknown (the notes say so); device blocks still judged
+        ctx = replace(ctx, dest=dest)
     have = {b.name: b for b in dest.ram_blocks}
     tail = loading_error(section.idstr, section.instance_id or 0)
     for block in item.blocks:
@@ -55,7 +57,7 @@ def rule_ram_blocks(ctx: Context, rule: Rule) -> Iterator[Finding]:
         fact = have.get(block.idstr)
         path = f"ram/{name}"
         if fact is None:
-            if dest.ram_complete:
+            if dest.ram_complete or _device_missing(ctx, block.idstr):
                 yield report(rule, "refused", f"RAM block {name} is not at the destination",
                              [f"Unknown ramblock \"{name}\", cannot accept migration", tail], path=path, **where)
                 return
@@ -79,6 +81,20 @@ def rule_ram_blocks(ctx: Context, rule: Rule) -> Iterator[Finding]:
                          [f"Size too large: {name}: {block.used_length:#x} > {fact.max:#x}: {EINVAL}", tail],
                          path=path, **where)
             return
+
+
+def _device_missing(ctx: Context, block: str) -> bool:
+    """A device's RAM block (``0000:00:01.0/vga.vram``: the device's qdev path, then the region) whose
+    device the destination does not have: the stream's sections of that device all find no savevm
+    entry there. QEMU meets the block list first, so it refuses the block before those sections."""
+    from .section_rules import match_entries
+
+    device, sep, _ = block.rpartition("/")
+    if not sep or not device:
+        return False
+    matched = match_entries(ctx)
+    mine = [entry for (idstr, _), entry in matched.items() if idstr.startswith(device + "/")]
+    return bool(mine) and all(entry is None for entry in mine)
 
 
 def rule_postcopy_advise(ctx: Context, rule: Rule) -> Iterator[Finding]:
