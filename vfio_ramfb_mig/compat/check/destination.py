@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ...errors import CompatError
-from ...model import MigrationStream
+from ...model import MigrationStream, VmstateBody
 from ...vmstate.dump import BUNDLED, Schema, read_dump
 from ..catalog import Build, all_builds, build_for, normalize_arch
 from ..machines import FAMILY_ARCH, MachineType, parse_machine_name, resolve_machine_for
@@ -478,6 +478,11 @@ def destination_of(stream: MigrationStream, *, qemu: str | None = None, schema: 
             entries.append(Entry(section_vmsd_name(section), section.idstr, section.instance_id,
                                  f"written by {stream.source or 'the stream'}"))
     notes = tuple(n for n in dest.notes if not n.startswith("RAM block"))
+    # an arm CPU's register list is in its own saved state: the VM that wrote the stream accepts exactly it
+    cpregs = {(s.idstr, s.instance_id or 0): tuple(f.value) for s in stream.sections if s.type == "section_full"
+              and isinstance(s.body, VmstateBody) for f in s.body.fields if f.name == "cpreg_vmstate_indexes"}
+    if cpregs:
+        dest = replace(dest, cpregs=cpregs, cpregs_origin=f"the CPU state {stream.source or 'the stream'} carries")
     return replace(dest, entries=tuple(entries), memory=main_size, ram_blocks=facts or None, ram_complete=bool(facts),
                    notes=notes + (
         (f"the destination is the VM that wrote {stream.source or 'the other stream'}: its machine, capabilities, "
