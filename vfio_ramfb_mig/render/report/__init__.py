@@ -33,6 +33,7 @@ from importlib import resources
 from typing import Any
 
 from ...version import __version__
+from ...errors import RamfbConfigError, ScreenError
 from ...model import MigrationStream, Section, VfioBody, walk_fields
 from ...ram.blockmap import STATES, BlockMap
 from ...screen.compare import ScreenDiff, side_by_side
@@ -119,20 +120,24 @@ def _tree(side: ReportSide, budget: _Budget) -> list[dict[str, Any]]:
 
 def _record_bytes(side: ReportSide, budget: _Budget) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
-    cut = 0
+    cut = none = 0
     for index, record in enumerate(side.stream.records):
         span = record.span
         if span is None:
             continue
         take = min(span.length, RECORD_BYTES, max(TOTAL_BYTES - budget.bytes, 0))
+        if take == 0 and span.length:
+            none += 1  # the budget is spent: no entry at all, so the page stays bounded in record count too
+            continue
         if take < span.length:
             cut += 1
         budget.bytes += take
         chunk = bytes(side.data[span.offset:span.offset + take])
         out[str(index)] = {"o": span.offset, "n": span.length, "b": base64.b64encode(chunk).decode("ascii")}
-    if cut:
+    if cut or none:
         budget.left_out.append(f"{side.name}: the hexdump holds at most {RECORD_BYTES:,} bytes of each record and "
-                               f"{TOTAL_BYTES:,} in all; {cut} record(s) are shown in part")
+                               f"{TOTAL_BYTES:,} in all; {cut} record(s) are shown in part"
+                               + (f", {none} not at all" if none else ""))
     return out
 
 
@@ -158,13 +163,14 @@ def _devices(side: ReportSide) -> list[dict[str, Any]]:
             entry["lines"].extend("".join(t for t, _ in node.label) for node in holder.children)
     for display in find_displays(side.stream):
         entry = devices.setdefault(display.name, {"name": display.name, "kind": "ramfb display", "lines": []})
+        at = f" @{display.offset:#x}" if display.offset is not None else ""
         entry["lines"].append(f"ramfb ({'VFIODisplay subsection' if display.kind == 'vfio' else 'ramfb-dev section'}"
-                              f" @{display.offset:#x}): {display.cfg.words()}")
+                              f"{at}): {display.cfg.words()}")
         try:
             display.cfg.check(display)
-            entry["lines"].append("QEMU would show this framebuffer")
-        except Exception as err:  # ScreenError / RamfbConfigError: say why in words
-            entry["lines"].append(str(getattr(err, "message", err)))
+            entry["lines"].append("QEMU accepts this config (the screen below says whether guest RAM holds it)")
+        except (RamfbConfigError, ScreenError) as err:  # say why in words
+            entry["lines"].append(err.message)
     return list(devices.values())
 
 
