@@ -48,6 +48,11 @@ class DecodeError(VmigError):
     """The input bytes do not match the stream format."""
 
 
+class ContainerError(DecodeError):
+    """What wraps the stream is malformed: a libvirt save header, qcow2 metadata, compressed data.
+    `offset` is in the container file (or in the decompressed data, as the message says)."""
+
+
 class BadMagicError(DecodeError):
     """The input does not start with a QEMU migration stream header."""
 

@@ -118,13 +118,13 @@ def write_page_list(source: Source | str, out: IO[Any], as_json: bool = False,
 
     # each walk gets its own Source over the same buffer: a Source remembers how far it let
     # mapped pages go, and a second walk over the same one would let none go (memory = input)
-    stream = decode(Source(source.buf, source.name), ram_runs=False, progress=first)
+    stream = decode(source.sibling(), ram_runs=False, progress=first)
     sections = [(s.span.offset, s.span.end, s.type, s.section_id) for s in stream.sections
                 if isinstance(s.body, RamBody) and s.span is not None]
     if not sections:
         return 0
     page_size = next(s.body.page_size for s in stream.sections if isinstance(s.body, RamBody))
     lister = _Lister(sections, page_size, out, as_json)
-    decode(Source(source.buf, source.name), ram_runs=False, on_ram_run=lister.run, progress=second)
+    decode(source.sibling(), ram_runs=False, on_ram_run=lister.run, progress=second)
     out.flush()
     return lister.count

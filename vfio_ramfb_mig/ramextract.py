@@ -178,7 +178,7 @@ def _layout_of(sections: Sequence[Section]) -> RamLayout | None:
 def _walk(src: Source) -> Source:
     """A Source of its own for each walk, over the same buffer: a Source remembers how far it let
     mapped pages go, so a second walk over the same one would let none go (memory = input)."""
-    return Source(src.buf, src.name)
+    return src.sibling()
 
 
 def ram_layout(src: Source) -> RamLayout:

@@ -188,7 +188,7 @@ class _Decoder:
         # last five NULs of the file.
         eof, start, limit = self.size, None, 8
         for _ in range(5):
-            eof = self.buf.rfind(b"\x00", limit, eof)
+            eof = self.src.rfind(b"\x00", limit, eof)
             if eof < 0:
                 return
             candidate = eof + 1
@@ -423,11 +423,11 @@ class _Decoder:
 
     def _scan_footer(self, pos: int, section_id: int) -> int | None:
         pattern = b"\x7e" + section_id.to_bytes(4, "big")
-        found = self.buf.find(pattern, pos)
+        found = self.src.find(pattern, pos)
         while found >= 0:
             if self._plausible_record(found + 5):
                 return found
-            found = self.buf.find(pattern, found + 1)
+            found = self.src.find(pattern, found + 1)
         return None
 
     def _plausible_record(self, pos: int) -> bool:

@@ -1,13 +1,17 @@
-"""Where the bytes of a stream come from: a plain file, a pipe, a compressed file.
+"""Where the bytes of a stream come from: a plain file, a pipe, a compressed file, a libvirt
+save image, a qcow2 internal snapshot.
 
-`Source` is the one view of an input every verb reads through: a seekable buffer with
-absolute offsets, and the single place construct parses report offsets and paths.
+`Source` is the one view of an input every verb reads through: a buffer indexed by stream
+offsets, and the single place construct parses report offsets and paths. `Source.open` finds
+the stream in a file by its content (source.opener).
 
-Imports: construct, errors, wire (the bounded stream construct parses read from).
+Imports: construct, errors, wire (container headers, the bounded stream construct parses read from).
 """
 
 from __future__ import annotations
 
-from .buffer import Source
+from ..wire.bounded import BoundedStream, empty_allowance
+from .buffer import Layer, Source
+from .limits import Limits
 
-__all__ = ["Source"]
+__all__ = ["BoundedStream", "Layer", "Limits", "Source", "empty_allowance"]

@@ -1,51 +1,78 @@
-"""The input of a decode: one seekable byte buffer with absolute offsets.
+"""The input of a decode: one buffer indexed by stream offsets, whatever file holds the stream.
 
-Files are memory-mapped, so RAM pages are never copied: the decoder reads the
-8-byte record headers and skips payloads. stdin and compressed files are first
-spooled to an unnamed temporary file (never into memory), then mapped.
+A plain stream file is memory-mapped, so RAM pages are never copied: the decoder reads the
+8-byte record headers and skips payloads. A stream inside a file (a raw libvirt save image, a
+qcow2 snapshot stored in one piece) is a view of that mapping starting at the stream. stdin,
+pipes, compressed data and fragmented qcow2 VM states are copied into a spool (a sparse
+temporary file, source.spool) and mapped. `source.open` decides which (`Source.open`).
 
-Every construct parse goes through `Source.parse`, which adds what construct
-lacks: the absolute offset and the record/field path of a failure, and
-whether the input simply ended (TruncatedError) or held a wrong value.
+Every construct parse goes through `Source.parse`, which adds what construct lacks: the
+absolute offset and the record/field path of a failure, and whether the input simply ended
+(TruncatedError) or held a wrong value.
 
-Imports: construct, errors.
+The reader contract (notes/SOURCE-CONTRACT.md): `buf` is indexed by absolute stream offsets;
+`ensure(end)` makes bytes up to `end` readable and says how far they are; `size` is final once
+`complete`; `seekable` is false for a forward-only source, which gives back what lies behind
+`release(upto)`.
+
+Imports: construct, errors, source.spool.
 """
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import mmap
-import os
-import shutil
-import sys
-import tempfile
-import zlib
-from typing import Any, BinaryIO, Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from construct import Construct, ConstructError, StreamError
 
-from ..errors import DecodeError, FieldPath, InputError, TruncatedError
+from ..errors import DecodeError, FieldPath, TruncatedError
 from ..wire.bounded import BoundedStream, empty_allowance
-
-_MAGICS: tuple[tuple[bytes, Callable[[BinaryIO], BinaryIO]], ...] = (
-    (b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f)),
-    (b"\xfd7zXZ\x00", lambda f: lzma.LZMAFile(f)),
-    (b"BZh", lambda f: bz2.BZ2File(f)),
-)
-
 
 #: release walked pages in steps this large (fewer system calls than pages)
 _RELEASE_STEP = 16 << 20
+#: find/rfind over a buffer without its own (a view of a mapping) search in pieces this large
+_SEARCH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One wrapping around the stream, outermost first: a compression, a libvirt save image, a
+    qcow2 snapshot. `detail` is the LibvirtSave or (Qcow2Image, Snapshot); `offset` is where
+    this layer starts in the data of the layer around it."""
+
+    kind: str
+    offset: int = 0
+    detail: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "libvirt-save":
+            return self.detail.to_json()
+        if self.kind == "qcow2":
+            image, snap = self.detail
+            return image.to_json(snap)
+        return {"type": self.kind, "offset": self.offset}
 
 
 class Source:
-    """The whole input as one buffer (mmap or bytes)."""
+    """The whole stream as one buffer (a mapping, a view of one, or bytes)."""
 
-    def __init__(self, buf: Any, name: str | None = None, closer: Callable[[], None] | None = None) -> None:
+    def __init__(self, buf: Any, name: str | None = None, closer: Callable[[], None] | None = None, *,
+                 mapping: mmap.mmap | None = None, base: int = 0, layers: tuple[Layer, ...] = (),
+                 file_size: int | None = None, spooled: int = 0) -> None:
         self.buf, self.name, self._closer = buf, name, closer
         self.size = len(buf)
+        self.complete = True
+        self.seekable = True
+        #: what wraps the stream, outermost first (empty for a plain stream file)
+        self.layers = layers
+        #: the size of the file named, when it is a regular file (for `vmig info`)
+        self.file_size = file_size
+        #: bytes copied into a temporary file to read this input (0: read in place)
+        self.spooled = spooled
+        self._mapping, self._base = mapping, base  # the mmap `buf` is (a view of), for release()
+        if mapping is None and isinstance(buf, mmap.mmap):
+            self._mapping = buf
         self._empty = [empty_allowance(self.size)]
         self._released = 0  # mapped pages before this offset were let go (release)
 
@@ -54,61 +81,81 @@ class Source:
         return cls(data, name)
 
     @classmethod
-    def open(cls, path: str) -> Source:
-        """Open a file path, or '-' for stdin; gzip/xz/bzip2 are undone transparently."""
-        try:
-            raw: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
-        except OSError as exc:
-            raise InputError(f"cannot open {path}: {exc.strerror}") from exc
-        try:
-            head = raw.peek(8)[:8] if hasattr(raw, "peek") else b""
-            opener = next((op for magic, op in _MAGICS if head.startswith(magic)), None)
-            if opener is None and path != "-" and raw.seekable():
-                return cls._map(raw, path)
-            spool = tempfile.TemporaryFile()
-            try:
-                shutil.copyfileobj(opener(raw) if opener else raw, spool, 1 << 20)
-            except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # zlib.error: corrupt gzip data
-                spool.close()
-                raise InputError(f"cannot read {path}: {exc}") from exc
-            spool.seek(0)
-            return cls._map(spool, path)
-        finally:
-            if raw is not sys.stdin.buffer:
-                raw.close()
+    def open(cls, path: str, *, snapshot: str | None = None, progress: Callable[..., None] | None = None,
+             limits: Any = None) -> Source:
+        """Open a file path, or '-' for stdin, and find the stream in it by content: a plain
+        stream, gzip/xz/bzip2/zstd/lzop data, a libvirt save image, a qcow2 snapshot (`snapshot`
+        names it: an id or a name). `progress(done, total)` follows a spool being filled."""
+        from .opener import open_source
 
-    @classmethod
-    def _map(cls, f: BinaryIO, name: str) -> Source:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return cls(b"", name)
-        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return cls(mm, name, mm.close)
+        return open_source(cls, path, snapshot=snapshot, progress=progress, limits=limits)
 
-    #: the input is all there: `size` is final (a forward-only source reads on as it is walked)
-    complete = True
-    seekable = True
+    def sibling(self) -> Source:
+        """Another Source over the same bytes (its own release point and allowance), for a
+        second walk of the same input; closing it closes nothing."""
+        other = Source(self.buf, self.name, mapping=self._mapping, base=self._base, layers=self.layers,
+                       file_size=self.file_size, spooled=self.spooled)
+        other.size = self.size
+        return other
+
+    @property
+    def container(self) -> dict[str, Any] | None:
+        """The `container` object of `vmig decode --json`: the layers around the stream, or None."""
+        if not self.layers:
+            return None
+        return {"layers": [layer.to_json() for layer in self.layers]}
 
     def ensure(self, end: int) -> int:
-        """Make the bytes up to `end` readable; returns the offset up to which they are (== end
-        unless the input ends first). A file or bytes: at once (SOURCE-CONTRACT.md)."""
+        """Make bytes up to `end` readable; returns how far they are (less only at the end)."""
         return min(end, self.size)
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """buf.find for any buffer, in stream offsets (-1 if not there)."""
+        end = self.size if end is None else min(end, self.size)
+        if hasattr(self.buf, "find"):
+            return self.buf.find(sub, start, end)
+        pos = max(start, 0)
+        while pos < end:
+            stop = min(end, pos + _SEARCH_CHUNK + len(sub) - 1)
+            found = bytes(self.buf[pos:stop]).find(sub)
+            if found >= 0:
+                return pos + found
+            pos += _SEARCH_CHUNK
+        return -1
+
+    def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        """buf.rfind for any buffer, in stream offsets (-1 if not there)."""
+        end = self.size if end is None else min(end, self.size)
+        if hasattr(self.buf, "rfind"):
+            return self.buf.rfind(sub, start, end)
+        stop = end
+        while stop > start:
+            lo = max(start, stop - _SEARCH_CHUNK)
+            found = bytes(self.buf[lo:min(end, stop + len(sub) - 1)]).rfind(sub)
+            if found >= 0:
+                return lo + found
+            stop = lo
+        return -1
 
     def release(self, upto: int) -> None:
         """Let the kernel drop mapped pages before `upto`: they were walked and will not be
         needed again, so a multi-GiB stream does not show up as resident memory."""
-        if not isinstance(self.buf, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        if self._mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
             return
         start = self._released
-        end = upto - upto % mmap.PAGESIZE
+        end = self._base + upto
+        end -= end % mmap.PAGESIZE
+        start = max(start, self._base - self._base % mmap.PAGESIZE)
         if end - start >= _RELEASE_STEP:
-            self.buf.madvise(mmap.MADV_DONTNEED, start, end - start)
+            self._mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
             self._released = end
 
     def close(self) -> None:
         if self._closer is not None:
-            self._closer()
-            self._closer = None
+            closer, self._closer = self._closer, None
+            if isinstance(self.buf, memoryview):
+                self.buf.release()
+            closer()
 
     def __enter__(self) -> Source:
         return self
