@@ -129,7 +129,11 @@ def test_broken_compressed_input(tmp_path: Path, kind: str, damage: str) -> None
         del packed[3000:]
     result = cli_decode(tmp_path, bytes(packed), "--summary")
     assert result.exit_code == 2, result.output
-    assert "cannot read" in assert_one_error_line(result.stderr, wants="vmig: error:")
+    line = assert_one_error_line(result.stderr, wants="vmig: error:")
+    fmt = {"gzip": "gzip", "bz2": "bzip2", "lzma": "xz"}[kind]
+    # the format, what went wrong, and the offset in the compressed file
+    assert f"{fmt} data of" in line and " at offset " in line, line
+    assert ("cut short" if damage == "cut" else "corrupt") in line, line
 
 
 # ---------------------------------------------------------------- named corruptions

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -754,14 +755,20 @@ class Target:
 
 
 def find_streams(paths: Iterable[str | os.PathLike[str]]) -> list[Target]:
-    """Every `*.bin` under the paths (files as given; directories recursively, hidden ones skipped)."""
+    """Every stream under the paths: files as given; in directories (recursively, hidden ones
+    skipped) every file whose content is a stream or a container vmig reads, whatever it is
+    called (source.probe: `x.bin`, `vm.save`, `vm.qcow2`, `x.bin.xz`)."""
+    from .source import probe
+
     targets: dict[Path, Target] = {}
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            for found in sorted(path.rglob("*.bin")):
+            for found in sorted(path.rglob("*")):
                 rel = found.relative_to(path).parts
-                if found.is_file() and not any(part.startswith(".") for part in rel[:-1]):
+                if any(part.startswith(".") for part in rel[:-1]) or found.name.endswith(GOLDEN_SUFFIX):
+                    continue
+                if found.is_file() and probe(str(found)) is not None:
                     targets.setdefault(found, Target(found, golden_path(found), path))
         elif path.is_file():
             targets.setdefault(path, Target(path, golden_path(path), path.parent))
@@ -776,9 +783,15 @@ def orphan_goldens(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            found += [g for g in sorted(path.rglob("*" + GOLDEN_SUFFIX))
-                      if not g.with_name(g.name[:-len(GOLDEN_SUFFIX)] + ".bin").exists()]
+            found += [g for g in sorted(path.rglob("*" + GOLDEN_SUFFIX)) if not _has_stream(g)]
     return found
+
+
+def _has_stream(golden: Path) -> bool:
+    """Is some file beside `golden` the stream it belongs to (`x.golden.txt`: `x`, `x.bin`, `x.save`...)?"""
+    stem = golden.name[:-len(GOLDEN_SUFFIX)]
+    candidates = [golden.with_name(stem), *golden.parent.glob(glob.escape(stem) + ".*")]
+    return any(c != golden and c.is_file() and golden_path(c) == golden for c in candidates)
 
 
 @dataclass(frozen=True, slots=True)

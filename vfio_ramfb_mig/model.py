@@ -288,6 +288,9 @@ class MigrationStream:
     warnings: tuple[str, ...] = field(default=(), compare=False)
     #: decode stopped early (--partial): the error that stopped it
     error: str | None = field(default=None, compare=False)
+    #: what wrapped the stream in its file, as `vmig decode --json` writes it ({"layers": [...]},
+    #: see source.Layer); set by jsonform.loads so encode can rebuild the container
+    container: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def sections(self) -> tuple[Section, ...]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .inputs import SNAPSHOT_HELP, open_stream, snapshot_option, snapshots_for
 from .main import QUIET_HELP
 
 if TYPE_CHECKING:
@@ -65,24 +66,30 @@ def _sidecar_qemu(path: str) -> str | None:
 @click.option("--profile-b", metavar="PROFILE",
               help="--compat: where B was made is the destination this `vmig profile` describes (A is judged there)")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
+@click.option("--snapshot", "snapshots", multiple=True, metavar="NAME|ID",
+              help=SNAPSHOT_HELP + "; once for both inputs, or twice: A's then B's")
 @click.pass_obj
 def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple[str, ...], compat: bool,
              qemu: str | None, qemu_a: str | None, qemu_b: str | None, schema_a: str | None, schema_b: str | None,
-             devices: tuple[str, ...], profile_a: str | None, profile_b: str | None, quiet: bool) -> None:
+             devices: tuple[str, ...], profile_a: str | None, profile_b: str | None, quiet: bool,
+             snapshots: tuple[str, ...]) -> None:
     """Show what differs between two migration streams A (old) and B (new).
 
     Sections are matched by idstr and instance, never by position or id. Shown per
     section: sections only on one side, version changes, subsections on one side,
     field values (path, old → new, offsets in A and B), RAM per block (differing
-    pages by final content), and the machine/configuration.
+    pages by final content), and the machine/configuration. A and B may be any input
+    `vmig decode` reads: a libvirt save image against the stream inside it is the same.
     """
     from ..codec.decode import decode  # start-up: see main's docstring
-    from ..source import Source
     from ..diff import diff_json, diff_streams
 
+    snap_a, snap_b = snapshots_for((a, b), snapshots)
+    if a == "-" and b == "-":
+        raise click.UsageError("only one of A and B can be '-' (stdin)")
     with ExitStack() as stack:
-        sa = stack.enter_context(Source.open(a))
-        sb = stack.enter_context(Source.open(b))
+        sa = stack.enter_context(open_stream(app, a, snapshot=snap_a, quiet=quiet))
+        sb = stack.enter_context(open_stream(app, b, snapshot=snap_b, quiet=quiet))
         # one bar over both inputs: A's offsets, then B's after A's size
         with app.progress("diff: decode A and B", sa.size + sb.size, quiet=quiet) as progress:
             stream_a = decode(sa, progress=progress)
@@ -153,10 +160,12 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
 @click.option("--brief", is_flag=True, help="one line: the verdict and the first message")
 @click.option("--rules", "list_rules", is_flag=True, help="list the rules vmig checks and exit")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
+@snapshot_option
 @click.pass_obj
 def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None, schema: str | None,
               devices: tuple[str, ...], capabilities: tuple[str, ...], memory: str | None, profile: str | None,
-              arch: str | None, no_footer: bool, as_json: bool, brief: bool, list_rules: bool, quiet: bool) -> None:
+              arch: str | None, no_footer: bool, as_json: bool, brief: bool, list_rules: bool, quiet: bool,
+              snapshot: str | None) -> None:
     """Would a destination QEMU load STREAM? If not, which rule fails and what QEMU prints.
 
     The destination is a machine type (--target), a QEMU version (--qemu, or its
@@ -164,7 +173,6 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
     (--device), its capabilities (--cap) and optionally its RAM size (--memory).
     """
     from ..codec.decode import decode  # start-up: see main's docstring
-    from ..source import Source
     from ..compat.check import RULES, check_stream, destination, verdict_json
     from ..errors import InputError
     from ..render.diffview import rules_table, verdict_view
@@ -186,7 +194,8 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
 
         dest: Destination = destination_from_profile(read_profile(profile), devices=devices, capabilities=capabilities)
     scan = IllegalOffsetScan()
-    with Source.open(stream) as src, app.progress(f"decode {stream}", src.size, quiet=quiet) as progress:
+    with open_stream(app, stream, snapshot=snapshot, quiet=quiet) as src, \
+            app.progress(f"decode {stream}", src.size, quiet=quiet) as progress:
         # the rules need no page runs: only the block lengths, to find page records past a block's end
         decoded = decode(src, ram_runs=False, on_ram_item=scan.feed, progress=progress)
     if profile is None:

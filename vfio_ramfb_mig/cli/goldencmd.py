@@ -1,6 +1,7 @@
 """`vmig golden check|update [PATHS...]`: golden-file checks for CI (see docs/golden.md).
 
-Every `*.bin` under PATHS (files, or directories searched recursively) is
+Every stream under PATHS (files, or directories searched recursively for files whose content is a
+stream, a libvirt save image, a qcow2 snapshot, compressed or not, whatever their names) is
 compared with `<stem>.golden.txt` beside it. Exit status, diff(1)'s way:
 0 every stream matches its golden; 1 a stream differs, or its golden is
 missing (a missing golden fails, it never passes) or lacks the --offsets /
@@ -38,7 +39,7 @@ def _targets(paths: tuple[str, ...]):
 
     targets = find_streams(paths)
     if not targets:
-        raise GoldenError(f"no *.bin stream under {', '.join(paths)}; a check that checks nothing fails")
+        raise GoldenError(f"no stream under {', '.join(paths)}; a check that checks nothing fails")
     return targets
 
 

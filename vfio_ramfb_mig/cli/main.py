@@ -27,6 +27,7 @@ import click
 
 from ..version import __version__
 from ..errors import VmigError
+from .inputs import open_stream, snapshot_option
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -105,6 +106,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "Show what differs between two migration streams A (old) and B (new)."),
     "golden": ("vfio_ramfb_mig.cli.goldencmd:golden_cmd",
                "Golden-file checks for CI: compare streams with checked-in canonical summaries."),
+    "info": ("vfio_ramfb_mig.cli.infocmd:info_cmd",
+             "Say what FILE is and summarize the migration stream it holds."),
     "machines": ("vfio_ramfb_mig.cli.machinescmd:machines_cmd",
                  "List machine types, or show NAME's effective compat properties and where each came from."),
     "profile": ("vfio_ramfb_mig.cli.profilecmd:profile_cmd",
@@ -220,31 +223,33 @@ def write_text(app: App, text: str, output: str | None) -> None:
 @click.option("--partial", is_flag=True, help="on an error, still show what was decoded before it (exit 2)")
 @click.option("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
+@snapshot_option
 @click.pass_obj
 def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool, sections: tuple[str, ...],
-               embed: bool, strict: bool, partial: bool, output: str | None, quiet: bool) -> None:
+               embed: bool, strict: bool, partial: bool, output: str | None, quiet: bool,
+               snapshot: str | None) -> None:
     """Decode a migration stream: every record, section, subsection and field, with offsets.
 
-    STREAM is a file written by `migrate file:...` / `exec:cat > ...` (gzip, xz and bzip2
-    are undone transparently) or '-' for stdin.
+    STREAM is a file written by `migrate file:...` / `exec:cat > ...`, a libvirt save
+    image (`virsh save`), a qcow2 image with internal snapshots (`savevm`; --snapshot
+    picks one), any of these compressed (gzip, xz, bzip2, zstd, lzop), or '-' for stdin.
     """
     from ..codec.decode import decode  # see the module docstring: start-up
-    from ..source import Source
     from ..outfile import refuse_same_file
 
     if output:
         refuse_same_file(output, (source,))
     if pages:
-        _page_list(app, source, as_json, output, quiet, summary=summary, sections=sections, strict=strict,
-                   partial=partial)
+        _page_list(app, source, as_json, output, quiet, snapshot, summary=summary, sections=sections,
+                   strict=strict, partial=partial)
         return
-    with Source.open(source) as src:
+    with open_stream(app, source, snapshot=snapshot, quiet=quiet) as src:
         with app.progress(f"decode {source}", src.size, quiet=quiet) as progress:
             # the tree and the summary need only page counts per block, so RAM page runs are
             # kept only for --json (which lists them): memory stays flat for a text decode
             stream = decode(src, strict=strict, partial=partial, ram_runs=as_json, progress=progress)
-        # a JSON document of a stream that cannot be re-read (stdin, compressed) must carry its bytes
-        embed = embed or source == "-" or not _plain_file(source)
+        # a JSON document of a stream that cannot be read again (stdin, a pipe) must carry its bytes
+        embed = embed or src.file_size is None
         if as_json:
             from ..codec import jsonform
 
@@ -287,30 +292,22 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
             sys.exit(ExitStatus.TROUBLE)
 
 
-def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: bool, **others: Any) -> None:
+def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: bool, snapshot: str | None,
+               **others: Any) -> None:
     """`vmig decode --pages`: pages.write_page_list, to stdout or atomically to -o FILE."""
-    from ..source import Source
     from ..outfile import atomic_output
     from ..pages import write_page_list
 
     given = [f"--{name}" for name, value in others.items() if value]
     if given:
         raise click.UsageError(f"--pages lists every page record; it does not take {', '.join(given)}")
-    with Source.open(source) as src, app.progress(f"decode --pages {source}", 2 * src.size, quiet=quiet) as progress:
+    with open_stream(app, source, snapshot=snapshot, quiet=quiet) as src, \
+            app.progress(f"decode --pages {source}", 2 * src.size, quiet=quiet) as progress:
         if output and output != "-":
             with atomic_output(output) as out:
                 write_page_list(src, out, as_json, progress)
         else:
             write_page_list(src, sys.stdout, as_json, progress)
-
-
-def _plain_file(path: str) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(6)
-    except OSError:
-        return False
-    return not head.startswith((b"\x1f\x8b", b"\xfd7zXZ", b"BZh"))
 
 
 @cli.command("encode")
@@ -335,12 +332,18 @@ def _plain_file(path: str) -> bool:
                    "decode document); missing values take documented defaults")
 @click.option("--addr", metavar="DDDD:BB:SS.F", help="vfio-pci: PCI address in the idstr (default: first free slot)")
 @click.option("-o", "--output", required=True, metavar="FILE", help="where to write the stream ('-' for stdout)")
+@click.option("--bare", is_flag=True, help="--from-json: write only the migration stream, without the container "
+                                            "(libvirt save image, compression) the JSON says it came in")
 @click.pass_obj
 def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine: str | None, device: str,
                ramfb: bool | None, x_ramfb_migrate: str | None, enable_migration: str | None, display: str | None,
                x_migrate: str | None, global_props: tuple[str, ...], state_path: str | None, addr: str | None,
-               output: str) -> None:
+               output: str, bare: bool) -> None:
     """Build a migration stream: from a decoded JSON document, or device state for a machine type.
+
+    From JSON, the container the stream was decoded from is rebuilt around it: a libvirt
+    save image (the same header and XML; the payload compressed as it was), gzip/xz/...
+    compression; a qcow2 snapshot's stream is written bare. --bare writes only the stream.
 
     \b
     vmig encode --from-json dump.json -o dump.bin
@@ -366,21 +369,31 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
     assert from_json is not None
     from ..codec import jsonform
     from ..codec.encode import encode
-    from ..source import Source
     from ..outfile import atomic_output, refuse_same_file
+    from ..source import Source
+    from ..source.writer import plan, wrapped
 
     stream = jsonform.loads(_read_text(from_json))
     source_path = source_path or stream.source
     refuse_same_file(output, tuple(p for p in (from_json, source_path) if p))
-    source = Source.open(source_path) if source_path and source_path != "-" and os.path.exists(source_path) else None
+    container = None if bare else stream.container
+    _, notes = plan(container)
+    for note in notes:
+        app.err.print(f"vmig: {note}", style="vmig.dim", markup=False)
+    # a qcow2 source is read through the snapshot the JSON was decoded from
+    snapshot = next((layer.get("snapshot", {}).get("id") for layer in (stream.container or {}).get("layers", [])
+                     if isinstance(layer, dict) and layer.get("type") == "qcow2"), None)
+    source = Source.open(source_path, snapshot=snapshot) \
+        if source_path and source_path != "-" and os.path.exists(source_path) else None
     try:
         if source is not None and stream.size and source.size != stream.size:
             raise InputError(f"source {source_path} has {source.size} bytes, but the JSON was decoded from "
                              f"{stream.size} bytes", hint="give the stream it was decoded from with --source")
         if output == "-":
-            encode(stream, sys.stdout.buffer, source)
+            with wrapped(sys.stdout.buffer, container) as out:
+                encode(stream, out, source)
         else:
-            with atomic_output(output) as out:
+            with atomic_output(output) as target, wrapped(target, container) as out:
                 encode(stream, out, source)
     finally:
         if source is not None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .inputs import open_stream, snapshot_option
 from .main import QUIET_HELP
 
 if TYPE_CHECKING:
@@ -30,8 +31,10 @@ def ram_group() -> None:
               help="extract only this RAM block (its idstr, e.g. pc.ram); repeatable")
 @click.option("--force", is_flag=True, help="replace files of the same names already in DIR")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
+@snapshot_option
 @click.pass_obj
-def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], force: bool, quiet: bool) -> None:
+def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], force: bool, quiet: bool,
+                snapshot: str | None) -> None:
     """Write each RAM block of DUMP to a sparse file in DIR, as a destination would load it.
 
     A page's last record wins (iterative streams resend pages), ZERO records clear,
@@ -43,13 +46,14 @@ def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], fo
       pc.ram -> pc.ram.bin, /rom@etc/acpi/tables -> rom@etc_acpi_tables.bin
     DIR/manifest.json maps each block to its file, with used_length and the records
     applied. DIR is created if missing. On any error nothing is left in DIR; existing
-    files are kept unless --force. DUMP may be '-' (stdin) or compressed.
+    files are kept unless --force. DUMP is any input `vmig decode` reads (compressed,
+    a libvirt save image, a qcow2 snapshot with --snapshot, '-' for stdin).
     """
-    from ..source import Source  # start-up: see main's docstring
-    from ..text import printable
+    from ..text import printable  # start-up: see main's docstring
     from ..ramextract import MANIFEST, extract_ram
 
-    with Source.open(dump) as src, app.progress(f"extract {dump}", src.size, quiet=quiet) as progress:
+    with open_stream(app, dump, snapshot=snapshot, quiet=quiet) as src, \
+            app.progress(f"extract {dump}", src.size, quiet=quiet) as progress:
         result = extract_ram(src, directory, blocks=blocks, force=force, progress=progress)
     for block in result.blocks:
         counts = ", ".join(f"{n} {'normal' if kind == 'page' else kind}" for kind, n in block.records.items() if n)

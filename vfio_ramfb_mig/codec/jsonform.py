@@ -68,7 +68,7 @@ _INT_RANGES = {name: ((-(1 << (8 * size - 1)), (1 << (8 * size - 1)) - 1) if con
 #: program's document, and is refused rather than silently dropped (keep in step with _Writer)
 _SPAN_KEYS = frozenset({"type", "offset", "length"})
 _KEYS = {
-    "document": frozenset({"vmig", "source", "records", "warnings", "error"}),
+    "document": frozenset({"vmig", "source", "container", "records", "warnings", "error"}),
     "header": _SPAN_KEYS | {"magic", "version"},
     "configuration": _SPAN_KEYS | {"machine", "subsections"},
     "section": _SPAN_KEYS | {"section_id", "idstr", "instance_id", "version_id", "footer", "decoder",
@@ -92,8 +92,12 @@ def to_json(stream: MigrationStream, *, embed: bool = False, source=None) -> dic
     doc: dict[str, Any] = {
         "vmig": {"format": FORMAT_VERSION, "version": __version__},
         "source": {"path": stream.source, "size": stream.size, "embedded": embed},
-        "records": [writer.record(r) for r in stream.records],
     }
+    # what wraps the stream in its file (source.Layer): encode --from-json rebuilds it
+    container = getattr(source, "container", None) or stream.container
+    if container:
+        doc["container"] = container
+    doc["records"] = [writer.record(r) for r in stream.records]
     if stream.warnings:
         doc["warnings"] = list(stream.warnings)
     if stream.error:
@@ -292,8 +296,14 @@ def from_json(doc: Any) -> MigrationStream:
             record = replace(record, instance_id=start.instance_id, version_id=start.version_id)
         resolved.append(record)
     model = tuple(resolved)
+    container = obj.get("container")
+    if container is not None:
+        layers = reader.list(reader.obj(container, ("container",)).get("layers"), ("container", "layers"))
+        for i, layer in enumerate(layers):
+            if not isinstance(reader.obj(layer, ("container", "layers", i)).get("type"), str):
+                reader.fail("expected a layer with a string 'type'", ("container", "layers", i))
     return MigrationStream(records=model, size=source.get("size", 0) if isinstance(source, dict) else 0,
-                           source=source.get("path") if isinstance(source, dict) else None)
+                           source=source.get("path") if isinstance(source, dict) else None, container=container)
 
 
 class _Reader:

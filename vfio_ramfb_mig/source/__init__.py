@@ -13,5 +13,6 @@ from __future__ import annotations
 from ..wire.bounded import BoundedStream, empty_allowance
 from .buffer import Layer, Source
 from .limits import Limits
+from .opener import probe
 
-__all__ = ["BoundedStream", "Layer", "Limits", "Source", "empty_allowance"]
+__all__ = ["BoundedStream", "Layer", "Limits", "Source", "empty_allowance", "probe"]

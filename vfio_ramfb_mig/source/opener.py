@@ -91,6 +91,28 @@ def describe(head: bytes) -> str:
     return shown
 
 
+def probe(path: str, limits: Limits | None = None) -> tuple[str, ...] | None:
+    """The layers a file's first bytes show, outermost first, ending in 'qemu', 'libvirt-save'
+    or 'qcow2' (e.g. ('xz', 'qemu')); None when it is not a stream or a container vmig reads.
+    Reads at most a few KiB (through decompressors); never copies the file."""
+    limits = limits or Limits.from_env()
+    try:
+        with open(path, "rb") as f:
+            reader: Reader = FileReader(f, path)
+            kinds: list[str] = []
+            for _ in range(MAX_DEPTH + 1):
+                kind = sniff(reader.peek(64))
+                if kind is None:
+                    return None
+                kinds.append(kind)
+                if kind not in DECOMPRESSORS:
+                    return tuple(kinds)
+                reader = decompressor(kind, reader, limits, path)
+    except (OSError, InputError, ContainerError):
+        return None
+    return None
+
+
 class _Region:
     """Bytes that can be read by offset: a mapping (or a view of one) from `base`, `size` long."""
 

@@ -38,6 +38,14 @@ MAX_CLUSTER_BITS = 21
 _BE64 = struct.Struct(">Q")
 
 
+class SnapshotChoiceError(ContainerError):
+    """No snapshot (or no single one) can be read; `image` says which there are (vmig info shows them)."""
+
+    def __init__(self, message: str, image: Qcow2Image, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.image = image
+
+
 def _fail(message: str, offset: int, *path: str | int) -> ContainerError:
     return ContainerError(message, offset=offset, path=("container",) + path)
 
@@ -208,26 +216,29 @@ class Qcow2Image:
         listing = "; ".join(f"id {s.id} '{s.name}' ({'VM state ' + str(s.vm_state_size) + ' bytes' if s.vm_state_size else 'no VM state'})"
                             for s in self.snapshots)
         if not self.snapshots:
-            raise _fail(f"{name}: this qcow2 image has no internal snapshots, so it holds no VM state "
+            raise self._choice(f"{name}: this qcow2 image has no internal snapshots, so it holds no VM state "
                         f"(`savevm` or `virsh snapshot-create` makes one)", 60, "header", "nb_snapshots")
         if wanted is None:
             with_state = [s for s in self.snapshots if s.vm_state_size]
             if len(with_state) == 1:
                 return with_state[0]
             if not with_state:
-                raise _fail(f"{name}: no snapshot of this qcow2 image holds a VM state: {listing}",
+                raise self._choice(f"{name}: no snapshot of this qcow2 image holds a VM state: {listing}",
                             self.snapshots_offset, "snapshots")
-            raise _fail(f"{name}: this qcow2 image has {len(with_state)} snapshots with a VM state; choose one with "
+            raise self._choice(f"{name}: this qcow2 image has {len(with_state)} snapshots with a VM state; choose one with "
                         f"--snapshot NAME|ID: {listing}", self.snapshots_offset, "snapshots")
         found = next((s for s in self.snapshots if s.id == wanted), None) or \
             next((s for s in self.snapshots if s.name == wanted), None)
         if found is None:
-            raise _fail(f"{name}: no snapshot with the id or name {wanted!r}; the image has: {listing}",
+            raise self._choice(f"{name}: no snapshot with the id or name {wanted!r}; the image has: {listing}",
                         self.snapshots_offset, "snapshots")
         if not found.vm_state_size:
-            raise _fail(f"{name}: snapshot {found.label} has no VM state (a disk-only snapshot); the image has: "
+            raise self._choice(f"{name}: snapshot {found.label} has no VM state (a disk-only snapshot); the image has: "
                         f"{listing}", found.entry_offset + 32, "snapshots", found.index, "vm_state_size")
         return found
+
+    def _choice(self, message: str, offset: int, *path: str | int) -> SnapshotChoiceError:
+        return SnapshotChoiceError(message, self, offset=offset, path=("container",) + path)
 
     # ------------------------------------------------------------ mapping
 
