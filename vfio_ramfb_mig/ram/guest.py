@@ -265,8 +265,8 @@ def open_guest_memory(stream: MigrationStream, source: Source, *, ram_block: str
     if runs_kept and stream.error is None:  # a stream cut short lost its last RAM section's runs
         state = PageState.of(stream, source, max_ram)
     else:
-        state = PageState(Source(source.buf, source.name), max_ram)
-        decode(Source(source.buf, source.name), ram_runs=False, partial=True, on_ram_item=state.feed)
+        state = PageState(source.sibling(), max_ram)
+        decode(source.sibling(), ram_runs=False, partial=True, on_ram_item=state.feed)
     state.check()
     return GuestMemory(layout, state)
 
