@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from vfio_ramfb_mig import decode
+from vfio_ramfb_mig import Source
 from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.model import Blob, MigrationStream, OpaqueBody, Section, Span
 from vfio_ramfb_mig.render.theme import THEME
@@ -106,16 +107,22 @@ def test_stdin_and_compressed_input_round_trip(tmp_path: Path, compress) -> None
     data = BOOTED.read_bytes()
     packed = tmp_path / "dump.bin.x"
     packed.write_bytes(compress(data))
-    # from a file and from stdin: the JSON must carry the bytes itself (the source cannot be re-read)
+    # from a file (read again by encode) and from stdin (the JSON must carry the bytes itself)
     for args, stdin in ((["decode", "--json", str(packed)], None), (["decode", "--json", "-"], compress(data))):
         result = run(*args, input=stdin)
         assert result.returncode == 0, result.stderr.decode()
         doc_path = tmp_path / "dump.json"
         doc_path.write_bytes(result.stdout)
         out = tmp_path / "again.bin"
-        result = run("encode", "--from-json", str(doc_path), "-o", str(out))
+        # --bare: the stream itself; by default the compression it came in is made again
+        result = run("encode", "--from-json", str(doc_path), "--bare", "-o", str(out))
         assert result.returncode == 0, result.stderr.decode()
         assert out.read_bytes() == data
+        result = run("encode", "--from-json", str(doc_path), "-o", str(out))
+        assert result.returncode == 0, result.stderr.decode()
+        assert out.read_bytes()[:3] == compress(data)[:3]
+        with Source.open(str(out)) as src:
+            assert bytes(src.buf) == data
 
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(tmp_path: Path) -> None:

@@ -756,8 +756,8 @@ class Target:
 
 def find_streams(paths: Iterable[str | os.PathLike[str]]) -> list[Target]:
     """Every stream under the paths: files as given; in directories (recursively, hidden ones
-    skipped) every file whose content is a stream or a container vmig reads, whatever it is
-    called (source.probe: `x.bin`, `vm.save`, `vm.qcow2`, `x.bin.xz`)."""
+    skipped) every `*.bin` and every file whose content is a stream or a container vmig reads,
+    whatever it is called (source.probe: `vm.save`, `vm.qcow2`, `x.bin.xz`)."""
     from .source import probe
 
     targets: dict[Path, Target] = {}
@@ -768,7 +768,8 @@ def find_streams(paths: Iterable[str | os.PathLike[str]]) -> list[Target]:
                 rel = found.relative_to(path).parts
                 if any(part.startswith(".") for part in rel[:-1]) or found.name.endswith(GOLDEN_SUFFIX):
                     continue
-                if found.is_file() and probe(str(found)) is not None:
+                # *.bin is always a stream (a broken one is reported); any other name, by content
+                if found.is_file() and (found.suffix == ".bin" or probe(str(found)) is not None):
                     targets.setdefault(found, Target(found, golden_path(found), path))
         elif path.is_file():
             targets.setdefault(path, Target(path, golden_path(path), path.parent))
