@@ -258,3 +258,17 @@ def test_json_container_survives_loads() -> None:
     with Source.open(str(SAVES["raw"])) as src:
         text = jsonform.dumps(decode(src), source=src)
     assert jsonform.loads(text).container["layers"][0]["type"] == "libvirt-save"
+
+
+INFO_SCHEMA = json.loads((Path(__file__).parents[1] / "vfio_ramfb_mig" / "schemas" / "info.schema.json").read_text())
+
+
+@pytest.mark.parametrize("path", [*SAVES.values(), QCOW2_V2, QCOW2_V3, FIXTURES / "captures" /
+                                  "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"], ids=lambda p: p.name)
+def test_info_json_follows_its_schema(path: Path) -> None:
+    import jsonschema
+
+    for args in ([], ["--snapshot", "first"]) if path == QCOW2_V3 else ([],):
+        result = run("info", "--json", *args, str(path))
+        assert result.exit_code == 0, result.output
+        jsonschema.validate(json.loads(result.stdout), INFO_SCHEMA)
