@@ -92,6 +92,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     """When QEMU is required, a skipped ``qemu`` test is a failed test."""
     outcome = yield
     report = outcome.get_result()
+    if (report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("libvirt") is not None
+            and os.environ.get("VMIG_REQUIRE_LIBVIRT") == "1"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"libvirt test skipped while VMIG_REQUIRE_LIBVIRT=1: {reason}"
     if (report.skipped and not hasattr(report, "wasxfail")
             and item.get_closest_marker("qemu") is not None and qemu_required(item.config)):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)

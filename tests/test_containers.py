@@ -272,3 +272,18 @@ def test_info_json_follows_its_schema(path: Path) -> None:
         result = run("info", "--json", *args, str(path))
         assert result.exit_code == 0, result.output
         jsonschema.validate(json.loads(result.stdout), INFO_SCHEMA)
+
+
+def test_screenshot_reads_containers(tmp_path: Path) -> None:
+    from vfio_ramfb_mig.screen import screenshot
+
+    with Source.open(str(SAVES["lzop"])) as src:
+        plain = tmp_path / "payload.bin"
+        plain.write_bytes(bytes(src.buf))
+        inside = screenshot(src)
+    alone = screenshot(str(plain))
+    assert inside.image.tobytes() == alone.image.tobytes()
+    out = tmp_path / "s.png"
+    result = run("screenshot", "--snapshot", "second", str(QCOW2_V3), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from brokenstreams import assert_one_error_line
 from paths import CAPTURES, FIXTURES
 from vfio_ramfb_mig import Source
 from vfio_ramfb_mig.cli.main import cli
@@ -40,13 +41,6 @@ PLAIN = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
 VMIG = [sys.executable, "-m", "vfio_ramfb_mig"]
 
 
-def one_line_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("vmig: error: ") and "Traceback" not in stderr, stderr
-    return lines[0]
-
-
 def refused(path: Path, tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> str:
     """`vmig decode --json -o OUT PATH` exits 2 with one line and leaves no OUT."""
     out = tmp_path / "out.json"
@@ -54,7 +48,7 @@ def refused(path: Path, tmp_path: Path, *args: str, env: dict[str, str] | None =
                             text=True, timeout=120, env={**os.environ, **(env or {})})
     assert result.returncode == 2, result.stderr
     assert not out.exists() and not list(tmp_path.glob(".out.json.*"))
-    return one_line_error(result.stderr)
+    return assert_one_error_line(result.stderr, wants="")
 
 
 # ---------------------------------------------------------------- pipes, FIFOs, devices
@@ -105,7 +99,7 @@ def test_a_bomb_is_refused_on_its_first_bytes(tmp_path: Path, fmt: str) -> None:
     assert time.monotonic() - start < 30
     result = subprocess.run([*VMIG, "check", "--qemu", "10.0", str(bomb)], capture_output=True, text=True,
                             timeout=60, env={**os.environ, "TMPDIR": str(spool_dir)})
-    assert result.returncode == 2 and "only zero bytes" in one_line_error(result.stderr)
+    assert result.returncode == 2 and "only zero bytes" in assert_one_error_line(result.stderr, wants="")
     assert child_peak_rss_mib() < 400
     assert not list(spool_dir.iterdir())
 

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from .inputs import SNAPSHOT_HELP, open_stream, snapshots_for
 from .main import App, write_text
 
 
@@ -31,8 +32,11 @@ def _save_png(image: object, output: str) -> None:
 @click.option("-o", "--output", metavar="FILE", help="write the picture as PNG (atomically; '-' for stdout)")
 @click.option("--device", metavar="NAME", help="the display to draw when there are several: ramfb-dev, or a "
                                                 "VFIO device's idstr (glob or substring)")
+@click.option("--snapshot", "snapshots", multiple=True, metavar="NAME|ID",
+              help=SNAPSHOT_HELP + "; once for every stream, or once per stream in order")
 @click.pass_obj
-def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, device: str | None) -> None:
+def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, device: str | None,
+                   snapshots: tuple[str, ...]) -> None:
     """Draw the guest's screen from the ramfb state and guest RAM a migration stream carries.
 
     The picture is what QEMU's screendump shows on a destination that loaded the stream.
@@ -53,7 +57,10 @@ def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, devic
     if output is None and app.out.color_system is None:
         raise click.UsageError("the preview needs colours, and this terminal shows none (NO_COLOR, or TERM=dumb); "
                                "give -o FILE")
-    screens = [screenshot(path, device=device) for path in streams]
+    screens = []
+    for path, snapshot in zip(streams, snapshots_for(streams, snapshots)):
+        with open_stream(app, path, snapshot=snapshot) as src:
+            screens.append(screenshot(src, device=device))
     lines = [geometry_line(s.display.name, s.cfg.words(), s.missing_words()) for s in screens]
     if len(screens) == 1:
         picture = screens[0].image
@@ -79,8 +86,11 @@ def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, devic
 @click.argument("other", required=False, metavar="[B]")
 @click.option("-o", "--output", required=True, metavar="FILE", help="the HTML file to write (atomically; '-': stdout)")
 @click.option("--device", metavar="NAME", help="the display to draw when there are several")
+@click.option("--snapshot", "snapshots", multiple=True, metavar="NAME|ID",
+              help=SNAPSHOT_HELP + "; once for both streams, or twice: STREAM's then B's")
 @click.pass_obj
-def report_cmd(app: App, stream: str, other: str | None, output: str, device: str | None) -> None:
+def report_cmd(app: App, stream: str, other: str | None, output: str, device: str | None,
+               snapshots: tuple[str, ...]) -> None:
     """Write one self-contained HTML page about STREAM (and its differences with B).
 
     The page needs no network: header and machine, the record tree with offsets and a
@@ -91,7 +101,8 @@ def report_cmd(app: App, stream: str, other: str | None, output: str, device: st
     from ..render.report.collect import build_report
 
     refuse_same_file(output, tuple(p for p in (stream, other) if p))
-    page = build_report(stream, other, device=device)
+    paths = tuple(p for p in (stream, other) if p)
+    page = build_report(stream, other, device=device, snapshots=snapshots_for(paths, snapshots))
     write_text(app, page, output)
     if output != "-":
         app.err.print(f"vmig: wrote {output} ({len(page.encode()):,} bytes)", style="vmig.dim", markup=False)

@@ -150,7 +150,7 @@ def screenshot(stream: str | Source | bytes, *, device: str | None = None) -> Sc
             return screenshot(opened, device=device)
     else:
         src = stream
-    return screen_of(decode(Source(src.buf, src.name), ram_runs=False, partial=True), src, device)
+    return screen_of(decode(src.sibling(), ram_runs=False, partial=True), src, device)
 
 
 @dataclass(frozen=True)

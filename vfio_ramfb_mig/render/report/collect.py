@@ -26,8 +26,8 @@ def report_side(src: Source, name: str, *, device: str | None = None, ram_runs: 
     from ...ram.state import PageState
     from ...screen import screen_of
 
-    with PageState(Source(src.buf, src.name)) as state:
-        stream = decode(Source(src.buf, src.name), ram_runs=ram_runs, partial=True, on_ram_item=state.feed)
+    with PageState(src.sibling()) as state:
+        stream = decode(src.sibling(), ram_runs=ram_runs, partial=True, on_ram_item=state.feed)
         side = ReportSide(name, stream, src.buf)
         try:
             state.check()
@@ -46,17 +46,20 @@ def report_side(src: Source, name: str, *, device: str | None = None, ram_runs: 
     return side
 
 
-def build_report(path_a: str, path_b: str | None = None, *, device: str | None = None) -> str:
-    """The report page of one stream, or of two and their differences."""
+def build_report(path_a: str, path_b: str | None = None, *, device: str | None = None,
+                 snapshots: tuple[str | None, ...] = ()) -> str:
+    """The report page of one stream, or of two and their differences. `snapshots`: the qcow2
+    snapshot to read from each path (Source.open), in order."""
+    snap_a, snap_b = (tuple(snapshots) + (None, None))[:2]
     from ...diff import diff_streams
     from ...screen.compare import compare_images
 
     with ExitStack() as stack:
-        src_a = stack.enter_context(Source.open(path_a))
+        src_a = stack.enter_context(Source.open(path_a, snapshot=snap_a))
         a = report_side(src_a, os.path.basename(path_a), device=device, ram_runs=path_b is not None)
         if path_b is None:
             return report_html(a)
-        src_b = stack.enter_context(Source.open(path_b))
+        src_b = stack.enter_context(Source.open(path_b, snapshot=snap_b))
         b = report_side(src_b, os.path.basename(path_b), device=device, ram_runs=True)
         diff = None
         if a.stream.error or b.stream.error:
