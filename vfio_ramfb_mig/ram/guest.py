@@ -246,13 +246,16 @@ def _block_list(stream: MigrationStream) -> dict[str, int]:
 
 
 def open_guest_memory(stream: MigrationStream, source: Source, *, ram_block: str | None = None,
-                      max_ram_below_4g: int | None = None, max_ram: int | None = None) -> GuestMemory:
+                      max_ram_below_4g: int | None = None, max_ram: int | None = None,
+                      state: PageState | None = None) -> GuestMemory:
     """Guest-physical memory of a decoded stream, read from `source` (the input it was decoded from).
 
     A stream decoded with its page runs (decode's default) is not walked again; one decoded
-    with ram_runs=False is (its pages are read from `source`). A stream cut short gives what it
-    has: the pages it never sent are reported missing by `read`. Raises InputError when the
-    machine or its RAM block is unknown, CorruptError on a page QEMU would refuse."""
+    with ram_runs=False is (its pages are read from `source`), unless `state` is the PageState
+    that decode fed as it walked (decode(on_ram_item=state.feed)): then that is used, and the
+    GuestMemory closes it. A stream cut short gives what it has: the pages it never sent are
+    reported missing by `read`. Raises InputError when the machine or its RAM block is unknown,
+    CorruptError on a page QEMU would refuse."""
     from ..codec.decode import decode  # ram sits above codec; the import is here for the walk-again case
 
     blocks = _block_list(stream)
@@ -262,7 +265,9 @@ def open_guest_memory(stream: MigrationStream, source: Source, *, ram_block: str
     layout = memory_map(config.machine if config else "", blocks, target_page_bits=_target_page_bits(config),
                         ram_block=ram_block, max_ram_below_4g=max_ram_below_4g)
     runs_kept = all(r.body.runs_kept for r in stream.records if isinstance(r, Section) and isinstance(r.body, RamBody))
-    if runs_kept and stream.error is None:  # a stream cut short lost its last RAM section's runs
+    if state is not None:
+        pass  # fed by the walk that decoded the stream
+    elif runs_kept and stream.error is None:  # a stream cut short lost its last RAM section's runs
         state = PageState.of(stream, source, max_ram)
     else:
         state = PageState(source.sibling(), max_ram)

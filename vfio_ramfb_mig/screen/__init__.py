@@ -114,8 +114,9 @@ def _check_in_ram(display: Display, regions: Sequence[Any]) -> None:
                       offset=display.field_offset("addr"), path=(*display.path, "addr"))
 
 
-def screen_of(stream: MigrationStream, source: Source, device: str | None = None) -> Screen:
-    """The screen of a decoded stream; `source` is the input it was decoded from."""
+def screen_of(stream: MigrationStream, source: Source, device: str | None = None, *, state: Any = None) -> Screen:
+    """The screen of a decoded stream; `source` is the input it was decoded from. `state`: the
+    ram.PageState that decode fed (on_ram_item), so the pages are not walked again; it is closed."""
     from .. import ram  # guest RAM: the ram package's final page state and memory maps
 
     try:
@@ -125,7 +126,7 @@ def screen_of(stream: MigrationStream, source: Source, device: str | None = None
             err.message += f"; the stream is cut short ({stream.error}), before its device state"
         raise
     display.cfg.check(display)
-    with ram.open_guest_memory(stream, source) as memory:
+    with ram.open_guest_memory(stream, source, state=state) as memory:
         _check_in_ram(display, memory.map.regions)
         screen = draw(display, memory.read)
     if stream.error and screen.missing:
@@ -150,7 +151,15 @@ def screenshot(stream: str | Source | bytes, *, device: str | None = None) -> Sc
             return screenshot(opened, device=device)
     else:
         src = stream
-    return screen_of(decode(src.sibling(), ram_runs=False, partial=True), src, device)
+    from ..ram.state import PageState
+
+    # one walk: the decode feeds the final page state as it passes the pages
+    state = PageState(src.sibling())
+    try:
+        decoded = decode(src.sibling(), ram_runs=False, partial=True, on_ram_item=state.feed)
+        return screen_of(decoded, src, device, state=state)
+    finally:
+        state.close()
 
 
 @dataclass(frozen=True)

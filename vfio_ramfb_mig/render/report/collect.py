@@ -36,13 +36,13 @@ def report_side(src: Source, name: str, *, device: str | None = None, ram_runs: 
                 side.ram, side.ram_note = None, "the stream carries no RAM"
         except VmigError as err:
             side.ram_note = f"no RAM map: {err}"
-    if stream.error:
-        side.ram_note = ((side.ram_note or "") + f" The stream is cut short ({stream.error}): pages after "
-                         "that point are missing.").strip()
-    try:
-        side.screen = screen_of(stream, src, device)
-    except VmigError as err:
-        side.screen_error = str(err)
+        if stream.error:
+            side.ram_note = ((side.ram_note or "") + f" The stream is cut short ({stream.error}): pages after "
+                             "that point are missing.").strip()
+        try:
+            side.screen = screen_of(stream, src, device, state=state)  # the same walk's pages (then closed)
+        except VmigError as err:
+            side.screen_error = str(err)
     return side
 
 
