@@ -143,6 +143,7 @@ def screenshot(stream: str | Source | bytes, *, device: str | None = None) -> Sc
     config QEMU would refuse or that cannot be a framebuffer. A stream cut short is drawn from the
     pages it has, the others marked missing (`Screen.missing`)."""
     from ..codec.decode import decode
+    from ..ram.state import PageState
 
     if isinstance(stream, (bytes, bytearray, memoryview)):
         src = Source.from_bytes(bytes(stream))
@@ -151,8 +152,6 @@ def screenshot(stream: str | Source | bytes, *, device: str | None = None) -> Sc
             return screenshot(opened, device=device)
     else:
         src = stream
-    from ..ram.state import PageState
-
     # one walk: the decode feeds the final page state as it passes the pages
     state = PageState(src.sibling())
     try:
