@@ -6,3 +6,9 @@ ROOT = Path(__file__).parents[1]
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 # Real QEMU streams: fixtures/captures/*.bin, each with a *.meta.json sidecar saying how it was made.
 CAPTURES = FIXTURES / "captures"
+# Streams real QEMU wrote from a running guest, an aarch64 virt machine, an x86 display with its own
+# RAM block; each made by a script in tools/captures/ (fixtures/README.md), some stored xz'd.
+LIVE = FIXTURES / "live"
+AARCH64 = FIXTURES / "aarch64"
+DISPLAY = FIXTURES / "display"
+BUNDLES = (LIVE, AARCH64, DISPLAY)

@@ -333,3 +333,78 @@ def test_firmware_goes_into_argv_and_sidecar(qemu10_arm, aavmf, tmp_path):
     # the firmware image sits in the first flash RAM block of the (paused) stream
     assert aavmf.read_bytes()[:4096] in res.path.read_bytes()
     assert load(qemu10_arm, res.path, "virt-8.2", firmware=aavmf).accepted
+
+
+# ------------------------------------------------------------ running guests
+DIRTIER = CAPTURES.parent / "live" / "dirtier.img"
+
+
+def test_dirtier_kernel_is_the_scripts():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dirtier", CAPTURES.parents[1] / "tools" / "captures" / "dirtier.py")
+    dirtier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dirtier)
+    data = dirtier.kernel()
+    assert DIRTIER.read_bytes() == data and len(data) == 55
+    magic, flags, checksum = (int.from_bytes(data[i:i + 4], "little") for i in (0, 4, 8))
+    assert magic == 0x1BADB002 and (magic + flags + checksum) % (1 << 32) == 0  # the multiboot rule
+
+
+def test_helper_bits_without_qemu(tmp_path):
+    ram = tmp_path / "ram"
+    ram.write_bytes(bytes(4096) + b"\1" + bytes(4095) + bytes(1 << 20))
+    d = vq.guest_ram_digest(ram, "pc.ram")
+    assert d["nonzero_pages"] == 1 and d["size"] == 8192 + (1 << 20) and len(d["sha256_per_mib"]) == 2
+    assert vq._migrate_value({"ram": {"dirty-sync-count": 5}}, "ram.dirty-sync-count") == 5
+    assert vq._migrate_value({"ram": {}}, "xbzrle-cache.pages") == 0
+    log = tmp_path / "trace.log"
+    log.write_text("123@1.5:save_xbzrle_page_skipping \nsave_xbzrle_page_overflow \nram_save_page pc.ram\n"
+                   "save_xbzrle_page_skipping \n")
+    assert vq._count_trace(str(log), ["save_xbzrle_page_skipping", "ram_save_page"]) == {
+        "save_xbzrle_page_skipping": 2, "ram_save_page": 1}
+    with pytest.raises(ValueError):
+        capture(QemuBinary("q", "10.0.2", ""), tmp_path / "x.bin", "q35", booted_seconds=1, live_seconds=1)
+
+
+@pytest.mark.qemu
+def test_live_capture_iterates_until_told(qemu10, tmp_path):
+    params = {"downtime-limit": 1, "max-bandwidth": 8_000_000, "avail-switchover-bandwidth": 1_000_000}
+    res = capture(qemu10, tmp_path / "live.bin", "pc-q35-10.0", kernel=DIRTIER, live_seconds=0.5,
+                  parameters=params, switchover_after={"ram.dirty-sync-count": 3}, hash_ram=True,
+                  trace=["ram_save_page"], timeout=60)
+    sc = res.sidecar
+    assert sc["mode"] == "live" and sc["kernel"]["sha256"] == vq.sha256_file(DIRTIER)
+    assert sc["switchover"]["query_migrate"]["ram"]["dirty-sync-count"] >= 3
+    assert sc["switchover"]["set"] == {"downtime-limit": vq.SWITCHOVER_DOWNTIME_MS, "avail-switchover-bandwidth": 0}
+    ram = sc["query_migrate"]["ram"]
+    assert ram["dirty-sync-count"] > 3 and sc["trace_counts"]["ram_save_page"] == ram["normal"]
+    # the dirtied pages went more than once: more pages sent than the RAM has pages with data
+    assert ram["normal"] > sc["guest_ram"]["nonzero_pages"] + 256
+    v = load(qemu10, res.path, "pc-q35-10.0", hash_ram=True)
+    assert v.accepted and v.guest_ram["sha256"] == sc["guest_ram"]["sha256"]
+    assert sorted(os.listdir(tmp_path)) == ["live.bin"]
+
+
+@pytest.mark.qemu
+def test_failed_migration_kept_only_when_allowed(qemu10, tmp_path):
+    kw = dict(capabilities=["postcopy-ram"], kernel=DIRTIER, live_seconds=0.2, timeout=60)
+    with pytest.raises(QemuError, match="migration failed"):
+        capture(qemu10, tmp_path / "no.bin", "pc-q35-10.0", **kw)
+    assert os.listdir(tmp_path) == []
+    res = capture(qemu10, tmp_path / "pc.bin", "pc-q35-10.0", hash_ram=True, allow_failed=True, **kw)
+    assert res.query_migrate["status"] == "failed" and res.sidecar["guest_ram"] is None
+    assert res.sidecar["query_migrate_last_active"]["ram"]["normal"] > 0
+    assert load(qemu10, res.path, "pc-q35-10.0", capabilities=["postcopy-ram"]).accepted
+
+
+@pytest.mark.qemu
+def test_wait_screen_then_screendump(qemu10, tmp_path):
+    # SeaBIOS's ramfb VGA BIOS sets a mode within a second or two of TCG
+    png = tmp_path / "screen.png"
+    res = capture(qemu10, tmp_path / "s.bin", "pc-q35-10.0", devices=["ramfb"], wait_screen=60, screendump=png)
+    sc = res.sidecar
+    assert sc["mode"] == "screen" and sc["screen"]["settled_after_s"] >= 3
+    assert sc["screendump"]["sha256"] == vq.sha256_file(png)
+    assert tuple(sc["screendump"]["size"]) == tuple(sc["screen"]["size"]) != tuple(sc["screen"]["initial_size"])
+    assert sc["query_status_before_migrate"]["status"] == "paused"

@@ -80,6 +80,8 @@ from .outfile import atomic_output
 
 FORMAT = 1
 GOLDEN_SUFFIX = ".golden.txt"
+#: compressed raw streams (fixtures keep big ones xz'd): `x.bin.xz`'s golden is `x.golden.txt`
+COMPRESSED_STREAM_SUFFIXES = (".bin.xz", ".bin.gz", ".bin.bz2", ".bin.zst")
 CONFIG_NAME = "vmig-golden.toml"
 #: byte buffers up to this size are one hex line; longer ones are 16-byte rows (all-zero rows left out)
 INLINE_BYTES = 32
@@ -740,8 +742,11 @@ def report_lines(result: CheckResult, limit: int | None = 200) -> list[str]:
 
 
 def golden_path(stream: str | os.PathLike[str]) -> Path:
-    """The golden beside a stream: `dir/out.bin` -> `dir/out.golden.txt`."""
+    """The golden beside a stream: `dir/out.bin` (or `dir/out.bin.xz`, ...) -> `dir/out.golden.txt`."""
     path = Path(stream)
+    for suffix in COMPRESSED_STREAM_SUFFIXES:
+        if path.name.endswith(suffix):
+            return path.with_name(path.name[:-len(suffix)] + GOLDEN_SUFFIX)
     return path.with_name(path.stem + GOLDEN_SUFFIX)
 
 

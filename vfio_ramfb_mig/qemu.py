@@ -136,6 +136,11 @@ _BINARIES: dict[str, dict[str, tuple[str, str]]] = {
 }
 # -cpu when none is given: virt's own default CPU is the 32-bit cortex-a15
 DEFAULT_CPU = {"aarch64": "cortex-a57"}
+# the RAM block of guest memory (the machine's default RAM backend id): a
+# memory-backend-file with this id keeps the stream's block name unchanged
+MAIN_RAM_ID = {"x86_64": "pc.ram", "aarch64": "mach-virt.ram"}
+# downtime-limit (ms) that lets a running migration finish at once (switchover_after)
+SWITCHOVER_DOWNTIME_MS = 60_000
 # UEFI for aarch64 virt (Debian's qemu-efi-aarch64, "AAVMF"); env VMIG_AAVMF overrides
 AAVMF_DEFAULT = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
 QEMU_72_DATADIRS = (
@@ -580,6 +585,109 @@ def _vm_args(qemu: QemuBinary, machine: str, memory: str, globals_: Iterable[str
     return argv
 
 
+def _file_info(path: str | os.PathLike[str] | None) -> dict[str, str] | None:
+    if not path:
+        return None
+    return {"path": os.path.abspath(path), "sha256": sha256_file(path)}
+
+
+def _scratch_dir(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A private temporary directory, on tmpfs (/dev/shm) when there is one: QEMU accepts
+    postcopy-ram only for RAM backed by tmpfs or hugetlbfs files."""
+    shm = "/dev/shm"
+    on_tmpfs = os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK)
+    return tempfile.TemporaryDirectory(prefix=prefix, dir=shm if on_tmpfs else None)
+
+
+def _ram_backend_args(qemu: QemuBinary, memory: str, ram_path: str) -> list[str]:
+    """Guest RAM in a shared file: QEMU's own memory, readable after the VM stopped."""
+    ram_id = MAIN_RAM_ID.get(qemu.arch)
+    if ram_id is None:
+        raise QemuError(f"no main RAM block name known for {qemu.arch}")
+    return ["-object", f"memory-backend-file,id={ram_id},size={memory},mem-path={ram_path},share=on",
+            "-machine", f"memory-backend={ram_id}"]
+
+
+def guest_ram_digest(path: str | os.PathLike[str], block: str, chunk: int = 1 << 20,
+                     page: int = 4096) -> dict[str, Any]:
+    """sha256 of a guest RAM image, whole and per MiB (to say where two images differ),
+    and how many of its ``page``-sized pages are not all zero."""
+    whole = hashlib.sha256()
+    per_mib = []
+    size = nonzero = 0
+    zero_page = bytes(page)
+    with open(path, "rb") as f:
+        while data := f.read(chunk):
+            whole.update(data)
+            per_mib.append(hashlib.sha256(data).hexdigest())
+            size += len(data)
+            nonzero += sum(1 for o in range(0, len(data), page) if data[o:o + page] != zero_page)
+    return {"block": block, "size": size, "sha256": whole.hexdigest(), "nonzero_pages": nonzero,
+            "page_size": page, "sha256_per_mib": per_mib}
+
+
+def _migrate_value(mig: Mapping[str, Any], key: str) -> int:
+    """``ram.dirty-sync-count`` -> mig["ram"]["dirty-sync-count"] (0 when absent)."""
+    cur: Any = mig
+    for part in key.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return 0
+        cur = cur[part]
+    return int(cur) if isinstance(cur, (int, float)) else 0
+
+
+def _count_trace(log: str, events: Sequence[str]) -> dict[str, int]:
+    """How often each trace event appears in QEMU's -D log (one line per occurrence)."""
+    counts = dict.fromkeys(events, 0)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(e) for e in events) + r")\b")
+    try:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                m = pattern.search(line)
+                if m:
+                    counts[m.group(1)] += 1
+    except FileNotFoundError:
+        pass
+    return counts
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        return None
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _wait_screen(qp: _QmpProcess, workdir: str, limit: float, deadline: float, settle: int = 3
+                 ) -> dict[str, Any]:
+    """Poll QMP screendump once a second until the guest's screen has settled.
+
+    Settled: ``settle`` dumps in a row are the same picture, and it is not the
+    picture QEMU showed right after ``cont`` (before any firmware ran, the
+    console has no mode set).  Returns when and at which size; raises
+    QemuError after ``limit`` seconds.
+    """
+    shot = os.path.join(workdir, "screen-poll.png")
+
+    def dump() -> bytes:
+        qp.cmd("screendump", {"filename": shot, "format": "png"}, deadline)
+        with open(shot, "rb") as f:
+            return f.read()
+
+    t0 = time.monotonic()
+    initial = dump()
+    last, same = b"", 0
+    while time.monotonic() - t0 < limit:
+        time.sleep(1)
+        now = dump()
+        same = same + 1 if now == last else 1
+        last = now
+        if now != initial and same >= settle:
+            os.unlink(shot)
+            return {"settled_after_s": round(time.monotonic() - t0, 1), "size": _png_size(now),
+                    "initial_size": _png_size(initial)}
+    raise qp.error(f"the guest's screen did not settle within {limit:g}s")
+
+
 # ------------------------------------------------------------------ capture
 @dataclass
 class CaptureResult:
@@ -599,20 +707,74 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             parameters: Mapping[str, Any] | None = None, memory: str = "16M",
             booted_seconds: float = 0, suppress_vmdesc: bool = False, timeout: float = 60,
             extra_args: Sequence[str] = (), cpu: str | None = None,
-            firmware: str | os.PathLike[str] | None = None) -> CaptureResult:
-    """Migrate a paused (or briefly booted, then stopped) VM into ``out_path``.
+            firmware: str | os.PathLike[str] | None = None, kernel: str | os.PathLike[str] | None = None,
+            live_seconds: float = 0, switchover_after: Mapping[str, int] | None = None,
+            wait_screen: float = 0, screendump: str | os.PathLike[str] | None = None,
+            hash_ram: bool = False, allow_failed: bool = False, trace: Sequence[str] = (),
+            machine_options: Sequence[str] = ()) -> CaptureResult:
+    """Migrate a VM into ``out_path``: paused, booted then stopped, or running.
+
+    The VM starts paused (``-S``).  What happens before ``migrate``:
+
+    * nothing (mode ``paused``): byte-for-byte reproducible;
+    * ``booted_seconds``: ``cont``, run that long, ``stop`` (mode ``booted``);
+    * ``wait_screen``: ``cont``, poll ``screendump`` until the guest's screen
+      has settled (at most that many seconds), ``stop`` (mode ``screen``);
+    * ``live_seconds``: ``cont``, run that long, then migrate the running
+      guest (mode ``live``).  With ``switchover_after`` (dotted
+      ``query-migrate`` counters -> minimum, e.g. ``{"ram.dirty-sync-count":
+      4}``) the helper raises ``downtime-limit`` (and clears
+      ``avail-switchover-bandwidth`` if ``parameters`` set it) once every
+      counter is reached, so a migration kept iterating by a tiny
+      downtime-limit finishes then.  QEMU weighs the pending bytes against
+      downtime-limit x bandwidth, and measures the bandwidth of each
+      iteration: a burst of small XBZRLE records looks fast, so keeping such
+      a migration iterating also takes an ``avail-switchover-bandwidth``,
+      which QEMU then uses instead (1 MB/s with 1 ms: a threshold under one
+      page, but not 0, at which QEMU would complete whenever a pass ends).
+
+    ``screendump`` saves QEMU's picture of the screen (PNG) just before
+    ``migrate``.  ``kernel`` is passed as ``-kernel``, ``firmware`` as
+    ``-bios`` (path and sha256 of both go into the sidecar); ``cpu`` defaults
+    to :attr:`QemuBinary.default_cpu`.  ``hash_ram`` backs the guest's main
+    RAM block with a shared file (same block name) and, once the migration
+    completed and the source is stopped, records that file's sha256 (whole and
+    per MiB) as ``guest_ram`` in the sidecar: QEMU's own memory, to compare
+    extracted RAM with.  ``allow_failed`` keeps a stream whose migration
+    ended ``failed`` (e.g. postcopy-ram to a file: the stream is complete,
+    but the source finds no return path); no ``guest_ram`` then, the source
+    runs on.  ``trace`` names QEMU trace events (``-trace``) whose occurrences
+    are counted into the sidecar's ``trace_counts`` (e.g.
+    ``save_xbzrle_page_skipping``: XBZRLE pages QEMU counts but does not send).
+
+    ``machine_options`` are appended to ``-machine`` (e.g.
+    ``dtb-randomness=off``: aarch64 ``virt`` otherwise puts random seeds into
+    the device tree it leaves in guest RAM, and no two captures are alike).
 
     The stream is written to a temporary file in the same directory and renamed
-    only when QEMU reports ``completed``.  Raises :class:`QemuError` (with
-    QEMU's stderr) on any failure or when ``timeout`` seconds pass; QEMU is
-    killed then.  ``extra_args`` are appended to the QEMU command line.
-    ``cpu`` defaults to :attr:`QemuBinary.default_cpu`; ``firmware`` is passed
-    as ``-bios`` (its path and sha256 go into the sidecar).
+    only when QEMU is done.  Raises :class:`QemuError` (with QEMU's stderr) on
+    any failure or when ``timeout`` seconds pass; QEMU is killed then.
+    ``extra_args`` are appended to the QEMU command line.
     """
+    modes = [m for m, on in (("booted", booted_seconds), ("screen", wait_screen), ("live", live_seconds)) if on]
+    if len(modes) > 1:
+        raise ValueError(f"pick one of booted_seconds, wait_screen, live_seconds (got {', '.join(modes)})")
+    mode = modes[0] if modes else "paused"
     out = Path(out_path).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    machine_arg = machine + (",suppress-vmdesc=on" if suppress_vmdesc else "")
-    argv = _vm_args(qemu, machine_arg, memory, globals_, devices, extra_args,
+    options = [*machine_options, *(["suppress-vmdesc=on"] if suppress_vmdesc else [])]
+    machine_arg = ",".join([machine, *options])
+    scratch = _scratch_dir("vmig-capture-")  # guest RAM file, screen polls, trace log
+    workdir = scratch.name
+    ram_path = os.path.join(workdir, "guest-ram")
+    trace_log = os.path.join(workdir, "trace.log")
+    more = [*(["-kernel", os.path.abspath(kernel)] if kernel else []),
+            *(_ram_backend_args(qemu, memory, ram_path) if hash_ram else [])]
+    for event in trace:
+        more += ["-trace", event]
+    if trace:
+        more += ["-D", trace_log]
+    argv = _vm_args(qemu, machine_arg, memory, globals_, devices, [*more, *extra_args],
                     ["-S", "-rtc", RTC, "-qmp", "stdio"], cpu=cpu, firmware=firmware)
     fd, tmp_name = tempfile.mkstemp(prefix=".vmig-capture-", suffix=".tmp", dir=out.parent)
     os.close(fd)
@@ -620,9 +782,10 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
     uri = f"file:{tmp_base}" if qemu.has_file_uri else f"exec:cat > {shlex.quote(tmp_base)}"
     params = {"max-bandwidth": MAX_BANDWIDTH, **dict(parameters or {})}
     deadline = time.monotonic() + timeout
-    qp = _QmpProcess(argv, cwd=str(out.parent), timeout=timeout)
+    qp: _QmpProcess | None = None
     ok = False
     try:
+        qp = _QmpProcess(argv, cwd=str(out.parent), timeout=timeout)
         greeting = qp.greeting(deadline)
         qp.cmd("qmp_capabilities", None, deadline)
         if capabilities:
@@ -630,25 +793,54 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
         qp.cmd("migrate-set-parameters", params, deadline)
         caps_now = qp.cmd("query-migrate-capabilities", None, deadline)
         params_now = qp.cmd("query-migrate-parameters", None, deadline)
-        mode = "paused"
-        if booted_seconds:
-            mode = "booted"
+        screen: dict[str, Any] | None = None
+        if mode != "paused":
             qp.cmd("cont", None, deadline)
+        if mode == "booted":
             time.sleep(booted_seconds)
             qp.cmd("stop", None, deadline)
+        elif mode == "screen":
+            screen = _wait_screen(qp, workdir, wait_screen, deadline)
+            qp.cmd("stop", None, deadline)
+        elif mode == "live":
+            time.sleep(live_seconds)
         status_before = qp.cmd("query-status", None, deadline)
+        shot: dict[str, Any] | None = None
+        if screendump is not None:
+            shot_path = Path(screendump).absolute()
+            qp.cmd("screendump", {"filename": str(shot_path), "format": "png"}, deadline)
+            shot = {"file": shot_path.name, "sha256": sha256_file(shot_path),
+                    "size": _png_size(shot_path.read_bytes())}
         qp.cmd("migrate", {"uri": uri}, deadline)
         mig: dict[str, Any] = {}
+        last_active: dict[str, Any] | None = None  # a failed migration reports no counters
+        switchover: dict[str, Any] | None = None
         while True:
             mig = qp.cmd("query-migrate", None, deadline) or {}
             st = mig.get("status")
+            if "ram" in mig and st not in _FINAL_STATES:
+                last_active = mig
             if st == "completed":
+                break
+            if st == "failed" and allow_failed:
                 break
             if st in ("failed", "cancelled"):
                 raise qp.error(f"migration {st}: {mig.get('error-desc', '')}".rstrip(": "))
+            if (switchover is None and switchover_after and st == "active"
+                    and all(_migrate_value(mig, k) >= v for k, v in switchover_after.items())):
+                finish = {"downtime-limit": SWITCHOVER_DOWNTIME_MS}
+                if "avail-switchover-bandwidth" in params:
+                    finish["avail-switchover-bandwidth"] = 0  # back to the measured bandwidth
+                qp.cmd("migrate-set-parameters", finish, deadline)
+                switchover = {"after": dict(switchover_after), "query_migrate": mig, "set": finish}
             if time.monotonic() > deadline:
                 raise qp.error(f"migration did not finish within {timeout}s (status {st})")
             time.sleep(_POLL)
+        guest_ram: dict[str, Any] | None = None
+        if hash_ram and mig.get("status") == "completed":
+            qp.cmd("stop", None, deadline)  # already stopped after completion: a no-op that says so
+            guest_ram = guest_ram_digest(ram_path, MAIN_RAM_ID[qemu.arch])
+            guest_ram["taken_from"] = "the source's RAM file, VM stopped after the migration completed"
         rc = qp.quit(wait=max(1.0, min(10.0, deadline - time.monotonic())))
         if not qemu.has_file_uri:  # exec: 'cat' may still be draining the pipe
             _wait_writer_gone(qp, tmp_name, deadline)
@@ -658,6 +850,7 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
         digest = sha256_file(tmp_name)
         os.chmod(tmp_name, 0o644)  # file: URIs create 0600 files
         stderr = qp.stderr_text()
+        trace_counts = _count_trace(trace_log, trace) if trace else None
         sidecar: dict[str, Any] = {
             "format": SIDECAR_FORMAT,
             "ok": True,
@@ -668,13 +861,15 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             "arch": qemu.arch,
             "cpu": cpu or qemu.default_cpu,
             "firmware": _firmware_info(firmware),
-            "machine_options": "suppress-vmdesc=on" if suppress_vmdesc else "",
+            "machine_options": ",".join(options),
             "devices": list(devices),
             "globals": list(globals_),
             "memory": memory,
             "accel": "tcg",
             "mode": mode,
             "boot_seconds": booted_seconds or None,
+            "live_seconds": live_seconds or None,
+            "kernel": _file_info(kernel),
             "migration_capabilities_set": [c["capability"] for c in _caps_arg(capabilities)
                                            if c["state"]],
             "migration_parameters_set": params,
@@ -694,6 +889,12 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             "query_migrate_parameters": params_now,
             "query_status_before_migrate": status_before,
             "query_migrate": mig,
+            "query_migrate_last_active": last_active if mig.get("status") != "completed" else None,
+            "switchover": switchover,
+            "screen": screen,
+            "screendump": shot,
+            "guest_ram": guest_ram,
+            "trace_counts": trace_counts,
             "qmp_events": qp.events,
             "qemu_exit_status": rc,
             "qemu_stderr": stderr[-4000:],
@@ -704,7 +905,9 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
         return CaptureResult(path=out, size=size, sha256=digest, query_migrate=mig, argv=argv,
                              stderr=stderr, sidecar=sidecar, events=list(qp.events))
     finally:
-        qp.close()
+        if qp is not None:
+            qp.close()
+        scratch.cleanup()
         if not ok:
             try:
                 os.unlink(tmp_name)
@@ -723,6 +926,7 @@ class LoadResult:
     qemu_exited: bool            # QEMU ended by itself before we asked it to quit
     query_migrate: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    guest_ram: dict[str, Any] | None = None  # load(hash_ram=True): the destination's RAM after the load
 
     @property
     def errors(self) -> list[str]:
@@ -747,12 +951,17 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
          capabilities: Sequence[str | tuple[str, bool]] = (), timeout: float = 30,
          memory: str = "16M", extra_args: Sequence[str] = (),
          screendump: str | os.PathLike[str] | None = None, cpu: str | None = None,
-         firmware: str | os.PathLike[str] | None = None) -> LoadResult:
+         firmware: str | os.PathLike[str] | None = None, kernel: str | os.PathLike[str] | None = None,
+         hash_ram: bool = False) -> LoadResult:
     """Feed ``stream_path`` to QEMU as an incoming migration; report its verdict.
 
     With ``screendump`` QEMU starts paused (``-S``: the guest does not run after the
     load, so its screen is the stream's) and, once the load completed, QMP
-    ``screendump`` writes the first console's picture there as PNG.
+    ``screendump`` writes the first console's picture there as PNG.  With
+    ``hash_ram`` (also paused) the destination's main RAM block lives in a
+    shared file whose sha256 (whole and per MiB) is ``guest_ram``: the guest
+    memory real QEMU loaded from the stream.  ``kernel`` is ``-kernel`` (a
+    stream of a guest booted with one has its option ROM's RAM block).
 
     ``accepted`` is True only when QEMU's ``query-migrate`` says ``completed``.
     QEMU exits on a failed incoming migration; its stderr (e.g. ``Unknown
@@ -764,19 +973,24 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
     src = Path(stream_path).absolute()
     if not src.is_file():
         raise QemuError(f"stream {src} not found")
-    with tempfile.TemporaryDirectory(prefix="vmig-load-") as tdir:
+    with tempfile.TemporaryDirectory(prefix="vmig-load-") as tdir, _scratch_dir("vmig-load-ram-") as ram_dir:
         # QEMU reads a fixed, harmless name in its own directory: no quoting issues
         # in the URI whatever the real file is called.
         os.symlink(src, os.path.join(tdir, "stream.bin"))
         uri = "file:stream.bin" if qemu.has_file_uri else "exec:cat stream.bin"
-        argv = _vm_args(qemu, machine, memory, globals_, devices, extra_args,
+        ram_path = os.path.join(ram_dir, "guest-ram")
+        more = [*(["-kernel", os.path.abspath(kernel)] if kernel else []),
+                *(_ram_backend_args(qemu, memory, ram_path) if hash_ram else [])]
+        paused = screendump is not None or hash_ram
+        argv = _vm_args(qemu, machine, memory, globals_, devices, [*more, *extra_args],
                         ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, "-qmp", "stdio",
-                         *(["-S"] if screendump is not None else [])],
+                         *(["-S"] if paused else [])],
                         cpu=cpu, firmware=firmware)
         deadline = time.monotonic() + timeout
         qp = _QmpProcess(argv, cwd=tdir, timeout=timeout)
         try:
             mig: dict[str, Any] = {}
+            guest_ram: dict[str, Any] | None = None
             status = ""
             exited = False
             try:
@@ -815,10 +1029,13 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
             else:
                 if screendump is not None and status == "completed":
                     qp.cmd("screendump", {"filename": str(Path(screendump).absolute()), "format": "png"}, deadline)
+                if hash_ram and status == "completed":
+                    guest_ram = guest_ram_digest(ram_path, MAIN_RAM_ID[qemu.arch])
+                    guest_ram["taken_from"] = "the destination's RAM file, VM paused after the load completed"
                 rc = qp.quit(wait=10)
             return LoadResult(accepted=(status == "completed"), status=status, stderr=qp.stderr_text(),
                               argv=argv, returncode=rc, qemu_exited=exited, query_migrate=mig,
-                              events=list(qp.events))
+                              events=list(qp.events), guest_ram=guest_ram)
         finally:
             qp.close()
 
@@ -887,6 +1104,9 @@ def _build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--cpu", help="-cpu (default: cortex-a57 for aarch64, QEMU's own for x86_64)")
         sp.add_argument("--firmware", metavar="PATH",
                         help="-bios image; 'aavmf' is the installed aarch64 UEFI (qemu-efi-aarch64)")
+        sp.add_argument("--kernel", metavar="PATH", help="-kernel image (e.g. tools/captures/dirtier.py's)")
+        sp.add_argument("--hash-ram", action="store_true",
+                        help="main RAM in a shared file; record its sha256 once the VM is stopped")
         sp.add_argument("--machine", "-M", required=True, help="machine type, e.g. pc-q35-8.2")
         sp.add_argument("--device", action="append", default=[], help="-device argument (repeatable)")
         sp.add_argument("--global", dest="globals_", action="append", default=[],
@@ -903,7 +1123,19 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="migrate-set-parameters entry (value parsed as JSON if it can be)")
     c.add_argument("--booted", type=float, default=0, metavar="SECS",
                    help="cont, let the firmware run SECS seconds, stop, then migrate")
+    c.add_argument("--wait-screen", type=float, default=0, metavar="SECS",
+                   help="cont, poll screendump until the screen settles (at most SECS), stop, then migrate")
+    c.add_argument("--live", type=float, default=0, metavar="SECS",
+                   help="cont, let the guest run SECS seconds, then migrate it while it runs")
+    c.add_argument("--switchover-after", action="append", default=[], metavar="COUNTER=N",
+                   help="raise downtime-limit once the query-migrate counter (dotted, e.g. "
+                        "ram.dirty-sync-count) reaches N (repeatable: all of them)")
+    c.add_argument("--screendump", metavar="PNG", help="QEMU's screendump of the source just before migrate")
+    c.add_argument("--allow-failed", action="store_true",
+                   help="keep the stream of a migration that ends 'failed' (postcopy-ram to a file)")
     c.add_argument("--suppress-vmdesc", action="store_true")
+    c.add_argument("--machine-option", action="append", default=[], metavar="OPT",
+                   help="appended to -machine (e.g. dtb-randomness=off; repeatable)")
     c.add_argument("--no-sidecar", action="store_true", help="do not write the .meta.json sidecar")
     c.add_argument("--timeout", type=float, default=60)
 
@@ -950,10 +1182,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if not sep:
                     raise SystemExit(f"--param wants NAME=VALUE, got {item!r}")
                 params[name] = _param_value(value)
+            switchover = {}
+            for item in args.switchover_after:
+                name, sep, value = item.partition("=")
+                if not sep or not value.isdigit():
+                    raise SystemExit(f"--switchover-after wants COUNTER=N, got {item!r}")
+                switchover[name] = int(value)
             res = capture(qemu, args.output, args.machine, devices=args.device, globals_=args.globals_,
                           capabilities=args.cap, parameters=params, memory=args.memory,
                           booted_seconds=args.booted, suppress_vmdesc=args.suppress_vmdesc,
-                          timeout=args.timeout, extra_args=args.extra_arg, cpu=args.cpu, firmware=firmware)
+                          timeout=args.timeout, extra_args=args.extra_arg, cpu=args.cpu, firmware=firmware,
+                          kernel=args.kernel, live_seconds=args.live, switchover_after=switchover or None,
+                          wait_screen=args.wait_screen, screendump=args.screendump, hash_ram=args.hash_ram,
+                          allow_failed=args.allow_failed, machine_options=args.machine_option)
             msg = f"wrote {res.path} ({res.size} bytes, sha256 {res.sha256})"
             if not args.no_sidecar:
                 msg += f"\nwrote {write_sidecar(res.sidecar, sidecar_path(res.path))}"
@@ -962,7 +1203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "load":
             v = load(qemu, args.stream, args.machine, devices=args.device, globals_=args.globals_,
                      capabilities=args.cap, timeout=args.timeout, memory=args.memory,
-                     extra_args=args.extra_arg, cpu=args.cpu, firmware=firmware)
+                     extra_args=args.extra_arg, cpu=args.cpu, firmware=firmware, kernel=args.kernel,
+                     hash_ram=args.hash_ram)
             if args.json:
                 print(json.dumps(v.to_dict(), indent=2))
             else:
@@ -971,6 +1213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f" exit={v.returncode}")
                 for line in v.errors:
                     print(f"  qemu: {line}")
+                if v.guest_ram:
+                    print(f"  {v.guest_ram['block']}: {v.guest_ram['size']} bytes, sha256 {v.guest_ram['sha256']}")
             return 0 if v.accepted else 1
         if args.command == "dump-vmstate":
             print(f"wrote {dump_vmstate(qemu, args.machine, args.output, timeout=args.timeout, cpu=args.cpu)}")

@@ -1,0 +1,107 @@
+"""Make fixtures/aarch64/: streams of aarch64 `virt` machines, written by real QEMU.
+
+Booted (``uefi+ramfb``): ``-accel tcg -cpu cortex-a57 -m 128M -bios QEMU_EFI.fd
+-device ramfb -nodefaults -display none`` (128 MiB is the least this AAVMF boots
+with: 64 and 96 MiB stop before it sets a mode).  The firmware configures ramfb
+(800x600) after ~5 s of TCG and shows the UEFI shell after ~20 s; the helper polls
+QEMU's screendump until the screen has settled (three identical dumps a second
+apart), stops the guest, saves QEMU's own screendump of that moment
+(NAME.screendump.png) and migrates.  QEMU 10.0.2 on virt-8.1 (no ramfb-dev
+section: hw_compat_8_1), virt-8.2, virt-10.0 and virt-7.2 (for the cross-version
+verdicts); QEMU 7.2.22 on its virt-7.2.  Raw streams are ~28 MB (UEFI fills ~26 MB
+of RAM), so they are stored xz'd (NAME.bin.xz, ~2.7 MB).
+
+Paused (``plain``, ``ramfb``): the same command line without firmware, 16 MiB,
+``-machine ...,dtb-randomness=off`` (no random seeds in the device tree the machine
+leaves in RAM), never run: byte-for-byte reproducible; virt-8.1 and virt-8.2, with
+and without ramfb.
+
+Each booted sidecar also holds ``guest_ram`` (sha256 of mach-virt.ram, read from its
+memory-backend-file after QEMU stopped the guest), ``destination_guest_ram`` and
+``destination_screendump`` (a QEMU of the same build that loaded the stream,
+paused) and ``qemu_loads``.
+
+    python tools/captures/make_aarch64.py                  # every case
+    python tools/captures/make_aarch64.py 10.0/virt-8.2/uefi+ramfb
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import FIXTURES, capture_twice_alike, check, finish, same_ram
+
+from vfio_ramfb_mig.qemu import capture, find_aavmf, find_qemu, load, sha256_file
+
+OUT = FIXTURES / "aarch64"
+BOOT_MEMORY = "128M"
+SCREEN_WAIT = 300  # seconds of TCG at most (about 20 on an idle core)
+
+# "QEMU/machine/variant"
+BOOTED = ["10.0/virt-8.1/uefi+ramfb", "10.0/virt-8.2/uefi+ramfb", "10.0/virt-10.0/uefi+ramfb",
+          "10.0/virt-7.2/uefi+ramfb", "7.2/virt-7.2/uefi+ramfb"]
+PAUSED = ["10.0/virt-8.1/plain", "10.0/virt-8.1/ramfb", "10.0/virt-8.2/plain", "10.0/virt-8.2/ramfb"]
+
+
+def make(case: str) -> None:
+    series, machine, variant = case.split("/")
+    q = find_qemu(series, arch="aarch64")
+    check(q is not None, f"QEMU {series} aarch64 is installed")
+    devices = ["ramfb"] if "ramfb" in variant.split("+") else []
+    out = OUT / f"qemu-{q.version}__{machine}__{variant}.bin"
+    recipe: dict[str, Any] = {"qemu": series, "arch": "aarch64", "machine": machine, "devices": devices}
+    extra: dict[str, Any] = {}
+    if variant.startswith("uefi"):
+        fw = find_aavmf()
+        check(fw is not None, "AAVMF (qemu-efi-aarch64) is installed")
+        png = out.with_suffix(".screendump.png")
+        res = capture(q, out, machine, devices=devices, memory=BOOT_MEMORY, firmware=fw,
+                      wait_screen=SCREEN_WAIT, screendump=png, hash_ram=True, timeout=SCREEN_WAIT + 120)
+        png.chmod(0o644)
+        # real QEMU of the same build loads it; its memory and screen are the stream's
+        with tempfile.TemporaryDirectory(prefix="captures-aarch64-") as tmp:
+            dest_png = Path(tmp) / "dest.png"
+            v = load(q, out, machine, devices=devices, memory=BOOT_MEMORY, firmware=fw, hash_ram=True,
+                     screendump=dest_png, timeout=120)
+            check(v.accepted, f"{case}: QEMU refuses its own stream: {v.errors}")
+            check(same_ram(res.sidecar["guest_ram"], v.guest_ram), f"{case}: destination RAM differs")
+            extra["destination_screendump"] = {"sha256": sha256_file(dest_png),
+                                               "same_as_source": dest_png.read_bytes() == png.read_bytes()}
+        extra["destination_guest_ram"] = v.guest_ram
+        extra["qemu_loads"] = [{"devices": devices, "firmware": "aavmf", "accepted": v.accepted,
+                                "status": v.status, "errors": v.errors}]
+        recipe.update(memory=BOOT_MEMORY, firmware="aavmf", wait_screen=SCREEN_WAIT, screendump=png.name,
+                      hash_ram=True)
+        compress = True
+    else:
+        # without dtb-randomness=off the device tree in guest RAM holds fresh random seeds each time
+        res = capture_twice_alike(
+            lambda path: capture(q, path, machine, devices=devices, machine_options=["dtb-randomness=off"]), out)
+        v = load(q, out, machine, devices=devices)
+        check(v.accepted, f"{case}: QEMU refuses its own stream: {v.errors}")
+        extra["qemu_loads"] = [{"devices": devices, "accepted": v.accepted, "status": v.status, "errors": v.errors}]
+        recipe.update(memory="16M", machine_options=["dtb-randomness=off"])
+        compress = False
+    meta = finish(res.sidecar, out, recipe, "tools/captures/make_aarch64.py", extra, compress=compress)
+    screen = res.sidecar.get("screen") or {}
+    print(f"{case}: {res.size} bytes{', screen ' + str(screen.get('size')) + ' after ' + str(screen.get('settled_after_s')) + ' s' if screen else ''} -> {meta}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("cases", nargs="*", help=f"default: all of {' '.join(BOOTED + PAUSED)}")
+    args = p.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    for case in args.cases or (PAUSED + BOOTED):
+        if case not in BOOTED + PAUSED:
+            raise SystemExit(f"unknown case {case!r}")
+        make(case)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

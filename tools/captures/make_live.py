@@ -1,0 +1,157 @@
+"""Make fixtures/live/: x86 streams of a RUNNING guest, written by real QEMU 10.0.2.
+
+The guest is tools/captures/dirtier.py's 55-byte multiboot kernel, which keeps
+changing every page of guest-physical 2-3 MiB, on pc-q35-10.0 with 16 MiB of
+RAM.  Each case starts QEMU paused, sets the migration capabilities and
+parameters, lets the guest run 1 s, migrates it to a file while it runs, and
+keeps it iterating (``downtime-limit`` 1 ms, ``avail-switchover-bandwidth`` 1
+MB/s: QEMU's completion threshold is then under one page) until a counter is reached; then the helper raises downtime-limit,
+clears the switchover bandwidth, and QEMU completes.  A case whose
+migration converged before its counters were reached is made again (a busy
+host can starve the guest between two dirty-bitmap syncs).
+
+For every case the sidecar records, besides the capture helper's own record:
+
+* ``guest_ram``: sha256 (whole, per MiB) and count of non-zero pages of the
+  source's pc.ram, read from its memory-backend-file once QEMU stopped the
+  guest at completion (not for postcopy: the source fails and runs on);
+* ``destination_guest_ram``: the same of a QEMU 10.0 destination that loaded
+  the stream (paused, pc.ram in a shared file): the guest memory real QEMU
+  rebuilt from the stream;
+* ``qemu_loads``: the verdicts of those loads (postcopy: with and without the
+  postcopy-ram capability);
+* ``trace_counts`` (xbzrle): QEMU's trace of pages it counted but did not send
+  (skipped: unchanged since the cached copy; overflow: sent as normal pages),
+  so ``xbzrle_records`` = xbzrle-cache.pages - skipped - overflow is what the
+  stream must hold.
+
+    python tools/captures/make_live.py               # every case
+    python tools/captures/make_live.py live+xbzrle   # some
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from common import FIXTURES, check, finish, relpath, same_ram
+
+import dirtier
+
+from vfio_ramfb_mig.qemu import CaptureResult, capture, find_qemu, load
+
+OUT = FIXTURES / "live"
+KERNEL = OUT / "dirtier.img"  # not .bin: that is a stream to vmig golden
+MACHINE = "pc-q35-10.0"
+MEMORY = "16M"
+# 8 MB/s: the first pass takes ~0.3 s.  QEMU completes once the pending bytes are below
+# downtime-limit x switchover bandwidth: 1 ms at 1 MB/s is 1000 bytes, less than one page, yet
+# above 0, so that the end of a pass makes QEMU sync the dirty bitmap (and find the guest's pages)
+# rather than complete; the migration goes on until the helper's switchover
+ITERATE = {"downtime-limit": 1, "max-bandwidth": 8_000_000, "avail-switchover-bandwidth": 1_000_000}
+SYNCS = {"ram.dirty-sync-count": 4}                             # 1 full pass + at least 3 of dirty pages
+XBZRLE_TRACE = ["save_xbzrle_page_skipping", "save_xbzrle_page_overflow"]
+# one event per page QEMU sends whole (not zero, not XBZRLE, not multifd): postcopy's failed
+# migration reports no counters at the end, this count stands in for ram.normal
+PAGE_TRACE = ["ram_save_page"]
+
+CASES: dict[str, dict[str, Any]] = {
+    # pages re-sent: several PART sections and the END section carry the dirtied pages again
+    "live": dict(capabilities=[], parameters=ITERATE, switchover_after=SYNCS, trace=PAGE_TRACE),
+    # a slow link and the XBZRLE cache: the dirtied pages go as XBZRLE deltas, thousands of them
+    "live+xbzrle": dict(capabilities=["xbzrle"], parameters={**ITERATE, "max-bandwidth": 1_000_000},
+                        switchover_after={"xbzrle-cache.pages": 4000}, trace=XBZRLE_TRACE,
+                        min_xbzrle_records=3000),
+    # pages at fixed file offsets (a re-sent page overwrites itself), stored xz'd (sparse, ~23 MB raw)
+    "live+mapped-ram": dict(capabilities=["mapped-ram"], parameters=ITERATE, switchover_after=SYNCS,
+                            compress=True),
+    "live+multifd+mapped-ram": dict(capabilities=["multifd", "mapped-ram"], parameters=ITERATE,
+                                    switchover_after=SYNCS, compress=True),
+    # OPEN_RETURN_PATH, PING, POSTCOPY_ADVISE; the source fails (a file has no return path) after
+    # writing the whole stream, and resumes the guest
+    "live+postcopy-ram": dict(capabilities=["postcopy-ram"], parameters=ITERATE, switchover_after=SYNCS,
+                              trace=PAGE_TRACE, allow_failed=True),
+}
+ATTEMPTS = 6
+
+
+def xbzrle_records(sidecar: dict[str, Any]) -> int:
+    """XBZRLE records QEMU wrote: the pages it counts, minus the skipped and the overflowed ones."""
+    counts = sidecar["trace_counts"]
+    return (sidecar["query_migrate"]["xbzrle-cache"]["pages"] - counts["save_xbzrle_page_skipping"]
+            - counts["save_xbzrle_page_overflow"])
+
+
+def attempt(q, name: str, spec: dict[str, Any], out: Path) -> CaptureResult | None:
+    res = capture(q, out, MACHINE, memory=MEMORY, kernel=KERNEL, live_seconds=1, hash_ram=True,
+                  capabilities=spec["capabilities"], parameters=spec["parameters"],
+                  switchover_after=spec["switchover_after"], trace=spec.get("trace", ()),
+                  allow_failed=spec.get("allow_failed", False), timeout=180)
+    sc = res.sidecar
+    if sc["switchover"] is None:
+        print(f"  {name}: converged on its own before {spec['switchover_after']}; again", file=sys.stderr)
+        return None
+    if spec.get("min_xbzrle_records") and xbzrle_records(sc) < spec["min_xbzrle_records"]:
+        print(f"  {name}: only {xbzrle_records(sc)} XBZRLE records; again", file=sys.stderr)
+        return None
+    return res
+
+
+def make(name: str) -> None:
+    spec = CASES[name]
+    q = find_qemu("10.0")
+    check(q is not None, "QEMU 10.0 (qemu-system-x86_64) is installed")
+    out = OUT / f"qemu-{q.version}__{MACHINE}__{name}.bin"
+    for _ in range(ATTEMPTS):
+        res = attempt(q, name, spec, out)
+        if res is not None:
+            break
+    else:
+        raise SystemExit(f"{name}: no capture met its counters in {ATTEMPTS} attempts")
+    sc = res.sidecar
+    status = sc["query_migrate"]["status"]
+    check(status == ("failed" if spec.get("allow_failed") else "completed"), f"{name}: migration {status}")
+
+    # what real QEMU makes of the stream: load it, paused, with pc.ram in a shared file
+    caps = [c for c in spec["capabilities"] if c != "xbzrle"]  # xbzrle needs nothing on the destination
+    loads = []
+    verdict = load(q, out, MACHINE, memory=MEMORY, capabilities=caps, hash_ram=True, timeout=60)
+    loads.append({"capabilities": caps, "accepted": verdict.accepted, "status": verdict.status,
+                  "errors": verdict.errors})
+    check(verdict.accepted, f"{name}: QEMU 10.0 refuses its own stream: {verdict.errors}")
+    if "postcopy-ram" in caps:
+        refused = load(q, out, MACHINE, memory=MEMORY, timeout=60)
+        loads.append({"capabilities": [], "accepted": refused.accepted, "status": refused.status,
+                      "errors": refused.errors})
+        check(not refused.accepted, f"{name}: a destination without postcopy-ram accepts it")
+    if sc["guest_ram"] is not None:
+        check(same_ram(sc["guest_ram"], verdict.guest_ram),
+              f"{name}: the destination's RAM differs from the source's")
+    extra: dict[str, Any] = {"destination_guest_ram": verdict.guest_ram, "qemu_loads": loads}
+    if spec.get("min_xbzrle_records"):
+        extra["xbzrle_records"] = xbzrle_records(sc)
+    recipe = {k: v for k, v in spec.items() if k != "compress"}
+    recipe.update(machine=MACHINE, memory=MEMORY, kernel=relpath(KERNEL), live_seconds=1)
+    meta = finish(sc, out, recipe, "tools/captures/make_live.py", extra, compress=spec.get("compress", False))
+    counters = sc["query_migrate"] if status == "completed" else sc["query_migrate_last_active"]
+    print(f"{name}: {sc['size']} bytes, {status}, syncs {counters['ram']['dirty-sync-count']}"
+          f"{', xbzrle records ' + str(extra['xbzrle_records']) if 'xbzrle_records' in extra else ''} -> {meta}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("cases", nargs="*", choices=[[], *CASES], help="default: all")
+    args = p.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    kernel = dirtier.kernel()
+    if not KERNEL.is_file() or KERNEL.read_bytes() != kernel:
+        KERNEL.write_bytes(kernel)
+    for name in args.cases or CASES:
+        make(name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
