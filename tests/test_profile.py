@@ -13,11 +13,10 @@ import signal
 import subprocess
 import sys
 import time
-from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import pytest
+from schemacheck import assert_schema
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.compat.profile import digest, profile_destination, read_profile
@@ -29,7 +28,6 @@ from vfio_ramfb_mig.qemu import BASE_ARGS, DEFAULT_CPU, QemuBinary, capture
 CPU = ["-cpu", DEFAULT_CPU["aarch64"]]
 
 VMIG = [sys.executable, "-m", "vfio_ramfb_mig"]
-SCHEMA = json.loads(resources.files("vfio_ramfb_mig").joinpath("schemas", "profile.schema.json").read_text())
 
 
 def vm_command(qemu: QemuBinary, machine: str, devices: list[str], extra: list[str]) -> list[str]:
@@ -63,7 +61,7 @@ def test_profile_says_what_the_destination_saves(request: pytest.FixtureRequest,
     fixture, machine, devices, extra, arch, page_bits = CASES[case]
     qemu: QemuBinary = request.getfixturevalue(fixture)
     doc = profile_destination(vm_command(qemu, machine, devices, extra), timeout=60)
-    jsonschema.validate(doc, SCHEMA)
+    assert_schema("profile", doc)
     sections, blocks = captured_facts(qemu, tmp_path, machine, devices, extra)
     assert [(s["idstr"], s["instance_id"], s["version_id"]) for s in doc["sections"]] == sections
     assert [(b["name"], b["used"]) for b in doc["ram_blocks"] if b["migrated"]] == blocks

@@ -117,6 +117,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "Write one self-contained HTML page about STREAM (and its differences with B)."),
     "screenshot": ("vfio_ramfb_mig.cli.screencmd:screenshot_cmd",
                    "Draw the guest's screen from the ramfb state and guest RAM a migration stream carries."),
+    "schema": ("vfio_ramfb_mig.cli.schemacmd:schema_cmd",
+               "Print the JSON Schema of a --json output (NAME), or list the outputs that have one."),
 }
 
 
