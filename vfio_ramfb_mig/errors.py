@@ -44,6 +44,10 @@ class LimitError(VmigError):
     would otherwise make vmig allocate or write."""
 
 
+class OutputError(VmigError):
+    """An output file cannot be written (no such directory, a directory, a full disk)."""
+
+
 class DecodeError(VmigError):
     """The input bytes do not match the stream format."""
 

@@ -40,6 +40,7 @@ class ExitStatus(IntEnum):
     DIFFERENT = 1  # diff found changes / check found a refusal / golden mismatch
     TROUBLE = 2  # usage errors, bad input, cannot encode: one clear line on stderr
     INTERNAL = 70  # a bug; rerun with --debug and report it
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it; SIGTERM gives 143
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -164,14 +165,55 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: raised in the main thread like Ctrl-C's KeyboardInterrupt, so
+    the work unwinds (output files remove their temporary file) before vmig exits."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+#: signals that end vmig the way Ctrl-C does (exit 128 + the signal's number)
+_ENDING_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
 class VmigGroup(LazyGroup):
     """The one error boundary: errors become a message on stderr plus an exit status."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        import signal
+        import threading
+
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in _ENDING_SIGNALS:
+                number = getattr(signal, name)
+                previous[number] = signal.signal(number, _terminate)
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:
+            # Ctrl-C: the work has unwound (no partial output file); one line, the shell's status
+            sys.stderr.write("vmig: interrupted\n")
+            ctx.exit(ExitStatus.INTERRUPTED)
+        except Terminated as stop:
+            import signal
+
+            sys.stderr.write(f"vmig: stopped by {signal.Signals(stop.signum).name}\n")
+            ctx.exit(128 + stop.signum)
         except BrokenPipeError:
             # `vmig decode big.bin | head`: the reader went away; that is not an error
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -202,10 +244,9 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 def write_text(app: App, text: str, output: str | None) -> None:
     if output and output != "-":
-        from ..outfile import atomic_output
+        from ..outfile import write_output
 
-        with atomic_output(output) as out:
-            out.write(text.encode())
+        write_output(output, text.encode())
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -237,10 +278,10 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
     picks one), any of these compressed (gzip, xz, bzip2, zstd, lzop), or '-' for stdin.
     """
     from ..codec.decode import decode  # see the module docstring: start-up
-    from ..outfile import refuse_same_file
+    from ..outfile import check_output
 
     if output:
-        refuse_same_file(output, (source,))
+        check_output(output, (source,))
     if pages:
         _page_list(app, source, as_json, output, quiet, snapshot, summary=summary, sections=sections,
                    strict=strict, partial=partial)
@@ -297,7 +338,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
 def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: bool, snapshot: str | None,
                **others: Any) -> None:
     """`vmig decode --pages`: pages.write_page_list, to stdout or atomically to -o FILE."""
-    from ..outfile import atomic_output
+    from ..outfile import output_file
     from ..pages import write_page_list
 
     given = [f"--{name}" for name, value in others.items() if value]
@@ -306,7 +347,7 @@ def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: 
     with open_stream(app, source, snapshot=snapshot, quiet=quiet) as src, \
             app.progress(f"decode --pages {source}", 2 * src.size, quiet=quiet) as progress:
         if output and output != "-":
-            with atomic_output(output) as out:
+            with output_file(output) as out:
                 write_page_list(src, out, as_json, progress)
         else:
             write_page_list(src, sys.stdout, as_json, progress)
@@ -336,11 +377,13 @@ def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: 
 @click.option("-o", "--output", required=True, metavar="FILE", help="where to write the stream ('-' for stdout)")
 @click.option("--bare", is_flag=True, help="--from-json: write only the migration stream, without the container "
                                             "(libvirt save image, compression) the JSON says it came in")
+@click.option("-q", "--quiet", is_flag=True, help="--machine: do not list the rules that decided each property "
+                                                   "(QEMU's warnings are still shown)")
 @click.pass_obj
 def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine: str | None, device: str,
                ramfb: bool | None, x_ramfb_migrate: str | None, enable_migration: str | None, display: str | None,
                x_migrate: str | None, global_props: tuple[str, ...], state_path: str | None, addr: str | None,
-               output: str, bare: bool) -> None:
+               output: str, bare: bool, quiet: bool) -> None:
     """Build a migration stream: from a decoded JSON document, or device state for a machine type.
 
     From JSON, the container the stream was decoded from is rebuilt around it: a libvirt
@@ -354,11 +397,13 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
     vmig encode --machine pc-q35-8.2 --device ramfb --state ramfb.json -o ramfb.bin
     """
     from ..errors import InputError  # see the module docstring: start-up
+    from ..outfile import check_output
 
     if (from_json is None) == (machine is None):
         raise click.UsageError("give exactly one of --from-json FILE or --machine TYPE")
     if output == "-" and sys.stdout.isatty():
         raise InputError("refusing to write a binary stream to a terminal; use -o FILE or a pipe")
+    check_output(output, tuple(p for p in (from_json, state_path, source_path) if p))
     if machine is not None:
         from ..devstream import DeviceRequest
 
@@ -366,18 +411,18 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
             machine=machine, device=device, ramfb=ramfb, x_ramfb_migrate=x_ramfb_migrate,
             enable_migration=enable_migration, display=display,
             x_migrate=None if x_migrate is None else x_migrate == "on", global_props=global_props,
-            state=_read_json(state_path) if state_path else None, addr=addr), output, state_path)
+            state=_read_json(state_path) if state_path else None, addr=addr), output, quiet=quiet or app.quiet)
         return
     assert from_json is not None
     from ..codec import jsonform
     from ..codec.encode import encode
-    from ..outfile import atomic_output, refuse_same_file
+    from ..outfile import output_file
     from ..source import Source
     from ..source.writer import plan, wrapped
 
     stream = jsonform.loads(_read_text(from_json))
     source_path = source_path or stream.source
-    refuse_same_file(output, tuple(p for p in (from_json, source_path) if p))
+    check_output(output, tuple(p for p in (from_json, source_path) if p))
     container = None if bare else stream.container
     _, notes = plan(container)
     for note in notes:
@@ -391,12 +436,8 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
         if source is not None and stream.size and source.size != stream.size:
             raise InputError(f"source {source_path} has {source.size} bytes, but the JSON was decoded from "
                              f"{stream.size} bytes", hint="give the stream it was decoded from with --source")
-        if output == "-":
-            with wrapped(sys.stdout.buffer, container) as out:
-                encode(stream, out, source)
-        else:
-            with atomic_output(output) as target, wrapped(target, container) as out:
-                encode(stream, out, source)
+        with output_file(output) as target, wrapped(target, container) as out:
+            encode(stream, out, source)
     finally:
         if source is not None:
             source.close()
@@ -425,23 +466,20 @@ def _read_json(path: str) -> Any:
         raise JsonFormError(f"{path} is not valid JSON: {exc}") from exc
 
 
-def _encode_device(app: App, request: DeviceRequest, output: str, state_path: str | None) -> None:
+def _encode_device(app: App, request: DeviceRequest, output: str, *, quiet: bool) -> None:
     from ..devstream import build_device_stream
-    from ..outfile import atomic_output, refuse_same_file
+    from ..outfile import write_output
 
-    if state_path:
-        refuse_same_file(output, (state_path,))
     built = build_device_stream(request)
-    for decision in (*built.notes, *built.realize.decisions):
-        app.err.print(f"vmig: {decision.rule}: {decision.text}", style="vmig.dim", markup=False)
+    for decision in () if quiet else (*built.notes, *built.realize.decisions):
+        # a rule's name says where a property came from; vmig's own notes need no second "vmig:"
+        where = "" if decision.rule == "vmig" else f"{decision.rule}: "
+        app.err.print(f"vmig: {where}{decision.text}", style="vmig.dim", markup=False)
     for warning in built.realize.warnings:
         app.err.print(f"vmig: warning (as QEMU prints it): {warning}", style="vmig.warn", markup=False)
-    if output == "-":
-        sys.stdout.buffer.write(built.data)
-        sys.stdout.flush()
-    else:
-        with atomic_output(output) as out:
-            out.write(built.data)
+    write_output(output, built.data)
+    if quiet:
+        return
     names = [f"{s.type.removeprefix('section_').upper()} {s.idstr}" for s in built.stream.sections]
     app.err.print(f"vmig: wrote {len(built.data)} bytes for {built.realize.machine.name}: "
                   f"{', '.join(names) or 'no device section'}", markup=False)
