@@ -58,7 +58,7 @@ def test_piped_tree_keeps_long_lines_whole() -> None:
     """Piped output is for reading and grep: a line wider than 120 columns is printed whole, not cut."""
     out = CliRunner().invoke(cli, ["decode", str(BOOTED)]).stdout
     line = next(line for line in out.splitlines() if "env.mce_banks" in line)
-    assert len(line) > 120 and line.startswith("│   ├── ") and line.endswith(", …] (40 items)")
+    assert len(line) > 120 and line.startswith("│   ├── ") and line.endswith(", … +32 more] (40 items; --full shows all)")
     assert out == stream_tree(decode(str(BOOTED)), title=str(BOOTED)).plain()
 
 
@@ -70,7 +70,7 @@ def test_terminal_tree_has_styles_and_wraps_long_lines_under_their_guides() -> N
     assert max(len(line) for line in lines) <= 100
     at = next(i for i, line in enumerate(lines) if "env.mce_banks" in line)
     assert lines[at].startswith("│   ├── 0x") and lines[at + 1].startswith("│   │   ")  # continued under the guides
-    assert "(40 items)" in lines[at + 1] or "(40 items)" in lines[at + 2]
+    assert "(40 items;" in lines[at + 1] or "(40 items;" in lines[at + 2]
 
 
 def test_names_from_the_stream_are_never_markup() -> None:

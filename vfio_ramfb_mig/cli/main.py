@@ -43,41 +43,37 @@ class ExitStatus(IntEnum):
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as shells report it; SIGTERM gives 143
 
 
-def make_console(stderr: bool = False) -> Console:
-    """Colour only on a terminal and never with NO_COLOR; a fixed width when not a terminal so
-    piped output does not depend on the caller's environment."""
-    from rich.console import Console  # rich only when something is printed
-
-    from ..render.theme import THEME
-
-    stream = sys.stderr if stderr else sys.stdout
-    tty = stream.isatty()
-    plain = bool(os.environ.get("NO_COLOR")) or not tty
-    return Console(file=stream, theme=THEME, highlight=False, soft_wrap=not tty, no_color=plain,
-                   color_system=None if plain else "auto",
-                   width=None if tty else int(os.environ.get("COLUMNS", "120")))
-
-
 @dataclass
 class App:
     """What every verb gets (click's ctx.obj): the options of the group and the two consoles."""
 
     debug: bool = False
     quiet: bool = False
+    color: bool | None = None  # --color / --no-color; None: cli.console decides
     _out: Console | None = field(default=None, repr=False)
     _err: Console | None = field(default=None, repr=False)
 
     @property
     def out(self) -> Console:
         if self._out is None:
-            self._out = make_console()
+            from .console import make_console
+
+            self._out = make_console(color=self.color)
         return self._out
 
     @property
     def err(self) -> Console:
         if self._err is None:
-            self._err = make_console(stderr=True)
+            from .console import make_console
+
+            self._err = make_console(stderr=True, color=self.color)
         return self._err
+
+    @property
+    def out_is_terminal(self) -> bool:
+        from .console import is_terminal
+
+        return is_terminal(sys.stdout)
 
     def progress(self, description: str, total: int | None, *, quiet: bool = False
                  ) -> AbstractContextManager[Callable[..., None]]:
@@ -91,10 +87,9 @@ class App:
 
 def stderr_is_terminal() -> bool:
     """Whether stderr is a terminal (a function, so tests can say it is one)."""
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
-        return False
+    from .console import is_terminal
+
+    return is_terminal(sys.stderr)
 
 
 #: the verbs that live in their own modules: name -> ("module:attribute", the one-line help
@@ -123,7 +118,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class LazyGroup(click.Group):
+class SuggestingGroup(click.Group):
+    """A group that answers a mistyped command with the commands it has, closest first."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            import difflib
+
+            known = self.list_commands(ctx)
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise click.UsageError(f"No such command {name!r}.{hint} Commands: {', '.join(known)}.", ctx)
+        return super().resolve_command(ctx, args)
+
+
+class LazyGroup(SuggestingGroup):
     """A group whose commands in `lazy` are imported only when one of them is looked up
     to run (or for its own --help); listing them and `--help` use the table's help."""
 
@@ -182,12 +192,27 @@ def _terminate(signum: int, frame: object) -> None:
 _ENDING_SIGNALS = ("SIGTERM", "SIGHUP")
 
 
+#: options of the group that may also be given after the verb (`vmig decode x.bin --debug`)
+GLOBAL_FLAGS = ("--debug", "--color", "--no-color")
+
+
 class VmigGroup(LazyGroup):
     """The one error boundary: errors become a message on stderr plus an exit status."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # a global flag after the verb is moved before it (not past '--', where it is an argument)
+        end = args.index("--") if "--" in args else len(args)
+        lifted = [a for a in args[:end] if a in GLOBAL_FLAGS]
+        rest = [a for a in args[:end] if a not in GLOBAL_FLAGS] + args[end:]
+        return super().parse_args(ctx, lifted + rest)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         import signal
         import threading
+
+        from .console import fit_streams
+
+        fit_streams()
 
         previous = {}
         if threading.current_thread() is threading.main_thread():
@@ -234,12 +259,15 @@ QUIET_HELP = "no progress bar on stderr (drawn only on a terminal)"
 
 @click.group(cls=VmigGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vmig")
-@click.option("--debug", is_flag=True, help="show a traceback for errors")
+@click.option("--debug", is_flag=True, help="show a traceback for errors (also after the command)")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
+@click.option("--color/--no-color", "color", default=None,
+              help="colour even when piped / never colour (default: on a terminal, unless NO_COLOR; "
+                   "FORCE_COLOR forces it)")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, debug: bool, quiet: bool, color: bool | None) -> None:
     """Decode, encode and diff QEMU migration streams (VFIO and ramfb aware)."""
-    ctx.obj = App(debug=debug, quiet=quiet)
+    ctx.obj = App(debug=debug, quiet=quiet, color=color)
 
 
 def write_text(app: App, text: str, output: str | None) -> None:
@@ -262,6 +290,8 @@ def write_text(app: App, text: str, output: str | None) -> None:
               help="only sections whose idstr matches (glob or substring); repeatable")
 @click.option("--embed", is_flag=True, help="--json: carry RAM pages and big buffers inline (base64), "
                                              "so the JSON rebuilds the stream without the source file")
+@click.option("--full", is_flag=True, help="show every array item and byte (the tree shows the first 8 items "
+                                            "and 16 bytes of each, and says how many more there are)")
 @click.option("--strict", is_flag=True, help="sections vmig cannot describe are errors, not opaque ranges")
 @click.option("--partial", is_flag=True, help="on an error, still show what was decoded before it (exit 2)")
 @click.option("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
@@ -269,7 +299,7 @@ def write_text(app: App, text: str, output: str | None) -> None:
 @snapshot_option
 @click.pass_obj
 def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool, sections: tuple[str, ...],
-               embed: bool, strict: bool, partial: bool, output: str | None, quiet: bool,
+               embed: bool, full: bool, strict: bool, partial: bool, output: str | None, quiet: bool,
                snapshot: str | None) -> None:
     """Decode a migration stream: every record, section, subsection and field, with offsets.
 
@@ -279,18 +309,24 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
     """
     from ..codec.decode import decode  # see the module docstring: start-up
     from ..outfile import check_output
+    from .console import color_wanted, is_terminal
 
+    if source == "-" and is_terminal(sys.stdin):
+        # nothing piped in: a user who typed `vmig decode` wants to know how, not a silent wait
+        raise click.UsageError("give a STREAM file (or '-' and pipe one in)")
     if output:
         check_output(output, (source,))
     if pages:
         _page_list(app, source, as_json, output, quiet, snapshot, summary=summary, sections=sections,
-                   strict=strict, partial=partial)
+                   strict=strict, partial=partial, full=full)
         return
     with open_stream(app, source, snapshot=snapshot, quiet=quiet) as src:
         with app.progress(f"decode {source}", src.size, quiet=quiet) as progress:
             # the tree and the summary need only page counts per block, so RAM page runs are
             # kept only for --json (which lists them): memory stays flat for a text decode
             stream = decode(src, strict=strict, partial=partial, ram_runs=as_json, progress=progress)
+        if sections:
+            _refuse_unmatched(stream, sections)
         # a JSON document of a stream that cannot be read again (stdin, a pipe) must carry its bytes
         embed = embed or src.file_size is None
         if as_json:
@@ -305,24 +341,27 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
                                        stream.warnings, stream.error)
             text = jsonform.dumps(records, embed=embed, source=src)
             write_text(app, text, output)
-        elif not summary and (output or not sys.stdout.isatty()):
+        elif not summary and (output or not (is_terminal(sys.stdout) or color_wanted(sys.stdout, app.color))):
             # the tree as plain text: exactly what rich prints without styles, without loading rich
             from ..render.tree import stream_tree
+            from .console import unicode_ok
 
-            tree = stream_tree(stream, sections=sections)
-            ascii_only = not output and not (sys.stdout.encoding or "utf-8").lower().startswith("utf")
-            write_text(app, tree.plain(ascii_only=ascii_only), output)
+            tree = stream_tree(stream, sections=sections, full=full)
+            write_text(app, tree.plain(ascii_only=not output and not unicode_ok(sys.stdout)), output)
         else:
             from ..render.tree import stream_tree, summary_table
 
-            renderable = summary_table(stream, sections=sections) if summary else stream_tree(stream, sections=sections)
+            renderable = (summary_table(stream, sections=sections) if summary
+                          else stream_tree(stream, sections=sections, full=full))
             if output:
                 from rich.console import Console
 
                 from ..render.theme import THEME
+                from .console import UNWRAPPED
 
                 with open(os.devnull, "w") as devnull:
-                    console = Console(record=True, width=120, theme=THEME, no_color=True, file=devnull)
+                    console = Console(record=True, width=UNWRAPPED, theme=THEME, no_color=True, file=devnull,
+                                      soft_wrap=True)
                     console.print(renderable)
                 write_text(app, console.export_text(), output)
             else:
@@ -333,6 +372,21 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
         if stream.error:
             app.err.print(f"vmig: error: {stream.error}", style="vmig.error", markup=False)
             sys.exit(ExitStatus.TROUBLE)
+
+
+def _refuse_unmatched(stream: Any, patterns: tuple[str, ...]) -> None:
+    """--section that matches no section: exit 1 (like grep), naming the sections the stream has."""
+    from ..model import Section
+    from ..render.tree import selected
+    from ..text import printable
+
+    sections = [r for r in stream.records if isinstance(r, Section)]
+    unmatched = [p for p in patterns if not any(selected(r, (p,)) for r in sections)]
+    if unmatched:
+        names = list(dict.fromkeys(printable(r.idstr) for r in sections))
+        sys.stderr.write(f"vmig: no section matches {', '.join(map(repr, unmatched))}; the stream has: "
+                         f"{', '.join(names) or 'no sections'}\n")
+        sys.exit(ExitStatus.DIFFERENT)
 
 
 def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: bool, snapshot: str | None,

@@ -80,9 +80,17 @@ class _Bar:
         from rich.console import Console  # rich only when a bar is drawn
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+        from rich.table import Column
+
         console = self.console if isinstance(self.console, Console) else self.console()
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), *_byte_columns(),
-                                 TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True,
+        # the line fits the terminal: the numbers keep their width, a long description is cut
+        # with an ellipsis (at most a third of the line) and the bar takes what is left
+        width = console.width
+        description = TextColumn("{task.description}", table_column=Column(
+            no_wrap=True, overflow="ellipsis", max_width=max(10, width // 3)))
+        bar = BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=5))
+        self.progress = Progress(description, bar, *_byte_columns(), TextColumn("ETA"), TimeRemainingColumn(),
+                                 console=console, transient=True, expand=True,
                                  refresh_per_second=5, redirect_stdout=False, redirect_stderr=False)
         self.task = self.progress.add_task(self.description, total=self.total, completed=done)
         self.progress.start()

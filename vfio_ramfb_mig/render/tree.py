@@ -18,6 +18,7 @@ Imports: model, text, vmstate.compile, wire; rich inside the functions that use 
 from __future__ import annotations
 
 import fnmatch
+from contextvars import ContextVar
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,8 @@ SECTION_LABEL = {"section_start": "START", "section_part": "PART", "section_end"
 #: at most this many array elements / bytes are shown inline
 SHOW_ITEMS = 8
 SHOW_BYTES = 16
+#: stream_tree(full=True) is being built: show every item and byte
+_FULL: ContextVar[bool] = ContextVar("vmig_tree_full", default=False)
 
 #: a tree line's label: (text, style name or None) pieces, printed in order
 Label = list[tuple[str, str | None]]
@@ -225,16 +228,22 @@ def selected(section: Section, patterns: tuple[str, ...]) -> bool:
     return not patterns or any(fnmatch.fnmatchcase(section.idstr, p) or p in section.idstr for p in patterns)
 
 
-def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None) -> TextTree:
+def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None,
+                full: bool = False) -> TextTree:
+    """The tree of a stream; `full` shows every array item and byte (else SHOW_ITEMS / SHOW_BYTES)."""
     vmdesc = "vmdesc" if stream.vmdesc else "no vmdesc"
     root = TextTree([(_shown(title or stream.source or "stream"), "vmig.title"),
                      (f"  {stream.size:,} bytes, {len(stream.records)} records, {vmdesc}", "vmig.dim")])
-    for record in stream.records:
-        if isinstance(record, Section):
-            if selected(record, sections):
-                section_node(root, record)
-        elif not sections:
-            record_node(root, record)
+    token = _FULL.set(full)
+    try:
+        for record in stream.records:
+            if isinstance(record, Section):
+                if selected(record, sections):
+                    section_node(root, record)
+            elif not sections:
+                record_node(root, record)
+    finally:
+        _FULL.reset(token)
     return root
 
 
@@ -338,8 +347,9 @@ def value_str(ftype: str, value: Any) -> str:
     if isinstance(value, (bytes, bytearray)):
         if not any(value):
             return f"{len(value)} zero bytes"
-        shown = value[:SHOW_BYTES].hex(" ")
-        return f"{len(value)} bytes: {shown}{' …' if len(value) > SHOW_BYTES else ''}"
+        if _FULL.get() or len(value) <= SHOW_BYTES:
+            return f"{len(value)} bytes: {value.hex(' ')}"
+        return f"{len(value)} bytes: {value[:SHOW_BYTES].hex(' ')} … (+{len(value) - SHOW_BYTES} more; --full shows all)"
     if isinstance(value, Blob):
         return f"{value.length:,} bytes at {value.offset:#x}"
     if isinstance(value, dict) and ftype == RAMFB_CFG_TYPE:
@@ -347,8 +357,10 @@ def value_str(ftype: str, value: Any) -> str:
     if isinstance(value, str):
         return repr(printable(value))
     if isinstance(value, list):
+        if _FULL.get() or len(value) <= SHOW_ITEMS:
+            return f"[{', '.join([value_str(ftype, v) for v in value])}] ({len(value)} items)"
         shown = ", ".join([value_str(ftype, v) for v in value[:SHOW_ITEMS]])
-        return f"[{shown}{', …' if len(value) > SHOW_ITEMS else ''}] ({len(value)} items)"
+        return f"[{shown}, … +{len(value) - SHOW_ITEMS} more] ({len(value)} items; --full shows all)"
     return _shown(repr(value))
 
 
@@ -438,24 +450,61 @@ def vfio_node(node: TreeNode, body: VfioBody) -> None:
             node.add(label)
 
 
-def summary_table(stream: MigrationStream, *, sections: tuple[str, ...] = ()) -> Table:
-    from rich.table import Table
-
-    table = Table(title=f"{stream.source or 'stream'}: {stream.size:,} bytes", show_lines=False)
-    for column in ("offset", "length", "record", "id", "idstr", "inst", "ver", "content"):
-        table.add_column(column, justify="right" if column in ("offset", "length", "id", "inst", "ver") else "left")
+def summary_table(stream: MigrationStream, *, sections: tuple[str, ...] = ()) -> Any:
+    """One table, a row per record. It takes the console's width: where the wide layout (a column
+    each for idstr, instance, version and content) does not fit, the content goes under the
+    section's name in one column. Names and offsets are never cut; only content wraps."""
+    title = f"{stream.source or 'stream'}: {stream.size:,} bytes"
+    rows = []
     for r in stream.records:
         if isinstance(r, Section):
             if not selected(r, sections):
                 continue
-            table.add_row(f"{r.span.offset:#x}", f"{r.span.length:,}", SECTION_LABEL[r.type], str(r.section_id),
-                          printable(r.idstr), "" if r.instance_id is None else str(r.instance_id),
-                          "" if not r.long_header else str(r.version_id), body_summary(r))
+            rows.append((f"{r.span.offset:#x}", f"{r.span.length:,}", SECTION_LABEL[r.type], str(r.section_id),
+                         printable(r.idstr), "" if r.instance_id is None else str(r.instance_id),
+                         "" if not r.long_header else str(r.version_id), body_summary(r)))
         elif not sections:
             name = r.type if not isinstance(r, Command) else f"COMMAND {r.name}"
             detail = r.machine if isinstance(r, Configuration) else ""
-            table.add_row(f"{r.span.offset:#x}", f"{r.span.length:,}", name, "", "", "", "", detail)
-    return table
+            rows.append((f"{r.span.offset:#x}", f"{r.span.length:,}", name, "", "", "", "", detail))
+    return _SummaryTable(title, rows)
+
+
+class _SummaryTable:
+    """summary_table's renderable: the wide table where it fits, else the narrow one."""
+
+    def __init__(self, title: str, rows: list[tuple[str, ...]]) -> None:
+        self.title, self.rows = title, rows
+
+    def wide(self) -> Table:
+        from rich.table import Table
+
+        table = Table(title=self.title, show_lines=False)
+        for column in ("offset", "length", "record", "id", "idstr", "inst", "ver"):
+            table.add_column(column, justify="left" if column in ("record", "idstr") else "right", no_wrap=True)
+        table.add_column("content", overflow="fold")
+        for row in self.rows:
+            table.add_row(*row)
+        return table
+
+    def narrow(self) -> Table:
+        from rich.table import Table
+
+        table = Table(title=self.title, show_lines=False)
+        for column in ("offset", "length", "record", "id"):
+            table.add_column(column, justify="left" if column == "record" else "right", no_wrap=True)
+        table.add_column("section: content", overflow="fold", ratio=1)
+        for offset, length, record, sid, idstr, inst, ver, content in self.rows:
+            name = " ".join(x for x in (idstr, inst and f"#{inst}", ver and f"v{ver}") if x)
+            table.add_row(offset, length, record, sid, "\n".join(x for x in (name, content and f"  {content}") if x))
+        return table
+
+    def __rich_console__(self, console: Any, options: Any) -> Iterator[Table]:
+        from rich.measure import Measurement
+
+        wide = self.wide()
+        need = Measurement.get(console, options.update_width(1 << 16), wide).maximum
+        yield wide if need <= options.max_width else self.narrow()
 
 
 def body_summary(section: Section) -> str:
