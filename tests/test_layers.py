@@ -36,7 +36,7 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     # no imports from the package: the model, the exception tree, wire names as text, the version;
     # qemu.py (the capture helper: drives real QEMU, standard library only) may be used by any layer;
     # schemas (the JSON Schemas of the outputs, data and a loader)
-    (0, ("model", "errors", "text", "version", "qemu", "schemas")),
+    (0, ("model", "errors", "text", "textin", "version", "qemu", "schemas")),
 )
 
 

@@ -46,7 +46,6 @@ import json
 import os
 import re
 import struct
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -192,14 +191,9 @@ def load_config(path: Path | None) -> GoldenOptions:
     """Options from a vmig-golden.toml (`ignore = [...]`, `offsets`, `order`); defaults when `path` is None."""
     if path is None:
         return GoldenOptions()
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise GoldenError(f"cannot read {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise GoldenError(f"{path} is not valid TOML: {exc}") from exc
-    return GoldenOptions.from_mapping(data, str(path))
+    from .textin import read_toml
+
+    return GoldenOptions.from_mapping(read_toml(path, GoldenError), str(path))
 
 
 # ================================================================ the golden text
@@ -239,10 +233,12 @@ class Golden:
             if found:
                 version = int(found.group(1))
             elif line.startswith("# options:"):
+                from .textin import TextInputError, loads
+
                 try:
-                    options = GoldenOptions.from_mapping(json.loads(line.partition(":")[2]), f"{name}:{number}")
-                except json.JSONDecodeError as exc:
-                    raise GoldenError(f"{name}:{number}: the options line is not JSON: {exc}") from exc
+                    options = GoldenOptions.from_mapping(loads(line.partition(":")[2]), f"{name}:{number}")
+                except TextInputError as exc:
+                    raise GoldenError(f"{name}:{number}: the options line is not JSON: {exc.reason}") from None
             elif not line.strip() or line.startswith("#"):
                 continue
             elif line.startswith("[") and line.endswith("]") and " = " not in line:
@@ -832,13 +828,11 @@ def _refuse_stream_as_golden(stream: Path, golden: Path) -> None:
 
 
 def read_golden(path: Path) -> Golden | None:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    from .textin import read_text
+
+    if not path.exists():
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise GoldenError(f"cannot read golden file {path}: {exc}") from exc
-    return Golden.parse(text, str(path))
+    return Golden.parse(read_text(path, f"golden file {path}", GoldenError), str(path))
 
 
 def check_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] | None = None, *,

@@ -34,12 +34,16 @@ def _emit_json(doc: Any) -> None:
 
 def _sidecar_qemu(path: str) -> str | None:
     """The QEMU version a capture's .meta.json sidecar records (vfio_ramfb_mig.qemu writes them)."""
+    from ..textin import read_json
+
     sidecar = Path(path).with_suffix(".meta.json")
+    if not sidecar.is_file():
+        return None
+    meta = read_json(sidecar)  # a sidecar that is there but broken is an error, with its place
     try:
-        meta = json.loads(sidecar.read_text())
         version = meta["qemu"]["version"]
         return version if isinstance(version, str) else None
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
 
 

@@ -474,7 +474,9 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
     from ..source import Source
     from ..source.writer import plan, wrapped
 
-    stream = jsonform.loads(_read_text(from_json))
+    from ..textin import read_bytes
+
+    stream = jsonform.loads(read_bytes(from_json), from_json)
     source_path = source_path or stream.source
     check_output(output, tuple(p for p in (from_json, source_path) if p))
     container = None if bare else stream.container
@@ -487,7 +489,11 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
     source = Source.open(source_path, snapshot=snapshot) \
         if source_path and source_path != "-" and os.path.exists(source_path) else None
     try:
-        if source is not None and stream.size and source.size != stream.size:
+        if source is not None and not stream.size:
+            raise InputError(f"the JSON does not say the size of its source (source.size), so vmig cannot "
+                             f"check that {source_path} is the stream it was decoded from",
+                             hint="add \"size\" to the document's \"source\", or embed the bytes (decode --embed)")
+        if source is not None and source.size != stream.size:
             raise InputError(f"source {source_path} has {source.size} bytes, but the JSON was decoded from "
                              f"{stream.size} bytes", hint="give the stream it was decoded from with --source")
         with output_file(output) as target, wrapped(target, container) as out:
@@ -497,27 +503,11 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
             source.close()
 
 
-def _read_text(path: str) -> str:
-    from ..errors import InputError
-
-    try:
-        if path == "-":
-            return sys.stdin.read()
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}") from exc
-
-
 def _read_json(path: str) -> Any:
-    import json
-
     from ..errors import JsonFormError
+    from ..textin import read_json
 
-    try:
-        return json.loads(_read_text(path))
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise JsonFormError(f"{path} is not valid JSON: {exc}") from exc
+    return read_json(path, error=JsonFormError)
 
 
 def _encode_device(app: App, request: DeviceRequest, output: str, *, quiet: bool) -> None:

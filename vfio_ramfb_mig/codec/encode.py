@@ -47,7 +47,7 @@ from ..vmstate.compile import RAMFB_CFG_TYPE, compile_description
 from ..vmstate.model import Description, FieldDesc
 from ..vmstate.vmdesc import FIXED_SIZES
 from ..wire.ram import RamFlag
-from ..wire.stream import RecordType
+from ..wire.stream import QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, RecordType
 from ..wire.vfio import VfioMarker
 from ..source import Source
 from ..text import to_wire
@@ -109,6 +109,10 @@ class _Encoder:
 
     def record(self, record: Any, path: FieldPath) -> None:
         if isinstance(record, Header):
+            # what decode (and QEMU) refuse is not written either
+            if record.magic != QEMU_VM_FILE_MAGIC or record.version != QEMU_VM_FILE_VERSION:
+                raise EncodeError(f"unsupported stream header: magic {record.magic:#x}, version {record.version}; "
+                                  f"vmig writes magic QEVM, version {QEMU_VM_FILE_VERSION}", path=path)
             self.write(struct.pack(">II", record.magic, record.version))
         elif isinstance(record, Configuration):
             self.configuration(record, path)
@@ -212,6 +216,8 @@ class _Encoder:
                 self.out, self.written = saved
             return buf.getvalue()
         if fd.type == "capability":
+            if not isinstance(value, str):
+                raise EncodeError(f"expected a capability name, found {type(value).__name__}", path=path)
             return to_wire(value)
         if fd.type == RAMFB_CFG_TYPE:
             return Container(value)

@@ -50,6 +50,7 @@ from ..wire.primitives import INT_TYPES
 from ..wire.ramfb import fourcc_code, fourcc_text
 from ..wire.stream import command_name
 from ..text import to_wire
+from ..textin import parse_json
 
 FORMAT_VERSION = 1
 #: Deepest JSON Pointer the reader follows into structs, subsections and arrays: far more than the
@@ -265,18 +266,19 @@ class _Writer:
 # ================================================================ JSON -> model
 
 
-def loads(text: str) -> MigrationStream:
-    try:
-        doc = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise JsonFormError(f"not valid JSON: {exc}") from exc
-    return from_json(doc)
+def loads(text: str | bytes, name: str = "JSON document") -> MigrationStream:
+    return from_json(parse_json(text, name, JsonFormError))
 
 
 def from_json(doc: Any) -> MigrationStream:
     reader = _Reader()
     obj = reader.obj(doc, ())
     reader.keys(obj, "document", ())
+    # a document of another format (a later vmig's) is refused, not read by guesses
+    producer = reader.obj(obj.get("vmig", {"format": FORMAT_VERSION}), ("vmig",))
+    if producer.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+        reader.fail(f"unsupported document format {producer.get('format')!r}; this vmig reads format "
+                    f"{FORMAT_VERSION}", ("vmig", "format"))
     records = reader.list(obj.get("records"), ("records",))
     source = reader.obj(obj.get("source") or {}, ("source",))
     # the CLI opens source.path and compares source.size: a number for a path would open a descriptor
@@ -512,6 +514,11 @@ class _Reader:
             if len(items) != 4:
                 self.fail(f"pci irq state has 4 values (INTA..INTD), found {len(items)}", path)
             return [self._number(v, "uint32", path + (i,)) for i, v in enumerate(items)]
+        if ftype == "capability" and isinstance(value, list):
+            # the capability list is one flat array of names (QEMU's configuration/capabilities)
+            return [self.value(ftype, v, path + (i,)) if not isinstance(v, list)
+                    else self.fail(f"expected a capability name, found {_kind(v)}", path + (i,))
+                    for i, v in enumerate(value)]
         if isinstance(value, list):
             return [self.value(ftype, v, path + (i,)) for i, v in enumerate(value)]
         if ftype == "capability":

@@ -26,7 +26,6 @@ dump_vmstate_vmsf), scripts/vmstate-static-checker.py (the other reader of this 
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -126,10 +125,9 @@ def read_dump(source: str | Path | bytes | Mapping[str, Any], *, origin: str | N
                 raw = gzip.decompress(raw)
             except (OSError, EOFError) as exc:
                 raise InputError(f"cannot read {name}: {exc}") from exc
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise InputError(f"{name} is not a -dump-vmstate JSON file: {exc}") from exc
+        from ..textin import parse_json
+
+        doc = parse_json(raw, f"{name} is not a -dump-vmstate JSON file:")
     return _Reader(name).schema(doc)
 
 

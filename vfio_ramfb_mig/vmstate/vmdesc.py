@@ -13,7 +13,6 @@ migration/vmstate.c (vmsd_desc_field_start/_end, vmstate_subsection_save).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,16 +67,12 @@ class Vmdesc:
 
 def parse_vmdesc_text(text: bytes, *, offset: int) -> Any:
     """JSON from bytes, with every failure a VmdescError (not UTF-8, malformed, too deep)."""
+    from ..textin import TextInputError, loads
+
     try:
-        return json.loads(text.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise VmdescError(f"vmdesc is not UTF-8 ({exc.reason})", offset=offset + exc.start,
-                          path=("vmdesc",)) from exc
-    except json.JSONDecodeError as exc:
-        raise VmdescError(f"vmdesc JSON is malformed: {exc.msg}", offset=offset + exc.pos,
-                          path=("vmdesc",)) from exc
-    except RecursionError as exc:
-        raise VmdescError("vmdesc JSON is nested too deeply", offset=offset, path=("vmdesc",)) from exc
+        return loads(text)
+    except TextInputError as exc:
+        raise VmdescError(f"vmdesc: {exc.reason}", offset=offset + exc.byte, path=("vmdesc",)) from None
 
 
 def read_vmdesc(doc: Any, *, offset: int) -> Vmdesc:
