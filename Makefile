@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 DEMO_STREAM ?= fixtures/captures/qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin
 
-.PHONY: venv demo test fuzz bench golden-update clean
+.PHONY: venv demo test fuzz bench golden-update man dist sdist-check clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,25 @@ bench: venv
 golden-update: venv
 	$(VENV)/bin/vmig golden update fixtures/captures
 
+# man pages from the commands' own --help: build/man/vmig.1, vmig-decode.1, ... (man -l FILE)
+man: venv
+	$(VENV)/bin/python tools/manpages.py build/man
+
+# the sdist and the wheel, in dist/ (vmig is on no index: install the wheel, or `pipx install .`)
+dist: venv
+	rm -rf dist
+	$(VENV)/bin/python -m build --no-isolation --sdist --wheel -o dist .
+
+# the sdist is enough to test vmig: unpack it, install it with its test extras in a fresh venv
+# (dependencies from the index), run the whole suite there (PYTEST_ARGS as for `make test`)
+SDIST_DIR ?= /tmp/vmig-sdist-check
+sdist-check: dist
+	rm -rf $(SDIST_DIR) && mkdir -p $(SDIST_DIR)
+	tar -xzf dist/*.tar.gz -C $(SDIST_DIR)
+	cd $(SDIST_DIR)/vfio_ramfb_mig-* && $(PYTHON) -m venv .venv \
+		&& .venv/bin/python -m pip install -q '.[test]' \
+		&& .venv/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

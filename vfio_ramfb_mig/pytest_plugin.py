@@ -18,19 +18,23 @@ terminal summary lists them. Review and commit them; CI never passes it.
 vmig-golden.toml is read from the golden's directory and its parents up to
 pytest's rootdir.
 
-Imports: pytest, golden.
+pytest loads this module in every run of every project where vmig is installed, so it
+imports only pytest and the standard library; golden (and the decoder under it) is
+imported when a test first uses the fixture (tests/test_cli_extras.py holds it to that).
+
+Imports: pytest; golden when the fixture is used.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import pytest
 
-from .errors import VmigError
-from .golden import CheckResult, GoldenOptions, check_stream, report_lines, update_stream
+if TYPE_CHECKING:
+    from .golden import CheckResult
 
 _UPDATED = pytest.StashKey[list]()
 
@@ -67,6 +71,9 @@ class VmigGolden:
             The CheckResult of a passing check; None when ``--vmig-update-golden`` wrote the golden.
         """
         __tracebackhide__ = True
+        from .errors import VmigError
+        from .golden import GoldenOptions, check_stream, report_lines, update_stream
+
         options = GoldenOptions(offsets=offsets, order=order, ignore=tuple(ignore))
         golden_file = Path(golden) if golden is not None else None
         root = self.rootdir

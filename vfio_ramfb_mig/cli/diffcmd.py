@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .inputs import SNAPSHOT_HELP, open_stream, snapshot_option, snapshots_for
-from .main import QUIET_HELP
+from .main import FILE, QUIET_HELP, complete_machine
 
 if TYPE_CHECKING:
     from ..compat.check import Destination, Verdict
@@ -48,8 +48,8 @@ def _sidecar_qemu(path: str) -> str | None:
 
 
 @click.command("diff")
-@click.argument("a", metavar="A")
-@click.argument("b", metavar="B")
+@click.argument("a", metavar="A", type=FILE)
+@click.argument("b", metavar="B", type=FILE)
 @click.option("--brief", is_flag=True, help="one line per section instead of every change")
 @click.option("--json", "as_json", is_flag=True, help="print the changes as JSON")
 @click.option("--ignore", "ignore", multiple=True, metavar="PATTERN",
@@ -61,8 +61,8 @@ def _sidecar_qemu(path: str) -> str | None:
 @click.option("--qemu", "qemu", metavar="VERSION", help="--compat: the QEMU that made both streams (10.0, 7.2, ...)")
 @click.option("--qemu-a", metavar="VERSION", help="--compat: the QEMU that made A (default: its .meta.json sidecar)")
 @click.option("--qemu-b", metavar="VERSION", help="--compat: the QEMU that made B (default: its .meta.json sidecar)")
-@click.option("--schema-a", metavar="FILE", help="--compat: -dump-vmstate of A's QEMU (for other QEMU versions)")
-@click.option("--schema-b", metavar="FILE", help="--compat: -dump-vmstate of B's QEMU (for other QEMU versions)")
+@click.option("--schema-a", metavar="FILE", type=FILE, help="--compat: -dump-vmstate of A's QEMU (for other QEMU versions)")
+@click.option("--schema-b", metavar="FILE", type=FILE, help="--compat: -dump-vmstate of B's QEMU (for other QEMU versions)")
 @click.option("--device", "devices", multiple=True, metavar="DEV",
               help="--compat: a device both VMs have whose state their streams do not carry; repeatable")
 @click.option("--profile-a", metavar="PROFILE",
@@ -143,12 +143,12 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
 
 
 @click.command("check")
-@click.argument("stream", metavar="STREAM", required=False)
-@click.option("--target", "-M", "target", metavar="MACHINE",
+@click.argument("stream", metavar="STREAM", required=False, type=FILE)
+@click.option("--target", "-M", "target", metavar="MACHINE", shell_complete=complete_machine,
               help="the destination machine type, e.g. pc-q35-8.1 (default: the --schema file's, else the stream's)")
 @click.option("--qemu", metavar="VERSION", help="the destination QEMU: 10.0 or 7.2 (bundled schemas), or any "
                                                 "version together with --schema")
-@click.option("--schema", metavar="FILE", help="the destination's `qemu-system-x86_64 -dump-vmstate FILE` (.gz ok)")
+@click.option("--schema", metavar="FILE", type=FILE, help="the destination's `qemu-system-x86_64 -dump-vmstate FILE` (.gz ok)")
 @click.option("--device", "devices", multiple=True, metavar="DEV",
               help="a -device the destination has beyond the machine's own (ramfb, e1000e, vfio-pci, ...); repeatable")
 @click.option("--cap", "capabilities", multiple=True, metavar="NAME",

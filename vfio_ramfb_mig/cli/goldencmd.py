@@ -31,7 +31,7 @@ def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
                         help="leave out paths matching this fnmatch pattern, e.g. 'timer/*', 'ram/*', "
                              "'cpu/*/tsc*'; a pattern matching a parent path ('timer') covers its subtree; "
                              "repeatable; adds to vmig-golden.toml's `ignore`")(func)
-    return click.argument("paths", nargs=-1, required=True, metavar="PATHS...")(func)
+    return click.argument("paths", nargs=-1, required=True, metavar="PATHS...", type=click.Path())(func)
 
 
 def _targets(paths: tuple[str, ...]):

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import click
 
+from .main import complete_machine
+
 
 @click.command("machines")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=complete_machine)
 @click.option("--arch", metavar="ARCH", help="only this target: x86_64 or aarch64")
 @click.option("--qemu", metavar="VERSION", help="only this QEMU: 10.0 or 7.2")
 @click.option("--all", "everything", is_flag=True,

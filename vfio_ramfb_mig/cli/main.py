@@ -255,10 +255,21 @@ class VmigGroup(LazyGroup):
 
 
 QUIET_HELP = "no progress bar on stderr (drawn only on a terminal)"
+#: a file name argument: no check here (vmig's own errors say what is wrong with it), but shells
+#: complete it as a file name (click's completion; see README, Shell completion)
+FILE = click.Path(allow_dash=True)
+
+
+def complete_machine(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of a machine type name (pc-q35-8.2, pc-i440fx-7.2, ...)."""
+    from ..compat.machines import machine_names
+
+    return [name for name in machine_names() if name.startswith(incomplete)]
 
 
 @click.group(cls=VmigGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="vmig")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _, on: _version(ctx, on),
+              help="show vmig's version and the QEMU builds whose knowledge it bundles, and exit")
 @click.option("--debug", is_flag=True, help="show a traceback for errors (also after the command)")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @click.option("--color/--no-color", "color", default=None,
@@ -268,6 +279,30 @@ QUIET_HELP = "no progress bar on stderr (drawn only on a terminal)"
 def cli(ctx: click.Context, debug: bool, quiet: bool, color: bool | None) -> None:
     """Decode, encode and diff QEMU migration streams (VFIO and ramfb aware)."""
     ctx.obj = App(debug=debug, quiet=quiet, color=color)
+
+
+def version_text() -> str:
+    """`vmig --version`: the version, and which QEMU builds the bundled data came from."""
+    import gzip
+    import json
+    from importlib.resources import files
+
+    lines = [f"vmig {__version__}"]
+    try:
+        data = json.loads(gzip.decompress(files("vfio_ramfb_mig").joinpath("data", "machines.json.gz").read_bytes()))
+        builds = data["builds"]
+    except (OSError, ValueError, KeyError):  # a broken install: say so, do not fail --version
+        return "\n".join(lines + ["bundled QEMU knowledge: unreadable (data/machines.json.gz)"])
+    lines.append("bundled QEMU knowledge (machine types, compat properties, stock sections, -dump-vmstate):")
+    for build in builds:
+        lines.append(f"  QEMU {build['qemu']} {build['arch']}  {build.get('package') or 'upstream build'}")
+    return "\n".join(lines)
+
+
+def _version(ctx: click.Context, on: bool) -> None:
+    if on and not ctx.resilient_parsing:
+        click.echo(version_text())
+        ctx.exit()
 
 
 def write_text(app: App, text: str, output: str | None) -> None:
@@ -281,7 +316,7 @@ def write_text(app: App, text: str, output: str | None) -> None:
 
 
 @cli.command("decode")
-@click.argument("source", default="-", metavar="STREAM")
+@click.argument("source", default="-", metavar="STREAM", type=FILE)
 @click.option("--json", "as_json", is_flag=True, help="print the JSON form (see README: JSON contract)")
 @click.option("--summary", is_flag=True, help="one table: a row per record")
 @click.option("--pages", is_flag=True, help="one line per RAM page record: its offset, section, block, page offset "
@@ -294,7 +329,7 @@ def write_text(app: App, text: str, output: str | None) -> None:
                                             "and 16 bytes of each, and says how many more there are)")
 @click.option("--strict", is_flag=True, help="sections vmig cannot describe are errors, not opaque ranges")
 @click.option("--partial", is_flag=True, help="on an error, still show what was decoded before it (exit 2)")
-@click.option("-o", "--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+@click.option("-o", "--output", metavar="FILE", type=FILE, help="write to FILE (atomically) instead of stdout")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @snapshot_option
 @click.pass_obj
@@ -408,11 +443,11 @@ def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: 
 
 
 @cli.command("encode")
-@click.option("--from-json", "from_json", metavar="FILE", help="rebuild a stream from a `vmig decode --json` document")
-@click.option("--source", "source_path", metavar="STREAM",
+@click.option("--from-json", "from_json", metavar="FILE", type=FILE, help="rebuild a stream from a `vmig decode --json` document")
+@click.option("--source", "source_path", metavar="STREAM", type=FILE,
               help="--from-json: the stream the JSON refers to for RAM pages and big buffers "
                    "(default: its source.path)")
-@click.option("--machine", metavar="TYPE", help="build device state for this machine type (pc-q35-8.2, pc-8.1, q35...)")
+@click.option("--machine", metavar="TYPE", shell_complete=complete_machine, help="build device state for this machine type (pc-q35-8.2, pc-8.1, q35...)")
 @click.option("--device", type=click.Choice(["vfio-pci", "ramfb"]), default="vfio-pci", show_default=True,
               help="vfio-pci means vfio-pci-nohotplug (the type with ramfb); ramfb is the standalone -device ramfb")
 @click.option("--ramfb/--no-ramfb", default=None, help="vfio-pci: the ramfb property (QEMU default off)")
@@ -424,11 +459,11 @@ def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: 
 @click.option("--x-migrate", type=click.Choice(["on", "off"]), help="ramfb: default on, off by compat on <= 8.1")
 @click.option("--global", "global_props", multiple=True, metavar="DRIVER.PROP=VALUE",
               help="like QEMU's -global; repeatable")
-@click.option("--state", "state_path", metavar="FILE",
+@click.option("--state", "state_path", metavar="FILE", type=FILE,
               help="device state: the JSON `vmig decode --json` prints for the device's section (or a whole "
                    "decode document); missing values take documented defaults")
 @click.option("--addr", metavar="DDDD:BB:SS.F", help="vfio-pci: PCI address in the idstr (default: first free slot)")
-@click.option("-o", "--output", required=True, metavar="FILE", help="where to write the stream ('-' for stdout)")
+@click.option("-o", "--output", required=True, metavar="FILE", type=FILE, help="where to write the stream ('-' for stdout)")
 @click.option("--bare", is_flag=True, help="--from-json: write only the migration stream, without the container "
                                             "(libvirt save image, compression) the JSON says it came in")
 @click.option("-q", "--quiet", is_flag=True, help="--machine: do not list the rules that decided each property "

@@ -8,7 +8,7 @@ import click
 
 
 @click.command("profile", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
-@click.option("-o", "--output", required=True, metavar="FILE", help="where to write the profile (JSON, atomically)")
+@click.option("-o", "--output", required=True, metavar="FILE", type=click.Path(allow_dash=True), help="where to write the profile (JSON, atomically)")
 @click.option("--timeout", type=click.FloatRange(min=1), default=60, show_default=True, metavar="SECONDS",
               help="the longest vmig waits for each of the QEMU runs")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED, required=True, metavar="-- QEMU [ARGS]...")

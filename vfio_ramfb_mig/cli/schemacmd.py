@@ -10,8 +10,15 @@ import sys
 import click
 
 
+def _names() -> list[str]:
+    from .. import schemas
+
+    return schemas.names()
+
+
 @click.command("schema")
-@click.argument("name", required=False)
+@click.argument("name", required=False,
+                shell_complete=lambda ctx, param, incomplete: [n for n in _names() if n.startswith(incomplete)])
 @click.pass_obj
 def schema_cmd(app, name: str | None) -> None:  # noqa: ANN001
     """Print the JSON Schema of a --json output (NAME), or list the outputs that have one.

@@ -28,8 +28,8 @@ def _save_png(image: object, output: str) -> None:
 
 
 @click.command("screenshot")
-@click.argument("streams", nargs=-1, required=True, metavar="STREAM [B]")
-@click.option("-o", "--output", metavar="FILE", help="write the picture as PNG (atomically; '-' for stdout)")
+@click.argument("streams", nargs=-1, required=True, metavar="STREAM [B]", type=click.Path(allow_dash=True))
+@click.option("-o", "--output", metavar="FILE", type=click.Path(allow_dash=True), help="write the picture as PNG (atomically; '-' for stdout)")
 @click.option("--device", metavar="NAME", help="the display to draw when there are several: ramfb-dev, or a "
                                                 "VFIO device's idstr (glob or substring)")
 @click.option("--snapshot", "snapshots", multiple=True, metavar="NAME|ID",
@@ -82,9 +82,9 @@ def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, devic
 
 
 @click.command("report")
-@click.argument("stream", metavar="STREAM")
-@click.argument("other", required=False, metavar="[B]")
-@click.option("-o", "--output", required=True, metavar="FILE", help="the HTML file to write (atomically; '-': stdout)")
+@click.argument("stream", metavar="STREAM", type=click.Path(allow_dash=True))
+@click.argument("other", required=False, metavar="[B]", type=click.Path(allow_dash=True))
+@click.option("-o", "--output", required=True, metavar="FILE", type=click.Path(allow_dash=True), help="the HTML file to write (atomically; '-': stdout)")
 @click.option("--device", metavar="NAME", help="the display to draw when there are several")
 @click.option("--snapshot", "snapshots", multiple=True, metavar="NAME|ID",
               help=SNAPSHOT_HELP + "; once for both streams, or twice: STREAM's then B's")
