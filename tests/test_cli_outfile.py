@@ -112,6 +112,13 @@ def test_a_new_output_file_honours_the_umask(tmp_path: Path, umask: int) -> None
     assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_ram_extract_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
+    assert run("ram", "extract", "-q", BOOTED, tmp_path / "ram", umask=umask).returncode == 0
+    files = sorted((tmp_path / "ram").iterdir())
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask for f in files)
+
+
 def test_a_replaced_output_file_keeps_its_mode(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     out.write_text("old")

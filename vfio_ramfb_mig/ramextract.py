@@ -378,7 +378,8 @@ class _Output:
                 while True:
                     temp = f".{name}.{secrets.token_hex(6)}.tmp"
                     try:
-                        fd = os.open(temp, flags | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=self.dfd)
+                        # 0666 less the umask, as open() gives (the files are the user's, not secrets)
+                        fd = os.open(temp, flags | os.O_CREAT | os.O_EXCL, 0o666, dir_fd=self.dfd)
                         break
                     except FileExistsError:
                         continue
