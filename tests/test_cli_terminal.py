@@ -177,6 +177,15 @@ def test_decode_without_a_file_on_a_terminal_prints_usage() -> None:
     assert code == 2 and "Usage: vmig decode" in text and "give a STREAM file" in text
 
 
+@pytest.mark.parametrize("args", [["decode", "-"], ["diff", "-", Q82], ["check", "-", "--qemu", "10.0"],
+                                  ["ram", "extract", "-", "ramdir"], ["encode", "--from-json", "-", "-o", "x.bin"]],
+                         ids=["decode", "diff", "check", "ram-extract", "encode"])
+def test_stdin_on_a_terminal_is_a_usage_error_not_a_wait(args: list, tmp_path: Path) -> None:
+    code, lines = on_terminal(120, *args)
+    assert code == 2 and "stdin is a terminal" in "\n".join(lines)
+    assert not (Path.cwd() / "ramdir").exists() and not (Path.cwd() / "x.bin").exists()
+
+
 def test_decode_reads_a_pipe_without_a_file_name() -> None:
     result = run("decode", "--summary", input=BOOTED.read_bytes())
     assert result.returncode == 0 and b"ramfb-dev" in result.stdout

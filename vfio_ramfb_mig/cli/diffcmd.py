@@ -87,6 +87,9 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
     """
     from ..codec.decode import decode  # start-up: see main's docstring
     from ..diff import diff_json, diff_streams
+    from .main import refuse_terminal_stdin
+
+    refuse_terminal_stdin(a, b)
 
     snap_a, snap_b = snapshots_for((a, b), snapshots)
     if a == "-" and b == "-":
@@ -197,6 +200,9 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
         from ..compat.profile import read_profile
 
         dest: Destination = destination_from_profile(read_profile(profile), devices=devices, capabilities=capabilities)
+    from .main import refuse_terminal_stdin
+
+    refuse_terminal_stdin(stream)
     scan = IllegalOffsetScan()
     with open_stream(app, stream, snapshot=snapshot, quiet=quiet) as src, \
             app.progress(f"decode {stream}", src.size, quiet=quiet) as progress:

@@ -260,6 +260,14 @@ QUIET_HELP = "no progress bar on stderr (drawn only on a terminal)"
 FILE = click.Path(allow_dash=True)
 
 
+def refuse_terminal_stdin(*paths: str | None) -> None:
+    """'-' (stdin) with nothing piped in: usage, not a silent wait on the keyboard."""
+    from .console import is_terminal
+
+    if "-" in paths and is_terminal(sys.stdin):
+        raise click.UsageError("'-' reads the stream from stdin, but stdin is a terminal: pipe one in or give a file")
+
+
 def complete_machine(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """Shell completion of a machine type name (pc-q35-8.2, pc-i440fx-7.2, ...)."""
     from ..compat.machines import machine_names
@@ -348,7 +356,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
 
     if source == "-" and is_terminal(sys.stdin):
         # nothing piped in: a user who typed `vmig decode` wants to know how, not a silent wait
-        raise click.UsageError("give a STREAM file (or '-' and pipe one in)")
+        raise click.UsageError("give a STREAM file, or pipe one in ('-' reads stdin, but stdin is a terminal)")
     if output:
         check_output(output, (source,))
     if pages:
@@ -493,6 +501,7 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
     if output == "-" and sys.stdout.isatty():
         raise InputError("refusing to write a binary stream to a terminal; use -o FILE or a pipe")
     check_output(output, tuple(p for p in (from_json, state_path, source_path) if p))
+    refuse_terminal_stdin(from_json, state_path)
     if machine is not None:
         from ..devstream import DeviceRequest
 

@@ -51,6 +51,9 @@ def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], fo
     """
     from ..text import printable  # start-up: see main's docstring
     from ..ramextract import MANIFEST, extract_ram
+    from .main import refuse_terminal_stdin
+
+    refuse_terminal_stdin(dump)
 
     with open_stream(app, dump, snapshot=snapshot, quiet=quiet) as src, \
             app.progress(f"extract {dump}", src.size, quiet=quiet) as progress:
