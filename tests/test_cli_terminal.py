@@ -169,6 +169,12 @@ def test_long_arrays_say_how_many_are_left_out_and_full_shows_them() -> None:
     assert len(values) == 40 and "…" not in full and full.endswith("] (40 items)")
 
 
+def test_diff_says_how_many_bytes_are_left_out() -> None:
+    out = run("diff", CAPTURES / "qemu-7.2.22__pc-q35-7.2__plain.bin", CAPTURES / "qemu-10.0.2__pc-q35-7.2__plain.bin")
+    assert "+ unused  field only in B: buffer = 66 bytes (00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 … +50 more)" \
+        in out.stdout.decode()
+
+
 # --- courtesies -------------------------------------------------------------------------------------
 
 def test_decode_without_a_file_on_a_terminal_prints_usage() -> None:

@@ -256,7 +256,8 @@ def value_text(value: Any, ftype: str = "") -> str:
         return repr(printable(value))
     if isinstance(value, (bytes, bytearray)):
         shown = value[:16].hex(" ")
-        return f"{len(value)} bytes ({shown}{' …' if len(value) > 16 else ''})"
+        more = f" … +{len(value) - 16} more" if len(value) > 16 else ""
+        return f"{len(value)} bytes ({shown}{more})"
     if isinstance(value, Blob):
         return f"{value.length:,} bytes"
     if isinstance(value, StructValue):
@@ -269,7 +270,9 @@ def value_text(value: Any, ftype: str = "") -> str:
     if isinstance(value, list):
         if value and all(isinstance(v, (bool, int)) for v in value):
             shown = ", ".join(int_text(v, ftype) for v in value[:8])
-            return f"[{shown}{', …' if len(value) > 8 else ''}] ({len(value)} items)"
+            if len(value) > 8:
+                return f"[{shown}, … +{len(value) - 8} more] ({len(value)} items; --json shows all)"
+            return f"[{shown}] ({len(value)} items)"
         return f"{len(value)} items"
     return repr(value)
 
