@@ -4,20 +4,21 @@ is not a terminal or with --quiet; never for quick work."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import sys
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from paths import CAPTURES
 from rich.console import Console
 
 import vfio_ramfb_mig.cli.main as climain
 import vfio_ramfb_mig.render.progress as progress_module
 from vfio_ramfb_mig.cli.main import App, cli
 from vfio_ramfb_mig.render.progress import progress_bar, size_words
+
+from paths import CAPTURES
+from terminal import in_a_terminal as on_a_pty
 
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
 OTHER = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin"
@@ -215,35 +216,8 @@ def test_app_progress_follows_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # --- end to end, in a pseudo-terminal ------------------------------------------------------------
 
-PTY_RUN = """
-import os, pty, sys
-pid, fd = pty.fork()
-if pid == 0:
-    import vfio_ramfb_mig.render.progress as p
-    p.MIN_SIZE, p.DELAY = 0, 0  # so that a small capture gets a bar
-    from vfio_ramfb_mig.cli.main import cli
-    cli(sys.argv[1:], prog_name="vmig")
-out = b""
-while True:
-    try:
-        chunk = os.read(fd, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def in_a_terminal(*args: str) -> tuple[int, bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TERM")} | {"TERM": "xterm-256color",
-                                                                                     "COLUMNS": "120"}
-    result = subprocess.run([sys.executable, "-c", PTY_RUN, *args], check=False, capture_output=True, env=env,
-                            timeout=120)
-    return result.returncode, result.stdout
+    return on_a_pty(*args, bar=True)
 
 
 def test_terminal_gets_a_bar_that_is_erased_before_the_output() -> None:

@@ -5,7 +5,6 @@ of a silent wait, --debug anywhere, suggestions for typos, a missing section nam
 from __future__ import annotations
 
 import functools
-import os
 import re
 import subprocess
 import sys
@@ -14,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from paths import CAPTURES
+from terminal import CLEAN, in_a_terminal
 
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
 Q81 = CAPTURES / "qemu-10.0.2__pc-q35-8.1__ramfb.bin"
 Q82 = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb.bin"
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 VMIG = [sys.executable, "-m", "vfio_ramfb_mig"]
-CLEAN = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS", "TERM")}
 
 
 def run(*args: object, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
@@ -33,38 +32,11 @@ def plain(*args: object) -> bytes:
     return run(*args).stdout
 
 
-PTY_RUN = """
-import fcntl, os, pty, struct, sys, termios
-columns = int(sys.argv[1])
-pid, fd = pty.fork()
-if pid == 0:
-    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    if os.environ.get("VMIG_TEST_BAR"):
-        import vfio_ramfb_mig.render.progress as p
-        p.MIN_SIZE, p.DELAY = 0, 0
-    from vfio_ramfb_mig.cli.main import cli
-    cli(sys.argv[2:], prog_name="vmig")
-out = b""
-while True:
-    try:
-        chunk = os.read(fd, 65536)
-    except OSError:
-        break
-    if not chunk:
-        break
-    out += chunk
-_, status = os.waitpid(pid, 0)
-sys.stdout.buffer.write(out)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def on_terminal(columns: int, *args: object, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     """Run vmig with stdin, stdout and stderr on a pseudo-terminal of `columns` columns; the screen's lines."""
-    result = subprocess.run([sys.executable, "-c", PTY_RUN, str(columns), *map(str, args)], capture_output=True,
-                            timeout=120, env=CLEAN | {"TERM": "xterm-256color"} | (env or {}))
-    text = ANSI.sub(b"", result.stdout).decode("utf-8", "replace").replace("\r\n", "\n")
-    return result.returncode, [line.split("\r")[-1] for line in text.split("\n")]
+    code, out = in_a_terminal(*args, columns=columns, bar=bool((env or {}).get("VMIG_TEST_BAR")))
+    text = ANSI.sub(b"", out).decode("utf-8", "replace").replace("\r\n", "\n")
+    return code, [line.split("\r")[-1] for line in text.split("\n")]
 
 
 # --- encodings without Unicode ----------------------------------------------------------------------
@@ -124,12 +96,9 @@ def test_colour_switches(flags: list[str], env: dict[str, str], coloured: bool) 
 
 
 def test_a_terminal_gets_colour_unless_told_not_to() -> None:
-    result = subprocess.run([sys.executable, "-c", PTY_RUN, "120", "decode", "--section", "ramfb", str(BOOTED)],
-                            capture_output=True, timeout=120, env=CLEAN | {"TERM": "xterm-256color"})
-    assert b"\x1b[" in result.stdout
-    result = subprocess.run([sys.executable, "-c", PTY_RUN, "120", "--no-color", "decode", "--section", "ramfb",
-                             str(BOOTED)], capture_output=True, timeout=120, env=CLEAN | {"TERM": "xterm-256color"})
-    assert b"\x1b[3" not in result.stdout and b"ramfb-dev" in result.stdout
+    assert b"\x1b[" in in_a_terminal("decode", "--section", "ramfb", BOOTED)[1]
+    out = in_a_terminal("--no-color", "decode", "--section", "ramfb", BOOTED)[1]
+    assert b"\x1b[3" not in out and b"ramfb-dev" in out
 
 
 # --- 80 columns -------------------------------------------------------------------------------------
