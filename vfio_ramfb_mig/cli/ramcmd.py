@@ -26,7 +26,7 @@ def ram_group() -> None:
 
 @ram_group.command("extract")
 @click.argument("dump", metavar="DUMP", type=click.Path(allow_dash=True))
-@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@click.argument("directory", metavar="DIR", type=click.Path())
 @click.option("--block", "blocks", multiple=True, metavar="NAME",
               help="extract only this RAM block (its idstr, e.g. pc.ram); repeatable")
 @click.option("--force", is_flag=True, help="replace files of the same names already in DIR")

@@ -72,7 +72,7 @@ def parse_vmdesc_text(text: bytes, *, offset: int) -> Any:
     try:
         return loads(text)
     except TextInputError as exc:
-        raise VmdescError(f"vmdesc: {exc.reason}", offset=offset + exc.byte, path=("vmdesc",)) from None
+        raise VmdescError(f"vmdesc is malformed: {exc.reason}", offset=offset + exc.byte, path=("vmdesc",)) from None
 
 
 def read_vmdesc(doc: Any, *, offset: int) -> Vmdesc:
