@@ -131,12 +131,12 @@ def device(tmp_path: Path, name: str) -> Path:
     """/dev/null or /dev/full, as a node of our own when we can make one: a vmig that replaced the
     target would then break only the test's copy, not the machine's /dev (the tests run as root in CI)."""
     real = Path("/dev") / name
-    if not real.exists():
-        pytest.skip(f"no {real}")
     if os.geteuid() != 0:
+        if not real.is_char_device():
+            pytest.skip(f"no {real}")
         return real  # vmig cannot replace it either
     node = tmp_path / name
-    os.mknod(node, 0o666 | stat.S_IFCHR, os.stat(real).st_rdev)
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, {"null": 3, "full": 7}[name]))  # Linux's numbers
     return node
 
 
