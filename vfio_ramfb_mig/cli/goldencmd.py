@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from ..errors import VmigError
-from .main import App, ExitStatus
+from .main import App, ExitStatus, SuggestingGroup
 
 
 def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,7 +43,7 @@ def _targets(paths: tuple[str, ...]):
     return targets
 
 
-@click.group("golden")
+@click.group("golden", cls=SuggestingGroup)
 def golden_cmd() -> None:
     """Golden-file checks for CI: compare streams with checked-in canonical summaries.
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import click
 
 from .inputs import open_stream, snapshot_option
-from .main import QUIET_HELP
+from .main import QUIET_HELP, SuggestingGroup
 
 if TYPE_CHECKING:
     from .main import App
 
 
-@click.group("ram")
+@click.group("ram", cls=SuggestingGroup)
 def ram_group() -> None:
     """Work with the guest RAM a migration stream carries."""
 
