@@ -77,8 +77,10 @@ def leftovers(directory: Path) -> list[str]:
 def test_a_signal_during_a_long_write_leaves_no_file(big_stream: Path, tmp_path: Path, sig: int, status: int,
                                                       line: str) -> None:
     out = tmp_path / "pages.jsonl"
+    # a background job of a shell starts with SIGINT ignored, and so would vmig: give it the default
     proc = subprocess.Popen([*VMIG, "decode", "--pages", "--json", "-o", str(out), str(big_stream)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # wait until the temporary file has grown: the signal lands in the middle of the write
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

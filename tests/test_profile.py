@@ -138,8 +138,10 @@ def test_a_qemu_that_exits_early_says_why(tmp_path: Path) -> None:
 def test_profile_kills_its_qemu_when_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
     marker = f"sleep 300.{os.getpid()}{int(sig)}{time.monotonic_ns() % 100000}"  # no other process has this line
     qemu = fake_qemu(tmp_path, f"{marker} & wait")  # a child of its own, as exec: migration makes
+    # SIGINT at its default even when the suite runs as a shell's background job (which ignores it)
     proc = subprocess.Popen([*VMIG, "profile", "--timeout", "120", "-o", str(tmp_path / "p.json"), "--", str(qemu)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 30
     while not pids(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.05)
