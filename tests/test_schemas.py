@@ -14,11 +14,15 @@ from jsonschema import Draft202012Validator
 from vfio_ramfb_mig import schemas
 from vfio_ramfb_mig.cli.main import cli
 
-from paths import CAPTURES
+from paths import CAPTURES, FIXTURES
 from schemacheck import assert_schema, schema_errors
 
 ALL = sorted(CAPTURES.glob("*.bin"))
 IDS = [p.stem for p in ALL]
+#: the other real streams: aarch64 (UEFI-booted), live x86 guests (XBZRLE, multifd, mapped-ram, postcopy),
+#: display devices; some xz'd, and libvirt save images and qcow2 snapshots around them
+OTHERS = sorted(p for d in ("aarch64", "live", "display", "containers") for p in (FIXTURES / d).glob("*")
+                if p.name.endswith((".bin", ".bin.xz", ".save", ".qcow2")))
 TESTS = Path(__file__).parent
 
 
@@ -60,6 +64,16 @@ def test_schemas_are_shipped_and_printed_by_vmig_schema() -> None:
 @pytest.mark.parametrize("capture", ALL, ids=IDS)
 def test_decode_json(capture: Path) -> None:
     assert_schema("decode", json.loads(vmig("decode", "--json", capture)))
+
+
+@pytest.mark.parametrize("capture", OTHERS, ids=[p.name for p in OTHERS])
+def test_decode_json_and_page_lines_of_the_other_streams(capture: Path) -> None:
+    pick = ["--snapshot", "first"] if "snapshots" in capture.name else []  # a qcow2 with two VM states
+    assert_schema("decode", json.loads(vmig("decode", "--json", *pick, capture)))
+    lines = [json.loads(line) for line in vmig("decode", "--pages", "--json", *pick, capture).splitlines()]
+    shapes = {(line.get("record"), line.get("kind"), line.get("fill")): line for line in reversed(lines)}
+    for line in lines[:20] + list(shapes.values()):
+        assert_schema("decode-pages", line)
 
 
 @pytest.mark.parametrize("capture", ALL[::8], ids=IDS[::8])
