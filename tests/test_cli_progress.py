@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,3 +243,22 @@ def test_stderr_not_a_terminal_gets_no_bar() -> None:
     result = subprocess.run([sys.executable, "-c", code, "decode", "--summary", str(BOOTED)], check=False,
                             capture_output=True, timeout=120)
     assert result.returncode == 0 and result.stderr == b"" and b"ramfb-dev" in result.stdout
+
+
+def test_compressed_and_stdin_input_get_a_bar_while_read(monkeypatch: pytest.MonkeyPatch, bars: list,
+                                                         tmp_path: Path) -> None:
+    """A compressed file or stdin is copied before it is decoded: a bar follows that too (its total
+    is the compressed file's size; unknown for stdin), then the decode's own."""
+    import gzip
+
+    monkeypatch.setattr(climain, "stderr_is_terminal", lambda: True)
+    packed = tmp_path / "booted.bin.gz"
+    packed.write_bytes(gzip.compress(BOOTED.read_bytes()))
+    result = CliRunner().invoke(cli, ["decode", "--summary", str(packed)])
+    assert result.exit_code == 0, result.output
+    assert bars == [{"description": f"read {packed}", "total": packed.stat().st_size, "enabled": True},
+                    {"description": f"decode {packed}", "total": BOOTED.stat().st_size, "enabled": True}]
+    bars.clear()
+    result = CliRunner().invoke(cli, ["decode", "--summary", "-"], input=BOOTED.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert bars[0] == {"description": "read stdin", "total": None, "enabled": True}

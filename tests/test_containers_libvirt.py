@@ -34,6 +34,9 @@ def libvirt_work() -> Iterator[tuple[lv.LibvirtDaemons, Path]]:
     if why:
         pytest.skip(f"libvirt cannot run here: {why}")
     with lv.workspace() as work, lv.LibvirtDaemons(work) as daemons:
+        busy = daemons.acquire()  # other test runs on this machine wait their turn
+        if busy:
+            pytest.skip(f"libvirt cannot run here: {busy}")
         yield daemons, work
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -41,6 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tinykernel import kernel  # noqa: E402
 
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
+#: one user of the system libvirtd and its qemu.conf at a time on this machine (several test runs
+#: may share it): held from configure() to close()
+LOCK = Path("/tmp/vmig-libvirt.lock")
 FORMATS = ("raw", "gzip", "bzip2", "xz", "lzop", "zstd")
 DOMAIN = "vmig-save"
 MACHINE = "pc-q35-8.2"
@@ -81,10 +85,11 @@ class LibvirtDaemons:
     `can_run()` says why not when this machine cannot (not root, not installed, a libvirtd we did
     not start is running)."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+    def __init__(self, workdir: Path, wait: float = 600) -> None:
+        self.workdir, self.wait = workdir, wait
         self.backup: bytes | None = None
         self.pids: dict[str, int] = {}
+        self.lock: int | None = None
 
     @staticmethod
     def can_run() -> str | None:
@@ -93,6 +98,21 @@ class LibvirtDaemons:
         for prog in ("libvirtd", "virtlogd", "virsh", "qemu-system-x86_64"):
             if shutil.which(prog) is None and not Path("/usr/sbin", prog).exists():
                 return f"{prog} is not installed (Debian: libvirt-daemon-system libvirt-clients)"
+        return None
+
+    def acquire(self) -> str | None:
+        """Wait for other users of this code to finish; then say why not if a libvirtd that is
+        not ours runs (its qemu.conf cannot be changed under it)."""
+        self.lock = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return f"another run held {LOCK} for {self.wait:.0f} s"
+                time.sleep(1)
         if subprocess.run(["pgrep", "-x", "libvirtd"], capture_output=True).returncode == 0:
             return "a libvirtd this code did not start is running (its qemu.conf cannot be changed under it)"
         return None
@@ -100,8 +120,9 @@ class LibvirtDaemons:
     def configure(self, save_format: str) -> None:
         if self.backup is None:
             self.backup = QEMU_CONF.read_bytes() if QEMU_CONF.exists() else b""
+        # no security driver, cgroups or mount namespace: none of them works in a container
         extra = ("\n# written by vmig's tools/captures/libvirt_saves.py (restored when it ends)\n"
-                 'security_driver = "none"\ncgroup_controllers = [ ]\n'
+                 'security_driver = "none"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
                  f'save_image_format = "{save_format}"\n')
         QEMU_CONF.write_bytes(self.backup + extra.encode())
 
@@ -142,6 +163,9 @@ class LibvirtDaemons:
         if self.backup is not None:
             QEMU_CONF.write_bytes(self.backup)
             self.backup = None
+        if self.lock is not None:
+            os.close(self.lock)  # releases the flock
+            self.lock = None
 
     def __enter__(self) -> LibvirtDaemons:
         return self
@@ -215,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     libvirt_version = tool_version(["libvirtd", "--version"])
     qemu_version = tool_version(["qemu-system-x86_64", "--version"])
     with workspace() as work, LibvirtDaemons(work) as daemons:
+        busy = daemons.acquire()
+        if busy:
+            print(f"cannot run libvirt here: {busy}", file=sys.stderr)
+            return 2
         for fmt in args.formats.split(","):
             daemons.start(fmt)
             stem = f"libvirt-9.0.0__{MACHINE}__{fmt}"

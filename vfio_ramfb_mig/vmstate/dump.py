@@ -25,7 +25,7 @@ dump_vmstate_vmsf), scripts/vmstate-static-checker.py (the other reader of this 
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -121,14 +121,39 @@ def read_dump(source: str | Path | bytes | Mapping[str, Any], *, origin: str | N
         else:
             raw, name = bytes(source), origin or "-dump-vmstate document"
         if raw[:2] == b"\x1f\x8b":
-            try:
-                raw = gzip.decompress(raw)
-            except (OSError, EOFError) as exc:
-                raise InputError(f"cannot read {name}: {exc}") from exc
+            raw = _gunzip(raw, name)
+        if len(raw) > MAX_DUMP_SIZE:
+            raise InputError(f"{name} holds {len(raw):,} bytes of JSON; a -dump-vmstate file is a few MiB (at most "
+                             f"{MAX_DUMP_SIZE >> 20} MiB is read)")
         from ..textin import parse_json
 
         doc = parse_json(raw, f"{name} is not a -dump-vmstate JSON file:")
     return _Reader(name).schema(doc)
+
+
+#: a real -dump-vmstate is 1-2 MiB of JSON; more is not one (and would cost GiBs parsed)
+MAX_DUMP_SIZE = 32 << 20
+
+
+def _gunzip(raw: bytes, name: str) -> bytes:
+    """gzip members back to back, never more than MAX_DUMP_SIZE out (a small gzip bomb stops
+    there, before it takes the memory it claims)."""
+    out, rest = bytearray(), raw
+    while rest:
+        d = zlib.decompressobj(31)
+        try:
+            out += d.decompress(rest, MAX_DUMP_SIZE + 1 - len(out))
+        except zlib.error as exc:
+            raise InputError(f"cannot read {name}: corrupt gzip data ({exc})") from exc
+        if len(out) > MAX_DUMP_SIZE:
+            raise InputError(f"{name} decompresses to more than {MAX_DUMP_SIZE >> 20} MiB; a -dump-vmstate file "
+                             f"is a few MiB")
+        if not d.eof:
+            raise InputError(f"cannot read {name}: the gzip data is cut short")
+        rest = d.unused_data
+        if rest and rest[:2] != b"\x1f\x8b":
+            raise InputError(f"cannot read {name}: trailing garbage after the gzip data")
+    return bytes(out)
 
 
 @cache
