@@ -303,3 +303,30 @@ def test_rebuilt_payload_is_what_libvirts_decompressor_reads(fmt: str, tmp_path:
     unpacked = subprocess.run(args, input=payload, capture_output=True, timeout=60, check=True).stdout
     with Source.open(str(SAVES[fmt])) as src:
         assert_same_bytes(unpacked, bytes(src.buf))
+
+
+def test_forward_only_source_keeps_a_window_of_temp_space(tmp_path: Path) -> None:
+    """Source.open(seek=False) on compressed data: bytes are copied as they are asked for, and
+    the disk behind release() is given back; a 256 MiB stream never holds more than a window."""
+    from vfio_ramfb_mig.source import ForwardSource
+
+    head = FIXTURES.joinpath("captures", "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin").read_bytes()[:64]
+    body = bytes(range(256)) * 4096  # 1 MiB, not all zeros: it must really be written out
+    packed = tmp_path / "big.gz"
+    with gzip.open(packed, "wb", compresslevel=1) as f:
+        f.write(head)
+        for _ in range(256):
+            f.write(body)
+    total = 64 + (256 << 20)
+    with Source.open(str(packed), seek=False) as src:
+        assert isinstance(src, ForwardSource) and not src.complete and not src.seekable
+        peak, pos = 0, 0
+        while not src.complete:
+            pos = src.ensure(pos + (1 << 20))
+            assert src.buf[pos - 1] == (pos - 1 - 64) % 256  # the byte just read is the right one
+            src.release(pos)
+            peak = max(peak, src.disk_used())
+        assert src.size == total and pos == total
+        assert peak <= 40 << 20, f"the spool held {peak >> 20} MiB at once"
+    with Source.open(str(packed)) as whole:  # seek=True (the default): all of it, complete at once
+        assert whole.complete and whole.size == total and whole.spooled == total

@@ -11,8 +11,8 @@ Imports: construct, errors, wire (container headers, the bounded stream construc
 from __future__ import annotations
 
 from ..wire.bounded import BoundedStream, empty_allowance
-from .buffer import Layer, Source
+from .buffer import ForwardSource, Layer, Source
 from .limits import Limits
 from .opener import probe
 
-__all__ = ["BoundedStream", "Layer", "Limits", "Source", "empty_allowance", "probe"]
+__all__ = ["BoundedStream", "ForwardSource", "Layer", "Limits", "Source", "empty_allowance", "probe"]

@@ -31,6 +31,9 @@ from ..wire.bounded import BoundedStream, empty_allowance
 
 #: release walked pages in steps this large (fewer system calls than pages)
 _RELEASE_STEP = 16 << 20
+#: a forward-only source reads this far ahead for a construct parse without an end (device
+#: sections are far smaller; a longer one is retried once the input is read to its end)
+PARSE_WINDOW = 16 << 20
 #: find/rfind over a buffer without its own (a view of a mapping) search in pieces this large
 _SEARCH_CHUNK = 1 << 20
 
@@ -82,13 +85,17 @@ class Source:
 
     @classmethod
     def open(cls, path: str, *, snapshot: str | None = None, progress: Callable[..., None] | None = None,
-             limits: Any = None) -> Source:
+             limits: Any = None, seek: bool = True) -> Source:
         """Open a file path, or '-' for stdin, and find the stream in it by content: a plain
         stream, gzip/xz/bzip2/zstd/lzop data, a libvirt save image, a qcow2 snapshot (`snapshot`
-        names it: an id or a name). `progress(done, total)` follows a spool being filled."""
+        names it: an id or a name). `progress(done, total)` follows a spool being filled.
+
+        `seek=False`: a reader that goes forward only (and calls `ensure` before it reads) gets a
+        stream that can only be read forward (stdin, a pipe, decompressed data) as a
+        `ForwardSource`: copied as it is read, its temp space given back behind `release`."""
         from .opener import open_source
 
-        return open_source(cls, path, snapshot=snapshot, progress=progress, limits=limits)
+        return open_source(cls, path, snapshot=snapshot, progress=progress, limits=limits, seek=seek)
 
     def sibling(self) -> Source:
         """Another Source over the same bytes (its own release point and allowance), for a
@@ -175,6 +182,17 @@ class Source:
     def parse(self, schema: Construct, offset: int, path: FieldPath, what: str,
               end: int | None = None, name_path: Callable[[str], FieldPath] | None = None) -> tuple[Any, int]:
         """Parse `schema` at `offset`; return (value, offset after it). `what` says what was expected."""
+        if not self.complete:
+            self.ensure(end if end is not None else offset + PARSE_WINDOW)
+            if self.complete is False and end is None:
+                try:
+                    return self._parse(schema, offset, path, what, end, name_path)
+                except TruncatedError:
+                    self.ensure(1 << 62)  # a record over the window: read on, then try once more
+        return self._parse(schema, offset, path, what, end, name_path)
+
+    def _parse(self, schema: Construct, offset: int, path: FieldPath, what: str,
+               end: int | None, name_path: Callable[[str], FieldPath] | None) -> tuple[Any, int]:
         stream = self.stream(offset, end)
         try:
             value = schema.parse_stream(stream)
@@ -190,6 +208,64 @@ class Source:
 
     def need(self, offset: int, count: int, what: str, path: FieldPath) -> None:
         """Fail unless `count` bytes are left at `offset`."""
-        if offset + count > self.size:
+        if offset + count > self.ensure(offset + count):
             raise TruncatedError(f"stream ends inside {what}: expected {count} bytes, "
                                  f"{max(self.size - offset, 0)} left", offset=self.size, path=path)
+
+
+class ForwardSource(Source):
+    """A stream that can only be read forward (stdin, a pipe, decompressed data).
+
+    Its bytes are copied into a spool (a sparse temporary file mapped at the largest size the
+    spool limit allows) as readers ask for them with `ensure`; `release(upto)` gives the spool's
+    disk behind `upto` back (and drops those pages from memory), so reading a multi-GiB
+    compressed save takes a window of temp space, not its size. `size` is the readable end so
+    far, final once `complete`. Offsets behind a release read as zeros: readers that must go back
+    open with `Source.open(seek=True)` instead."""
+
+    def __init__(self, reader: Any, spool: Any, name: str, closer: Callable[[], None], *,
+                 layers: tuple[Layer, ...], file_size: int | None, progress: Callable[..., None] | None,
+                 outer: Any, chunk: int = 1 << 20) -> None:
+        super().__init__(spool.mm, name, closer, mapping=spool.mm, layers=layers, file_size=file_size)
+        self._reader, self._spool, self._progress, self._outer, self._chunk = reader, spool, progress, outer, chunk
+        self.size = spool.size
+        self.complete = False
+        self.seekable = False
+        self._empty[0] = empty_allowance(spool.limits.spool)  # the final size is not known yet
+
+    def ensure(self, end: int) -> int:
+        while self._spool.size < end and not self.complete:
+            data = self._reader.read(self._chunk)
+            if not data:
+                self.complete = True
+                self._empty[0] = min(self._empty[0], empty_allowance(self._spool.size))
+                break
+            self._spool.append(data)
+            self.spooled = self.size = self._spool.size
+            if self._progress is not None:
+                self._progress(self._outer.input_position(), self.file_size)
+        return min(end, self.size)
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        self.ensure(1 << 62 if end is None else end)
+        return super().find(sub, start, end)
+
+    def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:
+        self.ensure(1 << 62 if end is None else end)
+        return super().rfind(sub, start, end)
+
+    def release(self, upto: int) -> None:
+        if upto - self._spool.punched >= _RELEASE_STEP:
+            self._spool.punch(upto)
+
+    def reset_allowance(self) -> None:
+        self._empty[0] = empty_allowance(self._spool.size if self.complete else self._spool.limits.spool)
+
+    def sibling(self) -> Source:
+        raise TypeError("a forward-only source is read once; open the input with seek=True to walk it twice")
+
+    def disk_used(self) -> int:
+        """Bytes of temp space the spool holds now (st_blocks): what release gave back is not counted."""
+        import os
+
+        return os.fstat(self._spool.fd).st_blocks * 512

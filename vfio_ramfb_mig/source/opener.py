@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..errors import BadMagicError, ContainerError, InputError
-from .buffer import Layer, Source
+from .buffer import ForwardSource, Layer, Source
 from .libvirt import read_save_header
 from .limits import Limits, size_text
 from .qcow2 import Qcow2Image
@@ -147,7 +147,7 @@ class _RegionReader(Reader):
 
 
 def open_source(cls: type[Source], path: str, *, snapshot: str | None = None, progress: Progress | None = None,
-                limits: Limits | None = None) -> Source:
+                limits: Limits | None = None, seek: bool = True) -> Source:
     limits = limits or Limits.from_env()
     name = "stdin" if path == "-" else path
     try:
@@ -171,7 +171,12 @@ def open_source(cls: type[Source], path: str, *, snapshot: str | None = None, pr
         else:
             current = FileReader(f, name)
             file_size = st.st_size if st is not None and stat.S_ISREG(st.st_mode) else None
-        opened = _Unwrapper(name, snapshot, progress, limits, closers, file_size).run(current)
+        unwrapper = _Unwrapper(name, snapshot, progress, limits, closers, file_size, seek)
+        opened = unwrapper.run(current)
+        if isinstance(opened, ForwardSource):
+            opened._closer = _closing(closers)
+            done = True
+            return opened
         source = cls(opened.buffer(), name, _closing(closers), mapping=opened.mapping, base=opened.base,
                      layers=opened.layers, file_size=file_size, spooled=opened.spooled)
         done = True
@@ -201,14 +206,14 @@ class _Opened:
 
 class _Unwrapper:
     def __init__(self, name: str, snapshot: str | None, progress: Progress | None, limits: Limits,
-                 closers: list[Callable[[], None]], file_size: int | None) -> None:
-        self.name, self.snapshot, self.progress, self.limits = name, snapshot, progress, limits
+                 closers: list[Callable[[], None]], file_size: int | None, seek: bool = True) -> None:
+        self.name, self.snapshot, self.progress, self.limits, self.seek = name, snapshot, progress, limits, seek
         self.closers, self.file_size = closers, file_size
         self.layers: list[Layer] = []
         self.spooled = 0
         self.outer: Reader | None = None  # the reader on the file itself, for progress
 
-    def run(self, current: _Region | Reader) -> _Opened:
+    def run(self, current: _Region | Reader) -> _Opened | ForwardSource:
         if isinstance(current, Reader):
             self.outer = current
         for _ in range(MAX_DEPTH + 1):
@@ -220,8 +225,14 @@ class _Unwrapper:
                 if self.snapshot is not None:
                     raise InputError(f"--snapshot {self.snapshot} applies to qcow2 images; {self.name} holds "
                                      f"{self._what()}")
-                region = current if isinstance(current, _Region) else self._spool(current, "the stream")
-                return _Opened(region, tuple(self.layers), self.spooled)
+                if isinstance(current, _Region):
+                    return _Opened(current, tuple(self.layers), self.spooled)
+                if not self.seek:
+                    spool = self._new_spool("the stream")
+                    return ForwardSource(current, spool, self.name, lambda: None, layers=tuple(self.layers),
+                                         file_size=self.file_size, progress=self.progress,
+                                         outer=self.outer or current)
+                return _Opened(self._spool(current, "the stream"), tuple(self.layers), self.spooled)
             if kind is None:
                 where = f" inside {self._what()}" if self.layers else ""
                 raise BadMagicError(f"{self.name} is not a QEMU migration stream or a container vmig reads: found "
