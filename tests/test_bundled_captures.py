@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from helpers import assert_same_bytes, assert_tiles
 from paths import AARCH64, BUNDLES, DISPLAY, LIVE, ROOT
 
-from vfio_ramfb_mig import decode, encode_bytes, jsonform
+from vfio_ramfb_mig import decode, encode_bytes, jsonform, ram
 from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.golden import golden_path
 from vfio_ramfb_mig.model import Command, RamBody, RamMemSize, RamPages, Section
@@ -168,6 +168,19 @@ def test_extracted_ram_is_qemus_memory(meta_path: Path, tmp_path: Path) -> None:
     extracted = tmp_path / "out" / entry["file"]
     assert extracted.stat().st_size == want["size"]
     assert sha256_file(extracted) == want["sha256"]
+    # and the final page state the screen and diff read (ram.PageState), page by page
+    with Source.open(str(stored(meta_path))) as src:
+        state = ram.PageState(src)
+        decode(src, ram_runs=False, on_ram_item=state.feed)
+        state.check()
+        pages = state.blocks[want["block"]]
+        digest, zero = hashlib.sha256(), bytes(4096)
+        nonzero = 0
+        for i in range(pages.pages):
+            page = state.read_page(pages, i) or zero
+            digest.update(page)
+            nonzero += page != zero
+    assert (digest.hexdigest(), nonzero) == (want["sha256"], want["nonzero_pages"])
 
 
 # ------------------------------------------------------------------ the shape of each kind
