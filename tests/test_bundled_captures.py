@@ -229,11 +229,13 @@ def test_booted_virt_has_qemus_screendump(meta_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ real QEMU, now
-def _qemu(request: pytest.FixtureRequest, meta: dict[str, Any]) -> QemuBinary:
-    series = ".".join(meta["qemu"]["version"].split(".")[:2])
+def _qemu(request: pytest.FixtureRequest, meta: dict[str, Any], version: str | None = None) -> QemuBinary:
+    """The QEMU that made the capture (or the build `version` names), of the capture's architecture."""
+    version = version or meta["qemu"]["version"]
+    series = ".".join(version.split(".")[:2])
     name = {"10.0": "qemu10", "7.2": "qemu72"}[series] + ("_arm" if meta["arch"] == "aarch64" else "")
     q = request.getfixturevalue(name)
-    assert q.version == meta["qemu"]["version"], "the fixture was made by another QEMU build"
+    assert q.version == version, f"the sidecar names QEMU {version}, installed is {q.version}"
     return q
 
 
@@ -248,7 +250,7 @@ def test_recorded_verdict_holds(meta_path: Path, index: int, request: pytest.Fix
     """Each load the script recorded gives the same verdict now; an accepted one rebuilds the same RAM."""
     meta = meta_of(meta_path)
     entry = meta["qemu_loads"][index]
-    q = _qemu(request, meta)
+    q = _qemu(request, meta, entry.get("qemu"))  # the capture's own QEMU unless the entry names another
     stream = stored(meta_path)
     if meta["stored_as"]["compression"]:
         stream = tmp_path / "stream.bin"
@@ -256,7 +258,7 @@ def test_recorded_verdict_holds(meta_path: Path, index: int, request: pytest.Fix
     firmware = find_aavmf() if entry.get("firmware") == "aavmf" else None
     if entry.get("firmware") == "aavmf":
         request.getfixturevalue("aavmf")
-    hash_ram = entry["accepted"] and meta.get("destination_guest_ram") is not None
+    hash_ram = entry["accepted"] and "qemu" not in entry and meta.get("destination_guest_ram") is not None
     v = load(q, stream, meta["machine"], devices=entry.get("devices", meta["devices"]),
              capabilities=entry.get("capabilities", []), memory=meta["memory"], firmware=firmware,
              hash_ram=hash_ram, timeout=120)
