@@ -330,3 +330,22 @@ def test_forward_only_source_keeps_a_window_of_temp_space(tmp_path: Path) -> Non
         assert peak <= 40 << 20, f"the spool held {peak >> 20} MiB at once"
     with Source.open(str(packed)) as whole:  # seek=True (the default): all of it, complete at once
         assert whole.complete and whole.size == total and whole.spooled == total
+
+
+def test_golden_of_a_qcow2_with_several_vm_states_is_one_per_snapshot(tmp_path: Path) -> None:
+    image = tmp_path / "vm.qcow2"
+    image.write_bytes(QCOW2_V3.read_bytes())
+    result = run("golden", "update", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    # 'disk-only' has no VM state: no golden
+    assert sorted(p.name for p in tmp_path.glob("*.golden.txt")) == ["vm@first.golden.txt", "vm@second.golden.txt"]
+    first = (tmp_path / "vm@first.golden.txt").read_text()
+    with Source.open(str(QCOW2_V3), snapshot="first") as src:
+        plain = tmp_path / "sub" / "first.bin"
+        plain.parent.mkdir()
+        plain.write_bytes(bytes(src.buf))
+    assert run("golden", "update", str(plain)).exit_code == 0
+    assert (plain.parent / "first.golden.txt").read_text() == first  # the same stream, the same golden
+    check = run("golden", "check", str(tmp_path))
+    assert check.exit_code == 0, check.output
+    assert "no stream beside it" not in check.stderr

@@ -263,8 +263,9 @@ def golden_of(stream: MigrationStream, source: Source | bytes | None = None,
     return _Summary(buf, options).run(stream)
 
 
-def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = GoldenOptions()) -> Golden:
-    with Source.open(os.fspath(path)) as src:
+def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = GoldenOptions(),
+                   snapshot: str | None = None) -> Golden:
+    with Source.open(os.fspath(path), snapshot=snapshot) as src:
         return golden_of(decode(src), src, options)
 
 
@@ -753,6 +754,8 @@ class Target:
     stream: Path
     golden: Path
     root: Path
+    #: a qcow2 image with several VM states has a target (and a golden) per snapshot: its id
+    snapshot: str | None = None
 
 
 def find_streams(paths: Iterable[str | os.PathLike[str]]) -> list[Target]:
@@ -761,7 +764,7 @@ def find_streams(paths: Iterable[str | os.PathLike[str]]) -> list[Target]:
     whatever it is called (source.probe: `vm.save`, `vm.qcow2`, `x.bin.xz`)."""
     from .source import probe
 
-    targets: dict[Path, Target] = {}
+    targets: dict[tuple[Path, str | None], Target] = {}
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
@@ -770,13 +773,32 @@ def find_streams(paths: Iterable[str | os.PathLike[str]]) -> list[Target]:
                 if any(part.startswith(".") for part in rel[:-1]) or found.name.endswith(GOLDEN_SUFFIX):
                     continue
                 # *.bin is always a stream (a broken one is reported); any other name, by content
-                if found.is_file() and (found.suffix == ".bin" or probe(str(found)) is not None):
-                    targets.setdefault(found, Target(found, golden_path(found), path))
+                kinds = probe(str(found)) if found.is_file() else None
+                if found.is_file() and (found.suffix == ".bin" or kinds is not None):
+                    for target in _targets_of(found, path, kinds):
+                        targets.setdefault((target.stream, target.snapshot), target)
         elif path.is_file():
-            targets.setdefault(path, Target(path, golden_path(path), path.parent))
+            for target in _targets_of(path, path.parent, probe(str(path))):
+                targets.setdefault((target.stream, target.snapshot), target)
         else:
             raise GoldenError(f"no such file or directory: {path}")
     return list(targets.values())
+
+
+def _targets_of(stream: Path, root: Path, kinds: tuple[str, ...] | None) -> list[Target]:
+    """One target; a qcow2 image with several VM states: one per snapshot, its golden named
+    `<stem>@<snapshot name>.golden.txt`."""
+    from .source import vm_state_snapshots
+
+    snapshots = vm_state_snapshots(str(stream)) if kinds == ("qcow2",) else []
+    if len(snapshots) < 2:
+        return [Target(stream, golden_path(stream), root)]
+    return [Target(stream, stream.with_name(f"{stream.stem}@{_file_word(name or sid)}{GOLDEN_SUFFIX}"), root, sid)
+            for sid, name in snapshots]
+
+
+def _file_word(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]", "_", text)
 
 
 def orphan_goldens(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -793,7 +815,11 @@ def _has_stream(golden: Path) -> bool:
     """Is some file beside `golden` the stream it belongs to (`x.golden.txt`: `x`, `x.bin`, `x.save`...)?"""
     stem = golden.name[:-len(GOLDEN_SUFFIX)]
     candidates = [golden.with_name(stem), *golden.parent.glob(glob.escape(stem) + ".*")]
-    return any(c != golden and c.is_file() and golden_path(c) == golden for c in candidates)
+    if any(c != golden and c.is_file() and golden_path(c) == golden for c in candidates):
+        return True
+    image = stem.rpartition("@")[0]  # a snapshot's golden: `vm@first.golden.txt` of `vm.qcow2`
+    return bool(image) and any(c.is_file() and not c.name.endswith(GOLDEN_SUFFIX)
+                               for c in golden.parent.glob(glob.escape(image) + ".*"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -836,8 +862,8 @@ def read_golden(path: Path) -> Golden | None:
 
 
 def check_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] | None = None, *,
-                 options: GoldenOptions = GoldenOptions(), config_root: str | os.PathLike[str] | None = None
-                 ) -> CheckResult:
+                 options: GoldenOptions = GoldenOptions(), config_root: str | os.PathLike[str] | None = None,
+                 snapshot: str | None = None) -> CheckResult:
     """Compare a stream with its golden. Options: `options` (the caller's), vmig-golden.toml
     (searched from the golden's directory up to `config_root`) and the golden's own header.
     Decode errors and unusable goldens raise VmigError; everything else is a result."""
@@ -863,14 +889,14 @@ def check_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] 
                                    f"compared with them; regenerate it with `vmig golden update "
                                    f"{' '.join(lacking)} {stream}`")
     effective = have.merge(wanted)
-    actual = golden_of_path(stream, effective)
+    actual = golden_of_path(stream, effective, snapshot)
     changes = compare(expected, actual, effective.ignore)
     return CheckResult(stream, golden, "different" if changes else "ok", tuple(changes))
 
 
 def update_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] | None = None, *,
-                  options: GoldenOptions = GoldenOptions(), config_root: str | os.PathLike[str] | None = None
-                  ) -> UpdateResult:
+                  options: GoldenOptions = GoldenOptions(), config_root: str | os.PathLike[str] | None = None,
+                  snapshot: str | None = None) -> UpdateResult:
     """Write the golden of a stream (atomically), only if its text changes; never writes the stream.
     Options: the caller's, vmig-golden.toml, and those of the golden being replaced (they stick)."""
     stream, golden = Path(stream), Path(golden) if golden is not None else golden_path(stream)
@@ -883,7 +909,7 @@ def update_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str]
     effective = options.merge(load_config(find_config(golden.parent, Path(config_root) if config_root else None)))
     if previous is not None:
         effective = previous.options.merge(effective)
-    actual = golden_of_path(stream, effective)
+    actual = golden_of_path(stream, effective, snapshot)
     text = actual.text()
     if old_text == text:
         return UpdateResult(stream, golden, "unchanged")

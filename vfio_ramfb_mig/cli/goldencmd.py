@@ -78,7 +78,8 @@ def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets
     counts = {"ok": 0, "different": 0, "missing": 0, "stale": 0, "error": 0}
     for target in _targets(paths):
         try:
-            result = check_stream(target.stream, target.golden, options=options, config_root=target.root)
+            result = check_stream(target.stream, target.golden, options=options, config_root=target.root,
+                                  snapshot=target.snapshot)
         except VmigError as err:
             counts["error"] += 1
             app.err.print(error_line(target.stream, str(err)))
@@ -115,7 +116,8 @@ def update_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offset
     counts = {"created": 0, "updated": 0, "unchanged": 0, "error": 0}
     for target in _targets(paths):
         try:
-            result = update_stream(target.stream, target.golden, options=options, config_root=target.root)
+            result = update_stream(target.stream, target.golden, options=options, config_root=target.root,
+                                   snapshot=target.snapshot)
         except VmigError as err:
             counts["error"] += 1
             app.err.print(error_line(target.stream, str(err)))

@@ -13,6 +13,6 @@ from __future__ import annotations
 from ..wire.bounded import BoundedStream, empty_allowance
 from .buffer import ForwardSource, Layer, Source
 from .limits import Limits
-from .opener import probe
+from .opener import probe, vm_state_snapshots
 
-__all__ = ["BoundedStream", "ForwardSource", "Layer", "Limits", "Source", "empty_allowance", "probe"]
+__all__ = ["BoundedStream", "ForwardSource", "Layer", "Limits", "Source", "empty_allowance", "probe", "vm_state_snapshots"]

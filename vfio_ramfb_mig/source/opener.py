@@ -113,6 +113,17 @@ def probe(path: str, limits: Limits | None = None) -> tuple[str, ...] | None:
     return None
 
 
+def vm_state_snapshots(path: str) -> list[tuple[str, str]]:
+    """(id, name) of each snapshot with a VM state in a qcow2 image file (its table only is read);
+    [] for anything else or a broken image (opening it says why)."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            image = Qcow2Image.read(mapped, len(mapped))
+            return [(s.id, s.name) for s in image.snapshots if s.vm_state_size]
+    except (OSError, ValueError, ContainerError):
+        return []
+
+
 class _Region:
     """Bytes that can be read by offset: a mapping (or a view of one) from `base`, `size` long."""
 
