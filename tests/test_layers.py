@@ -25,8 +25,8 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (8, ("diff", "golden", "devstream", "equivalence")),
     (7, ("compat",)),
     (6, ("screen",)),
-    # guest RAM (pages.py and ramextract.py are RAM knowledge until they move into ram/)
-    (5, ("ram", "pages", "ramextract")),
+    # guest RAM: the final page state and what is built on it (listing, extract, compare, summaries)
+    (5, ("ram",)),
     # ram.walk is the page-record walk the decoder runs for RAM sections: below codec, above source
     (4, ("codec", "ram.walk")),
     # where bytes come from and go to: inputs, atomic output files

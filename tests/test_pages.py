@@ -24,7 +24,7 @@ from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.text import printable, to_wire
 from vfio_ramfb_mig.errors import TruncatedError
 from vfio_ramfb_mig.model import RamBody
-from vfio_ramfb_mig.pages import write_page_list
+from vfio_ramfb_mig.ram.listing import write_page_list
 
 PS = 4096
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"

@@ -1,9 +1,10 @@
 """`vmig ram extract`: block files equal what a loader would hold, holes where nothing is set,
 safe names from hostile idstrs, nothing written outside DIR, nothing left behind on error.
 
-The expected RAM is computed here, independently of vfio_ramfb_mig.ramextract: the model's
-runs (a decode that keeps them) are applied in stream order to one bytearray per block,
-reading page payloads with RamPages.payload_offset and XBZRLE deltas with diff.xbzrle_apply.
+The expected RAM is computed here, independently of vfio_ramfb_mig.ram (extract and the final
+page state): the model's runs (a decode that keeps them) are applied in stream order to one
+bytearray per block, reading page payloads with RamPages.payload_offset and XBZRLE deltas with
+wire.xbzrle.xbzrle_apply.
 Streams with repeated pages, ZERO-after-PAGE, XBZRLE, hostile names and mapped-ram are
 crafted (no capture has them): from a real capture plus one more RAM section, or built
 whole from the model with codec.encode.
@@ -25,10 +26,10 @@ from brokenstreams import assert_one_error_line
 from click.testing import CliRunner
 from paths import CAPTURES
 
-from vfio_ramfb_mig import Source, decode, encode_bytes, ramextract
+from vfio_ramfb_mig import Source, decode, encode_bytes
+from vfio_ramfb_mig.ram import extract as ramextract
 from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.cli.ramcmd import ram_group
-from vfio_ramfb_mig.diff import xbzrle_apply
 from vfio_ramfb_mig.errors import CorruptError, InputError, TruncatedError, VmigError
 from vfio_ramfb_mig.model import (
     Blob,
@@ -42,8 +43,10 @@ from vfio_ramfb_mig.model import (
     RamPages,
     Section,
 )
-from vfio_ramfb_mig.ramextract import MANIFEST, extract_ram, file_names
+from vfio_ramfb_mig.ram.extract import MANIFEST, extract_ram, file_names
+from vfio_ramfb_mig.ram.state import bit_runs
 from vfio_ramfb_mig.wire.xbzrle import apply_delta as xbzrle_decode
+from vfio_ramfb_mig.wire.xbzrle import xbzrle_apply
 
 PS = 4096
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
@@ -119,8 +122,8 @@ def data_pages(path: Path) -> set[int]:
 
 @pytest.fixture(scope="module")
 def holes_seen(tmp_path_factory) -> bool:
-    """Does this file system report holes page by page (and can vmig punch them)?"""
-    if not hasattr(os, "SEEK_DATA") or ramextract._fallocate is None:
+    """Does this file system report holes page by page?"""
+    if not hasattr(os, "SEEK_DATA"):
         return False
     probe = tmp_path_factory.mktemp("probe") / "sparse"
     with open(probe, "wb") as f:
@@ -480,13 +483,17 @@ def test_mapped_ram_stream(tmp_path: Path, holes_seen: bool) -> None:
         assert data_pages(out / "empty.bin") == set()
 
 
+def _set_ranges(bitmap: bytes, count: int) -> list[tuple[int, int]]:
+    return [(a, b) for a, b, bit in bit_runs(bitmap, count) if bit]
+
+
 def test_set_ranges() -> None:
     bits = [0, 1, 2, 7, 8, 9, 15, 16, 40, 63, 64, 65]
     bitmap = sum(1 << b for b in bits).to_bytes(16, "little")
-    ranges = list(ramextract._set_ranges(bitmap, 66))
+    ranges = list(_set_ranges(bitmap, 66))
     assert [p for a, b in ranges for p in range(a, b)] == bits
-    assert list(ramextract._set_ranges(b"\xff" * 8, 10)) == [(0, 10)]  # bits past the pages ignored
-    assert list(ramextract._set_ranges(b"\x00\x00\xff", 16)) == []
+    assert list(_set_ranges(b"\xff" * 8, 10)) == [(0, 10)]  # bits past the pages ignored
+    assert list(_set_ranges(b"\x00\x00\xff", 16)) == []
 
 
 @pytest.mark.qemu
@@ -549,14 +556,14 @@ def test_file_made_during_the_walk_is_kept_and_the_rest_undone(tmp_path: Path, m
     --force), and the files this run had already put in place are taken back."""
     out = tmp_path / "out"
     out.mkdir()
-    real = ramextract._Writer.run
+    real = ramextract._Writer.block
 
-    def run(self, pages):
+    def block(self, pages, target):
         if not (out / "pc.rom.bin").exists():
             (out / "pc.rom.bin").write_bytes(b"theirs")
-        real(self, pages)
+        real(self, pages, target)
 
-    monkeypatch.setattr(ramextract._Writer, "run", run)
+    monkeypatch.setattr(ramextract._Writer, "block", block)
     with pytest.raises(InputError, match="exists"):
         extract_ram(str(BOOTED), str(out))
     assert os.listdir(out) == ["pc.rom.bin"] and (out / "pc.rom.bin").read_bytes() == b"theirs"
@@ -642,8 +649,8 @@ def big_stream(path: Path, pages: int, mapped: bool = False) -> None:
 
 MEASURE = """
 import resource, sys
-from vfio_ramfb_mig.pages import write_page_list
-from vfio_ramfb_mig.ramextract import extract_ram
+from vfio_ramfb_mig.ram.listing import write_page_list
+from vfio_ramfb_mig.ram.extract import extract_ram
 from vfio_ramfb_mig import decode
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 if sys.argv[1].startswith("extract"):

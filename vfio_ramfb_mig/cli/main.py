@@ -436,7 +436,7 @@ def _page_list(app: App, source: str, as_json: bool, output: str | None, quiet: 
                **others: Any) -> None:
     """`vmig decode --pages`: pages.write_page_list, to stdout or atomically to -o FILE."""
     from ..outfile import output_file
-    from ..pages import write_page_list
+    from ..ram.listing import write_page_list
 
     given = [f"--{name}" for name, value in others.items() if value]
     if given:

@@ -3,7 +3,7 @@
 Exit status: 0 written; 2 trouble (bad input, a file in the way, the disk), from the
 group's error boundary, with nothing left behind in DIR.
 
-Imports: click at start-up; ramextract, the codec and the source when the verb runs.
+Imports: click at start-up; ram.extract, the codec and the source when the verb runs.
 """
 
 from __future__ import annotations
@@ -30,11 +30,13 @@ def ram_group() -> None:
 @click.option("--block", "blocks", multiple=True, metavar="NAME",
               help="extract only this RAM block (its idstr, e.g. pc.ram); repeatable")
 @click.option("--force", is_flag=True, help="replace files of the same names already in DIR")
+@click.option("--max-ram", metavar="SIZE", help="write blocks claiming up to SIZE bytes of RAM (e.g. 256G) even "
+              "when the stream cannot hold that many pages; default 64G, or $VMIG_MAX_RAM")
 @click.option("-q", "--quiet", is_flag=True, help=QUIET_HELP)
 @snapshot_option
 @click.pass_obj
-def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], force: bool, quiet: bool,
-                snapshot: str | None) -> None:
+def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], force: bool, max_ram: str | None,
+                quiet: bool, snapshot: str | None) -> None:
     """Write each RAM block of DUMP to a sparse file in DIR, as a destination would load it.
 
     A page's last record wins (iterative streams resend pages), ZERO records clear,
@@ -48,16 +50,24 @@ def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], fo
     applied. DIR is created if missing. On any error nothing is left in DIR; existing
     files are kept unless --force. DUMP is any input `vmig decode` reads (compressed,
     a libvirt save image, a qcow2 snapshot with --snapshot, '-' for stdin).
+
+    Blocks that claim more RAM than the stream can hold pages for (a hostile or
+    x-ignore-shared stream) are written only up to --max-ram.
     """
     from ..text import printable  # start-up: see main's docstring
-    from ..ramextract import MANIFEST, extract_ram
+    from ..ram.extract import MANIFEST, extract_ram
+    from ..ram.state import parse_size
     from .main import refuse_terminal_stdin
 
     refuse_terminal_stdin(dump)
 
+    try:
+        limit = parse_size(max_ram) if max_ram is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-ram") from None
     with open_stream(app, dump, snapshot=snapshot, quiet=quiet) as src, \
             app.progress(f"extract {dump}", src.size, quiet=quiet) as progress:
-        result = extract_ram(src, directory, blocks=blocks, force=force, progress=progress)
+        result = extract_ram(src, directory, blocks=blocks, force=force, progress=progress, max_ram=limit)
     for block in result.blocks:
         counts = ", ".join(f"{n} {'normal' if kind == 'page' else kind}" for kind, n in block.records.items() if n)
         app.out.print(f"{printable(block.idstr)} -> {printable(block.file)}  {block.used_length:,} bytes"

@@ -272,6 +272,7 @@ def open_guest_memory(stream: MigrationStream, source: Source, *, ram_block: str
     else:
         state = PageState(source.sibling(), max_ram)
         decode(source.sibling(), ram_runs=False, partial=True, on_ram_item=state.feed)
+        state.finish()
     state.check()
     return GuestMemory(layout, state)
 

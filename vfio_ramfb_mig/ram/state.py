@@ -57,6 +57,8 @@ NOT_SENT = -1
 #: kinds, in the low bits of a table value
 PAGE, ZERO, XBZRLE = 0, 1, 2
 KIND_NAMES = {PAGE: "page", ZERO: "zero", XBZRLE: "xbzrle"}
+#: the XBZRLE slot of a page whose result is not known (no source to apply the delta to)
+UNKNOWN_SLOT = (1 << 53) - 1
 _KIND_MASK = 3
 _FILL_SHIFT, _WHERE_SHIFT = 2, 10
 _LOW_MASK = (1 << _WHERE_SHIFT) - 1  # kind and fill
@@ -142,14 +144,39 @@ class XbzrleStore:
             self._file = None
 
 
+# ---------------------------------------------------------------- reading the input out of order
+
+
+class ReadWindow:
+    """The input ranges read out of stream order (page contents), let go every `every` bytes
+    (Source.forget), so resident memory does not grow with how much of the input was read."""
+
+    def __init__(self, src: Source | None, every: int = 8 << 20) -> None:
+        self.src, self.every = src, every
+        self.lo, self.hi, self.read = -1, 0, 0
+
+    def touched(self, start: int, length: int) -> None:
+        if self.lo < 0 or start < self.lo:
+            self.lo = start
+        self.hi = max(self.hi, start + length)
+        self.read += length
+        if self.read >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.src is not None and self.lo >= 0:
+            self.src.forget(self.lo, self.hi)
+        self.lo, self.hi, self.read = -1, 0, 0
+
+
 # ---------------------------------------------------------------- one block
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page's final state. `where`: the input offset of its bytes (kind "page") or of the
-    fill byte of the ZERO record (None for a mapped-ram zero page); `record`: the input offset of
-    the record that last wrote it, when known."""
+    """One page's final state: the kind of the record that last wrote it, and `where` that
+    record's payload is in the input: the page's bytes (kind "page"), the fill byte of the ZERO
+    record (None for a mapped-ram zero page); an XBZRLE page's result is in the XbzrleStore."""
 
     kind: str  # "page" | "zero" | "xbzrle" | "not sent"
     where: int | None = None
@@ -160,15 +187,17 @@ class Page:
 class IllegalOffset:
     """A page record QEMU refuses: its page lies at or past its block's used_length."""
 
-    record: int | None  # input offset of the run's first record
+    record: int | None  # input offset of the first record past the end
     block: str
-    page_offset: int
+    page_offset: int  # of that record
     used_length: int
+    run: RamPages  # the run it is in
 
     def message(self) -> str:
-        return (f"RAM page record for block '{printable(self.block)}' at offset {self.page_offset:#x}, "
-                f"past its used_length {self.used_length:#x}: QEMU refuses the stream here "
-                f"(\"Illegal RAM offset {self.page_offset:x}\")")
+        run = self.run
+        return (f"{run.count} {run.kind} page(s) at {run.offset:#x} run past the end of block "
+                f"'{printable(self.block)}' ({self.used_length:#x} bytes): QEMU refuses the stream at the record "
+                f"for {self.page_offset:#x} (\"Illegal RAM offset {self.page_offset:x}\")")
 
 
 class BlockPages:
@@ -310,21 +339,27 @@ class PageState:
     or `PageState.of(stream, src)` for a stream decoded with its page runs.
     """
 
-    def __init__(self, src: Source, max_ram: int | None = None) -> None:
-        self.src, self.buf = src, src.buf
+    def __init__(self, src: Source | None, max_ram: int | None = None, stream_size: int | None = None) -> None:
+        self.src, self.buf = src, src.buf if src is not None else None
+        #: without a source, where pages are is known but not what they hold (XBZRLE results,
+        #: mapped-ram bitmaps): `readable` is false, and those pages stay NOT_SENT / unknown
+        self.readable = src is not None
+        self.stream_size = src.size if src is not None else (stream_size or 0)
         self.max_ram = default_max_ram() if max_ram is None else max_ram
         self.page_size = 0
         self.blocks: dict[str, BlockPages] = {}
         self.illegal: list[IllegalOffset] = []
         self.xbzrle: XbzrleStore | None = None
         self._claimed: list[RamBlock] = []  # blocks with a table
+        self._listed = False  # a block list (MEM_SIZE) was seen
+        self._pending: list[RamPages] = []  # runs before any block list, applied when it comes
 
     @classmethod
-    def of(cls, stream: Any, src: Source, max_ram: int | None = None) -> PageState:
-        """The state of a stream decoded with its page runs (decode's default)."""
+    def of(cls, stream: Any, src: Source | None, max_ram: int | None = None) -> PageState:
+        """The state of a stream decoded with its page runs (decode's default); finished."""
         from ..model import RamBody, Section
 
-        state = cls(src, max_ram)
+        state = cls(src, max_ram, stream.size)
         for record in stream.records:
             if isinstance(record, Section) and isinstance(record.body, RamBody):
                 if not record.body.runs_kept:
@@ -332,6 +367,7 @@ class PageState:
                                      "or feed a PageState from decode(on_ram_item=state.feed)")
                 for item in record.body.items:
                     state.feed(item, record.body.page_size)
+        state.finish()
         return state
 
     # ------------------------------------------------------------ building
@@ -343,20 +379,46 @@ class PageState:
                 raise CorruptError(f"RAM page size changes from {self.page_size} to {page_size}")
             self.page_size = page_size
         if isinstance(item, RamPages):
-            self.run(item)
+            if self._listed:
+                self.run(item)
+            else:
+                self._pending.append(item)
         elif isinstance(item, RamMemSize):
+            self._listed = True
             for block in item.blocks:
                 if block.idstr in self.blocks:
                     raise CorruptError(f"the RAM block list names block '{printable(block.idstr)}' twice",
                                        offset=item.span.offset if item.span else None)
                 self.blocks[block.idstr] = BlockPages(block, page_size)
+            self._replay()
             for block in item.blocks:
-                if block.mapped_ram is not None:
+                if block.mapped_ram is not None and self.readable:
                     self._mapped(self.blocks[block.idstr])
+
+    def _replay(self) -> None:
+        """Runs that came before the block list, in their order (QEMU loads such records into the
+        blocks of its own list)."""
+        pending, self._pending = self._pending, []
+        for run in pending:
+            self.run(run)
+
+    def finish(self) -> PageState:
+        """After the last item: runs of a stream that has no block list at all are placed in
+        blocks as long as their last page (QEMU would load them into its own blocks)."""
+        if self._pending and not self._listed:
+            ends: dict[str, int] = {}
+            for run in self._pending:
+                ends[run.block] = max(ends.get(run.block, 0),
+                                      run.offset + (1 if run.kind == "xbzrle" else run.count) * self.page_size)
+            for name, end in ends.items():
+                self.blocks[name] = BlockPages(RamBlock(name, end), self.page_size)
+            self._listed = True
+            self._replay()
+        return self
 
     def _table(self, pages: BlockPages) -> array:
         if pages.table is None:
-            check_ram_claim([*self._claimed, pages.block], self.page_size, self.src.size, self.max_ram)
+            check_ram_claim([*self._claimed, pages.block], self.page_size, self.stream_size, self.max_ram)
             self._claimed.append(pages.block)
             pages.table = array("q", [NOT_SENT]) * pages.pages
         return pages.table
@@ -373,7 +435,7 @@ class PageState:
         if first + count > pages.pages or run.offset >= pages.used_length:
             legal = max(0, min(count, pages.pages - first))
             self.illegal.append(IllegalOffset(run.record_offset(legal, ps) if run.span else None, run.block,
-                                              run.offset + legal * ps, pages.used_length))
+                                              run.offset + legal * ps, pages.used_length, run))
             count = legal
             if not count:
                 return
@@ -409,6 +471,9 @@ class PageState:
                 self.xbzrle.free(v >> _WHERE_SHIFT)
 
     def _xbzrle(self, pages: BlockPages, table: array, index: int, run: RamPages) -> None:
+        if not self.readable:
+            table[index] = pack(XBZRLE, UNKNOWN_SLOT)  # its result needs the pages' bytes
+            return
         if self.xbzrle is None:
             self.xbzrle = XbzrleStore(self.page_size)
         old = table[index]
@@ -419,6 +484,7 @@ class PageState:
             raise CorruptError(f"bad XBZRLE delta for '{printable(run.block)}' page {run.offset:#x}: {exc}",
                                offset=run.span.offset if run.span else None) from exc
         slot = old >> _WHERE_SHIFT if old >= 0 and old & _KIND_MASK == XBZRLE else None
+        slot = None if slot == UNKNOWN_SLOT else slot
         table[index] = pack(XBZRLE, self.xbzrle.put(bytes(page), slot))
 
     def _mapped(self, pages: BlockPages) -> None:
@@ -468,8 +534,9 @@ class PageState:
             raise CorruptError(first.message() + more, offset=first.record)
 
     def content(self, value: int) -> bytes | None:
-        """The bytes of a page with this table value; None when it was not sent."""
-        if value < 0:
+        """The bytes of a page with this table value; None when it was not sent (or there is no
+        source to read it from)."""
+        if value < 0 or not self.readable:
             return None
         kind, where, fill = unpack(value)
         ps = self.page_size

@@ -157,6 +157,19 @@ class Source:
             self._mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
             self._released = end
 
+    def forget(self, start: int, end: int) -> None:
+        """Let the kernel drop the mapped pages of [start, end): they were read out of order (page
+        contents, not the walk) and will not be needed soon. They come back from the page cache
+        if read again. Pages straddling the ends are dropped too."""
+        mapping = self._mapping
+        if mapping is None or not hasattr(mmap, "MADV_DONTNEED") or mapping.closed:
+            return
+        lo, hi = self._base + max(start, 0), self._base + min(end, self.size)
+        lo -= lo % mmap.PAGESIZE
+        hi = min(-(-hi // mmap.PAGESIZE) * mmap.PAGESIZE, len(mapping))
+        if hi > lo:
+            mapping.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
     def close(self) -> None:
         if self._closer is not None:
             closer, self._closer = self._closer, None

@@ -50,3 +50,10 @@ def apply_delta(page: bytearray, delta: bytes) -> None:
         page[d:d + new] = delta[i:i + new]
         d += new
         i += new
+
+
+def xbzrle_apply(old: bytes, delta: bytes) -> bytes:
+    """The page `old` with an XBZRLE delta applied (ValueError on a bad delta)."""
+    page = bytearray(old)
+    apply_delta(page, delta)
+    return bytes(page)

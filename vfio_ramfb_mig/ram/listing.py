@@ -7,10 +7,10 @@ lines read like the tree; `as_json` gives JSON lines (one object per record).
 
 The stream is walked twice, both times without keeping page runs, so memory stays
 flat in the stream's size: the first walk finds the RAM sections' spans and the page
-size, the second expands every run of page records as the walk passes it (offsets
-from `RamPages.record_offset`) and writes its lines at once.
+size (and any decode error, before a line is written), the second expands every run
+of page records as the walk passes it (ram.walk.records) and writes its lines at once.
 
-Imports: codec (decode, source, text), model.
+Imports: codec (decode), source, text, model, ram.walk.
 References: migration/ram.c (ram_save_page, save_zero_page, save_xbzrle_page); wire-format.md §6.3.
 """
 
@@ -21,10 +21,11 @@ import json
 from collections.abc import Callable
 from typing import IO, Any
 
-from .codec.decode import decode
-from .source import Source
-from .text import printable
-from .model import RamBody, RamPages
+from ..codec.decode import decode
+from ..model import RamBody, RamPages
+from ..source import Source
+from ..text import printable
+from .walk import records
 
 #: lines written per write() call at most
 _BATCH = 4096
@@ -54,10 +55,7 @@ class _Lister:
 
     def run(self, run: RamPages) -> None:
         assert run.span is not None
-        ps = self.page_size
         rtype, section_id = self._section(run.span.offset)
-        name_len = len(run.block.encode("utf-8", "surrogateescape")) + 1
-        step = run.record_size(ps)
         if self.as_json:
             # the parts of the object every record of the run shares, serialised once
             head = f'"record": "{rtype}", "section_id": {section_id}, "block": {json.dumps(run.block)}'
@@ -74,12 +72,7 @@ class _Lister:
             elif run.kind == "xbzrle":
                 tail += f"  delta {len(run.delta or b'')} bytes"
         lines: list[str] = []
-        for i in range(run.count):
-            offset = run.record_offset(i, ps)
-            length = step + (name_len if i == 0 and run.named else 0)
-            if run.kind == "xbzrle":
-                length = 8 + (name_len if run.named else 0) + 3 + len(run.delta or b"")
-            page = run.offset + i * ps
+        for offset, length, page, _named in records(run, self.page_size):
             if self.as_json:
                 lines.append(f'{{"offset": {offset}, "length": {length}, {head}, "page_offset": {page}{tail}}}\n')
             else:
@@ -108,7 +101,8 @@ def write_page_list(source: Source | str, out: IO[Any], as_json: bool = False,
         with Source.open(source) as opened:
             return write_page_list(opened, out, as_json, progress)
     size = source.size
-    first = second = None
+    first: Callable[[int], None] | None = None
+    second: Callable[[int], None] | None = None
     if progress is not None:
         def first(done: int) -> None:
             progress(done, 2 * size)

@@ -1,22 +1,20 @@
 """`vmig ram extract`: every RAM block of a stream to a sparse file, as the stream leaves it.
 
 What a destination QEMU would have in each RAMBlock after loading the stream is
-rebuilt on disk, one file per block, in an output directory:
+rebuilt on disk, one file per block, in an output directory, from the final page
+state (ram.state): the last record of a page wins, ZERO records and mapped-ram
+pages with a clear bit are zero, XBZRLE records are applied to the page as it was.
+Pages that are zero or that no record set are holes, and a file is exactly the
+block's used_length (from the block list, MEM_SIZE) long.
 
-* the last record of a page wins (an iterative stream sends a page again in every
-  round in which it was dirty); a ZERO record clears what an earlier PAGE wrote
-  (a hole is punched where the system can, else zeros are written); an XBZRLE
-  record is applied to the page's contents so far, as `load_xbzrle` does;
-* pages no record sets stay holes, and a file is exactly the block's used_length
-  (from the block list, MEM_SIZE) long;
-* mapped-ram streams (capability `mapped-ram`): each block's pages sit at fixed
-  offsets in a region after its block-list entry, and its bitmap says which are
-  present; a page with a clear bit is a hole (its bytes in the file may be stale).
+The stream is walked once to build the final page state (memory: 8 bytes per
+page of the blocks, flat in the stream's size), then each block is written in
+address order straight from the mapped input with `os.pwritev`, so the copy runs
+at disk speed; the input's pages are let go as they are written.
 
-Memory stays flat in the stream's size: the stream is walked once by
-`decode(..., ram_runs=False, on_ram_run=...)` and each run of page records is
-written when the walk passes it, straight from the mapped input with
-`os.pwritev`, so the copy runs at disk speed.
+Bounds: the blocks written may not claim more RAM than the stream can hold and
+than `max_ram` (--max-ram, $VMIG_MAX_RAM): a 62-byte stream claiming 8 TiB is
+refused before anything is created (LimitError).
 
 Safety of the output directory: a block's idstr comes from the stream and may be
 anything ("../../etc/passwd", "", ".", NUL bytes, 255 bytes); `file_names` maps
@@ -29,37 +27,33 @@ existing file is never replaced), the manifest last. A directory or target that
 is a symbolic link is refused. On any error every temporary file, and any file
 this run already put in place, is removed: the directory is left as it was.
 
-Imports: errors, model, codec (decode, source, text).
+Imports: errors, model, codec (decode), source, text, version, ram.state.
 References: migration/ram.c (ram_load_precopy, parse_ramblocks, load_xbzrle,
-parse_ramblock_mapped_ram, read_ramblock_mapped_ram), migration/xbzrle.c
-(xbzrle_decode_buffer), docs/devel/migration/mapped-ram.rst; wire-format.md §6.
+parse_ramblock_mapped_ram, read_ramblock_mapped_ram), docs/devel/migration/mapped-ram.rst.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import hashlib
 import json
-import mmap
 import os
 import re
 import secrets
 import stat
-import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .version import __version__
-from .codec.decode import decode
-from .source import Source
-from .text import printable, to_wire
-from .errors import CorruptError, DecodeError, InputError
-from .model import RamBlock, RamBody, RamMemSize, RamPages, Section
-from .wire.xbzrle import apply_delta
+from ..codec.decode import decode
+from ..errors import CorruptError, DecodeError, InputError
+from ..model import RamBlock, RamBody, RamMemSize, RamPages, Section
+from ..source import Source
+from ..text import printable, to_wire
+from ..version import __version__
+from .state import NOT_SENT, PAGE, XBZRLE, ZERO, BlockPages, PageState, ReadWindow, check_ram_claim, unpack
 
 MANIFEST = "manifest.json"
 SUFFIX = ".bin"
@@ -67,18 +61,14 @@ SUFFIX = ".bin"
 NAME_LIMIT = 120
 #: temporary files kept open at once (a hostile block list may name thousands of blocks)
 MAX_OPEN = 64
-#: bytes written by one pwritev call at most (and zeros written per call)
+#: bytes written by one pwritev call at most
 WRITE_CHUNK = 8 << 20
-#: runs at least this long are let go from memory as they are written (the walk let them go
-#: before the run ended, and writing reads them in again)
-RELEASE_RUN = 64 << 10
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 try:
     _IOV_MAX = max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
 except (ValueError, OSError, AttributeError):
     _IOV_MAX = 16
-_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 
 
 # ---------------------------------------------------------------- results
@@ -259,48 +249,6 @@ def _write_range(fd: int, view: memoryview, start: int, stop: int, offset: int) 
         start = end
 
 
-def _libc_fallocate() -> Callable[..., int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.fallocate
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_fallocate = _libc_fallocate()
-_ZEROS = bytes(WRITE_CHUNK)
-
-
-def _has_data(fd: int, offset: int, length: int) -> bool:
-    """Does the file hold data (not a hole) anywhere in [offset, offset+length)? True when unsure."""
-    seek_data = getattr(os, "SEEK_DATA", None)
-    if seek_data is None:
-        return True
-    try:
-        return os.lseek(fd, offset, seek_data) < offset + length
-    except OSError as exc:
-        return exc.errno != errno.ENXIO  # ENXIO: no data at or after offset
-
-
-def _clear(fd: int, offset: int, length: int) -> None:
-    """Make [offset, offset+length) read as zeros: nothing to do over a hole, else punch a hole
-    (Linux fallocate) or write zeros where that is not supported."""
-    if not _has_data(fd, offset, length):
-        return
-    if _fallocate is not None and _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, offset, length) == 0:
-        return
-    with memoryview(_ZEROS) as zeros:
-        while length:
-            n = min(length, WRITE_CHUNK)
-            _write_range(fd, zeros, 0, n, offset)
-            offset, length = offset + n, length - n
-
-
 # ---------------------------------------------------------------- the output directory
 
 
@@ -467,156 +415,76 @@ class _Output:
             self.dfd = -1
 
 
-# ---------------------------------------------------------------- the walk
+# ---------------------------------------------------------------- writing a block
 
 
 class _Writer:
-    """Applies runs of page records to the block files, in stream order."""
+    """Writes each block's final pages into its file, in address order (holes stay holes)."""
 
-    def __init__(self, src: Source, view: memoryview, out: _Output, layout: RamLayout,
-                 targets: dict[str, BlockResult], progress: Callable[[int], None] | None = None) -> None:
-        self.src, self.view, self.out, self.targets, self.progress = src, view, out, targets, progress
-        self.page_size = layout.page_size
-        self.used = {b.idstr: b.used_length for b in layout.blocks}
+    def __init__(self, src: Source, view: memoryview, out: _Output, state: PageState,
+                 progress: Callable[[int], None] | None) -> None:
+        self.src, self.view, self.out, self.state, self.progress = src, view, out, state, progress
+        self.window = ReadWindow(src)
 
-    def run(self, run: RamPages) -> None:
-        target = self.targets.get(run.block)
-        if target is None:
-            return  # a block not asked for (--block)
-        ps = self.page_size
-        start, length = run.offset, run.count * ps
-        first = run.span.offset if run.span else None
-        used = self.used.get(run.block)
-        if used is None:
-            raise CorruptError(f"RAM page record names block '{printable(run.block)}', which the block list "
-                               f"does not have", offset=first)
-        if start + length > used:
-            raise CorruptError(f"{run.count} {run.kind} page(s) at {start:#x} run past the end of block "
-                               f"'{printable(run.block)}' ({used:#x} bytes)", offset=first)
+    def block(self, pages: BlockPages, target: BlockResult) -> None:
         fd = self.out.fd(target.file)
-        if run.kind == "page":
-            # each page is a view of the mapped input (records are 8 + page_size apart); one
-            # pwritev takes up to IOV_MAX of them, as the pages are consecutive in the block
-            let_go = run.span is not None and run.span.length >= RELEASE_RUN
-            for i0 in range(0, run.count, _IOV_MAX):
-                i1 = min(i0 + _IOV_MAX, run.count)
-                views = [self.view[p:p + ps] for p in (run.payload_offset(i, ps) for i in range(i0, i1))]
+        ps = self.state.page_size
+        for first, end, value, step in pages.extents():
+            if value == NOT_SENT:
+                continue
+            kind, where, fill = unpack(value)
+            if kind == ZERO:
+                if fill:  # QEMU refuses a fill other than 0 ("Found a zero page with value"); older ones meant it
+                    with memoryview(bytes((fill,)) * ps) as page:
+                        for i0 in range(first, end, _IOV_MAX):
+                            _pwrite_all(fd, [page] * min(_IOV_MAX, end - i0), i0 * ps)
+                continue
+            if kind == XBZRLE:
+                data = self.state.content(value)
+                assert data is not None
+                with memoryview(data) as view:
+                    _pwrite_all(fd, [view], first * ps)
+                continue
+            assert kind == PAGE
+            stride = step >> 10 if step else ps
+            if stride == ps:  # back to back (mapped-ram): one range, in pieces let go as they are written
+                for at in range(where, where + (end - first) * ps, WRITE_CHUNK):
+                    stop = min(at + WRITE_CHUNK, where + (end - first) * ps)
+                    _write_range(fd, self.view, at, stop, first * ps + at - where)
+                    self._done(at, stop - at)
+                continue
+            # each page is a view of the mapped input; one pwritev takes up to IOV_MAX of them
+            for i0 in range(first, end, _IOV_MAX):
+                i1 = min(i0 + _IOV_MAX, end)
+                at = where + (i0 - first) * stride
+                views = [self.view[p:p + ps] for p in range(at, at + (i1 - i0) * stride, stride)]
                 try:
-                    _pwrite_all(fd, views, start + i0 * ps)
+                    _pwrite_all(fd, views, i0 * ps)
                 finally:
                     for view in views:
                         view.release()
-                if let_go:
-                    # the walk let these pages go before the run ended; reading them faulted them in again
-                    self._let_go(run.record_offset(i0, ps), run.payload_offset(i1 - 1, ps) + ps)
-        elif run.kind == "zero":
-            if run.fill:
-                # QEMU >= 2.x only sends fill 0 (and refuses others); older streams meant the byte
-                with memoryview(bytes((run.fill,)) * ps) as page:
-                    for i0 in range(0, run.count, _IOV_MAX):
-                        _pwrite_all(fd, [page] * min(_IOV_MAX, run.count - i0), start + i0 * ps)
-            else:
-                _clear(fd, start, length)
-        else:
-            self._xbzrle(fd, run, first)
-        target.records[run.kind] += run.count
+                self._done(at, (i1 - i0 - 1) * stride + ps)
+        self.window.flush()
 
-    def _xbzrle(self, fd: int, run: RamPages, offset: int | None) -> None:
-        ps = self.page_size
-        for i in range(run.count):
-            at = run.offset + i * ps
-            page = bytearray(os.pread(fd, ps, at).ljust(ps, b"\0"))
-            try:
-                apply_delta(page, run.delta or b"")
-            except ValueError as exc:
-                raise CorruptError(f"bad XBZRLE delta for '{printable(run.block)}' page {at:#x}: {exc}",
-                                   offset=offset) from exc
-            with memoryview(page) as view:
-                _pwrite_all(fd, [view], at)
-
-    def _let_go(self, start: int, end: int) -> None:
-        """Let the mapped input's pages over [start, end) go (they were read and will not be again;
-        a page shared with a neighbouring record is simply read in again if needed)."""
-        buf = self.src.buf
-        if not isinstance(buf, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
-            return
-        lo = start // mmap.PAGESIZE * mmap.PAGESIZE
-        hi = min(-(-end // mmap.PAGESIZE) * mmap.PAGESIZE, len(buf))
-        if hi > lo:
-            buf.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
-
-    def mapped(self, block: RamBlock, target: BlockResult) -> None:
-        """A mapped-ram block: the pages whose bit is set, from their fixed place in the region."""
-        header, region = block.mapped_ram, block.region
-        assert header is not None
-        name = printable(block.idstr)
-        ps = header["page_size"]
-        if header["version"] != 1:
-            raise CorruptError(f"mapped-ram header of '{name}' has version {header['version']}; expected 1")
-        if ps < 512 or ps & (ps - 1) or block.used_length % ps:
-            raise CorruptError(f"mapped-ram header of '{name}' has page size {ps}, which does not divide its "
-                               f"used_length {block.used_length:#x} in whole pages of a power of two")
-        if region is None:
-            raise CorruptError(f"mapped-ram block '{name}' has no pages region")
-        pages = block.used_length // ps
-        bitmap_at, pages_at = header["bitmap_offset"], header["pages_offset"]
-        bitmap_len = (pages + 63) // 64 * 8
-        if not region.offset <= bitmap_at <= bitmap_at + bitmap_len <= region.offset + region.length:
-            raise CorruptError(f"mapped-ram bitmap of '{name}' ({bitmap_len} bytes at {bitmap_at:#x}) lies outside "
-                               f"its region", offset=bitmap_at)
-        if not region.offset <= pages_at <= pages_at + block.used_length <= region.offset + region.length:
-            raise CorruptError(f"mapped-ram pages of '{name}' lie outside its region", offset=pages_at)
-        fd = self.out.fd(target.file)
-        # one bit per page in host-endian longs; vmig reads them as written on x86-64 (little-endian)
-        bitmap = bytes(self.view[bitmap_at:bitmap_at + bitmap_len])
-        present = 0
-        for first, stop in _set_ranges(bitmap, pages):
-            for lo in range(first, stop, WRITE_CHUNK // ps):
-                hi = min(stop, lo + WRITE_CHUNK // ps)
-                _write_range(fd, self.view, pages_at + lo * ps, pages_at + hi * ps, lo * ps)
-                self._let_go(pages_at + lo * ps, pages_at + hi * ps)
-            present += stop - first
-            if self.progress is not None:
-                self.progress(pages_at + stop * ps)
-        target.records = {"present": present}
-
-
-def _set_ranges(bitmap: bytes, count: int) -> Iterator[tuple[int, int]]:
-    """[first, stop) page ranges whose bits are set (bit i is bit i%8 of byte i//8, as in
-    little-endian longs), among the first `count` bits: bits past the block's pages are ignored."""
-    start: int | None = None
-    for m in re.finditer(rb"[^\x00]+", bitmap):
-        # whole 0xff bytes extend a range; other bytes are looked at bit by bit
-        for index in range(m.start(), m.end()):
-            byte, base = bitmap[index], index * 8
-            if byte == 0xFF:
-                start = base if start is None else start
-                continue
-            for bit in range(8):
-                if byte >> bit & 1:
-                    start = base + bit if start is None else start
-                elif start is not None:
-                    if start < count:
-                        yield start, min(base + bit, count)
-                    start = None
-        if start is not None:
-            if start < count:
-                yield start, min(m.end() * 8, count)
-            start = None
+    def _done(self, start: int, length: int) -> None:
+        self.window.touched(start, length)
+        if self.progress is not None:
+            self.progress(length)
 
 
 # ---------------------------------------------------------------- entry point
 
 
 def extract_ram(source: Source | str, directory: str, *, blocks: Sequence[str] = (), force: bool = False,
-                progress: Callable[[int], None] | None = None) -> ExtractResult:
+                progress: Callable[[int], None] | None = None, max_ram: int | None = None) -> ExtractResult:
     """Write each RAM block of the stream (or those named in `blocks`) to a sparse file in
     `directory`, and DIR/manifest.json; nothing is left behind on error. See the module docstring.
 
-    `progress` is called with the input offset reached (the page records written up to it)."""
+    `progress` is called with a growing offset in 0..input size: the walk, then the writing,
+    each in proportion to the bytes it goes through; last with the input's size."""
     if isinstance(source, str):
         with Source.open(source) as opened:
-            return extract_ram(opened, directory, blocks=blocks, force=force, progress=progress)
+            return extract_ram(opened, directory, blocks=blocks, force=force, progress=progress, max_ram=max_ram)
     src = source
     layout = ram_layout(src)
     names = file_names([b.idstr for b in layout.blocks])
@@ -626,28 +494,34 @@ def extract_ram(source: Source | str, directory: str, *, blocks: Sequence[str] =
         listed = ", ".join(f"'{printable(b.idstr)}'" for b in layout.blocks)
         raise InputError(f"the stream has no RAM block '{printable(unknown[0])}'", hint=f"its blocks: {listed}")
     chosen = [b for b in layout.blocks if not blocks or b.idstr in blocks]
+    check_ram_claim(chosen, layout.page_size, src.size, max_ram)  # before a file is made
     targets = {b.idstr: BlockResult(b.idstr, names[b.idstr], b.used_length) for b in chosen}
     result = ExtractResult(directory=directory, page_size=layout.page_size, mapped_ram=layout.mapped_ram,
                            blocks=list(targets.values()))
+    scale = _Progress(progress, src.size)
 
     out = _Output(directory, force)
     try:
         out.prepare()
         out.check_targets([t.file for t in targets.values()] + [MANIFEST])
-        with memoryview(src.buf) as view:
-            writer = _Writer(src, view, out, layout, targets, progress)
-            # mapped-ram: the walk jumps over the pages, which are written after it
-            stream = decode(_walk(src), ram_runs=False, on_ram_run=writer.run,
-                            progress=None if layout.mapped_ram else progress)
+        state = PageState(src, max_ram)
+        try:
+            stream = decode(_walk(src), ram_runs=False, on_ram_item=state.feed, progress=scale.walked)
+            state.finish()
+            state.check()
             final = _layout_of(stream.sections)
             if final is None or final.blocks != layout.blocks:
                 raise CorruptError("the RAM block list changed between two reads of the stream")
-            if layout.mapped_ram:
-                for block in chosen:
-                    if block.mapped_ram is not None:
-                        writer.mapped(block, targets[block.idstr])
-        if progress is not None:
-            progress(src.size)
+            scale.writing(sum(p.sent() for name, p in state.blocks.items() if name in targets) * layout.page_size)
+            with memoryview(src.buf) as view:
+                writer = _Writer(src, view, out, state, scale.wrote)
+                for name, target in targets.items():
+                    pages = state.blocks[name]
+                    writer.block(pages, target)
+                    target.records = {"present": pages.records["page"]} if pages.mapped else dict(pages.records)
+        finally:
+            state.close()
+        scale.end()
         for target in targets.values():
             out.finish_file(target.file, target.used_length)
         manifest = {
@@ -667,3 +541,36 @@ def extract_ram(source: Source | str, directory: str, *, blocks: Sequence[str] =
         out.abort()
         raise
     return result
+
+
+class _Progress:
+    """One offset in 0..size for two phases: the walk (the input's bytes) and the writing (the
+    bytes of the pages written), each in proportion to its bytes."""
+
+    def __init__(self, progress: Callable[[int], None] | None, size: int) -> None:
+        self.progress, self.size = progress, size
+        self.total, self.done, self.last = size, 0, -1
+
+    def _report(self) -> None:
+        if self.progress is not None and self.total:
+            at = min(self.size, self.done * self.size // self.total)
+            if at > self.last:
+                self.last = at
+                self.progress(at)
+
+    def walked(self, offset: int) -> None:
+        self.done = min(offset, self.size)
+        self._report()
+
+    def writing(self, length: int) -> None:
+        self.total, self.done = self.size + length, self.size
+        self._report()
+
+    def wrote(self, length: int) -> None:
+        self.done += length
+        self._report()
+
+    def end(self) -> None:
+        if self.progress is not None and self.last < self.size:
+            self.last = self.size
+            self.progress(self.size)
