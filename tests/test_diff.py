@@ -19,10 +19,11 @@ from paths import CAPTURES
 from rich.console import Console
 
 from vfio_ramfb_mig import Source, decode
-from vfio_ramfb_mig import diff as diff_module
 from vfio_ramfb_mig.cli.main import cli
-from vfio_ramfb_mig.diff import Change, StreamDiff, diff_json, diff_streams, is_ignored, section_key, xbzrle_apply
+from vfio_ramfb_mig.diff import Change, StreamDiff, diff_json, diff_streams, is_ignored, section_key
 from vfio_ramfb_mig.errors import CorruptError
+from vfio_ramfb_mig.ram import compare as ram_compare
+from vfio_ramfb_mig.wire.xbzrle import xbzrle_apply
 from vfio_ramfb_mig.render.diffview import diff_brief, diff_tree
 from vfio_ramfb_mig.render.theme import THEME
 
@@ -300,15 +301,15 @@ def random_records(rng: random.Random, pages: int, contents: list[bytes]) -> lis
     return records
 
 
-@pytest.mark.parametrize("chunk", [diff_module.RAM_CHUNK, 5000, 1])
+@pytest.mark.parametrize("chunk", [ram_compare.RAM_CHUNK, 5000, 1])
 @pytest.mark.parametrize("seed", range(10))
 def test_ram_compared_in_slices_finds_every_page(seed: int, chunk: int, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """Whole slices of both files are compared where both sides have pages; what differs is still
     exactly the pages whose final contents differ: pages straddling slices (chunk 5000), a slice
     per byte (chunk 1), pages sent again, XBZRLE, zero pages against pages of zeros, not sent."""
-    monkeypatch.setattr(diff_module, "RAM_CHUNK", chunk)
-    monkeypatch.setattr(diff_module, "DROP_AFTER", 64 << 10)  # let mapped pages go often
+    monkeypatch.setattr(ram_compare, "RAM_CHUNK", chunk)
+    monkeypatch.setattr(ram_compare, "DROP_AFTER", 64 << 10)  # let mapped pages go often
     rng = random.Random(seed)
     n = 40
     pool = [bytes(PAGE), page(1), page(2)] + [rng.randbytes(PAGE) for _ in range(4)]
@@ -420,8 +421,8 @@ def test_progress_reports_guest_ram_compared() -> None:
 
 
 def test_progress_every_32_mib_of_a_large_block(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diff_module, "PROGRESS_EVERY", 4 * PAGE)
-    monkeypatch.setattr(diff_module, "RAM_CHUNK", PAGE)  # reported after a slice at the earliest
+    monkeypatch.setattr(ram_compare, "PROGRESS_EVERY", 4 * PAGE)
+    monkeypatch.setattr(ram_compare, "RAM_CHUNK", PAGE)  # reported after a slice at the earliest
     recs = [("page", i, page(i % 3)) for i in range(32)]
     calls: list[tuple[int, int]] = []
     a, b = ram_stream(recs, pages=32), ram_stream(recs[:20] + [("page", 20, page(9))] + recs[21:], pages=32)

@@ -9,16 +9,10 @@ per key: ``state/cfg/width 1024 → 1280``; the VFIO config field by field).
 
 RAM is compared by each page's *final* content (the last record for a page
 wins; an XBZRLE record is applied to the page's previous content), one RAM
-block at a time, at memory speed. Page contents are never held: per block, each
-side's final locations are worked out as extents (runs of pages whose contents
-follow each other in the input, all-zero pages, pages not sent); only when a
-page was sent more than once, an array of 8-byte locations per page is needed
-for that. The two sides' extents are walked together; where both have page
-contents at the same distance between the inputs, whole ranges of both files
-are compared in 64 KiB slices (pages, record words and zero-page records
-between them alike), and only a slice that differs is looked at page by page.
-A zero page equals a page of zeros. Mapped pages read are let go every few MiB,
-so memory does not grow with the inputs.
+block at a time, at memory speed: each side's final page state is ram.state's,
+and ram.compare compares them (whole slices of both inputs where both sides have
+pages in the same layout, page by page elsewhere). A zero page equals a page of
+zeros. A page record QEMU refuses (past its block's end) is a CorruptError.
 
 Paths: ``<section>[/<field>...]`` where ``<section>`` is the idstr, plus
 ``#<instance>`` when the instance is not 0 (``dma#1``, as golden files name it); a subsection appears
@@ -29,7 +23,7 @@ stream-level facts (footers, vmdesc, commands) ``stream/...``, RAM blocks
 ``/``) applied to a change's path and to every ancestor of it, so ``ram``
 ignores all RAM and ``cpu/env.tsc*`` the TSC fields.
 
-Imports: model, errors, source (Source), text, wire.ramfb, vmstate.compile (type names).
+Imports: model, errors, source (Source), text, wire.ramfb, vmstate.compile (type names), ram (state, compare).
 References: migration/savevm.c (find_se: sections are found by idstr + instance_id),
 migration/ram.c (ram_load_precopy: the last record for a page wins; load_xbzrle),
 migration/xbzrle.c (xbzrle_decode_buffer), hw/display/ramfb.c (RAMFBCfg).
@@ -40,15 +34,12 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import mmap
-from array import array
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from itertools import pairwise
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .source import Source
 from .text import printable, to_wire
-from .errors import CorruptError
 from . import equivalence
 from .model import (
     Blob,
@@ -59,8 +50,6 @@ from .model import (
     OpaqueBody,
     RamBlock,
     RamBody,
-    RamMemSize,
-    RamPages,
     Section,
     Span,
     StructValue,
@@ -70,7 +59,8 @@ from .model import (
 )
 from .vmstate.compile import RAMFB_CFG_TYPE
 from .wire.ramfb import fourcc_text
-from .wire.xbzrle import apply_delta
+from .ram.compare import compare_block
+from .ram.state import PageState
 
 #: Change kinds, in the order a reader meets them
 KINDS = (
@@ -98,16 +88,8 @@ KINDS = (
 LIST_LIMIT = 8
 #: bytes compared per step when a range is larger
 CHUNK = 1 << 20
-#: RAM pages are read from both inputs in slices of at most this many bytes (pages and the record
-#: words between them): one bytes comparison per slice, and small enough that the copies are
-#: reused from the allocator's free lists (larger ones come from fresh memory each time: slower)
-RAM_CHUNK = 64 << 10
 #: after reading this much through a source's mmap, let the kernel drop the mapped pages (RSS stays flat)
 DROP_AFTER = 8 << 20
-#: `diff_streams(progress=...)` is called about once per this many bytes of guest RAM compared
-PROGRESS_EVERY = 32 << 20
-#: RAM page location sentinels (values >= 0 are file offsets of the page payload)
-NOT_SENT, ZERO, XBZRLE = -1, -2, -3
 #: offsets of the RAMFBCfg keys inside the 28 bytes (hw/display/ramfb.c struct RAMFBCfg, packed)
 RAMFB_KEY_OFFSETS = {"addr": 0, "fourcc": 8, "flags": 12, "width": 16, "height": 20, "stride": 24}
 
@@ -176,7 +158,8 @@ def is_ignored(path: str, patterns: Sequence[str]) -> bool:
 
 def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None = None,
                  source_b: Source | None = None, *, ignore: Sequence[str] = (),
-                 progress: Callable[[int, int], None] | None = None) -> StreamDiff:
+                 progress: Callable[[int, int], None] | None = None,
+                 ram_a: PageState | None = None, ram_b: PageState | None = None) -> StreamDiff:
     """Compare two decoded streams.
 
     Args:
@@ -188,15 +171,24 @@ def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None
         progress: called as ``progress(done, total)`` in bytes of guest RAM: `total` is the size
             of the RAM blocks whose pages are compared (pages x page size, the larger side of each
             block; 0 when there are none), `done` how much of it is behind. First (0, total), then
-            about every 32 MiB (`PROGRESS_EVERY`) while pages are compared, last (total, total).
-            `done` never goes back nor past `total`.
+            about every 32 MiB (ram.compare.PROGRESS_EVERY) while pages are compared, last
+            (total, total). `done` never goes back nor past `total`.
+        ram_a, ram_b: the streams' final page states (ram.PageState fed by the decode that made
+            them: memory flat in the streams); without them the streams must keep their page runs
+            (decode's default) and the states are made from those.
     """
-    for stream in (a, b):
-        if any(isinstance(r, Section) and isinstance(r.body, RamBody) and not r.body.runs_kept
-               for r in stream.records):
-            # without its page runs a RAM section would compare as equal, whatever it holds
-            raise ValueError("diff_streams needs the RAM page runs: decode with ram_runs=True")
-    differ = _Differ(a, b, source_a, source_b, tuple(ignore), progress)
+    states = []
+    for stream, state, source in ((a, ram_a, source_a), (b, ram_b, source_b)):
+        if state is None:
+            if any(isinstance(r, Section) and isinstance(r.body, RamBody) and not r.body.runs_kept
+                   for r in stream.records):
+                # without its page runs a RAM section would compare as equal, whatever it holds
+                raise ValueError("diff_streams needs the RAM page runs: decode with ram_runs=True, or "
+                                 "pass the stream's ram.PageState")
+            state = PageState.of(stream, source)
+        state.check()
+        states.append(state)
+    differ = _Differ(a, b, source_a, source_b, tuple(ignore), progress, states[0], states[1])
     differ.run()
     if source_a is not None and source_b is not None:
         _screens(differ, a, b, source_a, source_b)
@@ -409,376 +401,12 @@ def _hash_ranges(reader: _Bytes, ranges: Iterable[tuple[int, int, bytes | None]]
     return h.hexdigest()
 
 
-# ================================================================ RAM
+# ================================================================ RAM (the engine is ram.compare)
 
 
-def xbzrle_apply(old: bytes, delta: bytes) -> bytes:
-    """The page `old` with an XBZRLE delta applied (wire/xbzrle.py; ValueError on a bad delta)."""
-    page = bytearray(old)
-    apply_delta(page, delta)
-    return bytes(page)
-
-
-@dataclass
-class _RamSide:
-    """What one stream says about one RAM block: counts of records, and where each page's final
-    content is, as extents."""
-
-    records: dict[str, int]
-    xbzrle: dict[int, bytes]
-    first_offset: int | None = None
-    #: (first page, end page, location of the first page), in page order, not overlapping. A location
-    #: >= 0 is the input offset of the first page's content, each next page's `stride` bytes on; a
-    #: sentinel (ZERO, XBZRLE, NOT_SENT) holds for every page of the extent. Pages in no extent were not sent.
-    extents: list[tuple[int, int, int]] = field(default_factory=list)
-    #: input bytes from a page of a run to the next one: the 8-byte word + the page; mapped-ram: the page
-    stride: int = 0
-    #: pages of the block on this side: its length, or up to the last page sent if that is further
-    length: int = 0
-
-
-def _ram_items(sections: Sequence[tuple[int, Section]]) -> Iterator[Any]:
-    for _, section in sections:
-        if isinstance(section.body, RamBody):
-            yield from section.body.items
-
-
-def _block_runs(sections: Sequence[tuple[int, Section]]) -> dict[str, list[RamPages]]:
-    """The runs of page records of each block, in stream order."""
-    runs: dict[str, list[RamPages]] = {}
-    for item in _ram_items(sections):
-        if isinstance(item, RamPages):
-            runs.setdefault(item.block, []).append(item)
-    return runs
-
-
-def _block_list(sections: Sequence[tuple[int, Section]]) -> tuple[dict[str, RamBlock], int]:
-    blocks: dict[str, RamBlock] = {}
-    page_size = 4096
-    for _, section in sections:
-        if isinstance(section.body, RamBody):
-            page_size = section.body.page_size
-            for item in section.body.items:
-                if isinstance(item, RamMemSize):
-                    for block in item.blocks:
-                        blocks.setdefault(block.idstr, block)
-    return blocks, page_size
-
-
-def _bit_runs(bitmap: bytes, count: int) -> Iterator[tuple[int, int, bool]]:
-    """(start, end, bit) of the runs of equal bits among the first `count` bits of a mapped-ram
-    bitmap (bit i is bit i % 8 of byte i // 8); whole 0x00 / 0xff bytes are taken 8 bits at a time."""
-    start, value, i = 0, None, 0
-    while i < count:
-        byte = bitmap[i >> 3]
-        if not i & 7 and i + 8 <= count and byte in (0, 0xFF):
-            bit, step = byte == 0xFF, 8
-        else:
-            bit, step = bool(byte >> (i & 7) & 1), 1
-        if bit != value:
-            if value is not None:
-                yield start, i, value
-            start, value = i, bit
-        i += step
-    if value is not None:
-        yield start, count, value
-
-
-def _side_pages(runs: Sequence[RamPages], info: RamBlock | None, page_size: int) -> int:
-    """`_RamSide.length` of a block (without building the side)."""
-    count = (info.used_length + page_size - 1) // page_size if info is not None else 0
-    if info is not None and info.mapped_ram is not None:
-        return count
-    for item in runs:
-        if item.count > 0:
-            count = max(count, item.offset // page_size + (1 if item.kind == "xbzrle" else item.count))
-    return count
-
-
-def _ram_side(runs: Sequence[RamPages], info: RamBlock | None, page_size: int, reader: _Bytes) -> _RamSide:
-    """One side of a block. Runs that each start after the previous ones end (one pass over the
-    block, the usual case) are the extents as they are; otherwise (pages sent again, XBZRLE) every
-    page's last location is worked out in an array first."""
-    records = {"page": 0, "zero": 0, "xbzrle": 0}
-    side = _RamSide(records, {}, stride=page_size + 8, length=_side_pages(runs, info, page_size))
-    extents = side.extents
-    if info is not None and info.mapped_ram is not None:
-        # mapped-ram: a bitmap of present pages, each at pages_offset + i * page_size (wire-format §6.5)
-        header = info.mapped_ram
-        count = side.length
-        side.stride = stride = header["page_size"]
-        bitmap = reader.get(header["bitmap_offset"], ((count + 63) // 64) * 8)
-        if bitmap is not None:
-            for start, end, present in _bit_runs(bitmap, count):
-                if present:
-                    extents.append((start, end, header["pages_offset"] + start * stride))
-                    records["page"] += end - start
-                else:
-                    extents.append((start, end, ZERO))
-        return side
-    for item in runs:
-        records[item.kind] += item.count
-        if side.first_offset is None and item.span is not None:
-            side.first_offset = item.span.offset
-    end = 0
-    for item in runs:
-        first = item.offset // page_size
-        if item.count <= 0:
-            continue
-        if item.kind == "xbzrle" or first < end:
-            extents.clear()
-            _last_locations(side, runs, page_size, reader, sized=info is not None)
-            return side
-        end = first + item.count
-        if item.kind == "zero":
-            extents.append((first, end, ZERO))
-        else:
-            extents.append((first, end, item.payload_offset(0, page_size) if item.span is not None else NOT_SENT))
-    return side
-
-
-def _last_locations(side: _RamSide, runs: Sequence[RamPages], page_size: int, reader: _Bytes, sized: bool) -> None:
-    """The extents of a side whose runs overlap: the last record for a page wins (an XBZRLE
-    record is applied to the page's content before it), worked out in an array of 8 bytes a page
-    (a dict of the pages sent when the stream gave no block list: `sized` false)."""
-    pages: array | dict[int, int] = array("q", [NOT_SENT]) * side.length if sized else {}
-    xb = side.xbzrle
-    stride = page_size + 8  # later records of a run: word + page, back to back
-    bounds = {0, side.length}
-
-    def put(first: int, where: array) -> None:
-        if isinstance(pages, array):
-            pages[first:first + len(where)] = where
-        else:
-            pages.update(zip(range(first, first + len(where)), where))
-
-    def get(index: int) -> int:
-        return pages[index] if isinstance(pages, array) else pages.get(index, NOT_SENT)
-
-    for item in runs:
-        first, count = item.offset // page_size, item.count
-        if count <= 0:
-            continue
-        if item.kind == "zero":
-            put(first, array("q", [ZERO]) * count)
-        elif item.kind == "page":
-            if item.span is not None:
-                base = item.payload_offset(0, page_size)
-                put(first, array("q", range(base, base + count * stride, stride)))
-            else:
-                put(first, array("q", [NOT_SENT]) * count)
-        else:  # xbzrle: a delta against the page's previous content
-            where, count = get(first), 1
-            if where >= 0:
-                old = reader.get(where, page_size) or bytes(page_size)
-            else:
-                old = xb[first] if where == XBZRLE else bytes(page_size)
-            try:
-                xb[first] = xbzrle_apply(old, item.delta or b"")
-            except ValueError as exc:  # QEMU fails the load of such a record
-                raise CorruptError(f"bad XBZRLE delta for '{printable(item.block)}' page {item.offset:#x}: {exc}",
-                                   offset=item.span.offset if item.span else None) from exc
-            put(first, array("q", [XBZRLE]))
-        bounds.add(first)
-        bounds.add(first + count)
-    # between two neighbouring bounds, every page's last copy comes from the same run
-    cuts = sorted(bounds)
-    side.extents.extend((c, d, get(c)) for c, d in pairwise(cuts) if get(c) != NOT_SENT)
-
-
-def _readable(offset: int, stride: int, count: int, page_size: int, size: int) -> int:
-    """How many of `count` pages at `offset`, `stride` apart, lie wholly inside an input of `size` bytes."""
-    if offset + page_size > size:
-        return 0
-    if stride <= 0:
-        return count
-    return min(count, (size - page_size - offset) // stride + 1)
-
-
-class _PageCompare:
-    """The final contents of one RAM block on both sides, compared at memory speed.
-
-    The extents of both sides are walked together, cut where either changes, so that in each
-    interval each side is one sentinel or one run of pages at its stride. Not sent, zero
-    against zero: decided for the whole interval. Pages on both sides: intervals that keep
-    the same distance between the two inputs (the same records in between, as in two
-    streams of one guest) and go forward in the input are gathered into a window, and the
-    window's bytes are compared in chunks of `RAM_CHUNK` (one bytes comparison each, the
-    record words and zero-page records between the pages included); only a chunk that
-    differs is looked at page by page. A zero or XBZRLE page against a page, or inputs with
-    other strides (mapped-ram against records), are compared page by page."""
-
-    def __init__(self, a: _RamSide, b: _RamSide, ra: _Bytes, rb: _Bytes, page_size: int, can_read: bool,
-                 tick: Callable[[int], None]) -> None:
-        self.a, self.b, self.ra, self.rb = a, b, ra, rb
-        self.page_size, self.can_read, self.tick = page_size, can_read, tick
-        self.zero = bytes(page_size)
-        self.differing = self.only_a = self.only_b = 0
-        self.first: tuple[int, int | None, int | None] | None = None
-        self.next_tick = 0  # the page index at which progress is reported next
-        # the window: its ranges (first page, pages, A's offset of the first), B's offsets are A's - delta
-        self.win_pages: list[int] = []
-        self.win_counts: list[int] = []
-        self.win_offsets: list[int] = []
-        self.win_delta = self.win_end = 0
-
-    def run(self) -> None:
-        a, b = self.a, self.b
-        ea, eb = a.extents, b.extents
-        na, nb = len(ea), len(eb)
-        sa, sb, can_read = a.stride, b.stride, self.can_read
-        windows = sa == sb and sa > 0
-        wp, wc, wx = self.win_pages, self.win_counts, self.win_offsets
-        n = max(a.length, b.length)
-        self.report(0)
-        i = j = pos = 0
-        while pos < n:
-            while i < na and ea[i][1] <= pos:
-                i += 1
-            while j < nb and eb[j][1] <= pos:
-                j += 1
-            if i < na and ea[i][0] <= pos:
-                start, a_end, x = ea[i]
-                if x >= 0:
-                    x += (pos - start) * sa
-            else:
-                a_end, x = ea[i][0] if i < na else n, NOT_SENT
-            if j < nb and eb[j][0] <= pos:
-                start, b_end, y = eb[j]
-                if y >= 0:
-                    y += (pos - start) * sb
-            else:
-                b_end, y = eb[j][0] if j < nb else n, NOT_SENT
-            end = min(a_end, b_end, n)
-            c, pos = pos, end
-            if x >= 0 and y >= 0:
-                if not can_read:
-                    continue
-                if not windows:
-                    self.compare(c, end - c, x, y)
-                    continue
-                if wp and x - y == self.win_delta and x >= self.win_end and x - self.win_end <= RAM_CHUNK:
-                    last = len(wp) - 1
-                    if wp[last] + wc[last] == c and wx[last] + wc[last] * sa == x:
-                        wc[last] += end - c  # the same run goes on
-                    else:
-                        wp.append(c)
-                        wc.append(end - c)
-                        wx.append(x)
-                else:
-                    if wp:
-                        self.flush()
-                    wp.append(c)
-                    wc.append(end - c)
-                    wx.append(x)
-                    self.win_delta = x - y
-                self.win_end = x + (end - c - 1) * sa + self.page_size
-                continue
-            if c >= self.next_tick and not wp:
-                self.report(c)
-            if x == y and x in (NOT_SENT, ZERO):
-                continue
-            if x == NOT_SENT or y == NOT_SENT:
-                if y == NOT_SENT:
-                    self.only_a += end - c
-                if x == NOT_SENT:
-                    self.only_b += end - c
-                continue
-            if not can_read and (x >= 0 or y >= 0):
-                continue
-            self.compare(c, end - c, x, y)
-        if wp:
-            self.flush()
-
-    def differs(self, page: int, x: int | None, y: int | None) -> None:
-        self.differing += 1
-        if self.first is None or page * self.page_size < self.first[0]:
-            self.first = (page * self.page_size, x, y)
-
-    def flush(self) -> None:
-        """Compare the window and empty it."""
-        wp, wc, wx, delta = self.win_pages, self.win_counts, self.win_offsets, self.win_delta
-        page_size, stride = self.page_size, self.a.stride
-        assert self.ra.source is not None and self.rb.source is not None
-        buf_a, buf_b = self.ra.source.buf, self.rb.source.buf
-        # a page is compared when it lies wholly inside both inputs (else it is left out, not counted)
-        limit = min(self.ra.source.size, self.rb.source.size + delta)
-        first_page, last_page = wp[0], wp[-1] + wc[-1]
-        start, end = wx[0], min(self.win_end, limit)
-        span = max(end - start, 1)
-        ri = k = 0  # the next page of the window not looked at yet: range ri, page k of it
-        pos = start
-        while pos < end:
-            length = min(RAM_CHUNK, end - pos)
-            x = buf_a[pos:pos + length]
-            y = buf_b[pos - delta:pos - delta + length]
-            self.ra.touched(pos, length)
-            self.rb.touched(pos - delta, length)
-            if x != y:
-                # the pages that overlap this chunk, each compared whole (once, even when it
-                # overlaps the next chunk too)
-                while ri < len(wp):
-                    base, count = wx[ri], wc[ri]
-                    if k < count and base + k * stride + page_size <= pos:
-                        k = max(k, (pos - page_size - base) // stride + 1)
-                    if k >= count:
-                        ri, k = ri + 1, 0
-                        continue
-                    off = base + k * stride
-                    if off >= pos + length:
-                        break
-                    if off + page_size <= limit and buf_a[off:off + page_size] != buf_b[off - delta:off - delta + page_size]:
-                        self.differs(wp[ri] + k, off, off - delta)
-                    k += 1
-            pos += length
-            page = first_page + (last_page - first_page) * (pos - start) // span
-            if page >= self.next_tick:
-                self.report(page)
-        wp.clear()
-        wc.clear()
-        wx.clear()
-
-    def _chunk(self, side: _RamSide, reader: _Bytes, buf: Any, where: int, j: int, k: int, start: int) -> bytes:
-        """Pages j..j+k-1 of one side as they lie in its input (`side.stride` apart), or, for a
-        ZERO or XBZRLE location, the one page every index stands for."""
-        if buf is None:
-            return self.zero if where == ZERO else side.xbzrle[start]
-        off = where + j * side.stride
-        length = (k - 1) * side.stride + self.page_size
-        chunk = buf[off:off + length]
-        reader.touched(off, length)
-        return chunk
-
-    def compare(self, start: int, count: int, x: int, y: int) -> None:
-        """Pages start..start+count-1 one by one: A's at x (an input offset, `stride` apart), ZERO
-        or XBZRLE (then count is 1), B's at y the same way."""
-        page_size = self.page_size
-        sa, sb = self.a.stride, self.b.stride
-        buf_a = self.ra.source.buf if x >= 0 and self.ra.source is not None else None
-        buf_b = self.rb.source.buf if y >= 0 and self.rb.source is not None else None
-        if x >= 0:  # pages past the end of an input are not compared (nor counted)
-            count = _readable(x, sa, count, page_size, self.ra.source.size if self.ra.source else 0)
-        if y >= 0:
-            count = _readable(y, sb, count, page_size, self.rb.source.size if self.rb.source else 0)
-        step = max(1, RAM_CHUNK // max(sa if x >= 0 else 0, sb if y >= 0 else 0, page_size))
-        j = 0
-        while j < count:
-            k = min(step, count - j)
-            chunk_a = self._chunk(self.a, self.ra, buf_a, x, j, k, start)
-            chunk_b = self._chunk(self.b, self.rb, buf_b, y, j, k, start)
-            for q in range(k):
-                pa = chunk_a[q * sa:q * sa + page_size] if buf_a is not None else chunk_a
-                pb = chunk_b[q * sb:q * sb + page_size] if buf_b is not None else chunk_b
-                if pa != pb:
-                    i = j + q
-                    self.differs(start + i, x + i * sa if x >= 0 else None, y + i * sb if y >= 0 else None)
-            j += k
-            if start + j >= self.next_tick:
-                self.report(start + j)
-
-    def report(self, page: int) -> None:
-        self.tick(page)
-        self.next_tick = page + max(1, PROGRESS_EVERY // self.page_size)
+def _block_list(state: PageState) -> dict[str, RamBlock]:
+    """The blocks of a stream's block list (and those its records name without one)."""
+    return {name: pages.block for name, pages in state.blocks.items()}
 
 
 # ================================================================ the differ
@@ -786,7 +414,8 @@ class _PageCompare:
 
 class _Differ:
     def __init__(self, a: MigrationStream, b: MigrationStream, source_a: Source | None, source_b: Source | None,
-                 ignore: tuple[str, ...], progress: Callable[[int, int], None] | None = None) -> None:
+                 ignore: tuple[str, ...], progress: Callable[[int, int], None] | None = None,
+                 ram_a: PageState | None = None, ram_b: PageState | None = None) -> None:
         self.a, self.b, self.ignore = a, b, ignore
         self.ra, self.rb = _Bytes(source_a), _Bytes(source_b)
         self.changes: list[Change] = []
@@ -795,7 +424,7 @@ class _Differ:
         self.progress = progress
         self.ram_total = self.ram_done = 0  # progress: guest RAM bytes to compare, and compared
         self.ram_reported = 0
-        self.runs: dict[int, dict[str, list[RamPages]]] = {}
+        self.ram_a, self.ram_b = ram_a, ram_b
 
     def add(self, kind: str, group: str, path: str, text: str, **kw: Any) -> None:
         if is_ignored(path, self.ignore):
@@ -822,7 +451,6 @@ class _Differ:
         finally:
             self.ra.drop()
             self.rb.drop()
-            self.runs.clear()
         if self.progress is not None and self.ram_reported < self.ram_total:
             self.progress(self.ram_total, self.ram_total)
 
@@ -1167,20 +795,19 @@ class _Differ:
         if is_ignored(name, self.ignore) or not (any(isinstance(s.body, RamBody) for _, s in ra)
                                                   or any(isinstance(s.body, RamBody) for _, s in rb)):
             return 0
-        blocks_a, page_size = _block_list(ra)
-        blocks_b, page_size_b = _block_list(rb)
-        if page_size != page_size_b:
+        sa, sb = self.ram_a, self.ram_b
+        assert sa is not None and sb is not None
+        if sa.page_size != sb.page_size and sa.page_size and sb.page_size:
             return 0
-        runs_a, runs_b = self.block_runs(ra), self.block_runs(rb)
-        names = dict.fromkeys(list(blocks_a) + list(blocks_b) + list(runs_a) + list(runs_b))
+        blocks_a, blocks_b = _block_list(sa), _block_list(sb)
         total = 0
-        for block in names:
+        for block in dict.fromkeys(list(blocks_a) + list(blocks_b)):
             ia, ib = blocks_a.get(block), blocks_b.get(block)
             if is_ignored(f"{name}/{block}", self.ignore) or (ia is not None and ib is None and blocks_b) \
                     or (ib is not None and ia is None and blocks_a):
                 continue
-            total += max(_side_pages(runs_a.get(block, ()), ia, page_size),
-                         _side_pages(runs_b.get(block, ()), ib, page_size)) * page_size
+            total += max(sa.blocks[block].pages if ia else 0, sb.blocks[block].pages if ib else 0) * \
+                (sa.page_size or sb.page_size)
         return total
 
     def report(self, done: int) -> None:
@@ -1189,26 +816,19 @@ class _Differ:
             self.ram_reported = done
             self.progress(done, self.ram_total)
 
-    def block_runs(self, sections: list[tuple[int, Section]]) -> dict[str, list[RamPages]]:
-        """`_block_runs` of a section list, worked out once (progress needs it before `ram`)."""
-        key = id(sections)
-        if key not in self.runs:
-            self.runs[key] = _block_runs(sections)
-        return self.runs[key]
-
     def ram(self, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> None:
-        blocks_a, page_size = _block_list(ra)
-        blocks_b, page_size_b = _block_list(rb)
+        sa, sb = self.ram_a, self.ram_b
+        assert sa is not None and sb is not None
+        page_size, page_size_b = sa.page_size or sb.page_size, sb.page_size or sa.page_size
         if page_size != page_size_b:
             self.add("ram_block", name, f"{name}/page_size", f"page size {page_size} → {page_size_b}",
                      old=page_size, new=page_size_b)
             return
-        runs_a, runs_b = self.block_runs(ra), self.block_runs(rb)
-        names = list(dict.fromkeys(list(blocks_a) + list(blocks_b) + list(runs_a) + list(runs_b)))
+        blocks_a, blocks_b = _block_list(sa), _block_list(sb)
         can_read = self.ra.source is not None and self.rb.source is not None
         if not can_read:
             self.notes.append("RAM page contents not compared (no source to read them from); counts only")
-        for block in names:
+        for block in dict.fromkeys(list(blocks_a) + list(blocks_b)):
             path = f"{name}/{block}"
             if self.skip(path):
                 continue
@@ -1222,19 +842,15 @@ class _Differ:
             if ia is not None and ib is not None and ia.used_length != ib.used_length:
                 self.add("ram_block", name, f"{path}/length", f"length {ia.used_length:#x} → "
                          f"{ib.used_length:#x}", old=ia.used_length, new=ib.used_length)
-            self.ram_block(name, path, runs_a.get(block, []), runs_b.get(block, []), ia, ib, page_size, can_read)
+            self.ram_block(name, path, block, page_size, can_read)
 
-    def ram_block(self, name: str, path: str, runs_a: list[RamPages], runs_b: list[RamPages], ia: RamBlock | None,
-                  ib: RamBlock | None, page_size: int, can_read: bool) -> None:
-        side_a = _ram_side(runs_a, ia, page_size, self.ra)
-        side_b = _ram_side(runs_b, ib, page_size, self.rb)
+    def ram_block(self, name: str, path: str, block: str, page_size: int, can_read: bool) -> None:
         done = self.ram_done
-        pages = _PageCompare(side_a, side_b, self.ra, self.rb, page_size, can_read,
-                             lambda page: self.report(done + page * page_size))
-        pages.run()
-        self.ram_done = done + max(side_a.length, side_b.length) * page_size
-        differing, only_a, only_b, first = pages.differing, pages.only_a, pages.only_b, pages.first
-        ka, kb = side_a.records, side_b.records
+        result = compare_block(block, self.ram_a, self.ram_b, page_size, can_read,
+                               lambda page: self.report(done + page * page_size))
+        self.ram_done = done + result.pages * page_size
+        differing, only_a, only_b, first = result.differing, result.only_a, result.only_b, result.first
+        ka, kb = result.records_a, result.records_b
         counts = f"records {_ram_counts(ka)} → {_ram_counts(kb)}" if ka != kb else f"records {_ram_counts(ka)}"
         parts = []
         if differing:
@@ -1251,8 +867,8 @@ class _Differ:
                 parts.append("contents not compared")
             self.add("ram_pages", name, path, f"{'; '.join(parts)} ({counts})",
                      old=dict(ka), new=dict(kb), count=differing,
-                     old_offset=first[1] if first else side_a.first_offset,
-                     new_offset=first[2] if first else side_b.first_offset)
+                     old_offset=first[1] if first else result.first_record_a,
+                     new_offset=first[2] if first else result.first_record_b)
 
     # ------------------------------------------------------------ VFIO
 

@@ -87,6 +87,7 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
     """
     from ..codec.decode import decode  # start-up: see main's docstring
     from ..diff import diff_json, diff_streams
+    from ..ram.state import PageState
     from .main import refuse_terminal_stdin
 
     refuse_terminal_stdin(a, b)
@@ -97,13 +98,16 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
     with ExitStack() as stack:
         sa = stack.enter_context(open_stream(app, a, snapshot=snap_a, quiet=quiet))
         sb = stack.enter_context(open_stream(app, b, snapshot=snap_b, quiet=quiet))
+        # the final RAM of each side as the walk goes (memory flat in the streams: no page runs kept)
+        ram_a, ram_b = stack.enter_context(PageState(sa)), stack.enter_context(PageState(sb))
         # one bar over both inputs: A's offsets, then B's after A's size
         with app.progress("diff: decode A and B", sa.size + sb.size, quiet=quiet) as progress:
-            stream_a = decode(sa, progress=progress)
-            stream_b = decode(sb, progress=lambda done: progress(sa.size + done))
+            stream_a = decode(sa, ram_runs=False, on_ram_item=ram_a.feed, progress=progress)
+            stream_b = decode(sb, ram_runs=False, on_ram_item=ram_b.feed, progress=lambda done: progress(sa.size + done))
         # then one over the guest RAM compared (diff_streams says the total)
         with app.progress("diff: compare RAM", None, quiet=quiet) as progress:
-            result = diff_streams(stream_a, stream_b, sa, sb, ignore=ignore, progress=progress)
+            result = diff_streams(stream_a, stream_b, sa, sb, ignore=ignore, progress=progress,
+                                  ram_a=ram_a.finish(), ram_b=ram_b.finish())
     verdicts: tuple[Verdict, Verdict] | None = None
     if compat:
         from ..compat.check import check_stream, destination_of
