@@ -21,7 +21,7 @@ new, grouped by section, and fails the check. The format (docs/golden.md):
   one group); never by section id. The RAM sections of a stream are one group
   (how pages are split over START/PART/END depends on timing): per block its
   length, the count of zero and normal pages in the final state (the last
-  record of a page wins) and a sha256 over that final state.
+  record of a page wins) and a sha256 over that final state (ram.summary).
 - Groups are sorted by name, so section order and section ids do not matter,
   and byte offsets are left out; `order` adds the record sequence with section
   ids, `offsets` adds it with offsets plus an `@offset` line per field.
@@ -31,7 +31,7 @@ new, grouped by section, and fails the check. The format (docs/golden.md):
   `vmig-golden.toml` next to the streams, and from the golden's own
   `# options:` line, so a golden keeps being checked the way it was written.
 
-Imports: errors, model, codec (decode, source, text), outfile; no rich, no click.
+Imports: errors, model, codec (decode), source, text, outfile, ram (state, summary); no rich, no click.
 References: migration/ram.c (ram_save_page, save_zero_page: the page records summarised),
 hw/vfio/migration.c (VFIO_MIG_FLAG_*: the VFIO markers listed).
 """
@@ -45,7 +45,6 @@ import hashlib
 import json
 import os
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple
@@ -66,7 +65,6 @@ from .model import (
     RamBody,
     RamMarker,
     RamMemSize,
-    RamPages,
     Section,
     Span,
     StructValue,
@@ -76,6 +74,8 @@ from .model import (
     Vmdesc,
 )
 from .outfile import atomic_output
+from .ram.state import PageState
+from .ram.summary import block_summary
 
 FORMAT = 1
 GOLDEN_SUFFIX = ".golden.txt"
@@ -96,7 +96,6 @@ KIND_SUFFIX = {"section_full": "", "section_start": ":start", "section_part": ":
 _KIND_RANK = {"section_full": 0, "section_start": 1, "section_part": 2, "section_end": 3}
 _LEADING_GROUPS = ("stream", "configuration")
 _TRAILING_GROUPS = ("commands", "vmdesc", "order")
-_PAGE_HEADER = struct.Struct(">QB")
 _FORMAT_LINE = re.compile(r"# vmig golden file \(format (\d+)\)")
 
 
@@ -256,17 +255,29 @@ class Golden:
 
 
 def golden_of(stream: MigrationStream, source: Source | bytes | None = None,
-              options: GoldenOptions = GoldenOptions()) -> Golden:
+              options: GoldenOptions = GoldenOptions(), ram: PageState | None = None) -> Golden:
     """The golden of a decoded stream. `source` (the decoded input) is needed for RAM page
-    contents and big buffers; without it they cannot be hashed (GoldenError)."""
-    buf = source.buf if isinstance(source, Source) else source
-    return _Summary(buf, options).run(stream)
+    contents and big buffers; without it they cannot be hashed (GoldenError). `ram`: the
+    stream's final page state (fed by the decode); without it the stream must keep its page
+    runs (decode's default) and the state is made from them."""
+    src = Source.from_bytes(source) if isinstance(source, (bytes, bytearray)) else source
+    buf = src.buf if src is not None else None
+    if ram is None and any(isinstance(r, Section) and isinstance(r.body, RamBody) for r in stream.records):
+        try:
+            ram = PageState.of(stream, src)
+        except ValueError as exc:
+            raise GoldenError(f"a golden needs the RAM page runs: {exc}") from exc
+    if ram is not None:
+        ram.check()
+    return _Summary(buf, options, ram).run(stream)
 
 
 def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = GoldenOptions(),
                    snapshot: str | None = None) -> Golden:
-    with Source.open(os.fspath(path), snapshot=snapshot) as src:
-        return golden_of(decode(src), src, options)
+    """The golden of a stream file: one walk, memory flat in the stream (no page runs kept)."""
+    with Source.open(os.fspath(path), snapshot=snapshot) as src, PageState(src) as ram:
+        stream = decode(src, ram_runs=False, on_ram_item=ram.feed)
+        return golden_of(stream, src, options, ram.finish())
 
 
 def section_key(section: Section) -> str:
@@ -311,7 +322,6 @@ class _RamGroup:
     page_size: int = 4096
     total: int | None = None
     blocks: dict[str, Any] = field(default_factory=dict)  # idstr -> RamBlock
-    runs: dict[str, list[RamPages]] = field(default_factory=dict)
     flushes: int = 0
 
 
@@ -325,8 +335,9 @@ class _VfioGroup:
 
 
 class _Summary:
-    def __init__(self, buf: Any, options: GoldenOptions) -> None:
+    def __init__(self, buf: Any, options: GoldenOptions, ram: PageState | None = None) -> None:
         self.buf, self.options, self.ignored = buf, options, _Ignore(options.ignore)
+        self.ram_state = ram
         self.groups: dict[str, list[tuple[str, str]]] = {}
         self.sort_keys: dict[str, tuple[Any, ...]] = {}
         self.group = ""
@@ -438,8 +449,6 @@ class _Summary:
                     group.total = item.total
                     for block in item.blocks:
                         group.blocks[block.idstr] = block
-                elif isinstance(item, RamPages):
-                    group.runs.setdefault(item.block, []).append(item)
                 elif isinstance(item, RamMarker) and item.kind == "multifd_flush":
                     group.flushes += 1
             return
@@ -565,7 +574,8 @@ class _Summary:
             self.emit(f"{key}/total", str(group.total))
         if group.flushes:
             self.emit(f"{key}/multifd_flush", str(group.flushes))
-        for name in sorted(set(group.blocks) | set(group.runs)):
+        state = self.ram_state
+        for name in sorted(set(group.blocks) | (set(state.blocks) if state is not None else set())):
             path = f"{key}/blocks/{_name(name)}"
             if self.ignored and self.ignored(path):
                 continue
@@ -579,48 +589,16 @@ class _Summary:
                         self.emit(f"{path}/mapped_ram/{k}", str(block.mapped_ram[k]))
                 if block.region is not None:
                     self.emit(f"{path}/mapped_ram/region", self.big(block.region))
-            counts, digest = self.pages(name, group.runs.get(name, []), group.page_size)
+            if state is not None and name in state.blocks and state.blocks[name].table is not None \
+                    and state.buf is None:
+                raise GoldenError("a golden needs the stream's bytes to hash RAM pages; pass its Source")
+            counts, digest = block_summary(state, state.blocks.get(name)) if state is not None else \
+                ({"zero": 0, "page": 0, "xbzrle": 0}, hashlib.sha256().hexdigest())
             self.emit(f"{path}/pages/zero", str(counts["zero"]))
             self.emit(f"{path}/pages/normal", str(counts["page"]))
             if counts["xbzrle"]:
                 self.emit(f"{path}/pages/xbzrle", str(counts["xbzrle"]))
             self.emit(f"{path}/sha256", digest)
-
-    def pages(self, block: str, runs: list[RamPages], page_size: int) -> tuple[dict[str, int], str]:
-        """Counts and sha256 of a block's final pages: for each page in address order, its
-        offset (be64), kind (Z/P/X) and payload (fill byte, the page, the XBZRLE delta).
-        The last record of a page wins; page payloads are read from the source one at a time."""
-        counts = {"zero": 0, "page": 0, "xbzrle": 0}
-        digest = hashlib.sha256()
-        ordered = sorted(range(len(runs)), key=lambda i: runs[i].offset)
-        overlap = any(runs[a].offset + runs[a].count * page_size > runs[b].offset
-                      for a, b in zip(ordered, ordered[1:]))
-        if not overlap:
-            pages: Iterable[tuple[int, int]] = ((r, i) for r in ordered for i in range(runs[r].count))
-        else:
-            final: dict[int, tuple[int, int]] = {}
-            for r, run in enumerate(runs):  # stream order: later records overwrite
-                for i in range(run.count):
-                    final[run.offset + i * page_size] = (r, i)
-            pages = (final[offset] for offset in sorted(final))
-        buf = self.buf
-        for r, i in pages:
-            run = runs[r]
-            offset = run.offset + i * page_size
-            counts[run.kind] += 1
-            if run.kind == "zero":
-                digest.update(_PAGE_HEADER.pack(offset, ord("Z")))
-                digest.update(bytes((run.fill,)))
-            elif run.kind == "page":
-                if buf is None or run.span is None:
-                    raise GoldenError("a golden needs the stream's bytes to hash RAM pages; pass its Source")
-                start = run.payload_offset(i, page_size)
-                digest.update(_PAGE_HEADER.pack(offset, ord("P")))
-                digest.update(buf[start:start + page_size])
-            else:
-                digest.update(_PAGE_HEADER.pack(offset, ord("X")))
-                digest.update(run.delta or b"")
-        return counts, digest.hexdigest()
 
     # ------------------------------------------------------------ VFIO, vmdesc, order
 
