@@ -27,8 +27,9 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (6, ("screen",)),
     # guest RAM: the final page state and what is built on it (listing, extract, compare, summaries)
     (5, ("ram",)),
-    # ram.walk is the page-record walk the decoder runs for RAM sections: below codec, above source
-    (4, ("codec", "ram.walk")),
+    # ram.walk is the page-record walk the decoder runs for RAM sections, ram.limits the RAM bounds
+    # the walk and encode share: below codec, above source
+    (4, ("codec", "ram.walk", "ram.limits")),
     # where bytes come from and go to: inputs, atomic output files
     (3, ("source", "outfile")),
     (2, ("vmstate",)),

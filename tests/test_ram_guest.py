@@ -170,7 +170,7 @@ X86_72_CASES = [
 
 
 def _check_x86(binary: str, machine: str, memory: str, below: str | None, extra: list[str] = ()) -> None:
-    from vfio_ramfb_mig.ram.state import parse_size
+    from vfio_ramfb_mig.ram.limits import parse_size
 
     option = f",max-ram-below-4g={below}" if below else ""
     seen = mtree_regions(binary, machine + option, memory, list(extra))
@@ -195,7 +195,7 @@ def test_x86_memory_map_is_qemu72s(qemu72, machine: str, memory: str, below: str
 @pytest.mark.qemu
 @pytest.mark.parametrize("memory", ["64M", "3G"])
 def test_aarch64_virt_memory_map_is_qemus(qemu10, memory: str) -> None:
-    from vfio_ramfb_mig.ram.state import parse_size
+    from vfio_ramfb_mig.ram.limits import parse_size
 
     binary = str(Path(qemu10.path).with_name("qemu-system-aarch64"))
     seen = mtree_regions(binary, "virt", memory)

@@ -56,7 +56,7 @@ def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], fo
     """
     from ..text import printable  # start-up: see main's docstring
     from ..ram.extract import MANIFEST, extract_ram
-    from ..ram.state import parse_size
+    from ..ram.limits import parse_size
     from .main import refuse_terminal_stdin
 
     refuse_terminal_stdin(dump)

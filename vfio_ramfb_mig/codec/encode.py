@@ -4,10 +4,14 @@ Device payloads are built by the same construct schemas that parse them: a
 description is derived from the model's own fields (types, lengths, counts)
 and compiled by vmstate/compile.py. RAM pages and other `Blob`s are copied
 from the source stream they were decoded from (or from the data a JSON
-document embedded), in 1 MiB pieces, so encoding a large stream stays flat in
-memory.
+document embedded), in 8 MiB pieces let go once written, so encoding a large
+stream stays flat in memory. A run of page records that lies in the source
+exactly as it would be written (ram.walk.run_in_source checks every record's
+address word, name and fill byte) is copied whole instead of record by record.
+The pages the runs write are bounded before anything is written (ram.limits).
 
-Imports: construct, errors, model, wire, vmstate, source, text.
+Imports: construct, errors, model, wire, vmstate, source, text, ram.walk and ram.limits
+(the RAM record layout and bounds, beside codec).
 References: migration/savevm.c (save_section_header, save_section_footer),
 migration/ram.c (ram_save_setup, save_page_header), hw/vfio/migration.c.
 """
@@ -49,19 +53,26 @@ from ..vmstate.vmdesc import FIXED_SIZES
 from ..wire.ram import RamFlag
 from ..wire.stream import QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, RecordType
 from ..wire.vfio import VfioMarker
+from ..ram.limits import check_claim
+from ..ram.walk import run_in_source
 from ..source import Source
 from ..text import to_wire
 
-_COPY_CHUNK = 1 << 20
+_COPY_CHUNK = 8 << 20
 _SECTION_BYTES = {"section_start": 1, "section_part": 2, "section_end": 3, "section_full": 4}
 _RAM_KIND_FLAG = {"zero": RamFlag.ZERO, "page": RamFlag.PAGE, "xbzrle": RamFlag.XBZRLE}
 _VFIO_MARKERS = {"setup": VfioMarker.DEV_SETUP_STATE, "end_of_state": VfioMarker.END_OF_STATE,
                  "init_data_sent": VfioMarker.DEV_INIT_DATA_SENT}
 
 
-def encode(stream: MigrationStream, out: BinaryIO, source: Source | None = None) -> int:
-    """Write `stream` to `out`; Blobs without data are read from `source`. Returns bytes written."""
-    return _Encoder(out, source).run(stream)
+def encode(stream: MigrationStream, out: BinaryIO, source: Source | None = None, *,
+           max_ram: int | None = None) -> int:
+    """Write `stream` to `out`; Blobs without data are read from `source`. Returns bytes written.
+
+    Page runs that lie in `source` exactly as they would be written are copied from it whole.
+    Before anything is written, the pages the runs write are bounded (ram.limits): by what a
+    stream of `stream.size` bytes can hold and by `max_ram` (LimitError)."""
+    return _Encoder(out, source).run(stream, max_ram)
 
 
 def encode_bytes(stream: MigrationStream, source: Source | None = None) -> bytes:
@@ -73,11 +84,29 @@ def encode_bytes(stream: MigrationStream, source: Source | None = None) -> bytes
 class _Encoder:
     def __init__(self, out: BinaryIO, source: Source | None) -> None:
         self.out, self.source, self.written = out, source, 0
+        self._read_lo, self._read_hi = 1 << 63, 0  # the source range read since it was last let go
         self.page_size = 4096
 
     def write(self, data: bytes) -> None:
         self.out.write(data)
         self.written += len(data)
+
+    def copy(self, start: int, length: int) -> None:
+        """Copy `length` bytes of the source from `start`. The input is read about in order, and
+        what was read is let go every `_COPY_CHUNK` bytes: resident memory stays flat."""
+        assert self.source is not None
+        src = self.source
+        with memoryview(src.buf) as view:
+            for at in range(start, start + length, _COPY_CHUNK):
+                end = min(at + _COPY_CHUNK, start + length)
+                with view[at:end] as piece:
+                    self.out.write(piece)
+                self.written += end - at
+                self._read_lo = min(self._read_lo, at)
+                self._read_hi = max(self._read_hi, end)
+                if self._read_hi - self._read_lo >= _COPY_CHUNK or end - at >= _COPY_CHUNK:
+                    src.forget(self._read_lo, self._read_hi)
+                    self._read_lo, self._read_hi = 1 << 63, 0
 
     def blob(self, blob: Blob, path: FieldPath) -> None:
         if blob.data is not None:
@@ -92,10 +121,10 @@ class _Encoder:
         if blob.offset + blob.length > self.source.size:
             raise EncodeError(f"the source stream has {self.source.size} bytes, but {blob.length} bytes at "
                               f"offset {blob.offset} are referenced", offset=self.written, path=path)
-        for start in range(blob.offset, blob.offset + blob.length, _COPY_CHUNK):
-            self.write(bytes(self.source.buf[start:min(start + _COPY_CHUNK, blob.offset + blob.length)]))
+        self.copy(blob.offset, blob.length)
 
-    def run(self, stream: MigrationStream) -> int:
+    def run(self, stream: MigrationStream, max_ram: int | None = None) -> int:
+        self.check_pages(stream, max_ram)
         for index, record in enumerate(stream.records):
             path: FieldPath = ("records", index)
             try:
@@ -227,6 +256,21 @@ class _Encoder:
 
     # ------------------------------------------------------------ RAM
 
+    def check_pages(self, stream: MigrationStream, max_ram: int | None) -> None:
+        """Refuse, before a byte is written, page runs that write more pages than the stream they
+        describe could hold and than `max_ram` (a tiny JSON document with a count of 2^39)."""
+        pages, page_size = 0, 4096
+        for record in stream.records:
+            if isinstance(record, Section) and isinstance(record.body, RamBody):
+                page_size = record.body.page_size
+                for item in record.body.items:
+                    if isinstance(item, RamPages):
+                        if item.count < 0 or item.offset < 0:
+                            raise EncodeError(f"page run of block '{item.block}' has a negative count or offset")
+                        pages += 1 if item.kind == "xbzrle" else item.count
+        size = max(stream.size, self.source.size if self.source is not None else 0)
+        check_claim(pages, page_size, size, max_ram, "the page runs write")
+
     def ram(self, body: RamBody, path: FieldPath) -> None:
         ps = body.page_size
         for i, item in enumerate(body.items):
@@ -258,6 +302,10 @@ class _Encoder:
         flag = _RAM_KIND_FLAG.get(run.kind)
         if flag is None:
             raise EncodeError(f"unknown page kind '{run.kind}'", path=path + ("kind",))
+        if self.source is not None and run_in_source(run, ps, self.source):
+            assert run.span is not None
+            self.copy(run.span.offset, run.span.length)  # the records as they are in the source
+            return
         name = to_wire(run.block)
         data = run.data[0] if run.data else None
         for i in range(run.count):

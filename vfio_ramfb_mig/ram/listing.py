@@ -104,11 +104,8 @@ def write_page_list(source: Source | str, out: IO[Any], as_json: bool = False,
     first: Callable[[int], None] | None = None
     second: Callable[[int], None] | None = None
     if progress is not None:
-        def first(done: int) -> None:
-            progress(done, 2 * size)
-
-        def second(done: int) -> None:
-            progress(size + done, 2 * size)
+        first = lambda done: progress(done, 2 * size)  # noqa: E731
+        second = lambda done: progress(size + done, 2 * size)  # noqa: E731
 
     # each walk gets its own Source over the same buffer: a Source remembers how far it let
     # mapped pages go, and a second walk over the same one would let none go (memory = input)

@@ -46,11 +46,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..text import printable
-from ..errors import CorruptError, LimitError
+from ..errors import CorruptError
 from ..model import RamBlock, RamItem, RamMemSize, RamPages
 from ..source import Source
 from ..wire.ram import ADDRESS_WORD_SIZE, ZERO_FILL_SIZE
 from ..wire.xbzrle import apply_delta
+from .limits import SMALLEST_RECORD, check_claim, default_max_ram
 
 #: a page no record set
 NOT_SENT = -1
@@ -62,52 +63,17 @@ UNKNOWN_SLOT = (1 << 53) - 1
 _KIND_MASK = 3
 _FILL_SHIFT, _WHERE_SHIFT = 2, 10
 _LOW_MASK = (1 << _WHERE_SHIFT) - 1  # kind and fill
-#: the smallest page record: a word that continues its block and a fill byte
-SMALLEST_RECORD = ADDRESS_WORD_SIZE + ZERO_FILL_SIZE
-#: bytes of guest RAM a stream may claim beyond what it can hold, unless the user allows more
-DEFAULT_MAX_RAM = 64 << 30
-MAX_RAM_ENV = "VMIG_MAX_RAM"
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """'64G', '512M', '1T', '4096' (bytes; K/M/G/T/P are powers of 1024). ValueError otherwise."""
-    m = _SIZE.match(text)
-    if m is None:
-        raise ValueError(f"not a size: {text!r} (expected e.g. 64G, 512M, 4096)")
-    return int(m.group(1)) << 10 * " kmgtp".index((m.group(2) or " ").lower())
-
-
-def default_max_ram() -> int:
-    """DEFAULT_MAX_RAM, or $VMIG_MAX_RAM."""
-    text = os.environ.get(MAX_RAM_ENV)
-    return parse_size(text) if text else DEFAULT_MAX_RAM
-
-
-def size_text(n: int) -> str:
-    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
-        if n >= 1 << shift:
-            return f"{n / (1 << shift):.4g} {unit}"
-    return f"{n} bytes"
 
 
 def check_ram_claim(blocks: list[RamBlock] | tuple[RamBlock, ...], page_size: int, stream_size: int,
                     max_ram: int | None = None) -> None:
     """Refuse RAM blocks that claim more than the stream can hold and more than `max_ram`
-    (LimitError): what a tiny hostile stream would make vmig allocate or write."""
-    limit = default_max_ram() if max_ram is None else max_ram
-    total = sum(b.used_length for b in blocks)
-    pages = sum(-(-b.used_length // page_size) for b in blocks)
-    holds = stream_size // SMALLEST_RECORD
-    mapped = sum(b.used_length for b in blocks if b.mapped_ram is not None)
-    if total <= limit or pages <= holds or (mapped and total - mapped <= limit):
-        return
-    big = max(blocks, key=lambda b: b.used_length)
-    raise LimitError(f"the RAM blocks claim {size_text(total)} ({pages:,} pages of {page_size}; "
-                     f"'{printable(big.idstr)}' alone {size_text(big.used_length)}), more than this "
-                     f"{stream_size:,}-byte stream can hold ({holds:,} page records) and more than the "
-                     f"limit of {size_text(limit)}",
-                     hint=f"to go on anyway, raise the limit: --max-ram SIZE or {MAX_RAM_ENV}=SIZE")
+    (LimitError): what a tiny hostile stream would make vmig allocate or write. A mapped-ram
+    block's pages are in the stream itself (the walk checked its region)."""
+    unmapped = [b for b in blocks if b.mapped_ram is None]
+    check_claim(sum(-(-b.used_length // page_size) for b in unmapped), page_size, stream_size, max_ram,
+                f"the RAM blocks ({', '.join(repr(printable(b.idstr)) for b in unmapped[:3])}"
+                f"{', ...' if len(unmapped) > 3 else ''}) claim")
 
 
 # ---------------------------------------------------------------- XBZRLE results

@@ -118,6 +118,48 @@ def records(run: RamPages, page_size: int) -> Iterator[tuple[int, int, int, bool
         yield run.record_offset(i, page_size), step + (name if named else 0), run.offset + i * page_size, named
 
 
+def run_length(run: RamPages, page_size: int) -> int:
+    """Bytes of a run's records on the wire (what encode writes for it)."""
+    name = 1 + len(run.block.encode("utf-8", "surrogateescape")) if run.named else 0
+    if run.kind == "xbzrle":
+        return _WORD + name + XBZRLE_HEADER_SIZE + len(run.delta or b"")
+    return name + run.count * run.record_size(page_size)
+
+
+def run_in_source(run: RamPages, page_size: int, src: Source) -> bool:
+    """Do the run's records lie in `src` at its span exactly as encode would write them (every
+    address word, the block name, each fill byte; the pages are the source's own)? Then the
+    span can be copied whole. Checked record by record: a JSON document may have been edited."""
+    if run.span is None or run.kind == "xbzrle" or run.count <= 0 or run.data is not None:
+        return False
+    start, length = run.span.offset, run_length(run, page_size)
+    if run.span.length != length or src.ensure(start + length) < start + length:
+        return False
+    buf, flag = src.buf, _PAGE if run.kind == "page" else _ZERO
+    unpack64 = _BE64.unpack_from
+    head = _WORD  # bytes of record 0 before its payload
+    if run.named:
+        name = run.block.encode("utf-8", "surrogateescape")
+        if unpack64(buf, start)[0] != run.offset | flag or buf[start + _WORD] != len(name) \
+                or buf[start + _WORD + 1:start + _WORD + 1 + len(name)] != name:
+            return False
+        head += 1 + len(name)
+    elif unpack64(buf, start)[0] != run.offset | flag | _CONTINUE:
+        return False
+    zero, fill = flag == _ZERO, run.fill
+    if zero and buf[start + head] != fill:
+        return False
+    step = run.record_size(page_size)
+    pos = start + head + step - _WORD  # record 1's word
+    word = (run.offset + page_size) | flag | _CONTINUE
+    for _ in range(run.count - 1):
+        if unpack64(buf, pos)[0] != word or (zero and buf[pos + _WORD] != fill):
+            return False
+        word += page_size
+        pos += step
+    return True
+
+
 class RamWalk:
     """The walk over the RAM sections of one decode: what carries over from one RAM section to
     the next (the block list, the block a CONTINUE record refers to, how far pages were let go).
