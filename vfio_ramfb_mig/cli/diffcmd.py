@@ -193,7 +193,7 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
         return
     if stream is None:
         raise click.UsageError("missing argument STREAM")
-    from ..compat.check.load_rules import IllegalOffsetScan
+    from ..ram.state import IllegalOffsetScan
 
     if profile is not None:
         given = [name for name, value in (("--target", target), ("--qemu", qemu), ("--schema", schema),

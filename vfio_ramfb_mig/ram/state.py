@@ -49,7 +49,7 @@ from ..text import printable
 from ..errors import CorruptError
 from ..model import RamBlock, RamItem, RamMemSize, RamPages
 from ..source import Source
-from ..wire.ram import ADDRESS_WORD_SIZE, ZERO_FILL_SIZE
+from ..wire.ram import ADDRESS_WORD_SIZE
 from ..wire.xbzrle import apply_delta
 from .limits import SMALLEST_RECORD, check_claim, default_max_ram
 
@@ -151,19 +151,67 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class IllegalOffset:
-    """A page record QEMU refuses: its page lies at or past its block's used_length."""
+    """A page record QEMU refuses: its page lies at or past its block's used_length
+    (host_from_ram_block_offset finds no host page: "Illegal RAM offset")."""
 
     record: int | None  # input offset of the first record past the end
     block: str
     page_offset: int  # of that record
     used_length: int
-    run: RamPages  # the run it is in
+    run: RamPages | None = None  # the run it is in
 
     def message(self) -> str:
-        run = self.run
-        return (f"{run.count} {run.kind} page(s) at {run.offset:#x} run past the end of block "
-                f"'{printable(self.block)}' ({self.used_length:#x} bytes): QEMU refuses the stream at the record "
-                f"for {self.page_offset:#x} (\"Illegal RAM offset {self.page_offset:x}\")")
+        run, name = self.run, printable(self.block)
+        where = (f"{run.count} {run.kind} page(s) at {run.offset:#x} run past the end of block '{name}' "
+                 f"({self.used_length:#x} bytes)" if run is not None else
+                 f"a page record for block '{name}' at offset {self.page_offset:#x} lies past its used_length "
+                 f"{self.used_length:#x}")
+        return f"{where}: QEMU refuses the stream at the record for {self.page_offset:#x} " \
+               f"(\"Illegal RAM offset {self.page_offset:x}\")"
+
+
+def illegal_record(run: RamPages, used_length: int, page_size: int) -> tuple[int, IllegalOffset | None]:
+    """(how many of the run's pages lie inside a block of `used_length` bytes, the first record
+    past it or None): QEMU loads a page whose offset is below used_length, and refuses the rest."""
+    pages = 1 if run.kind == "xbzrle" else run.count
+    inside = max(0, min(pages, -(-(used_length - run.offset) // page_size)))
+    if inside == pages:
+        return pages, None
+    record = run.record_offset(inside, page_size) if run.span is not None else None
+    return inside, IllegalOffset(record, run.block, run.offset + inside * page_size, used_length, run)
+
+
+class IllegalOffsetScan:
+    """The page records QEMU refuses, as decode walks the RAM items (``decode(on_ram_item=scan.feed)``):
+    only the block lengths are kept, so memory does not grow with the stream. For `vmig check`,
+    which needs no page state."""
+
+    def __init__(self) -> None:
+        self.lengths: dict[str, int] = {}
+        self.found: list[IllegalOffset] = []
+
+    def feed(self, item: RamItem, page_size: int) -> None:
+        if isinstance(item, RamMemSize):
+            for b in item.blocks:
+                self.lengths[b.idstr] = b.used_length
+        elif isinstance(item, RamPages) and not self.found:
+            used = self.lengths.get(item.block)
+            if used is not None:
+                bad = illegal_record(item, used, page_size)[1]
+                if bad is not None:
+                    self.found.append(bad)
+
+
+def illegal_offsets(stream: Any) -> list[IllegalOffset]:
+    """The first page record QEMU refuses (past its block's end), of a stream decoded with its runs."""
+    from ..model import RamBody, Section
+
+    scan = IllegalOffsetScan()
+    for r in stream.records:
+        if isinstance(r, Section) and isinstance(r.body, RamBody) and r.body.runs_kept:
+            for item in r.body.items:
+                scan.feed(item, r.body.page_size)
+    return scan.found
 
 
 class BlockPages:
@@ -397,12 +445,10 @@ class PageState:
             raise CorruptError(f"RAM page record names block '{printable(run.block)}', which no RAM block "
                                f"list (MEM_SIZE) announced before it", offset=record)
         ps = self.page_size
-        first, count = run.offset // ps, run.count
-        if first + count > pages.pages or run.offset >= pages.used_length:
-            legal = max(0, min(count, pages.pages - first))
-            self.illegal.append(IllegalOffset(run.record_offset(legal, ps) if run.span else None, run.block,
-                                              run.offset + legal * ps, pages.used_length, run))
-            count = legal
+        first = run.offset // ps
+        count, bad = illegal_record(run, pages.used_length, ps)
+        if bad is not None:
+            self.illegal.append(bad)
             if not count:
                 return
         table = self._table(pages)

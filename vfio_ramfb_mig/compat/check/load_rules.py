@@ -1,7 +1,7 @@
 """Rules of QEMU's RAM and CPU loaders: RAM block names and sizes, postcopy advice, page offsets
 inside their block, and an arm CPU's cpreg list.
 
-Imports: text, model, ram.state (the IllegalOffset fact), compat.check.{findings, stream_facts,
+Imports: text, model, ram.state (the IllegalOffset fact and its scan), compat.check.{findings, stream_facts,
 destination}.
 References: migration/ram.c (parse_ramblocks: "Unknown ramblock \\"%s\\", cannot accept migration";
 parse_ramblock -> system/physmem.c qemu_ram_resize: "Size mismatch: %s: 0x%x != 0x%x",
@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ...model import Command, RamBody, RamMemSize, RamPages, Section, VmstateBody
-from ...ram.state import IllegalOffset
+from ...model import Command, RamBody, RamMemSize, Section, VmstateBody
+from ...ram.state import illegal_offsets
 from ...text import printable
 from .findings import EINVAL, Context, Finding, Rule, loading_error, report, section_path
 from .stream_facts import records
@@ -125,39 +125,6 @@ def rule_postcopy_advise(ctx: Context, rule: Rule) -> Iterator[Finding]:
                 yield report(rule, "note", "postcopy-ram on both sides: whether the destination's host supports "
                              "userfaultfd and has the same RAM page sizes was not checked", (), **where)
         return
-
-
-def illegal_offsets(stream: Any) -> list[IllegalOffset]:
-    """Page records at or past their block's used_length, from a stream decoded with its page runs."""
-    scan = IllegalOffsetScan()
-    for r in stream.records:
-        if isinstance(r, Section) and isinstance(r.body, RamBody) and r.body.runs_kept:
-            for item in r.body.items:
-                scan.feed(item, r.body.page_size)
-    return scan.found
-
-
-class IllegalOffsetScan:
-    """Collects `IllegalOffset` facts as decode walks RAM items (``decode(on_ram_item=scan.feed)``),
-    keeping only the block lengths: memory does not grow with the stream."""
-
-    def __init__(self) -> None:
-        self.lengths: dict[str, int] = {}
-        self.found: list[IllegalOffset] = []
-
-    def feed(self, item: Any, page_size: int) -> None:
-        if isinstance(item, RamMemSize):
-            for b in item.blocks:
-                self.lengths[b.idstr] = b.used_length
-        elif isinstance(item, RamPages) and not self.found:
-            used = self.lengths.get(item.block)
-            if used is None:
-                return
-            last = item.offset + (item.count - 1) * page_size
-            if last >= used:
-                first = item.offset if item.offset >= used else item.offset + -(-(used - item.offset) // page_size) \
-                    * page_size
-                self.found.append(IllegalOffset(item.span.offset if item.span else None, item.block, first, used))
 
 
 def rule_illegal_ram_offset(ctx: Context, rule: Rule) -> Iterator[Finding]:

@@ -42,7 +42,7 @@ class Verdict:
 def check_stream(stream: MigrationStream, dest: Destination, *, illegal: list[Any] | None = None) -> Verdict:
     """Judge whether `dest` would load `stream`, the way QEMU's loader goes through it.
 
-    `illegal`: the page records past their block's end (load_rules.IllegalOffsetScan fed by decode's
+    `illegal`: the page records past their block's end (ram.state.IllegalOffsetScan fed by decode's
     on_ram_item) when the stream was decoded without its page runs."""
     ctx = Context(stream, dest, illegal=illegal)
     for order, rule in enumerate(RULES):
