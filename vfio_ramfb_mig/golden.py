@@ -75,7 +75,7 @@ from .model import (
 )
 from .outfile import atomic_output
 from .ram.state import PageState
-from .ram.summary import block_summary
+from .ram.summary import StreamSummaries, block_summary
 
 FORMAT = 1
 GOLDEN_SUFFIX = ".golden.txt"
@@ -255,29 +255,43 @@ class Golden:
 
 
 def golden_of(stream: MigrationStream, source: Source | bytes | None = None,
-              options: GoldenOptions = GoldenOptions(), ram: PageState | None = None) -> Golden:
+              options: GoldenOptions = GoldenOptions(), ram: PageState | None = None,
+              summaries: StreamSummaries | None = None) -> Golden:
     """The golden of a decoded stream. `source` (the decoded input) is needed for RAM page
     contents and big buffers; without it they cannot be hashed (GoldenError). `ram`: the
     stream's final page state (fed by the decode); without it the stream must keep its page
-    runs (decode's default) and the state is made from them."""
+    runs (decode's default) and the state is made from them. `summaries`: RAM block summaries
+    worked out as the walk went (ram.summary.StreamSummaries), used for the blocks it has."""
     src = Source.from_bytes(source) if isinstance(source, (bytes, bytearray)) else source
     buf = src.buf if src is not None else None
-    if ram is None and any(isinstance(r, Section) and isinstance(r.body, RamBody) for r in stream.records):
+    complete = summaries is not None and summaries.complete
+    if ram is None and not complete and any(isinstance(r, Section) and isinstance(r.body, RamBody)
+                                            for r in stream.records):
         try:
             ram = PageState.of(stream, src)
         except ValueError as exc:
             raise GoldenError(f"a golden needs the RAM page runs: {exc}") from exc
     if ram is not None:
         ram.check()
-    return _Summary(buf, options, ram).run(stream)
+    return _Summary(buf, options, ram, summaries).run(stream)
 
 
 def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = GoldenOptions(),
                    snapshot: str | None = None) -> Golden:
-    """The golden of a stream file: one walk, memory flat in the stream (no page runs kept)."""
-    with Source.open(os.fspath(path), snapshot=snapshot) as src, PageState(src) as ram:
-        stream = decode(src, ram_runs=False, on_ram_item=ram.feed)
-        return golden_of(stream, src, options, ram.finish())
+    """The golden of a stream file, memory flat in the stream (no page runs kept). A stream that
+    sets each page once, in address order, is summarised in one walk (its pages hashed by a second
+    thread as the walk goes); any other is walked again into a final page state."""
+    with Source.open(os.fspath(path), snapshot=snapshot) as src:
+        summaries = StreamSummaries(src)
+        try:
+            stream = decode(src, ram_runs=False, on_ram_item=summaries.feed, on_ram_partial=summaries.partial)
+        finally:
+            summaries.close()
+        if summaries.complete:
+            return golden_of(stream, src, options, summaries=summaries)
+        with PageState(src) as ram:
+            decode(Source(src.buf, src.name), ram_runs=False, on_ram_item=ram.feed)
+            return golden_of(stream, src, options, ram.finish(), summaries)
 
 
 def section_key(section: Section) -> str:
@@ -335,9 +349,10 @@ class _VfioGroup:
 
 
 class _Summary:
-    def __init__(self, buf: Any, options: GoldenOptions, ram: PageState | None = None) -> None:
+    def __init__(self, buf: Any, options: GoldenOptions, ram: PageState | None = None,
+                 summaries: StreamSummaries | None = None) -> None:
         self.buf, self.options, self.ignored = buf, options, _Ignore(options.ignore)
-        self.ram_state = ram
+        self.ram_state, self.ram_summaries = ram, summaries
         self.groups: dict[str, list[tuple[str, str]]] = {}
         self.sort_keys: dict[str, tuple[Any, ...]] = {}
         self.group = ""
@@ -574,8 +589,10 @@ class _Summary:
             self.emit(f"{key}/total", str(group.total))
         if group.flushes:
             self.emit(f"{key}/multifd_flush", str(group.flushes))
-        state = self.ram_state
-        for name in sorted(set(group.blocks) | (set(state.blocks) if state is not None else set())):
+        state, summaries = self.ram_state, self.ram_summaries
+        names = set(group.blocks) | (set(state.blocks) if state is not None else set()) \
+            | (set(summaries.blocks) if summaries is not None else set())
+        for name in sorted(names):
             path = f"{key}/blocks/{_name(name)}"
             if self.ignored and self.ignored(path):
                 continue
@@ -589,11 +606,15 @@ class _Summary:
                         self.emit(f"{path}/mapped_ram/{k}", str(block.mapped_ram[k]))
                 if block.region is not None:
                     self.emit(f"{path}/mapped_ram/region", self.big(block.region))
-            if state is not None and name in state.blocks and state.blocks[name].table is not None \
-                    and state.buf is None:
-                raise GoldenError("a golden needs the stream's bytes to hash RAM pages; pass its Source")
-            counts, digest = block_summary(state, state.blocks.get(name)) if state is not None else \
-                ({"zero": 0, "page": 0, "xbzrle": 0}, hashlib.sha256().hexdigest())
+            done = summaries.summary(name) if summaries is not None else None
+            if done is not None:
+                counts, digest = done
+            elif state is not None:
+                if name in state.blocks and state.blocks[name].table is not None and state.buf is None:
+                    raise GoldenError("a golden needs the stream's bytes to hash RAM pages; pass its Source")
+                counts, digest = block_summary(state, state.blocks.get(name))
+            else:
+                counts, digest = {"zero": 0, "page": 0, "xbzrle": 0}, hashlib.sha256().hexdigest()
             self.emit(f"{path}/pages/zero", str(counts["zero"]))
             self.emit(f"{path}/pages/normal", str(counts["page"]))
             if counts["xbzrle"]:

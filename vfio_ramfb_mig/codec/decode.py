@@ -88,6 +88,7 @@ _BE16 = struct.Struct(">H")
 def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False, ram_runs: bool = True,
            on_ram_run: Callable[[RamPages], None] | None = None,
            on_ram_item: Callable[[RamItem, int], None] | None = None,
+           on_ram_partial: Callable[[RamPages, int], None] | None = None,
            progress: Callable[[int], None] | None = None) -> MigrationStream:
     """Decode a whole stream.
 
@@ -102,10 +103,12 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
         on_ram_run: called with each run of page records as the walk passes it, kept or not.
         on_ram_item: called with each RAM item (block list, run, marker) and the page size, in
             stream order, kept or not (what ram.state builds the final page state from).
+        on_ram_partial: called with the records so far of a long run before the walk lets their
+            mapped pages go (ram.walk.RamWalk's on_partial).
         progress: called with the input offset reached, every few MiB of RAM and at the end.
     """
     def run(src: Source) -> MigrationStream:
-        stream = _Decoder(src, strict, ram_runs, on_ram_run, on_ram_item, progress).run(partial)
+        stream = _Decoder(src, strict, ram_runs, on_ram_run, on_ram_item, progress, on_ram_partial).run(partial)
         if progress is not None:
             progress(src.size)
         return stream
@@ -122,10 +125,11 @@ class _Decoder:
     def __init__(self, src: Source, strict: bool, keep_ram_runs: bool = True,
                  on_ram_run: Callable[[RamPages], None] | None = None,
                  on_ram_item: Callable[[RamItem, int], None] | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None,
+                 on_ram_partial: Callable[[RamPages, int], None] | None = None) -> None:
         self.src, self.buf, self.size, self.strict = src, src.buf, src.size, strict
         self.keep_ram_runs, self.on_ram_run, self.on_ram_item = keep_ram_runs, on_ram_run, on_ram_item
-        self.progress = progress
+        self.progress, self.on_ram_partial = progress, on_ram_partial
         self.records: list[Any] = []
         self.warnings: list[str] = []
         self.vmdesc: Vmdesc | None = None
@@ -481,6 +485,7 @@ class _Decoder:
         if self.ram_walk is None:
             self.ram_walk = RamWalk(self.src, self.page_size, frozenset(self.capabilities), self.advise,
                                     keep_runs=self.keep_ram_runs, on_run=self.on_ram_run, on_item=self.on_ram_item,
+                                    on_partial=self.on_ram_partial,
                                     progress=self.progress)
         return self.ram_walk.section(pos, path, is_start)
 

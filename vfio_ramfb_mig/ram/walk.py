@@ -173,6 +173,9 @@ class RamWalk:
         on_run: called with every run as the walk passes it, kept or not.
         on_item: called with every item (block list, run, marker) and the page size, in stream
             order, kept or not: what a final page state is built from in one pass.
+        on_partial: called, before the walk lets mapped pages go (every RELEASE_EVERY bytes), with
+            the records so far of the run still open (the same run, whole, comes to on_item later):
+            to read pages of a long run while they are mapped.
         progress: called with the input offset reached, every RELEASE_EVERY bytes.
     """
 
@@ -180,10 +183,12 @@ class RamWalk:
                  advise: PostcopyAdvise | None = None, keep_runs: bool = True,
                  on_run: Callable[[RamPages], None] | None = None,
                  on_item: Callable[[RamItem, int], None] | None = None,
+                 on_partial: Callable[[RamPages, int], None] | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
         self.src, self.buf, self.page_size = src, src.buf, page_size
         self.capabilities, self.advise = capabilities, advise
         self.keep_runs, self.on_run, self.on_item, self.progress = keep_runs, on_run, on_item, progress
+        self.on_partial = on_partial
         self.last_block: str | None = None
         self.blocks: dict[str, RamBlock] = {}
         self.released = 0  # input offset up to which the walk let mapped pages go
@@ -237,6 +242,9 @@ class RamWalk:
                     run_count, run_next = 1, (value + page_size) | flags
                     continue
             elif pos - self.released >= RELEASE_EVERY:
+                if self.on_partial is not None and run is not None:
+                    # the records of the open run so far, before their pages are let go
+                    self.on_partial(self._pages(run, run_count, pos), page_size)
                 self._walked(pos)
                 stop = min(src.ensure(self.released + RELEASE_EVERY + longest) - longest,
                            self.released + RELEASE_EVERY)
@@ -351,20 +359,25 @@ class RamWalk:
 
     def _close_run(self, run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int,
                    items: list[Any], counts: dict[str, dict[str, int]]) -> None:
-        kind, block, first, fill, start, named, delta = run
+        kind, block = run[0], run[1]
         per = counts.get(block)
         if per is None:
             per = counts[block] = {"zero": 0, "page": 0, "xbzrle": 0}
         per[kind] += count
         if self.keep_runs or self.on_run is not None or self.on_item is not None:
-            pages = RamPages(kind=kind, block=block, offset=first, count=count, named=named, fill=fill,
-                             delta=delta, span=Span(start, end - start))
+            pages = self._pages(run, count, end)
             if self.keep_runs:
                 items.append(pages)
             if self.on_run is not None:
                 self.on_run(pages)
             if self.on_item is not None:
                 self.on_item(pages, self.page_size)
+
+    @staticmethod
+    def _pages(run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int) -> RamPages:
+        kind, block, first, fill, start, named, delta = run
+        return RamPages(kind=kind, block=block, offset=first, count=count, named=named, fill=fill, delta=delta,
+                        span=Span(start, end - start))
 
     def _item(self, item: RamMemSize | RamMarker, items: list[Any]) -> None:
         items.append(item)

@@ -1,0 +1,116 @@
+"""Golden RAM lines (ram.summary): counts and sha256 of each block's final pages, against an oracle
+written here from the format's rules, on real captures (every page once, in address order: the
+one-walk path) and on crafted streams that send pages again, out of order, as ZERO after PAGE and
+as XBZRLE (the final-page-state path).
+
+Oracle: the model's runs (a decode that keeps them) applied in stream order to a dict per block
+(page -> kind and what it holds; the last record wins, XBZRLE applies to what the page held);
+then, in address order, be64 offset + kind letter + the fill byte or the page's bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+
+import pytest
+from paths import CAPTURES
+from test_ram_extract import BOOTED, page_run, synthetic, with_part_before_end, xbzrle_run, zero_run
+
+from vfio_ramfb_mig import decode
+from vfio_ramfb_mig.golden import golden_of, golden_of_path
+from vfio_ramfb_mig.model import RamBody, RamPages
+from vfio_ramfb_mig.wire.xbzrle import xbzrle_apply
+
+PS = 4096
+
+
+def oracle(data: bytes) -> dict[str, tuple[dict[str, int], str]]:
+    final: dict[str, dict[int, tuple[str, bytes]]] = {}
+    for section in decode(data).sections:
+        if not isinstance(section.body, RamBody):
+            continue
+        for run in section.body.items:
+            if not isinstance(run, RamPages):
+                continue
+            pages = final.setdefault(run.block, {})
+            for i in range(1 if run.kind == "xbzrle" else run.count):
+                at = run.offset + i * PS
+                if run.kind == "zero":
+                    pages[at] = ("Z", bytes((run.fill,)))
+                elif run.kind == "page":
+                    src = run.payload_offset(i, PS)
+                    pages[at] = ("P", data[src:src + PS])
+                else:
+                    kind, old = pages.get(at, ("Z", b"\0"))
+                    before = old * PS if kind == "Z" else old
+                    pages[at] = ("X", xbzrle_apply(before, run.delta))
+    out = {}
+    for block, pages in final.items():
+        digest = hashlib.sha256()
+        counts = {"zero": 0, "page": 0, "xbzrle": 0}
+        for at in sorted(pages):
+            kind, held = pages[at]
+            counts[{"Z": "zero", "P": "page", "X": "xbzrle"}[kind]] += 1
+            digest.update(struct.pack(">QB", at, ord(kind)) + held)
+        out[block] = counts, digest.hexdigest()
+    return out
+
+
+def ram_lines(golden) -> dict[str, tuple[dict[str, int], str]]:
+    values = {e.path: e.value for e in golden.entries}
+    out = {}
+    for path, value in values.items():
+        if path.startswith("ram/blocks/") and path.endswith("/sha256"):
+            base = path[:-len("/sha256")]
+            counts = {"zero": int(values[base + "/pages/zero"]), "page": int(values[base + "/pages/normal"]),
+                      "xbzrle": int(values.get(base + "/pages/xbzrle", 0))}
+            out[base[len("ram/blocks/"):]] = counts, value
+    return out
+
+
+def check(data: bytes, tmp_path: Path) -> None:
+    expected = {name: v for name, v in oracle(data).items()}
+    path = tmp_path / "s.bin"
+    path.write_bytes(data)
+    one_walk = ram_lines(golden_of_path(path))  # decode without runs: one walk, or a second into a page state
+    from_runs = ram_lines(golden_of(decode(data), data))  # a stream decoded with its runs
+    for lines in (one_walk, from_runs):
+        sent = {name: v for name, v in lines.items() if sum(v[0].values())}
+        assert sent == expected
+
+
+@pytest.mark.parametrize("name", ["qemu-10.0.2__pc-q35-8.2__ramfb+booted", "qemu-7.2.22__pc-q35-7.2__plain"])
+def test_captures(tmp_path: Path, name: str) -> None:
+    check((CAPTURES / f"{name}.bin").read_bytes(), tmp_path)
+
+
+def test_pages_sent_again(tmp_path: Path) -> None:
+    data = BOOTED.read_bytes()
+    # page 0 again (normal, then zero), a page of the middle again, the block's first page last
+    check(with_part_before_end(data, [page_run("pc.ram", 0, b"\x01" * PS), zero_run("pc.ram", 0),
+                                      page_run("pc.ram", 0x10000, b"\x02" * PS, b"\x03" * PS)]), tmp_path)
+    check(with_part_before_end(data, [page_run("pc.ram", 0x5000, b"\x04" * PS)]), tmp_path)
+
+
+def test_out_of_order_xbzrle_and_fill(tmp_path: Path) -> None:
+    blocks = [("pc.ram", 16 * PS), ("other", 4 * PS)]
+    check(synthetic(blocks,
+                    [page_run("pc.ram", 8 * PS, b"a" * PS, b"b" * PS), zero_run("pc.ram", 0, 3)],
+                    [xbzrle_run("pc.ram", 8 * PS, b"\x00\x02zz"), xbzrle_run("pc.ram", 2 * PS, b"\x05\x01q"),
+                     page_run("other", PS, b"c" * PS)],
+                    [zero_run("pc.ram", 9 * PS, fill=0x42), page_run("other", 0, b"d" * PS)]), tmp_path)
+
+
+def test_first_record_does_not_win(tmp_path: Path) -> None:
+    """The page sent last is the one hashed, not the first."""
+    blocks = [("pc.ram", 4 * PS)]
+    twice = synthetic(blocks, [page_run("pc.ram", 0, b"x" * PS)], [page_run("pc.ram", 0, b"y" * PS)])
+    once = synthetic(blocks, [page_run("pc.ram", 0, b"y" * PS)])
+    first = synthetic(blocks, [page_run("pc.ram", 0, b"x" * PS)])
+    a, b, c = (tmp_path / n for n in ("a.bin", "b.bin", "c.bin"))
+    a.write_bytes(twice)
+    b.write_bytes(once)
+    c.write_bytes(first)
+    assert ram_lines(golden_of_path(a)) == ram_lines(golden_of_path(b)) != ram_lines(golden_of_path(c))
