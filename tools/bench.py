@@ -42,9 +42,19 @@ the commands are spawned by a small separate interpreter (LAUNCHER), whose
 * ``sha256 both``: ONE child hashing both diffed files (one start-up, like diff)
 * ``vmig --help``                               start-up time
 
-and the targets: decode/analyze <= 0.3, diff/(sha256 both) <= 1.5, peak RSS
-<= 100 MiB for decode and diff, and decode's peak RSS the same (within 10 MiB)
-for the 256 MiB and the 1 GiB stream.  A missed target is reported, not an
+and on one stream (``--verbs STREAM``; large.bin with the made streams), after
+writing its golden beside it and its ``decode --json`` to a scratch directory,
+untimed:
+
+* ``vmig golden check FILE``                    against the sha256 pass of FILE
+* ``vmig encode --from-json FILE.json``         against ``cp --sparse=always``;
+                                                its output must be FILE, byte for byte
+* ``vmig diff FILE FILE``                       against one sha256 pass over FILE twice
+
+and the targets: decode/analyze <= 0.2, diff/(sha256 both) <= 1.5 (both pairs),
+golden check/sha256 <= 1.5, encode/cp <= 2, peak RSS <= 100 MiB for decode,
+diff and golden check and <= 150 MiB for encode, and decode's peak RSS the same
+(within 10 MiB) for the 256 MiB and the 1 GiB stream.  A missed target is reported, not an
 error: the exit status is 0 unless a command failed (1) or the streams could
 not be made or found (2).  ``vmig`` is the one next to ``sys.executable``
 (``.venv/bin/vmig`` under ``make bench``).
@@ -91,9 +101,12 @@ B_RANDOM_EVERY = 61      # random quarter: re-randomised
 B_ZERO_EVERY = 97        # zero quarter: made non-zero
 B_REPEAT_EVERY = 89      # repeated-page quarter: zeroed
 
-# Targets from the "Multi-gigabyte streams" issue.
-DECODE_VS_ANALYZE_MAX = 0.3
+# Targets from the "Multi-gigabyte streams" issue and issue 15 (one home for guest RAM).
+DECODE_VS_ANALYZE_MAX = 0.2
 DIFF_VS_SHA256_MAX = 1.5
+GOLDEN_VS_SHA256_MAX = 1.5
+ENCODE_VS_CP_MAX = 2.0
+ENCODE_RSS_MAX_MIB = 150
 RSS_MAX_MIB = 100
 RSS_SAME_SLACK_MIB = 10  # "the same" RSS for 256 MiB and 1 GiB, allowing allocator noise
 
@@ -410,8 +423,48 @@ def vmig_path() -> Path:
     return Path(sys.executable).parent / "vmig"
 
 
+@dataclass
+class Verbs:
+    """The verbs timed on one stream beyond decode (issue 15's targets): golden check against
+    a golden written beforehand, encode --from-json of its decode --json, and diff with itself;
+    with what they are held to: cp --sparse=always of the file and sha256 of it twice."""
+
+    stream: Path
+    json: Path          # its `vmig decode --json`, written before the rounds
+    work: Path          # a scratch directory for encode's and cp's output
+
+    @property
+    def encoded(self) -> Path:
+        return self.work / "encoded.bin"
+
+
+def prepare_verbs(stream: Path, work: Path) -> Verbs:
+    """Untimed: the stream's golden beside it (as `golden update` writes it) and its JSON form."""
+    vmig = str(vmig_path())
+    work.mkdir(parents=True, exist_ok=True)
+    verbs = Verbs(stream, work / (stream.stem + ".json"), work)
+    subprocess.run([vmig, "golden", "update", str(stream)], check=True, stdout=subprocess.DEVNULL)
+    with open(verbs.json, "wb") as out:
+        subprocess.run([vmig, "decode", "--json", str(stream)], check=True, stdout=out)
+    return verbs
+
+
+def verbs_commands(v: Verbs) -> list[Command]:
+    vmig, py, f = str(vmig_path()), sys.executable, str(v.stream)
+    return [
+        Command(f"golden check {v.stream.name}", "golden check", [vmig, "golden", "check", f], [f]),
+        Command(f"encode --from-json {v.json.name}", "encode", [vmig, "encode", "--from-json", str(v.json),
+                                                                 "--source", f, "-o", str(v.encoded)], [f]),
+        Command(f"cp --sparse=always {v.stream.name}", "cp", ["cp", "--sparse=always", f,
+                                                               str(v.work / "copy.bin")], [f]),
+        Command(f"diff {v.stream.name} {v.stream.name}", "diff self", [vmig, "diff", f, f], [f, f]),
+        Command(f"sha256 both {v.stream.name} {v.stream.name}", "sha256 self", [py, "-I", "-c", SHA256_CHILD, f, f],
+                [f, f]),
+    ]
+
+
 def build_commands(streams: list[Path], diff_pair: tuple[Path, Path] | None,
-                   analyze: Path | None) -> list[Command]:
+                   analyze: Path | None, verbs: Verbs | None = None) -> list[Command]:
     vmig, py = str(vmig_path()), sys.executable
     cmds = []
     for s in streams:
@@ -431,6 +484,8 @@ def build_commands(streams: list[Path], diff_pair: tuple[Path, Path] | None,
             Command(f"diff {names}", "diff", [vmig, "diff", a, b], [a, b], ok_exits=(0, 1)),
             Command(f"sha256 both {names}", "sha256 both", [py, "-I", "-c", SHA256_CHILD, a, b], [a, b]),
         ]
+    if verbs is not None:
+        cmds += verbs_commands(verbs)
     cmds.append(Command("vmig --help", "help", [vmig, "--help"]))
     return cmds
 
@@ -445,6 +500,16 @@ class Check:
     met: bool | None = None          # None: no target, or not measurable
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def _check(name: str, value: float | None, unit: str, target: float | None = None) -> Check:
     met = None if target is None or value is None else value <= target
     return Check(name, value, unit, target, met)
@@ -457,7 +522,7 @@ def _ratio(a: Command | None, b: Command | None) -> float | None:
 
 
 def compute_checks(cmds: list[Command], streams: list[Path], diff_pair: tuple[Path, Path] | None,
-                   rss_pair: tuple[Path, Path] | None) -> list[Check]:
+                   rss_pair: tuple[Path, Path] | None, verbs: Verbs | None = None) -> list[Check]:
     by = {(c.kind, tuple(c.files)): c for c in cmds}
     checks = []
     for s in streams:
@@ -477,6 +542,23 @@ def compute_checks(cmds: list[Command], streams: list[Path], diff_pair: tuple[Pa
         diff, both = by.get(("diff", key)), by.get(("sha256 both", key))
         checks.append(_check(f"diff/(sha256 both) {names}", _ratio(diff, both), "x", DIFF_VS_SHA256_MAX))
         checks.append(_check(f"diff peak RSS {names}", diff and diff.rss_mib, "MiB", RSS_MAX_MIB))
+    if verbs is not None:
+        f, name = str(verbs.stream), verbs.stream.name
+        sha, cp = by.get(("sha256", (f,))), by.get(("cp", (f,)))
+        golden, encode = by.get(("golden check", (f,))), by.get(("encode", (f,)))
+        self_diff, self_sha = by.get(("diff self", (f, f))), by.get(("sha256 self", (f, f)))
+        checks.append(_check(f"golden check/sha256 {name}", _ratio(golden, sha), "x", GOLDEN_VS_SHA256_MAX))
+        checks.append(_check(f"golden check peak RSS {name}", golden and golden.rss_mib, "MiB", RSS_MAX_MIB))
+        checks.append(_check(f"encode --from-json/cp {name}", _ratio(encode, cp), "x", ENCODE_VS_CP_MAX))
+        checks.append(_check(f"encode --from-json peak RSS {name}", encode and encode.rss_mib, "MiB",
+                             ENCODE_RSS_MAX_MIB))
+        same = None
+        if encode is not None and not encode.error and verbs.encoded.exists():
+            same = float(_sha256(verbs.encoded) != _sha256(verbs.stream))  # 0: byte-identical
+        checks.append(_check(f"encode --from-json output == {name}", same, "flag", 0))
+        checks.append(_check(f"diff/(sha256 both) {name} {name}", _ratio(self_diff, self_sha), "x",
+                             DIFF_VS_SHA256_MAX))
+        checks.append(_check(f"diff peak RSS {name} {name}", self_diff and self_diff.rss_mib, "MiB", RSS_MAX_MIB))
     if rss_pair:
         small, big = rss_pair
         for kind in ("decode", "decode --json"):
@@ -509,8 +591,11 @@ def format_report(cmds: list[Command], checks: list[Check], floor_kib: int) -> s
                f"spawns it, about {floor_kib / 1024:.1f} MiB)")
     rows = []
     for k in checks:
-        val = "-" if k.value is None else (f"{k.value:.2f}x" if k.unit == "x" else f"{k.value:.1f} MiB")
-        tgt = "" if k.target is None else (f"<= {k.target:g}x" if k.unit == "x" else f"<= {k.target:g} MiB")
+        if k.unit == "flag":  # 0: the output is the input, byte for byte
+            val, tgt = ("-" if k.value is None else "identical" if k.value == 0 else "DIFFERENT"), "identical"
+        else:
+            val = "-" if k.value is None else (f"{k.value:.2f}x" if k.unit == "x" else f"{k.value:.1f} MiB")
+            tgt = "" if k.target is None else (f"<= {k.target:g}x" if k.unit == "x" else f"<= {k.target:g} MiB")
         verdict = "" if k.target is None else {True: "met", False: "MISSED", None: "n/a"}[k.met]
         rows.append([k.name, val, tgt, verdict])
     if rows:
@@ -547,6 +632,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="rounds; every command runs once per round")
     ap.add_argument("--no-make", action="store_true", help=f"use the streams in {BENCH_DIR} as they are")
     ap.add_argument("--make-only", action="store_true", help="make (or check) the streams, then stop")
+    ap.add_argument("--verbs", type=Path, metavar="STREAM",
+                    help="also time golden check, encode --from-json and diff with itself on STREAM (default with "
+                         "made streams: large.bin); its golden is written beside it first")
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed for one command or capture")
     ap.add_argument("--json", action="store_true", help="print the result as JSON instead of tables")
     args = ap.parse_args(argv)
@@ -556,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.make_only and (explicit or args.no_make):
         ap.error("--make-only makes the cached streams: not with --no-make, STREAMs or --diff")
 
-    rss_pair = None
+    rss_pair, verbs_stream = None, args.verbs
     if explicit:
         streams, diff_pair = list(args.streams), (tuple(args.diff) if args.diff else None)
     else:
@@ -572,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         streams = [made["large"], made["large-b"], made["medium"]]
         diff_pair, rss_pair = (made["large"], made["large-b"]), (made["medium"], made["large"])
+        verbs_stream = verbs_stream or made["large"]
 
     inputs = [*streams, *(diff_pair or ())]
     missing = [str(p) for p in inputs if not p.is_file()]
@@ -593,9 +682,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     log(f"python {platform.python_version()}, {os.cpu_count()} CPUs, {args.rounds} rounds, "
         f"vmig = {vmig_path()}" + (f", analyze = {analyze}" if analyze else ""))
-    cmds = build_commands(streams, diff_pair, analyze)
-    floor_kib = run_rounds(cmds, args.rounds, args.timeout)
-    checks = compute_checks(cmds, streams, diff_pair, rss_pair)
+    with tempfile.TemporaryDirectory(prefix="vmig-bench-") as work:
+        verbs = None
+        if verbs_stream is not None:
+            if not verbs_stream.is_file():
+                log(f"not found: {verbs_stream}")
+                return 2
+            if verbs_stream not in streams:
+                streams.append(verbs_stream)  # its sha256 row is the golden check's yardstick
+            log(f"writing {verbs_stream.name}'s golden and JSON form (untimed)")
+            verbs = prepare_verbs(verbs_stream, Path(work))
+        cmds = build_commands(streams, diff_pair, analyze, verbs)
+        floor_kib = run_rounds(cmds, args.rounds, args.timeout)
+        checks = compute_checks(cmds, streams, diff_pair, rss_pair, verbs)
     if args.json:
         print(json.dumps(report_json(cmds, checks, args.rounds, list(dict.fromkeys(inputs)), floor_kib), indent=2))
     else:
