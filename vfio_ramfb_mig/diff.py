@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import mmap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,7 +59,7 @@ from .model import (
 from .vmstate.compile import RAMFB_CFG_TYPE
 from .wire.ramfb import fourcc_text
 from .ram.compare import compare_block
-from .ram.state import PageState
+from .ram.state import PageState, ReadWindow
 
 #: Change kinds, in the order a reader meets them
 KINDS = (
@@ -328,10 +327,7 @@ class _Bytes:
 
     def __init__(self, source: Source | None) -> None:
         self.source = source
-        self.read = 0
-        buf = source.buf if source is not None else None
-        self._mapped = isinstance(buf, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")
-        self._lo, self._hi = -1, 0  # the range read since the last drop
+        self.window = ReadWindow(source, DROP_AFTER)
 
     def get(self, offset: int, length: int, inline: bytes | None = None) -> bytes | None:
         if inline is not None:
@@ -343,25 +339,12 @@ class _Bytes:
         return data if isinstance(data, bytes) else bytes(data)
 
     def touched(self, offset: int, length: int) -> None:
-        """`length` bytes at `offset` were read: drop what was read once there is enough of it."""
-        if not self._mapped:
-            return
-        if self._lo < 0 or offset < self._lo:
-            self._lo = offset
-        self._hi = max(self._hi, offset + length)
-        self.read += length
-        if self.read >= DROP_AFTER:
-            self.drop()
+        """`length` bytes at `offset` were read: let them go once there is enough of it."""
+        self.window.touched(offset, length)
 
     def drop(self) -> None:
-        """Let the kernel drop the mapped pages read since the last drop (file-backed and
-        read-only: they come back from the page cache when touched again)."""
-        if self._mapped and self._lo >= 0 and self.source is not None:
-            start = self._lo - self._lo % mmap.PAGESIZE
-            end = min(self._hi, self.source.size)
-            if end > start:
-                self.source.buf.madvise(mmap.MADV_DONTNEED, start, end - start)
-        self._lo, self._hi, self.read = -1, 0, 0
+        """Let the kernel drop the mapped pages read since the last drop (Source.forget)."""
+        self.window.flush()
 
 
 def _range_diff(ra: _Bytes, oa: int, la: int, rb: _Bytes, ob: int, lb: int) -> tuple[int, int] | None:

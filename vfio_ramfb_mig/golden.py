@@ -290,7 +290,7 @@ def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = Golden
         if summaries.complete:
             return golden_of(stream, src, options, summaries=summaries)
         with PageState(src) as ram:
-            decode(Source(src.buf, src.name), ram_runs=False, on_ram_item=ram.feed)
+            decode(src.sibling(), ram_runs=False, on_ram_item=ram.feed)
             return golden_of(stream, src, options, ram.finish(), summaries)
 
 
