@@ -114,3 +114,13 @@ def test_first_record_does_not_win(tmp_path: Path) -> None:
     b.write_bytes(once)
     c.write_bytes(first)
     assert ram_lines(golden_of_path(a)) == ram_lines(golden_of_path(b)) != ram_lines(golden_of_path(c))
+
+
+@pytest.mark.parametrize("every", [4096, 65536, 300_000])
+def test_long_runs_hashed_while_the_walk_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int) -> None:
+    """The walk lets pages go every RELEASE_EVERY bytes and first hands the summary the records so
+    far of the run still open (on_ram_partial): each page is hashed once, whatever the cut points."""
+    from vfio_ramfb_mig.ram import walk
+
+    monkeypatch.setattr(walk, "RELEASE_EVERY", every)
+    check(BOOTED.read_bytes(), tmp_path)

@@ -9,13 +9,14 @@ record (ram.walk.records)."""
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 from paths import CAPTURES
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.text import from_wire
-from vfio_ramfb_mig.model import RamBody, RamPages
+from vfio_ramfb_mig.model import Blob, RamBody, RamPages
 from vfio_ramfb_mig.ram.walk import records
 from vfio_ramfb_mig.wire.ram import (
     MappedRamHeader,
@@ -97,3 +98,87 @@ def test_walk_and_construct_schema_agree(path) -> None:
         assert got == expected
         seen += len(got)
     assert seen or "ram" not in {s.idstr for s in stream.sections}
+
+
+# ---------------------------------------------------------------- flags, page size, continue
+
+
+def _stream(page_size: int, runs, machine: str = "virt-10.0") -> bytes:
+    """Header, configuration (target-page-bits for `page_size`), RAM START with one block 'ram0'
+    of 64 pages, one RAM END with `runs`, EOF."""
+    from vfio_ramfb_mig import encode_bytes
+    from vfio_ramfb_mig.model import (
+        Configuration, Eof, Field, Header, MigrationStream, RamBlock, RamMarker, RamMemSize, Section, Subsection,
+    )
+
+    bits = page_size.bit_length() - 1
+    config = Configuration(machine, (Subsection("configuration/target-page-bits", 1,
+                                                (Field("target_page_bits", "uint32", bits),)),))
+    used = 64 * page_size
+    records = (Header(0x5145564D, 3), config,
+               Section("section_start", 2, "ram", 0, 4, RamBody((RamMemSize(used, (RamBlock("ram0", used),)),
+                                                                 RamMarker("eos")), page_size)),
+               Section("section_end", 2, "ram", 0, 4, RamBody((*runs, RamMarker("eos")), page_size)), Eof())
+    return encode_bytes(MigrationStream(records, 0))
+
+
+def _patch_word(data: bytes, page_size: int, flags: int) -> tuple[bytes, int]:
+    """The stream with the first page record's word ORed with `flags`, and that word's offset."""
+    stream = decode(data)
+    run = next(item for s in stream.sections if isinstance(s.body, RamBody) for item in s.body.items
+               if isinstance(item, RamPages))
+    at = run.span.offset
+    (word,) = struct.unpack_from(">Q", data, at)
+    return data[:at] + struct.pack(">Q", word | flags) + data[at + 8:], at
+
+
+@pytest.mark.parametrize("page_size", [4096, 65536])
+def test_flag_bits_are_those_below_the_target_page_size(page_size: int) -> None:
+    """The loader takes every bit below TARGET_PAGE_SIZE as a flag (ram_load_precopy: addr &
+    ~TARGET_PAGE_MASK) and refuses combinations it does not know, FULL (0x1) among them; the bits
+    above are the page's offset."""
+    from vfio_ramfb_mig.errors import CorruptError
+
+    runs = (RamPages("zero", "ram0", 0, 2, True),)
+    data = _stream(page_size, runs)
+    stream = decode(data)
+    assert [s.body.page_size for s in stream.sections if isinstance(s.body, RamBody)] == [page_size, page_size]
+    for bit in (0x001, 0x400, page_size >> 1):
+        bad, at = _patch_word(data, page_size, bit)
+        with pytest.raises(CorruptError, match="impossible RAM flags") as info:
+            decode(bad)
+        assert info.value.offset == at
+    # the first bit above the flags is an offset: the same record, one page further on
+    moved, _ = _patch_word(data, page_size, page_size)
+    run = next(i for s in decode(moved).sections if isinstance(s.body, RamBody) for i in s.body.items
+               if isinstance(i, RamPages))
+    assert run.offset == page_size
+
+
+def test_continue_flag_names_no_block_and_carries_on_across_sections() -> None:
+    """A record with CONTINUE has no block name and is in the block of the last record that named
+    one, even in an earlier section; one without it names its block again."""
+    data = _stream(4096, (RamPages("zero", "ram0", 0, 3, True), RamPages("zero", "ram0", 8 * 4096, 1, False),
+                          RamPages("zero", "ram0", 2 * 4096, 1, True)))
+    runs = [i for s in decode(data).sections if isinstance(s.body, RamBody) for i in s.body.items
+            if isinstance(i, RamPages)]
+    assert [(r.offset // 4096, r.count, r.named) for r in runs] == [(0, 3, True), (8, 1, False), (2, 1, True)]
+    words = [struct.unpack_from(">Q", data, off)[0] for r in runs for off, *_ in records(r, 4096)]
+    assert [w & 0x20 for w in words] == [0, 0x20, 0x20, 0x20, 0]
+
+
+def test_json_form_round_trip_keeps_every_record() -> None:
+    """decode --json, then encode --from-json: the same bytes, for XBZRLE deltas, fill bytes,
+    CONTINUE across sections and pages carried inline (a dropped delta or fill would show)."""
+    from vfio_ramfb_mig import Source, encode_bytes
+    from vfio_ramfb_mig.codec import jsonform
+
+    data = _stream(4096, (RamPages("page", "ram0", 0, 2, True, data=(Blob(0, 8192, b"a" * 4096 + b"b" * 4096),)),
+                          RamPages("xbzrle", "ram0", 0, 1, False, delta=b"\x00\x02zz"),
+                          RamPages("xbzrle", "ram0", 4096, 1, True, delta=b"\x05\x01q"),
+                          RamPages("zero", "ram0", 2 * 4096, 2, False, fill=0x42)))
+    src = Source.from_bytes(data)
+    for embed in (False, True):
+        text = jsonform.dumps(decode(src), source=src, embed=embed)
+        again = encode_bytes(jsonform.loads(text), None if embed else src)
+        assert again == data
