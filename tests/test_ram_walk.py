@@ -182,3 +182,27 @@ def test_json_form_round_trip_keeps_every_record() -> None:
         text = jsonform.dumps(decode(src), source=src, embed=embed)
         again = encode_bytes(jsonform.loads(text), None if embed else src)
         assert again == data
+
+
+def test_encode_copies_a_run_only_when_every_record_is_as_it_would_write_it(tmp_path) -> None:
+    """encode --from-json with a source whose bytes differ in one record word in the middle of a
+    run (another file of the same size): that run is written record by record, and the output is
+    the stream the JSON describes."""
+    from vfio_ramfb_mig import Source, encode_bytes
+    from vfio_ramfb_mig.codec import jsonform
+    from vfio_ramfb_mig.ram.walk import run_in_source
+
+    path = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
+    data = path.read_bytes()
+    src = Source.from_bytes(data)
+    stream = decode(src)
+    run = max((i for s in stream.sections if isinstance(s.body, RamBody) for i in s.body.items
+               if isinstance(i, RamPages) and i.kind == "page"), key=lambda r: r.count)
+    assert run.count > 4 and run_in_source(run, 4096, src)
+    off = run.record_offset(run.count // 2, 4096)
+    other = bytearray(data)
+    other[off + 6] ^= 0x10  # the middle record's page offset, as another file would have it
+    other_src = Source.from_bytes(bytes(other))
+    assert not run_in_source(run, 4096, other_src)
+    text = jsonform.dumps(stream, source=src)
+    assert encode_bytes(jsonform.loads(text), other_src) == data
