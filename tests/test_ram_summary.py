@@ -21,6 +21,8 @@ from test_ram_extract import BOOTED, page_run, synthetic, with_part_before_end, 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.golden import golden_of, golden_of_path
 from vfio_ramfb_mig.model import RamBody, RamPages
+from vfio_ramfb_mig.ram.summary import StreamSummaries
+from vfio_ramfb_mig.source import Source
 from vfio_ramfb_mig.wire.xbzrle import xbzrle_apply
 
 PS = 4096
@@ -124,3 +126,21 @@ def test_long_runs_hashed_while_the_walk_goes(tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setattr(walk, "RELEASE_EVERY", every)
     check(BOOTED.read_bytes(), tmp_path)
+    # ... in the one walk: no block had to be worked out again from a final page state
+    with Source.open(str(BOOTED)) as src:
+        summaries = StreamSummaries(src)
+        decode(src, ram_runs=False, on_ram_item=summaries.feed, on_ram_partial=summaries.partial)
+        summaries.finish()
+        assert summaries.complete and summaries.summary("pc.ram") == oracle(BOOTED.read_bytes())["pc.ram"]
+
+
+def test_in_order_stream_with_a_fill_byte(tmp_path: Path) -> None:
+    """A stream whose pages come once and in order (the one-walk path) with a ZERO record's fill byte."""
+    data = synthetic([("pc.ram", 8 * PS)], [page_run("pc.ram", 0, b"a" * PS), zero_run("pc.ram", PS, 2, fill=0x42),
+                                             page_run("pc.ram", 4 * PS, b"b" * PS)])
+    check(data, tmp_path)
+    with Source.from_bytes(data) as src:
+        summaries = StreamSummaries(src)
+        decode(src, ram_runs=False, on_ram_item=summaries.feed, on_ram_partial=summaries.partial)
+        summaries.finish()
+        assert summaries.complete

@@ -206,3 +206,25 @@ def test_encode_copies_a_run_only_when_every_record_is_as_it_would_write_it(tmp_
     assert not run_in_source(run, 4096, other_src)
     text = jsonform.dumps(stream, source=src)
     assert encode_bytes(jsonform.loads(text), other_src) == data
+
+
+def test_postcopy_advise_says_which_blocks_carry_their_page_size() -> None:
+    """With postcopy-ram, a block whose page size is not the ordinary one (huge pages) carries it
+    after its length in the block list (ram_save_setup); the ADVISE command's page-size summary
+    says which sizes there are. Decoded, kept, written back the same."""
+    from vfio_ramfb_mig import encode_bytes
+    from vfio_ramfb_mig.model import Command, Eof, Header, MigrationStream, RamBlock, RamMarker, RamMemSize, Section
+
+    huge = 2 << 20
+    blocks = (RamBlock("pc.ram", 4 << 20), RamBlock("huge", 4 << 20, page_size=huge), RamBlock("small", 1 << 20))
+    records = (Header(0x5145564D, 3),
+               Command(3, "POSTCOPY_ADVISE", struct.pack(">QQ", 4096 | huge, 4096)),
+               Section("section_start", 2, "ram", 0, 4, RamBody((RamMemSize(9 << 20, blocks), RamMarker("eos")))),
+               Section("section_end", 2, "ram", 0, 4, RamBody((RamPages("zero", "huge", 0, 1, True),
+                                                                RamMarker("eos")))), Eof())
+    data = encode_bytes(MigrationStream(records, 0))
+    stream = decode(data)
+    (mem,) = [i for s in stream.sections if isinstance(s.body, RamBody) for i in s.body.items
+              if isinstance(i, RamMemSize)]
+    assert [b.page_size for b in mem.blocks] == [None, huge, None]
+    assert encode_bytes(stream) == data
