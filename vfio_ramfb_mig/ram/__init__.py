@@ -2,15 +2,23 @@
 
 Modules:
 
-* `walk`   the one walk over RAM page records (the decoder calls it for RAM sections);
-           `records()` expands a run of records one by one.
-* `state`  the final page state: for each block and page, the record that last wrote it
-           and what it holds (PAGE at an input offset, ZERO with its fill byte, XBZRLE
-           applied, mapped-ram from the bitmap, or not sent).
+* `walk`    the one walk over RAM page records (the decoder calls it for RAM sections);
+            `records()` expands a run of records one by one; `run_in_source()` says whether
+            encode may copy a run whole.
+* `limits`  how much RAM a stream may make vmig allocate or write (--max-ram, $VMIG_MAX_RAM).
+* `state`   the final page state: for each block and page, the record that last wrote it
+            and what it holds (PAGE at an input offset, ZERO with its fill byte, XBZRLE
+            applied, mapped-ram from the bitmap, or not sent); the records QEMU refuses
+            (a page past its block's end: IllegalOffset, IllegalOffsetScan for `vmig check`).
+* `listing` `vmig decode --pages`: one line per page record.
+* `extract` `vmig ram extract`: each block to a sparse file.
+* `compare` two final page states compared block by block (`vmig diff`).
+* `summary` per-block page counts and sha256 of the final pages (golden files), in the one
+            walk when pages come once and in order.
 * `blockmap` a block as a row of cells (sent once, zero, sent more than once, missing) for
-           `vmig report`; `BlockPages.resent` says which pages more than one record wrote.
-* `guest`  guest-physical memory maps (x86 q35/i440fx split below/above 4 GiB, aarch64
-           virt at 1 GiB) and reads through them.
+            `vmig report`; `BlockPages.resent` says which pages more than one record wrote.
+* `guest`   guest-physical memory maps (x86 q35/i440fx split below/above 4 GiB, aarch64
+            virt at 1 GiB) and reads through them.
 
 Guest-physical reads (what `vmig screenshot` builds on)::
 
@@ -37,8 +45,9 @@ The final page state alone::
     pages = state.blocks["pc.ram"]                  # BlockPages: .page(i), .extents(), .records
     data = state.read_page(pages, 0)                # bytes, or None when never sent
 
-Layering: ram sits above codec (it decodes), but `ram.walk` is below it: the decoder
-imports the walk, and the walk imports only wire, model, errors, source and text.
+Layering: ram sits above codec (it decodes), but `ram.walk` and `ram.limits` sit beside
+it: the decoder imports the walk, encode the walk and the limits, and those two import only
+wire, model, errors, source and text (tests/test_layers.py).
 This package's names are therefore imported lazily (PEP 562), so that importing the
 walk does not import the decoder.
 """
