@@ -54,7 +54,7 @@ from ..wire.ram import RamFlag
 from ..wire.stream import QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, RecordType
 from ..wire.vfio import VfioMarker
 from ..ram.limits import check_claim
-from ..ram.walk import run_in_source
+from ..ram.walk import record_parts, run_in_source
 from ..source import Source
 from ..text import to_wire
 
@@ -306,26 +306,17 @@ class _Encoder:
             assert run.span is not None
             self.copy(run.span.offset, run.span.length)  # the records as they are in the source
             return
-        name = to_wire(run.block)
         data = run.data[0] if run.data else None
-        for i in range(run.count):
-            offset = run.offset + i * ps
-            word = offset | flag | (0 if (i == 0 and run.named) else RamFlag.CONTINUE)
-            self.write(struct.pack(">Q", word))
-            if i == 0 and run.named:
-                self.write(struct.pack(">B", len(name)) + name)
-            if run.kind == "zero":
-                self.write(bytes((run.fill,)))
-            elif run.kind == "page":
-                if data is not None and data.data is not None:
-                    self.write(data.data[i * ps:(i + 1) * ps])
-                else:
-                    if run.span is None:
-                        raise EncodeError("page contents need the source stream's offsets", path=path)
-                    self.blob(Blob(run.payload_offset(i, ps), ps), path)
+        for i, (head, tail) in enumerate(record_parts(run, ps)):
+            self.write(head)
+            if tail is not None:  # a fill byte, an XBZRLE delta
+                self.write(tail)
+            elif data is not None and data.data is not None:
+                self.write(data.data[i * ps:(i + 1) * ps])
             else:
-                delta = run.delta or b""
-                self.write(struct.pack(">BH", 0x01, len(delta)) + delta)
+                if run.span is None:
+                    raise EncodeError("page contents need the source stream's offsets", path=path)
+                self.blob(Blob(run.payload_offset(i, ps), ps), path)
 
     # ------------------------------------------------------------ VFIO
 

@@ -118,6 +118,27 @@ def records(run: RamPages, page_size: int) -> Iterator[tuple[int, int, int, bool
         yield run.record_offset(i, page_size), step + (name if named else 0), run.offset + i * page_size, named
 
 
+def record_parts(run: RamPages, page_size: int) -> Iterator[tuple[bytes, bytes | None]]:
+    """Each record of a run as encode writes it: (its address word and, for the first of a run
+    that names its block, the name; what follows: the fill byte, the XBZRLE header and delta, or
+    None for a page, whose bytes the caller has)."""
+    flag = {"zero": _ZERO, "page": _PAGE, "xbzrle": _XBZRLE}[run.kind]
+    name = run.block.encode("utf-8", "surrogateescape")
+    if run.kind == "zero":
+        tail: bytes | None = bytes((run.fill,))
+    elif run.kind == "xbzrle":
+        delta = run.delta or b""
+        tail = struct.pack(">BH", ENCODING_FLAG_XBZRLE, len(delta)) + delta
+    else:
+        tail = None
+    for i in range(run.count):
+        word = (run.offset + i * page_size) | flag
+        if i == 0 and run.named:
+            yield _BE64.pack(word) + bytes((len(name),)) + name, tail
+        else:
+            yield _BE64.pack(word | _CONTINUE), tail
+
+
 def run_length(run: RamPages, page_size: int) -> int:
     """Bytes of a run's records on the wire (what encode writes for it)."""
     name = 1 + len(run.block.encode("utf-8", "surrogateescape")) if run.named else 0
