@@ -354,6 +354,9 @@ class PageState:
     """
 
     def __init__(self, src: Source | None, max_ram: int | None = None, stream_size: int | None = None) -> None:
+        if src is not None and not src.seekable:
+            # pages are read again after the walk let them go: a forward-only input has lost them
+            raise ValueError("a final page state reads pages again: open the input with Source.open(seek=True)")
         self.src, self.buf = src, src.buf if src is not None else None
         #: without a source, where pages are is known but not what they hold (XBZRLE results,
         #: mapped-ram bitmaps): `readable` is false, and those pages stay NOT_SENT / unknown
