@@ -1,4 +1,4 @@
-"""Shared pytest configuration: real-QEMU fixtures.
+"""Shared pytest configuration: real-QEMU fixtures, hypothesis profiles.
 
 ``qemu10`` / ``qemu72`` (x86_64) and ``qemu10_arm`` / ``qemu72_arm`` (aarch64)
 give a :class:`vfio_ramfb_mig.qemu.QemuBinary` or skip the test when that QEMU
@@ -7,6 +7,12 @@ is not installed; ``aavmf`` is the path of the aarch64 UEFI firmware (for
 ``VMIG_REQUIRE_QEMU=1``, which ``.ci/run`` sets) a missing QEMU FAILS the test
 instead, and so does any skip of a test marked ``@pytest.mark.qemu``: CI must
 really run them.
+
+Property tests (tests/fuzz/ and the hypothesis tests elsewhere) run in every suite
+under the "suite" profile: few examples, derandomized (the same examples on every run
+and machine, so CI is stable) and no example database. ``make fuzz`` sets
+HYPOTHESIS_PROFILE=fuzz: many random examples (VMIG_FUZZ_EXAMPLES, default 1000), no
+deadline, failures remembered in .hypothesis/ and printed as reproducible blobs.
 """
 
 from __future__ import annotations
@@ -15,8 +21,28 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from vfio_ramfb_mig.qemu import AAVMF_DEFAULT, QemuBinary, find_aavmf, find_qemu, qemu_env_var
+
+settings.register_profile(
+    "suite",
+    max_examples=20,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("VMIG_FUZZ_EXAMPLES", "1000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+#: HYPOTHESIS_PROFILE=fuzz (what `make fuzz` sets) or VMIG_FUZZ=1: the long runs
+FUZZ = os.environ.get("VMIG_FUZZ") == "1" or os.environ.get("HYPOTHESIS_PROFILE") == "fuzz"
+settings.load_profile("fuzz" if FUZZ else "suite")
 
 _INSTALL_HINT = {
     ("10.0", "x86_64"): "install qemu-system-x86 from bookworm-backports (see .ci/run)",

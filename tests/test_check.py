@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import (
+    caps_stream,
+    insert_switchover_start,
+    patch_section_version,
+    patch_subsection_version,
+    rename,
+    rename_machine,
+    vfio_stream,
+)
 from paths import CAPTURES
-from test_diff import vfio_stream
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.cli.main import cli
@@ -52,41 +59,6 @@ def verdict(stream: Path | bytes, qemu: str, machine: str | None = None, devices
 
 
 # ---------------------------------------------------------------- streams patched like a newer/older QEMU would write
-
-
-def patch_section_version(data: bytes, idstr: str, version: int) -> bytes:
-    """The FULL section `idstr` with another version_id in its header (and in the vmdesc)."""
-    stream = decode(data)
-    section = next(s for s in stream.sections if s.idstr == idstr and s.type == "section_full")
-    at = section.span.offset + 6 + len(idstr) + 4
-    out = bytearray(data)
-    out[at:at + 4] = struct.pack(">I", version)
-    return bytes(out)
-
-
-def patch_subsection_version(data: bytes, name: str, version: int) -> bytes:
-    at = data.index(b"\x05" + bytes([len(name)]) + name.encode()) + 2 + len(name)
-    return data[:at] + struct.pack(">I", version) + data[at + 4:]
-
-
-def rename(data: bytes, old: str, new: str) -> bytes:
-    """Same-length rename in the stream and its vmdesc (so vmig still decodes it)."""
-    assert len(old) == len(new)
-    return data.replace(old.encode(), new.encode())
-
-
-def insert_switchover_start(data: bytes) -> bytes:
-    """SWITCHOVER_START before the first END section, as 10.0 writes it (send-switchover-start=on)."""
-    end = next(s for s in decode(data).sections if s.type == "section_end")
-    return data[:end.span.offset] + b"\x08\x00\x0b\x00\x00" + data[end.span.offset:]
-
-
-def caps_stream(machine: bytes, *caps: bytes) -> bytes:
-    """header, a configuration record with configuration/capabilities, EOF (no RAM, no devices)."""
-    sub = b"configuration/capabilities"
-    body = struct.pack(">I", len(caps)) + b"".join(bytes([len(c)]) + c for c in caps)
-    config = b"\x07" + struct.pack(">I", len(machine)) + machine + b"\x05" + bytes([len(sub)]) + sub
-    return b"QEVM" + struct.pack(">I", 3) + config + struct.pack(">I", 1) + body + b"\x00"
 
 
 PATCHED = {
@@ -160,6 +132,14 @@ CASES = {
     "subsection version too new": ("fw_cfg-subsection-v2", "10.0", "pc-q35-7.2", (), (), None,
                                    ("fw_cfg/acpi_mr: incoming version_id 2 is too new for local version_id 1",
                                     "error while loading state for instance 0x0 of device 'fw_cfg'", EINVAL)),
+    # two faults in one configuration record: QEMU meets the first one it checks and stops there
+    # (subsections are loaded before configuration_post_load checks machine, page bits, capabilities)
+    "unknown capability before machine type": ("mapped-ram", "7.2", "pc-q35-7.1", (), (), None,
+                                               ("Received unknown capability mapped-ram",
+                                                "Failed to load configuration/capabilities:capabilities", EINVAL)),
+    "machine type before capability mismatch": ("mapped-ram", "10.0", "pc-q35-7.1", (), (), None,
+                                                ("Machine type received is 'pc-q35-7.2' and local is 'pc-q35-7.1'",
+                                                 EINVAL)),
 }
 
 
@@ -194,14 +174,6 @@ def test_ramfb_dev_section_on_72_even_with_device_ramfb() -> None:
     assert "QEMU 7.2.22 has no vmsd named 'ramfb-dev'" in result.first.summary
     assert any("--device ramfb: no vmstate" in n for n in result.destination.notes)
     assert verdict(stream, "10.0", "pc-q35-7.2", ("ramfb",)).loadable
-
-
-def rename_machine(data: bytes, old: str, new: str) -> bytes:
-    """Another machine name of the same length in the configuration record (and the vmdesc)."""
-    assert len(old) == len(new)
-    head = data.index(b"\x07" + struct.pack(">I", len(old)) + old.encode())
-    out = data[:head + 5] + new.encode() + data[head + 5 + len(old):]
-    return out.replace(f'"{old}"'.encode(), f'"{new}"'.encode())
 
 
 def test_machine_name_is_compared_over_the_received_length() -> None:
@@ -337,6 +309,16 @@ def test_rules_cite_qemu_and_facts_are_ordered() -> None:
     assert len({r.rule_id for r in RULES}) == len(RULES)
     assert all(r.source for r in RULES)
     assert {f.name for f in VERSION_FACTS} >= {"VFIOPCIDevice/VFIODisplay", "ramfb-dev"}
+    # findings come in the order QEMU's loader meets them (the two CASES above, also run on real QEMU):
+    # an unknown capability while the subsections load, then post_load's machine type, then capabilities
+    mapped = case_stream("mapped-ram")
+    assert [f.rule_id for f in verdict(mapped, "7.2", "pc-q35-7.1").refusals] == ["capability-unknown", "machine-type"]
+    assert [f.rule_id for f in verdict(mapped, "10.0", "pc-q35-7.1").refusals] == ["machine-type",
+                                                                                   "capability-mismatch"]
+    # and a stream's records in stream order: the configuration's before the sections'
+    late = verdict(rename_machine(Q82_RAMFB.read_bytes(), "pc-q35-8.2", "pc-q35-7.2"), "7.2", "pc-q35-7.1")
+    assert [f.rule_id for f in late.refusals][:2] == ["machine-type", "unknown-section"]
+    assert [f.record for f in late.refusals] == sorted(f.record for f in late.refusals)
 
 
 def test_verdict_json() -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import rename_machine, vfio_stream
 from paths import CAPTURES
-from test_check import CASES, EINVAL, UNKNOWN, case_stream, rename_machine
-from test_diff import vfio_stream
+from test_check import CASES, EINVAL, UNKNOWN, case_stream
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.compat.check import check_stream, destination, destinations_data, section_vmsd_name

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vfio_ramfb_mig import Source, decode, encode_bytes, jsonform
-from vfio_ramfb_mig.model import RamBody, RamPages, Section, VfioBody, VmstateBody
+from vfio_ramfb_mig.model import RamBody, RamPages, VfioBody, VmstateBody
 from vfio_ramfb_mig.render.tree import find_ramfb
 
 from helpers import assert_same_bytes, assert_tiles

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import PAGE, mapped_ram_pages, ram_stream, vfio_stream
 from paths import CAPTURES
 from rich.console import Console
 
@@ -171,37 +172,6 @@ def test_section_key() -> None:
 
 # ---------------------------------------------------------------- RAM by final content (synthetic)
 
-PAGE = 4096
-
-
-def _str8(text: bytes) -> bytes:
-    return bytes([len(text)]) + text
-
-
-def ram_stream(records: list[tuple[str, int, bytes]], pages: int = 4) -> bytes:
-    """header, configuration, RAM START (one block pc.ram), one PART with `records`, END, EOF.
-
-    records: (kind, page index, data) with kind "page" (data = 4096 bytes), "zero", or "xbzrle" (data = delta).
-    """
-    out = bytearray(b"QEVM" + struct.pack(">I", 3) + b"\x07" + struct.pack(">I", 10) + b"pc-q35-8.2")
-    start = struct.pack(">Q", pages * PAGE | 0x04) + _str8(b"pc.ram") + struct.pack(">Q", pages * PAGE)
-    start += struct.pack(">Q", 0x10)
-    out += b"\x01" + struct.pack(">I", 1) + _str8(b"ram") + struct.pack(">II", 0, 4) + start
-    out += b"\x7e" + struct.pack(">I", 1)
-    part = bytearray()
-    for n, (kind, index, data) in enumerate(records):
-        cont = 0x20 if n else 0
-        name = b"" if n else _str8(b"pc.ram")
-        if kind == "page":
-            part += struct.pack(">Q", index * PAGE | 0x08 | cont) + name + data
-        elif kind == "zero":
-            part += struct.pack(">Q", index * PAGE | 0x02 | cont) + name + b"\x00"
-        else:
-            part += struct.pack(">Q", index * PAGE | 0x40 | cont) + name + b"\x01" + struct.pack(">H", len(data)) + data
-    part += struct.pack(">Q", 0x10)
-    out += b"\x02" + struct.pack(">I", 1) + part + b"\x7e" + struct.pack(">I", 1)
-    out += b"\x03" + struct.pack(">I", 1) + struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 1)
-    return bytes(out + b"\x00")
 
 
 def page(byte: int) -> bytes:
@@ -361,40 +331,18 @@ def test_ram_slices_see_past_equal_record_words() -> None:
     assert ram_stream(changed, pages=64)[change.new_offset:change.new_offset + PAGE] == page(3)
 
 
-def mapped_ram_stream(present: list[bytes | None]) -> bytes:
-    """header, configuration with the mapped-ram capability, RAM START with one block (pc.ram)
-    whose mapped-ram header points at a bitmap and the pages (None: bit clear), END, EOF."""
-    machine, sub, cap = b"pc-q35-8.2", b"configuration/capabilities", b"mapped-ram"
-    out = bytearray(b"QEVM" + struct.pack(">I", 3) + b"\x07" + struct.pack(">I", len(machine)) + machine)
-    out += b"\x05" + _str8(sub) + struct.pack(">I", 1) + struct.pack(">I", 1) + _str8(cap)
-    n = len(present)
-    out += b"\x01" + struct.pack(">I", 1) + _str8(b"ram") + struct.pack(">II", 0, 4)
-    out += struct.pack(">Q", n * PAGE | 0x04) + _str8(b"pc.ram") + struct.pack(">Q", n * PAGE)
-    bitmap_offset = len(out) + 28
-    pages_offset = bitmap_offset + (n + 63) // 64 * 8
-    out += struct.pack(">IQQQ", 1, PAGE, bitmap_offset, pages_offset)
-    bits = bytearray((n + 63) // 64 * 8)
-    for i, data in enumerate(present):
-        if data is not None:
-            bits[i >> 3] |= 1 << (i & 7)
-    out += bits + b"".join(data if data is not None else bytes(PAGE) for data in present)
-    out += struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 1)
-    out += b"\x03" + struct.pack(">I", 1) + struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 1)
-    return bytes(out + b"\x00")
-
-
 def test_ram_mapped_ram_against_records() -> None:
     """mapped-ram pages lie a page apart, record pages a page + 8 apart: compared page by page;
     mapped-ram against mapped-ram in slices. A clear bit is a zero page."""
     contents = [page(i % 3 + 1) if i % 4 else None for i in range(20)]
-    mapped = mapped_ram_stream(contents)
+    mapped = mapped_ram_pages(contents)
     records = ram_stream([("zero", i, b"") if c is None else ("page", i, c) for i, c in enumerate(contents)],
                          pages=20)
     assert "ram/pc.ram" not in by_path(run_diff(mapped, records))
-    assert run_diff(mapped, mapped_ram_stream(contents)).same
+    assert run_diff(mapped, mapped_ram_pages(contents)).same
     changed = list(contents)
     changed[5], changed[8] = page(7), bytes(PAGE)  # a zero page sent as a page of zeros: no difference
-    for other in (mapped_ram_stream(changed),
+    for other in (mapped_ram_pages(changed),
                   ram_stream([("zero", i, b"") if c is None else ("page", i, c) for i, c in enumerate(changed)],
                              pages=20)):
         change = by_path(run_diff(mapped, other))["ram/pc.ram"]
@@ -434,24 +382,6 @@ def test_progress_every_32_mib_of_a_large_block(monkeypatch: pytest.MonkeyPatch)
     assert len(reported) >= 6 and all(y - x >= 4 * PAGE for x, y in pairwise(reported))
 
 # ---------------------------------------------------------------- VFIO (synthetic, wire-format §8.4)
-
-
-def vfio_stream(machine: bytes = b"pc-q35-8.2", width: int | None = 1024, section_id: int = 0x29) -> bytes:
-    """header, configuration, a FULL 0000:00:02.0/vfio section (DEV_CONFIG_STATE, PCIDevice v2,
-    256 config bytes, irq state, [VFIODisplay subsection with a ramfb cfg], END_OF_STATE), EOF."""
-    cfg = bytearray(256)
-    cfg[0:4] = bytes.fromhex("8680923e")
-    cfg[4:6] = (0x0407).to_bytes(2, "little")
-    cfg[9:12] = bytes.fromhex("000003")
-    payload = bytes.fromhex("ffffffffef100002") + struct.pack(">I", 2) + bytes(cfg) + bytes(16)
-    if width is not None:
-        name = b"VFIOPCIDevice/VFIODisplay"
-        payload += b"\x05" + _str8(name) + struct.pack(">I", 1)
-        payload += struct.pack(">QIIIII", 0x7EC00000, 0x34325258, 0, width, 768, 4096)
-    payload += bytes.fromhex("ffffffffef100001")
-    section = b"\x04" + struct.pack(">I", section_id) + _str8(b"0000:00:02.0/vfio") + struct.pack(">II", 0, 1)
-    section += payload + b"\x7e" + struct.pack(">I", section_id)
-    return b"QEVM" + struct.pack(">I", 3) + b"\x07" + struct.pack(">I", len(machine)) + machine + section + b"\x00"
 
 
 def test_vfio_display_geometry_in_words() -> None:

@@ -33,8 +33,8 @@ from vfio_ramfb_mig.errors import (
 )
 from vfio_ramfb_mig.model import RamMemSize
 
-import brokenstreams as bs
-from brokenstreams import assert_one_error_line
+import helpers as h
+from helpers import assert_one_error_line
 
 VMIG = str(Path(sys.executable).parent / "vmig")
 #: Python heap a failed decode of a ~330 KB capture may use (it parses the 44 KB vmdesc JSON), plus
@@ -46,23 +46,23 @@ TIME_LIMIT = 10.0
 
 
 def vmdesc_length_4gib() -> bytes:
-    return bs.patched(bs.WITH_VMDESC, bs.vmdesc_record(bs.WITH_VMDESC).span.offset + 1, ">I", 0xFFFF_FFFF)
+    return h.patched(h.WITH_VMDESC, h.vmdesc_record(h.WITH_VMDESC).span.offset + 1, ">I", 0xFFFF_FFFF)
 
 
 def ram_total_2_63() -> bytes:
-    start = bs.section(bs.WITH_VMDESC, "ram", "section_start")
+    start = h.section(h.WITH_VMDESC, "ram", "section_start")
     mem = next(i for i in start.body.items if isinstance(i, RamMemSize))
-    return bs.patched(bs.WITH_VMDESC, mem.span.offset, ">Q", (1 << 63) | 0x04)  # | RAM_SAVE_FLAG_MEM_SIZE
+    return h.patched(h.WITH_VMDESC, mem.span.offset, ">Q", (1 << 63) | 0x04)  # | RAM_SAVE_FLAG_MEM_SIZE
 
 
 def vmdesc_array_len_2_40() -> bytes:
     def edit(doc: dict) -> None:
-        next(f for f in bs.vmdesc_device(doc, "cpu")["fields"] if "array_len" in f)["array_len"] = 1 << 40
-    return bs.with_vmdesc_doc(bs.WITH_VMDESC, edit)
+        next(f for f in h.vmdesc_device(doc, "cpu")["fields"] if "array_len" in f)["array_len"] = 1 << 40
+    return h.with_vmdesc_doc(h.WITH_VMDESC, edit)
 
 
 def vmdesc_nested_100000() -> bytes:
-    return bs.with_vmdesc_text(bs.WITH_VMDESC, b'{"devices": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}")
+    return h.with_vmdesc_text(h.WITH_VMDESC, b'{"devices": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}")
 
 
 def vmdesc_nested_empty_arrays() -> bytes:
@@ -70,49 +70,49 @@ def vmdesc_nested_empty_arrays() -> bytes:
     def edit(doc: dict) -> None:
         inner = {"vmsd_name": "inner", "version": 1,
                  "fields": [{"name": "z", "type": "buffer", "size": 0, "array_len": 70_000}]}
-        bs.vmdesc_device(doc, "timer")["fields"].insert(
+        h.vmdesc_device(doc, "timer")["fields"].insert(
             0, {"name": "outer", "type": "struct", "size": 0, "array_len": 70_000, "struct": inner})
-    return bs.with_vmdesc_doc(bs.WITH_VMDESC, edit)
+    return h.with_vmdesc_doc(h.WITH_VMDESC, edit)
 
 
 def empty_fields_in_many_sections() -> bytes:
     """2000 fields of no bytes in the timer description, and the timer section 300 times."""
-    timer = bs.section(bs.WITH_VMDESC, "timer")
-    copy = bs.data(bs.WITH_VMDESC)[timer.span.offset:timer.span.end]
+    timer = h.section(h.WITH_VMDESC, "timer")
+    copy = h.data(h.WITH_VMDESC)[timer.span.offset:timer.span.end]
 
     def edit(doc: dict) -> None:
-        bs.vmdesc_device(doc, "timer")["fields"] += [{"name": f"e{i}", "type": "buffer", "size": 0}
+        h.vmdesc_device(doc, "timer")["fields"] += [{"name": f"e{i}", "type": "buffer", "size": 0}
                                                      for i in range(2000)]
-    return bs.rebuilt(bs.WITH_VMDESC, before_eof=copy * 300, edit=edit)
+    return h.rebuilt(h.WITH_VMDESC, before_eof=copy * 300, edit=edit)
 
 
 def idstr_255_of_junk() -> bytes:
     """The first FULL section's idstr length set to 255: the name swallows the payload after it."""
-    first = bs.section(bs.WITH_VMDESC, "timer")
-    return bs.patched(bs.WITH_VMDESC, first.span.offset + 5, ">B", 255)
+    first = h.section(h.WITH_VMDESC, "timer")
+    return h.patched(h.WITH_VMDESC, first.span.offset + 5, ">B", 255)
 
 
 def vfio_data_2_63() -> bytes:
-    body = struct.pack(">QQ", bs.VFIO_DEV_DATA_STATE, 1 << 63) + b"\xa5" * 64
-    return bs.insert_before_eof(bs.WITH_VMDESC, bs.full_section(99, b"0000:00:02.0/vfio", body))
+    body = struct.pack(">QQ", h.VFIO_DEV_DATA_STATE, 1 << 63) + b"\xa5" * 64
+    return h.insert_before_eof(h.WITH_VMDESC, h.full_section(99, b"0000:00:02.0/vfio", body))
 
 
 def configuration_name_4gib() -> bytes:
-    return bs.patched(bs.WITH_VMDESC, bs.stream(bs.WITH_VMDESC).configuration.span.offset + 1, ">I", 0xFFFF_FFFF)
+    return h.patched(h.WITH_VMDESC, h.stream(h.WITH_VMDESC).configuration.span.offset + 1, ">I", 0xFFFF_FFFF)
 
 
 def packaged_command_4gib() -> bytes:
     packaged = struct.pack(">BHHI", 0x08, 7, 4, 0xFFFF_FFFF)  # MIG_CMD_PACKAGED, be32 length of what follows
-    return bs.insert_before_eof(bs.WITH_VMDESC, packaged)
+    return h.insert_before_eof(h.WITH_VMDESC, packaged)
 
 
 def old_style_size_2_62() -> bytes:
     def edit(doc: dict) -> None:
-        timer = bs.vmdesc_device(doc, "timer")
+        timer = h.vmdesc_device(doc, "timer")
         for key in ("vmsd_name", "version", "fields", "subsections"):
             timer.pop(key, None)
         timer["size"] = 1 << 62
-    return bs.with_vmdesc_doc(bs.WITH_VMDESC, edit)
+    return h.with_vmdesc_doc(h.WITH_VMDESC, edit)
 
 
 CASES: dict[str, tuple[Callable[[], bytes], type[VmigError], str]] = {
@@ -185,12 +185,12 @@ def test_many_sections_and_vmdesc_entries_decode_in_linear_time() -> None:
     """Regression: the vmdesc entry of each section was found by a scan over all entries, so
     40000 sections against 40000 entries took minutes."""
     n = 40_000
-    sections = b"".join(bs.full_section(1000 + i, b"x", b"", instance_id=i) for i in range(n))
+    sections = b"".join(h.full_section(1000 + i, b"x", b"", instance_id=i) for i in range(n))
 
     def edit(doc: dict) -> None:
         doc["devices"] += [{"name": "x", "instance_id": i, "vmsd_name": "x", "version": 1, "fields": []}
                            for i in range(n)]
-    blob = bs.rebuilt(bs.WITH_VMDESC, before_eof=sections, edit=edit)
+    blob = h.rebuilt(h.WITH_VMDESC, before_eof=sections, edit=edit)
     began = time.perf_counter()
     stream = decode(blob)
     assert time.perf_counter() - began < 20.0
@@ -208,7 +208,7 @@ def test_repeated_subsections_decode_in_linear_time() -> None:
         doc["devices"].append({"name": "x", "instance_id": 0, "vmsd_name": "x", "version": 1, "fields": [],
                                "subsections": [{"vmsd_name": f"x/s{i:06d}", "version": 1, "fields": []}
                                                for i in range(n)]})
-    blob = bs.rebuilt(bs.WITH_VMDESC, before_eof=bs.full_section(1000, b"x", payload), edit=edit)
+    blob = h.rebuilt(h.WITH_VMDESC, before_eof=h.full_section(1000, b"x", payload), edit=edit)
     began = time.perf_counter()
     stream = decode(blob)
     assert time.perf_counter() - began < 20.0
@@ -220,7 +220,7 @@ def test_vmdesc_description_depth_limit() -> None:
     """64 levels of nested structs decode (and round-trip through JSON); 65 are a VmdescError."""
     def nest(depth: int) -> Callable[[dict], None]:
         def edit(doc: dict) -> None:
-            fields = bs.vmdesc_device(doc, "timer")["fields"]
+            fields = h.vmdesc_device(doc, "timer")["fields"]
             node = fields[0]
             for i in range(depth):
                 node = {"name": f"s{i}", "type": "struct", "size": 8,
@@ -228,11 +228,11 @@ def test_vmdesc_description_depth_limit() -> None:
             fields[0] = node
         return edit
 
-    blob = bs.with_vmdesc_doc(bs.WITH_VMDESC, nest(64))
+    blob = h.with_vmdesc_doc(h.WITH_VMDESC, nest(64))
     stream = decode(blob)
     assert encode_bytes(jsonform.loads(jsonform.dumps(stream)), Source.from_bytes(blob)) == blob
     with pytest.raises(VmdescError, match="nested deeper than 64"):
-        decode(bs.with_vmdesc_doc(bs.WITH_VMDESC, nest(65)))
+        decode(h.with_vmdesc_doc(h.WITH_VMDESC, nest(65)))
 
 
 def test_json_reader_rejects_what_would_overflow_encode() -> None:
@@ -254,8 +254,8 @@ def test_allowance_is_per_decode_not_per_source() -> None:
     """Fields without bytes are charged to an allowance the Source carries; decoding the same
     Source again starts afresh (8000 such fields, four times, is over one allowance)."""
     def edit(doc: dict) -> None:
-        bs.vmdesc_device(doc, "timer")["fields"] += [{"name": f"e{i}", "type": "buffer", "size": 0}
+        h.vmdesc_device(doc, "timer")["fields"] += [{"name": f"e{i}", "type": "buffer", "size": 0}
                                                      for i in range(8000)]
-    source = Source.from_bytes(bs.with_vmdesc_doc(bs.WITH_VMDESC, edit))
+    source = Source.from_bytes(h.with_vmdesc_doc(h.WITH_VMDESC, edit))
     for _ in range(4):
-        assert len(decode(source).sections) == len(bs.stream(bs.WITH_VMDESC).sections)
+        assert len(decode(source).sections) == len(h.stream(h.WITH_VMDESC).sections)

@@ -16,39 +16,40 @@ import errno
 import json
 import os
 import re
-import struct
-from dataclasses import replace
 from pathlib import Path
 
-import click
 import pytest
-from brokenstreams import assert_one_error_line
 from click.testing import CliRunner
+from helpers import (
+    PAGE as PS,
+    assert_one_error_line,
+    mapped_ram_stream,
+    page_run,
+    synthetic,
+    with_part_before_end,
+    write_big_stream,
+    xbzrle_run,
+    zero_run,
+)
 from paths import CAPTURES
 
 from vfio_ramfb_mig import Source, decode, encode_bytes
 from vfio_ramfb_mig.ram import extract as ramextract
 from vfio_ramfb_mig.cli.main import cli
-from vfio_ramfb_mig.cli.ramcmd import ram_group
 from vfio_ramfb_mig.errors import CorruptError, InputError, TruncatedError, VmigError
 from vfio_ramfb_mig.model import (
-    Blob,
     Eof,
     Header,
     MigrationStream,
-    RamBlock,
     RamBody,
-    RamMarker,
     RamMemSize,
     RamPages,
-    Section,
 )
 from vfio_ramfb_mig.ram.extract import MANIFEST, extract_ram, file_names
 from vfio_ramfb_mig.ram.state import bit_runs
 from vfio_ramfb_mig.wire.xbzrle import apply_delta as xbzrle_decode
 from vfio_ramfb_mig.wire.xbzrle import xbzrle_apply
 
-PS = 4096
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
 CAPTURE_CASES = [
     "qemu-10.0.2__pc-q35-8.2__ramfb+booted",
@@ -61,9 +62,7 @@ SAFE_NAME = re.compile(r"^[A-Za-z0-9@+_][A-Za-z0-9._@+-]*\.bin$")
 
 
 def vmig(*args: str):
-    """Run the CLI with the `ram` group (registered by main, or added here until it is)."""
-    if cli.get_command(click.Context(cli), "ram") is None:
-        cli.add_command(ram_group)
+    """Run the CLI (its `ram` group is registered by main)."""
     return CliRunner().invoke(cli, list(args))
 
 
@@ -224,45 +223,6 @@ def test_source_closes_after_extract(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- crafted: repeats, ZERO after PAGE, XBZRLE
 
 
-def inline(run: RamPages, data: bytes, ps: int = PS) -> RamPages:
-    """The run with its pages carried in the model, so its name or CONTINUE can change."""
-    if run.kind != "page" or run.data:
-        return replace(run, span=None)
-    pages = b"".join(data[run.payload_offset(i, ps):run.payload_offset(i, ps) + ps] for i in range(run.count))
-    return replace(run, data=(Blob(0, len(pages), pages),), span=None)
-
-
-def page_run(block: str, offset: int, *pages: bytes, named: bool = True) -> RamPages:
-    body = b"".join(pages)
-    return RamPages("page", block, offset, len(pages), named, data=(Blob(0, len(body), body),))
-
-
-def zero_run(block: str, offset: int, count: int = 1, fill: int = 0, named: bool = True) -> RamPages:
-    return RamPages("zero", block, offset, count, named, fill=fill)
-
-
-def xbzrle_run(block: str, offset: int, delta: bytes, named: bool = True) -> RamPages:
-    return RamPages("xbzrle", block, offset, 1, named, delta=delta)
-
-
-def with_part_before_end(data: bytes, runs: list[RamPages]) -> bytes:
-    """The capture with one more RAM PART section (these runs, then EOS) just before its RAM END."""
-    src = Source.from_bytes(data)
-    stream = decode(src)
-    records = list(stream.records)
-    end = next(i for i, r in enumerate(records) if isinstance(r, Section) and r.idstr == "ram"
-               and r.type == "section_end")
-    ram_end = records[end]
-    items = [inline(it, data) if isinstance(it, RamPages) else it for it in ram_end.body.items]
-    if items and isinstance(items[0], RamPages) and not items[0].named:
-        items[0] = replace(items[0], named=True)  # the block it continued is no longer the last
-    records[end] = replace(ram_end, body=replace(ram_end.body, items=tuple(items)))
-    part = Section("section_part", ram_end.section_id, "ram", ram_end.instance_id, ram_end.version_id,
-                   RamBody((*runs, RamMarker("eos")), ram_end.body.page_size))
-    records.insert(end, part)
-    return encode_bytes(replace(stream, records=tuple(records)), src)
-
-
 def normal_pages(data: bytes, block: str) -> list[int]:
     _, last = expected_ram(data)
     return sorted(page * PS for page, kind in last[block].items() if kind == "page")
@@ -319,21 +279,6 @@ def test_zero_record_with_fill_byte(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- synthetic streams
-
-
-def synthetic(blocks: list[tuple[str, int]], *sections: list[RamPages]) -> bytes:
-    """A stream of just RAM: START (the block list), one PART per list of runs but the last, which
-    is the END, then EOF (no configuration, no vmdesc: the RAM sections are built in)."""
-    total = sum(used for _, used in blocks)
-    records: list = [Header(magic=0x5145564D, version=3),
-                     Section("section_start", 2, "ram", 0, 4,
-                             RamBody((RamMemSize(total, tuple(RamBlock(i, u) for i, u in blocks)),
-                                      RamMarker("eos")), PS))]
-    for k, runs in enumerate(sections):
-        kind = "section_end" if k == len(sections) - 1 else "section_part"
-        records.append(Section(kind, 2, "ram", 0, 4, RamBody((*runs, RamMarker("eos")), PS)))
-    records.append(Eof())
-    return encode_bytes(MigrationStream(tuple(records), 0))
 
 
 HOSTILE = [
@@ -420,48 +365,13 @@ def test_bad_xbzrle_and_page_past_block_end_leave_nothing(tmp_path: Path) -> Non
         assert os.listdir(out) == []
 
 
-def mapped_ram_stream(blocks: list[tuple[str, int, dict[int, bytes], set[int]]]) -> bytes:
-    """A mapped-ram stream built byte by byte (the layout of wire-format §6.5): each block
-    (idstr, used_length, {page: bytes} with its bit set, pages whose bytes are stale: in the
-    region, bit clear)."""
-    def str8(s: str) -> bytes:
-        raw = s.encode()
-        return bytes([len(raw)]) + raw
-
-    out = bytearray(b"QEVM" + struct.pack(">I", 3))
-    machine = b"pc-q35-10.0"
-    out += b"\x07" + struct.pack(">I", len(machine)) + machine
-    out += b"\x05" + str8("configuration/capabilities") + struct.pack(">II", 1, 1) + str8("mapped-ram")
-    out += b"\x01" + struct.pack(">I", 2) + str8("ram") + struct.pack(">II", 0, 4)
-    out += struct.pack(">Q", sum(b[1] for b in blocks) | 0x04)
-    for idstr, used, present, stale in blocks:
-        out += str8(idstr) + struct.pack(">Q", used)
-        pages = used // PS
-        bitmap_at = len(out) + 28
-        bitmap_len = (pages + 63) // 64 * 8
-        pages_at = -(-(bitmap_at + bitmap_len) // 65536) * 65536
-        out += struct.pack(">IQQQ", 1, PS, bitmap_at, pages_at)
-        bits = sum(1 << p for p in present)
-        out += bits.to_bytes(bitmap_len, "little")
-        out += bytes(pages_at - len(out))
-        region = bytearray(used)
-        for p, content in present.items():
-            region[p * PS:(p + 1) * PS] = content
-        for p in stale:
-            region[p * PS:(p + 1) * PS] = b"\xee" * PS
-        out += region
-    out += struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2)
-    out += b"\x03" + struct.pack(">I", 2) + struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2)
-    out += b"\x00"
-    return bytes(out)
-
-
 def test_mapped_ram_stream(tmp_path: Path, holes_seen: bool) -> None:
     present = {0: b"\x01" * PS, 1: b"\x02" * PS, 7: b"\x07" * PS, 8: b"\x08" * PS, 70: b"\x46" * PS}
     data = mapped_ram_stream([("pc.ram", 80 * PS, present, {3, 71}), ("/rom@etc/x", PS, {0: b"r" * PS}, set()),
                               ("empty", 2 * PS, {}, {1})])
     stream = decode(data)
-    assert stream.configuration is not None
+    assert stream.configuration.machine == "pc-q35-10.0"
+    assert [f.value for sub in stream.configuration.subsections for f in sub.fields] == [1, ["mapped-ram"]]
     (tmp_path / "m.bin").write_bytes(data)
     out = tmp_path / "out"
     result = vmig("ram", "extract", str(tmp_path / "m.bin"), str(out))
@@ -618,35 +528,6 @@ def test_not_a_stream_and_no_ram(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- memory
 
 
-def big_stream(path: Path, pages: int, mapped: bool = False) -> None:
-    """A stream of `pages` pages of pc.ram, written a page at a time: normal pages in one PART,
-    or with mapped-ram, every page present in the block's region."""
-    total = pages * PS
-    with open(path, "wb") as f:
-        f.write(b"QEVM" + struct.pack(">I", 3))
-        if mapped:
-            f.write(b"\x07" + struct.pack(">I", 11) + b"pc-q35-10.0" + b"\x05\x1aconfiguration/capabilities"
-                    + struct.pack(">II", 1, 1) + b"\x0amapped-ram")
-        f.write(b"\x01" + struct.pack(">IB", 2, 3) + b"ram" + struct.pack(">IIQ", 0, 4, total | 0x04))
-        f.write(b"\x06pc.ram" + struct.pack(">Q", total))
-        if mapped:
-            bitmap_at = f.tell() + 28
-            bitmap = b"\xff" * ((pages + 63) // 64 * 8)
-            pages_at = -(-(bitmap_at + len(bitmap)) // (1 << 20)) * (1 << 20)
-            f.write(struct.pack(">IQQQ", 1, PS, bitmap_at, pages_at) + bitmap)
-            f.write(bytes(pages_at - f.tell()))
-            f.writelines(bytes([i % 251 + 1]) * PS for i in range(pages))
-            f.write(struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2))
-        else:
-            f.write(struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2))
-            f.write(b"\x02" + struct.pack(">I", 2))
-            for i in range(pages):
-                head = struct.pack(">Q", i * PS | 0x08) + b"\x06pc.ram" if i == 0 else struct.pack(">Q", i * PS | 0x28)
-                f.write(head + bytes([i % 251 + 1]) * PS)
-            f.write(struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2))
-        f.write(b"\x03" + struct.pack(">IQ", 2, 0x10) + b"\x7e" + struct.pack(">I", 2) + b"\x00")
-
-
 MEASURE = """
 import resource, sys
 from vfio_ramfb_mig.ram.listing import write_page_list
@@ -670,7 +551,7 @@ def test_memory_stays_flat(tmp_path: Path, what: str) -> None:
     import sys
 
     path = tmp_path / "big.bin"
-    big_stream(path, 40960, mapped=what == "extract-mapped")
+    write_big_stream(path, 40960, mapped=what == "extract-mapped")
     target = tmp_path / ("out" if what.startswith("extract") else "list.txt")
     result = subprocess.run([sys.executable, "-c", MEASURE, what, str(path), str(target)], capture_output=True,
                             text=True, timeout=300, check=False)

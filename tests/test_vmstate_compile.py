@@ -117,7 +117,9 @@ def test_the_model_holds_plain_lists_with_spans() -> None:
     assert type(by_name["config"].value) is list and by_name["config"].value == VALUES[6]
     assert by_name["flags"].value == [True, False] and type(by_name["flags"].value[0]) is bool
     assert by_name["irq"].value == [0, 1, 2, 3] and type(by_name["irq"].value) is list
-    assert by_name["cfg"].value == CFG and by_name["cfg"].info is not None
+    assert by_name["cfg"].value == CFG
+    # fourcc 0x34325258 is the letters "XR24" (least significant byte first); 1024x768 is in range
+    assert by_name["cfg"].info == {"fourcc": "XR24", "format": "XRGB8888", "configured": True, "valid": True}
     assert by_name["big"].value.length == 5000  # a Blob: over the inline limit
     assert by_name["big"].value.offset == by_name["big"].span.offset
     assert sum(f.span.length for f in fields) + subs[0].span.length == len(WIRE)

@@ -1,57 +1,42 @@
 """Fuzzing `decode`, the renderers and the JSON reader with damaged real captures.
 
-The property everywhere: vmig either raises a VmigError (never any other exception)
-or succeeds, and a stream it decodes is kept whole, so encoding it gives back the
-damaged bytes exactly. Run with `make fuzz` (HYPOTHESIS_PROFILE=fuzz).
+The property everywhere: damaged input fails with a DecodeError naming an offset inside
+it (never another exception), or it decodes, and a stream it decodes is kept whole, so
+encoding it gives back the damaged bytes exactly; a broken JSON document fails with an
+EncodeError naming where, or encodes to a stream with the same property.
+
+Every suite runs these with a few derandomized examples (tests/conftest.py); `make fuzz`
+(HYPOTHESIS_PROFILE=fuzz) runs many random ones.
 """
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rich.console import Console
 
-from vfio_ramfb_mig import Source, decode, encode_bytes, jsonform
-from vfio_ramfb_mig.errors import VmigError
+from vfio_ramfb_mig import Source, encode_bytes, jsonform
+from vfio_ramfb_mig.errors import EncodeError
 from vfio_ramfb_mig.model import RamBody, Section
-from vfio_ramfb_mig.render.theme import THEME
-from vfio_ramfb_mig.render.tree import stream_tree, summary_table
 
-import brokenstreams as bs
+import helpers as h
 from paths import CAPTURES
 
 #: every capture, and a VFIO device stream (the captures have no VFIO section)
-ALL = [*sorted(p.stem for p in CAPTURES.glob("*.bin")), bs.VFIO_DEVICE]
+ALL = [*sorted(p.stem for p in CAPTURES.glob("*.bin")), h.VFIO_DEVICE]
 #: values that make lengths, counts, ids and flags interesting
 WORDS = [0, 1, 0x7F, 0x80, 0xFF, 0x7E, 0x05, 0x06, 0xFFFF, 0xFFFF_FFFF, 1 << 31, 1 << 63, (1 << 64) - 1,
          0xFFFFFFFFEF100001, 0xFFFFFFFFEF100004]
 
 
-def decodes_or_fails_cleanly(blob: bytes, *, render: bool = False) -> None:
-    try:
-        stream = decode(blob)
-    except VmigError:
-        return
-    source = Source.from_bytes(blob)
-    assert encode_bytes(stream, source) == blob
-    if render:
-        console = Console(file=io.StringIO(), width=120, theme=THEME, no_color=True)
-        console.print(stream_tree(stream))
-        console.print(summary_table(stream))
-        document = jsonform.dumps(stream, embed=True, source=source)
-        assert encode_bytes(jsonform.loads(document)) == blob
-
-
 @st.composite
 def offsets(draw: st.DrawFn, name: str) -> int:
     """Half the time near the start of a record (headers, lengths, flags), else anywhere."""
-    size = len(bs.data(name))
+    size = len(h.data(name))
     if draw(st.booleans()):
-        record = draw(st.sampled_from(bs.stream(name).records))
+        record = draw(st.sampled_from(h.stream(name).records))
         return min(size - 1, record.span.offset + draw(st.integers(0, min(record.span.length, 96) - 1)))
     return draw(st.integers(0, size - 1))
 
@@ -74,7 +59,7 @@ def damage(draw: st.DrawFn) -> tuple[str, list[tuple]]:
 
 
 def apply(name: str, edits: list[tuple]) -> bytes:
-    blob = bytearray(bs.data(name))
+    blob = bytearray(h.data(name))
     for at, kind, *args in edits:
         at = min(at, len(blob) - 1)
         if kind == "bytes":
@@ -96,37 +81,37 @@ def apply(name: str, edits: list[tuple]) -> bytes:
 
 @given(name=st.sampled_from(ALL), data=st.data())
 def test_truncated_anywhere(name: str, data: st.DataObject) -> None:
-    blob = bs.data(name)
+    blob = h.data(name)
     cut = data.draw(st.one_of(st.integers(0, len(blob)), offsets(name)), label="cut")
-    decodes_or_fails_cleanly(blob[:cut])
+    h.decodes_or_fails_cleanly(blob[:cut])
 
 
 @given(case=damage())
 def test_multi_byte_corruption(case: tuple[str, list[tuple]]) -> None:
-    decodes_or_fails_cleanly(apply(*case))
+    h.decodes_or_fails_cleanly(apply(*case))
 
 
 @given(first=st.sampled_from(ALL), second=st.sampled_from(ALL), data=st.data())
 def test_splice_of_two_captures(first: str, second: str, data: st.DataObject) -> None:
     """A prefix of one capture and a suffix of another, cut at record boundaries or anywhere."""
-    head = data.draw(st.one_of(st.sampled_from(bs.boundaries(first, 0)), offsets(first)), label="head")
-    tail = data.draw(st.one_of(st.sampled_from(bs.boundaries(second, 0)), offsets(second)), label="tail")
-    decodes_or_fails_cleanly(bs.data(first)[:head] + bs.data(second)[tail:])
+    head = data.draw(st.one_of(st.sampled_from(h.boundaries(first, 0)), offsets(first)), label="head")
+    tail = data.draw(st.one_of(st.sampled_from(h.boundaries(second, 0)), offsets(second)), label="tail")
+    h.decodes_or_fails_cleanly(h.data(first)[:head] + h.data(second)[tail:])
 
 
-@pytest.mark.parametrize("name", [bs.WITH_VMDESC, bs.QEMU72, "qemu-10.0.2__pc-q35-8.2__ramfb+booted", bs.VFIO_DEVICE])
+@pytest.mark.parametrize("name", [h.WITH_VMDESC, h.QEMU72, "qemu-10.0.2__pc-q35-8.2__ramfb+booted", h.VFIO_DEVICE])
 @settings(max_examples=max(10, settings().max_examples // 10))
 @given(data=st.data())
 def test_device_state_flips_render(name: str, data: st.DataObject) -> None:
     """Bit flips in device sections (not RAM), then the tree, the summary and the embedded JSON:
     whatever decodes must render and rebuild."""
-    devices = [r for r in bs.stream(name).records if isinstance(r, Section) and not isinstance(r.body, RamBody)]
-    blob = bytearray(bs.data(name))
+    devices = [r for r in h.stream(name).records if isinstance(r, Section) and not isinstance(r.body, RamBody)]
+    blob = bytearray(h.data(name))
     for _ in range(data.draw(st.integers(1, 3), label="flips")):
         record = data.draw(st.sampled_from(devices), label="section")
         at = record.span.offset + data.draw(st.integers(0, record.span.length - 1), label="at")
         blob[at] ^= 1 << data.draw(st.integers(0, 7), label="bit")
-    decodes_or_fails_cleanly(bytes(blob), render=True)
+    h.decodes_or_fails_cleanly(bytes(blob), render=True)
 
 
 JSON_VALUES = st.sampled_from([None, True, -1, 0, 256, 1 << 32, 1 << 64, 1.5, "", "x", "zz", "00", [], {}, [1], {"ref": {}}])
@@ -143,12 +128,12 @@ def _paths(value: object, path: tuple = ()) -> list[tuple]:
     return found
 
 
-@pytest.mark.parametrize("name", [bs.WITH_VMDESC, bs.NO_VMDESC, bs.VFIO_DEVICE])
+@pytest.mark.parametrize("name", [h.WITH_VMDESC, h.NO_VMDESC, h.VFIO_DEVICE])
 @given(data=st.data())
 def test_broken_json_documents(name: str, data: st.DataObject) -> None:
-    """`vmig encode --from-json` on a document with values swapped or keys dropped: a VmigError
+    """`vmig encode --from-json` on a document with values swapped or keys dropped: an EncodeError
     or a stream, never a crash."""
-    source = Source.from_bytes(bs.data(name))
+    source = Source.from_bytes(h.data(name))
     doc = json.loads(_document(name))
     for _ in range(data.draw(st.integers(1, 4), label="edits")):
         path = data.draw(st.sampled_from(_paths(doc)[1:]), label="path")
@@ -162,9 +147,12 @@ def test_broken_json_documents(name: str, data: st.DataObject) -> None:
             # itself would make a cycle no JSON document can have
             parent[path[-1]] = json.loads(json.dumps(data.draw(JSON_VALUES, label="value")))
     try:
-        encode_bytes(jsonform.from_json(doc), source)
-    except VmigError:
-        pass
+        blob = encode_bytes(jsonform.from_json(doc), source)
+    except EncodeError as exc:
+        # a document that cannot be encoded says what and where (its path into the document)
+        assert exc.path or exc.offset is not None, (type(exc).__name__, str(exc))
+        return
+    h.decodes_or_fails_cleanly(blob)
 
 
 _DOCUMENTS: dict[str, str] = {}
@@ -172,5 +160,5 @@ _DOCUMENTS: dict[str, str] = {}
 
 def _document(name: str) -> str:
     if name not in _DOCUMENTS:
-        _DOCUMENTS[name] = jsonform.dumps(bs.stream(name), indent=None)
+        _DOCUMENTS[name] = jsonform.dumps(h.stream(name), indent=None)
     return _DOCUMENTS[name]
