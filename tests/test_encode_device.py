@@ -213,3 +213,49 @@ def test_qemu_10_loads_a_vmig_ramfb_stream_and_7_2_refuses_it(tmp_path, qemu10, 
     assert not any(s.idstr == "ramfb-dev" for s in default.stream.sections)
     verdict = load(qemu72, plain, machine="pc-q35-7.2", devices=["ramfb"])
     assert verdict.accepted, verdict.stderr
+
+
+# ---------------------------------------------------------------- the vmdesc vmig writes is QEMU's
+
+
+def _inline_typed(obj: object) -> bool:
+    """Does a vmdesc object hold a field QEMU describes inline (VMSTATE_WITH_TMP "tmp", "vstruct")?
+    vmig reads those as nested structs and does not keep the type name, so it cannot write them."""
+    if isinstance(obj, dict):
+        return obj.get("type") in ("tmp", "vstruct") or any(_inline_typed(v) for v in obj.values())
+    return isinstance(obj, list) and any(_inline_typed(v) for v in obj)
+
+
+#: the captures QEMU wrote a vmdesc for (their sidecars say how QEMU was started)
+WITH_VMDESC = [p for p in sorted(CAPTURES.glob("*.bin"))
+               if "suppress-vmdesc=on" not in (json.loads(p.with_suffix(".meta.json").read_text())
+                                               .get("machine_options") or "")]
+
+
+@pytest.mark.parametrize("capture", WITH_VMDESC, ids=lambda p: p.stem)
+def test_vmdesc_of_a_decoded_capture_is_the_one_qemu_wrote(capture) -> None:
+    """vmdesc_document describes a decoded stream the way QEMU described it while saving: the same
+    objects, keys in the same order (arrays of structs, elements described one by one with "index",
+    the ramfb cfg as a plain buffer)."""
+    from vfio_ramfb_mig.codec.vmdesc_out import vmdesc_document
+
+    stream = decode(str(capture))
+    theirs = stream.vmdesc.document
+    ours = vmdesc_document(stream, theirs["page_size"])
+    if "configuration" in theirs:  # QEMU 7.2 does not describe the configuration record
+        assert json.dumps(ours["configuration"]) == json.dumps(theirs["configuration"])
+    compared = 0
+    for mine, qemu in zip(ours["devices"], theirs["devices"], strict=True):
+        assert (mine["name"], mine["instance_id"]) == (qemu["name"], qemu["instance_id"])
+        if not _inline_typed(qemu):
+            assert json.dumps(mine) == json.dumps(qemu), mine["name"]
+            compared += 1
+    assert compared >= len(theirs["devices"]) - 1  # only cpu holds a "tmp" field
+
+
+def test_vmdesc_of_a_built_ramfb_dev_is_the_one_qemu_wrote() -> None:
+    capture = decode(str(CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"))
+    built = build_device_stream(DeviceRequest(machine="pc-q35-8.2", device="ramfb"))
+    (qemu,) = [d for d in capture.vmdesc.document["devices"] if d["name"] == "ramfb-dev"]
+    (ours,) = [d for d in built.stream.vmdesc.document["devices"] if d["name"] == "ramfb-dev"]
+    assert ours == qemu

@@ -50,6 +50,9 @@ class Field:
     span: Span | None = field(default=None, compare=False)
     #: a built-in reading of a raw value (e.g. the ramfb cfg geometry); derived, never encoded
     info: dict[str, Any] | None = field(default=None, compare=False)
+    #: the vmdesc's "index" of one element of an array QEMU describes element by element (`name`
+    #: then ends in "[index]"); kept so a vmdesc written for the stream says it the same way
+    index: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

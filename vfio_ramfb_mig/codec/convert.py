@@ -59,7 +59,7 @@ def convert(desc: Description, container: Container,
         else:
             value = _element(fd, raw, span, ctx)
         info = _info(fd, value, ctx) if fd.type in _INFO_TYPES else None
-        fields.append(Field(fd.key, fd.type, value, span, info))
+        fields.append(Field(fd.key, fd.type, value, span, info, fd.index))
     return tuple(fields), _subsections(desc, container["subsections"], ctx)
 
 

@@ -5,6 +5,9 @@ configuration record and one object per FULL section, in stream order. vmig
 writes the same shape (key order and separators included), so QEMU's own
 scripts/analyze-migration.py and vmig read vmig's streams back the same way.
 Sizes come from the spans of a decoded copy of the stream, i.e. from the bytes.
+For a decoded real stream the document equals the one QEMU wrote (tests compare them),
+except for fields QEMU describes inline (VMSTATE_WITH_TMP "tmp", "vstruct"): vmig reads
+those as nested structs and keeps no trace of the type name.
 
 Imports: errors, model, vmstate.compile.
 References: migration/savevm.c (vmstate_save, vmstate_save_old_style,
@@ -82,20 +85,32 @@ def _subsection(sub: Subsection) -> dict[str, Any]:
 def _field(f: Field) -> dict[str, Any]:
     if f.span is None:
         raise EncodeError(f"field {f.name} has no span to size it")
+    # vmsd_desc_field_start: the name, then "array_len" for an array, or "index" for one element
+    # of an array described element by element (the name QEMU gives is the field's own)
+    head: dict[str, Any] = {"name": f.name if f.index is None else f.name.removesuffix(f"[{f.index}]")}
+    if f.index is not None:
+        head["index"] = f.index
     if isinstance(f.value, StructValue):
-        struct: dict[str, Any] = {"vmsd_name": f.value.vmsd_name, "version": f.value.version,
-                                  "fields": [_field(x) for x in f.value.fields]}
-        if f.value.subsections:
-            struct["subsections"] = [_subsection(s) for s in f.value.subsections]
-        return {"name": f.name, "type": "struct", "struct": struct, "size": f.span.length}
+        return head | {"type": "struct", "struct": _struct(f.value), "size": f.span.length}
     if isinstance(f.value, list) and f.type == "capability":
         first = len(f.value[0].encode("utf-8", "surrogateescape")) + 1 if f.value else 0
-        return {"name": f.name, "array_len": len(f.value), "type": "capability", "size": first} if len(f.value) > 1 \
-            else {"name": f.name, "type": "capability", "size": first}
+        return head | ({"array_len": len(f.value)} if len(f.value) > 1 else {}) | {"type": "capability", "size": first}
     if isinstance(f.value, list) and f.type != "pci irq state":
-        size = f.span.length // len(f.value) if f.value else 0
-        return {"name": f.name, "array_len": len(f.value), "type": f.type, "size": size} if len(f.value) > 1 \
-            else {"name": f.name, "type": f.type, "size": size}
+        count = len(f.value)
+        size = f.span.length // count if count else 0
+        array = {"array_len": count} if count > 1 else {}
+        if count and isinstance(f.value[0], StructValue):
+            # an array of structs: one description of the element (vmsd_desc_field_end)
+            return head | array | {"type": "struct", "struct": _struct(f.value[0]), "size": size}
+        return head | array | {"type": f.type, "size": size}
     # vmig's structured reading of the ramfb config is a plain 28-byte buffer to QEMU
     ftype = "buffer" if f.type == RAMFB_CFG_TYPE else f.type
-    return {"name": f.name, "type": ftype, "size": f.span.length}
+    return head | {"type": ftype, "size": f.span.length}
+
+
+def _struct(value: StructValue) -> dict[str, Any]:
+    obj: dict[str, Any] = {"vmsd_name": value.vmsd_name, "version": value.version,
+                           "fields": [_field(x) for x in value.fields]}
+    if value.subsections:
+        obj["subsections"] = [_subsection(s) for s in value.subsections]
+    return obj
