@@ -41,7 +41,8 @@ VMIG = str(Path(sys.executable).parent / "vmig")
 #: PEAK_PER_BYTE per input byte: the model's objects grow with the input, never with a claimed length
 PEAK_LIMIT = 8 << 20
 PEAK_PER_BYTE = 16
-#: seconds: a bounded decode takes well under one
+#: seconds of this process's CPU time (not wall time: the machine may be busy with other work):
+#: a bounded decode takes well under one
 TIME_LIMIT = 10.0
 
 
@@ -138,11 +139,11 @@ def test_absurd_length_is_a_bounded_named_error(tmp_path: Path, case: str) -> No
     size = target.stat().st_size
 
     tracemalloc.start()
-    began = time.perf_counter()
+    began = time.process_time()
     try:
         with pytest.raises(error) as info:
             decode(str(target))  # mapped, as the CLI reads it
-        elapsed = time.perf_counter() - began
+        elapsed = time.process_time() - began
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -191,9 +192,9 @@ def test_many_sections_and_vmdesc_entries_decode_in_linear_time() -> None:
         doc["devices"] += [{"name": "x", "instance_id": i, "vmsd_name": "x", "version": 1, "fields": []}
                            for i in range(n)]
     blob = h.rebuilt(h.WITH_VMDESC, before_eof=sections, edit=edit)
-    began = time.perf_counter()
+    began = time.process_time()
     stream = decode(blob)
-    assert time.perf_counter() - began < 20.0
+    assert time.process_time() - began < 20.0
     assert sum(1 for s in stream.sections if s.idstr == "x") == n
 
 
@@ -209,9 +210,9 @@ def test_repeated_subsections_decode_in_linear_time() -> None:
                                "subsections": [{"vmsd_name": f"x/s{i:06d}", "version": 1, "fields": []}
                                                for i in range(n)]})
     blob = h.rebuilt(h.WITH_VMDESC, before_eof=h.full_section(1000, b"x", payload), edit=edit)
-    began = time.perf_counter()
+    began = time.process_time()
     stream = decode(blob)
-    assert time.perf_counter() - began < 20.0
+    assert time.process_time() - began < 20.0
     section = next(s for s in stream.sections if s.idstr == "x")
     assert len(section.body.subsections) == n
 
