@@ -31,7 +31,6 @@ hw/display/ramfb-standalone.c, migration/savevm.c.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +61,7 @@ from .model import (
 )
 from .vmstate.builtin import PCI_CONFIG_SIZES, PCI_DEVICE_VERSION, msix_state_size
 from .vmstate.compile import RAMFB_CFG_TYPE
+from .wire.stream import QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION
 
 RAMFB_CFG_KEYS = ("addr", "fourcc", "flags", "width", "height", "stride")
 ZERO_RAMFB = dict.fromkeys(RAMFB_CFG_KEYS, 0)
@@ -118,12 +118,11 @@ def build_device_stream(req: DeviceRequest) -> DeviceStream:
         sections = _vfio_sections(section_id, f"{addr}/vfio", req.state, bool(result.vfio_display_subsection), notes)
     else:
         raise EncodeError(f"unknown device '{req.device}'; expected vfio-pci or ramfb", path=("device",))
-    records: list[Any] = [Header(0x5145564D, 3), _configuration(machine), *sections, Eof()]
+    records: list[Any] = [Header(QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION), _configuration(machine), *sections, Eof()]
     body = encode_bytes(MigrationStream(records=tuple(records), size=0))
     # decode our own bytes to learn every field's size, then describe them as QEMU does
     described = decode(body)
-    vmdesc = json.dumps(vmdesc_document(described)).encode()
-    data = body + bytes((0x06,)) + len(vmdesc).to_bytes(4, "big") + vmdesc
+    data = encode_bytes(MigrationStream(records=(*records, Vmdesc(document=vmdesc_document(described))), size=0))
     final = decode(data)
     assert isinstance(final.records[-1], Vmdesc)
     return DeviceStream(stream=final, data=data, realize=result, notes=tuple(notes))

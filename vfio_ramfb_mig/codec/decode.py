@@ -10,9 +10,13 @@ Order of work:
    without either, a section is kept opaque up to its footer, and without a
    footer it cannot be delimited (UnknownSectionError).
 
-RAM and VFIO data are located, never copied: page records are read 8 bytes at
-a time through `struct` (a measured hot path: one construct parse per page
-record would dominate decode time), payloads become spans.
+Every container is read through its construct schema in wire/ (header, section
+headers and footers, commands and their data, VFIO framing, the vmdesc record),
+and every payload through a compiled description, all by `Source.parse`, which
+gives errors their offset and path. RAM page records are the one exception:
+ram/walk.py reads them 8 bytes at a time through `struct` (a measured hot path:
+one construct parse per page record would dominate decode time). RAM and VFIO
+data are located, never copied: payloads become spans.
 
 Imports: construct (through source), errors, model, wire, vmstate, codec.views, text.
 References: migration/savevm.c (qemu_loadvm_state, qemu_loadvm_state_main,
@@ -22,9 +26,11 @@ migration/ram.c (ram_load_precopy), hw/vfio/migration.c (vfio_load_state).
 
 from __future__ import annotations
 
+import io
 import json
-import struct
 from typing import Any, Callable
+
+from construct import ConstructError
 
 from ..errors import (
     BadMagicError,
@@ -61,27 +67,28 @@ from ..vmstate.model import Description
 from ..vmstate.vmdesc import Vmdesc, parse_vmdesc_text, read_vmdesc
 from ..wire.stream import (
     CMD_LENGTHS,
+    COMMAND_DATA,
+    EofMarker,
     QEMU_VM_FILE_MAGIC,
     QEMU_VM_FILE_VERSION,
     QEMU_VM_FILE_VERSION_COMPAT,
     SECTION_TYPES,
     Cmd,
+    FileHeader,
+    Footer,
     LongHeader,
     RecordType,
     ShortHeader,
+    VmdescHeader,
     command_name,
 )
-from ..wire.vfio import VfioMarker, is_vfio_idstr
+from ..wire.stream import Command as CommandRecord
+from ..wire.vfio import DataChunkHeader, Marker, VfioMarker, is_vfio_idstr
 from .convert import INLINE_LIMIT, construct_path_names, convert
 from ..ram.walk import DEFAULT_PAGE_SIZE, PostcopyAdvise, RamWalk
 from ..source import Source
 from ..text import from_wire, printable
 from .views import is_express, msix_vectors
-
-
-_BE64 = struct.Struct(">Q")
-_BE32 = struct.Struct(">I")
-_BE16 = struct.Struct(">H")
 
 
 
@@ -166,16 +173,25 @@ class _Decoder:
             raise TruncatedError(f"stream ends where {what} was expected", offset=self.size, path=path)
         return self.buf[pos]
 
+    def _peek(self, schema: Any, pos: int) -> Any:
+        """`schema` parsed at `pos`, or None where it does not fit: only to recognize records."""
+        try:
+            return self.src.parse(schema, pos, (), "")[0]
+        except DecodeError:
+            return None
+
     # ------------------------------------------------------------ header and trailer
 
     def _header(self) -> None:
         if self.size < 8:
-            if self.buf[:4] != b"QEVM"[:min(self.size, 4)] or self.size == 0:
+            magic = QEMU_VM_FILE_MAGIC.to_bytes(4, "big")  # "QEVM": as much of it as the input holds
+            if self.buf[:4] != magic[:min(self.size, 4)] or self.size == 0:
                 raise BadMagicError("not a QEMU migration stream: expected magic 'QEVM' at the start",
                                     offset=0, path=("records", 0))
             raise TruncatedError("stream ends inside the file header (8 bytes)", offset=self.size,
                                  path=("records", 0))
-        magic, version = struct.unpack_from(">II", self.buf, 0)
+        header, end = self.src.parse(FileHeader, 0, ("records", 0), "the file header (8 bytes)")
+        magic, version = header.magic, header.version
         if magic != QEMU_VM_FILE_MAGIC:
             raise BadMagicError(f"not a QEMU migration stream: expected magic 'QEVM' (0x5145564d), found {magic:#010x}",
                                 offset=0, path=("records", 0, "magic"))
@@ -185,26 +201,27 @@ class _Decoder:
         if version != QEMU_VM_FILE_VERSION:
             raise CorruptError(f"unsupported stream version {version}; expected 3", offset=4,
                                path=("records", 0, "version"))
-        self.records.append(Header(magic=magic, version=version, span=Span(0, 8)))
+        self.records.append(Header(magic=magic, version=version, span=Span(0, end)))
 
     def _locate_vmdesc(self) -> None:
         # The JSON holds no NUL, but the be32 length before it may: the EOF byte is one of the
         # last five NULs of the file.
         eof, start, limit = self.size, None, 8
         for _ in range(5):
-            eof = self.src.rfind(b"\x00", limit, eof)
+            eof = self.src.rfind(EofMarker.build(None), limit, eof)
             if eof < 0:
                 return
             candidate = eof + 1
-            if candidate + 5 <= self.size and self.buf[candidate] == RecordType.QEMU_VM_VMDESCRIPTION \
-                    and candidate + 5 + _BE32.unpack_from(self.buf, candidate + 1)[0] == self.size:
+            header = self._peek(VmdescHeader, candidate)
+            if header is not None and candidate + VmdescHeader.sizeof() + header.length == self.size:
                 start = candidate
                 break
         if start is None:
             return
-        text = bytes(self.buf[start + 5:self.size])
-        doc = parse_vmdesc_text(text, offset=start + 5)
-        self.vmdesc = read_vmdesc(doc, offset=start + 5)
+        json_at = start + VmdescHeader.sizeof()
+        text = bytes(self.buf[json_at:self.size])
+        doc = parse_vmdesc_text(text, offset=json_at)
+        self.vmdesc = read_vmdesc(doc, offset=json_at)
         self.vmdesc_offset = start
         if self.vmdesc.page_size:
             self.page_size, self.page_size_known = self.vmdesc.page_size, True
@@ -217,13 +234,12 @@ class _Decoder:
             if kind != RecordType.QEMU_VM_VMDESCRIPTION:
                 raise CorruptError(f"expected vmdesc record (0x06) or the end of the stream after EOF, "
                                    f"found {kind:#04x}", offset=pos, path=path)
-            self.src.need(pos, 5, "the vmdesc header", path)
-            (length,) = _BE32.unpack_from(self.buf, pos + 1)
-            if pos + 5 + length > self.size:
-                raise TruncatedError(f"stream ends inside the vmdesc JSON: its header says {length} bytes, "
-                                     f"{self.size - pos - 5} left", offset=self.size, path=path)
-            raise CorruptError(f"{self.size - pos - 5 - length} stray bytes after the vmdesc JSON",
-                               offset=pos + 5 + length, path=path)
+            header, json_at = self.src.parse(VmdescHeader, pos, path, "the vmdesc header")
+            if json_at + header.length > self.size:
+                raise TruncatedError(f"stream ends inside the vmdesc JSON: its header says {header.length} bytes, "
+                                     f"{self.size - json_at} left", offset=self.size, path=path)
+            raise CorruptError(f"{self.size - json_at - header.length} stray bytes after the vmdesc JSON",
+                               offset=json_at + header.length, path=path)
         doc, text = self._vmdesc_doc, self._vmdesc_text
         exact = json.dumps(doc).encode() == text
         self.records.append(VmdescRecord(document=doc, text=None if exact else text,
@@ -284,30 +300,50 @@ class _Decoder:
 
     def _command(self, pos: int) -> int:
         path = ("records", len(self.records))
-        self.src.need(pos, 5, "a command header", path)
-        cmd, length = struct.unpack_from(">HH", self.buf, pos + 1)
-        self.src.need(pos + 5, length, f"command {command_name(cmd)}", path)
-        expected = CMD_LENGTHS.get(cmd) if cmd in Cmd._value2member_map_ else None
+        record, end = self.src.parse(CommandRecord, pos, path, "a command")
+        cmd, data = record.cmd, record.data
         if cmd == Cmd.MIG_CMD_INVALID or cmd not in Cmd._value2member_map_:
-            raise CorruptError(f"unknown command {cmd}; expected 1..11", offset=pos + 1, path=path + ("cmd",))
-        if expected is not None and length != expected:
-            raise CorruptError(f"command {command_name(cmd)} has length {length}, expected {expected}",
+            raise CorruptError(f"unknown command {cmd}; expected 1..{max(Cmd)}", offset=pos + 1, path=path + ("cmd",))
+        name = command_name(cmd)
+        expected = CMD_LENGTHS.get(cmd)
+        if expected is not None and len(data) != expected:
+            raise CorruptError(f"command {name} has length {len(data)}, expected {expected}",
                                offset=pos + 3, path=path + ("data",))
-        data = bytes(self.buf[pos + 5:pos + 5 + length])
-        end = pos + 5 + length
+        args = self._command_data(cmd, data, end - len(data), path + ("data",))
         package = None
         if cmd == Cmd.MIG_CMD_PACKAGED:
-            (n,) = _BE32.unpack_from(data)
-            self.src.need(end, n, "the packaged records", path)
-            package, end = Blob(end, n), end + n
-        if cmd == Cmd.MIG_CMD_POSTCOPY_ADVISE:
-            self.advise = PostcopyAdvise.from_command(data)
-            tps = self.advise.target_page_size if self.advise is not None else 0
+            self.src.need(end, args.length, "the packaged records", path)
+            package, end = Blob(end, args.length), end + args.length
+        if cmd == Cmd.MIG_CMD_POSTCOPY_ADVISE and args.page_sizes is not None:
+            sizes = args.page_sizes
+            self.advise = PostcopyAdvise(sizes.pagesize_summary, sizes.target_page_size)
+            tps = sizes.target_page_size
             if not self.page_size_known and tps & (tps - 1) == 0 and 1 << 9 <= tps <= 1 << 24:
                 self.page_size = tps  # the only word on the target page size a stream may carry
-        self.records.append(Command(cmd=cmd, name=command_name(cmd), data=data, package=package,
-                                    span=Span(pos, end - pos)))
+        self.records.append(Command(cmd=cmd, name=name, data=data, package=package, span=Span(pos, end - pos)))
         return end
+
+    def _command_data(self, cmd: int, data: bytes, at: int, path: FieldPath) -> Any:
+        """A command's data read by its schema (wire/stream.py COMMAND_DATA), all of it, as the
+        loader reads it; None for a command that carries nothing (its length was checked)."""
+        schema = COMMAND_DATA.get(cmd)
+        if schema is None:
+            return None
+        name = command_name(cmd)
+        # the data is already in hand (at most 64 KiB): parsed from it, not from the input, so
+        # running out of it is a wrong length, not a cut stream
+        stream = io.BytesIO(data)
+        try:
+            args = schema.parse_stream(stream)
+        except ConstructError as exc:
+            message = str(exc).split("\n")[-1].strip() or type(exc).__name__
+            raise CorruptError(f"command {name} carries {len(data)} bytes that are not its data: {message}",
+                               offset=at, path=path) from exc
+        used = stream.tell()
+        if used != len(data):
+            raise CorruptError(f"command {name} has {len(data) - used} bytes after its data", offset=at + used,
+                               path=path)
+        return args
 
     def _section(self, pos: int, kind: int) -> int:
         index = len(self.records)
@@ -332,7 +368,7 @@ class _Decoder:
             idstr, instance_id, version_id = self.opened[section_id]
         body, end = self._body(rtype, section_id, idstr, instance_id, version_id, body_pos, path)
         footer = self._footer(end, section_id, idstr, path)
-        end += 5 if footer else 0
+        end += Footer.sizeof() if footer else 0
         self.records.append(Section(type=rtype, section_id=section_id, idstr=idstr,
                                     instance_id=instance_id, version_id=version_id,
                                     body=body, footer=footer, span=Span(pos, end - pos)))
@@ -341,8 +377,7 @@ class _Decoder:
     def _footer(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> bool:
         marker = self.buf[pos] if pos < self.size else None
         if marker == RecordType.QEMU_VM_SECTION_FOOTER:
-            self.src.need(pos, 5, "a section footer", path)
-            (found,) = _BE32.unpack_from(self.buf, pos + 1)
+            found = self.src.parse(Footer, pos, path + ("footer",), "a section footer")[0].section_id
             if found != section_id:
                 raise CorruptError(f"section footer names id {found}, expected {section_id} ({printable(idstr)})",
                                    offset=pos + 1, path=path + ("footer",))
@@ -422,14 +457,15 @@ class _Decoder:
             return False
         if self.buf[self.size - 1] != RecordType.QEMU_VM_EOF:
             return True
-        footer_before = self.size >= 6 and self.buf[self.size - 6] == RecordType.QEMU_VM_SECTION_FOOTER
+        at = self.size - 1 - Footer.sizeof()  # a footer, then the EOF byte
+        footer_before = at >= 0 and self.buf[at] == RecordType.QEMU_VM_SECTION_FOOTER
         return self.footers is True and not footer_before
 
     def _scan_footer(self, pos: int, section_id: int) -> int | None:
-        pattern = b"\x7e" + section_id.to_bytes(4, "big")
+        pattern = Footer.build({"section_id": section_id})
         found = self.src.find(pattern, pos)
         while found >= 0:
-            if self._plausible_record(found + 5):
+            if self._plausible_record(found + len(pattern)):
                 return found
             found = self.src.find(pattern, found + 1)
         return None
@@ -440,17 +476,17 @@ class _Decoder:
             return False
         kind = self.buf[pos]
         if kind == RecordType.QEMU_VM_EOF:
-            return pos + 1 == self.size or pos + 1 == self.vmdesc_offset or self.buf[pos + 1] == 0x06
+            return (pos + 1 == self.size or pos + 1 == self.vmdesc_offset
+                    or self.buf[pos + 1] == RecordType.QEMU_VM_VMDESCRIPTION)
         if kind in (RecordType.QEMU_VM_SECTION_PART, RecordType.QEMU_VM_SECTION_END):
-            return pos + 5 <= self.size and _BE32.unpack_from(self.buf, pos + 1)[0] in self.opened
+            header = self._peek(ShortHeader, pos)
+            return header is not None and header.section_id in self.opened
         if kind in (RecordType.QEMU_VM_SECTION_START, RecordType.QEMU_VM_SECTION_FULL):
-            if pos + 6 > self.size:
-                return False
-            n = self.buf[pos + 5]
-            name = bytes(self.buf[pos + 6:pos + 6 + n])
-            return n > 0 and len(name) == n and all(0x20 < b < 0x7F for b in name) and pos + 14 + n <= self.size
+            header = self._peek(LongHeader, pos)
+            return header is not None and header.idstr != b"" and all(0x20 < b < 0x7F for b in header.idstr)
         if kind == RecordType.QEMU_VM_COMMAND:
-            return pos + 3 <= self.size and 0 < _BE16.unpack_from(self.buf, pos + 1)[0] <= max(Cmd)
+            command = self._peek(CommandRecord, pos)
+            return command is not None and 0 < command.cmd <= max(Cmd)
         return False
 
     # ------------------------------------------------------------ vmstate
@@ -495,25 +531,22 @@ class _Decoder:
         items: list[VfioItem] = []
         while True:
             where = path + ("items", len(items))
-            self.src.need(pos, 8, "a VFIO marker", where)
-            (tag,) = _BE64.unpack_from(self.buf, pos)
             start = pos
-            pos += 8
+            tag, pos = self.src.parse(Marker, start, where, "a VFIO marker")
             if tag == VfioMarker.END_OF_STATE:
-                items.append(VfioItem("end_of_state", span=Span(start, 8)))
+                items.append(VfioItem("end_of_state", span=Span(start, pos - start)))
                 return VfioBody(tuple(items)), pos
             if tag == VfioMarker.DEV_INIT_DATA_SENT:
-                items.append(VfioItem("init_data_sent", span=Span(start, 8)))
+                items.append(VfioItem("init_data_sent", span=Span(start, pos - start)))
                 return VfioBody(tuple(items)), pos
             if tag == VfioMarker.DEV_SETUP_STATE:
-                items.append(VfioItem("setup", span=Span(start, 8)))
+                items.append(VfioItem("setup", span=Span(start, pos - start)))
             elif tag == VfioMarker.DEV_DATA_STATE:
-                self.src.need(pos, 8, "a VFIO data chunk length", where)
-                (length,) = _BE64.unpack_from(self.buf, pos)
-                pos += 8
+                chunk, pos = self.src.parse(DataChunkHeader, start, where, "a VFIO data chunk header")
+                length = chunk.length
                 self.src.need(pos, length, "VFIO device data", where)
                 data = bytes(self.buf[pos:pos + length]) if length <= INLINE_LIMIT else None
-                items.append(VfioItem("data", data=Blob(pos, length, data), span=Span(start, 16 + length)))
+                items.append(VfioItem("data", data=Blob(pos, length, data), span=Span(start, pos - start + length)))
                 pos += length
             elif tag == VfioMarker.DEV_CONFIG_STATE:
                 config, pos = self._vfio_config(pos, where + ("config",))
@@ -541,7 +574,7 @@ class _Decoder:
             except DecodeError as exc:
                 first_error = first_error or exc
                 continue
-            if end + 8 <= self.size and _BE64.unpack_from(self.buf, end)[0] == VfioMarker.END_OF_STATE:
+            if self._peek(Marker, end) == VfioMarker.END_OF_STATE:
                 return VmstateBody(desc.name, desc.version, fields, subs, origin="builtin"), end
         if first_error is not None:
             raise first_error

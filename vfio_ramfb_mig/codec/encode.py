@@ -1,8 +1,12 @@
 """model -> bytes: the inverse of decode, record by record.
 
-Device payloads are built by the same construct schemas that parse them: a
-description is derived from the model's own fields (types, lengths, counts)
-and compiled by vmstate/compile.py. RAM pages and other `Blob`s are copied
+Every container is built by the construct schema in wire/ that decode parses
+it with (header, section headers and footers, commands, the VFIO framing, the
+RAM block list, the vmdesc record), and device payloads by the same compiled
+descriptions: a description is derived from the model's own fields (types,
+lengths, counts) and compiled by vmstate/compile.py. Page records are the one
+exception, written with `struct` as ram/walk.py reads them (one per guest
+page: the hot path of a large stream). RAM pages and other `Blob`s are copied
 from the source stream they were decoded from (or from the data a JSON
 document embedded), in 8 MiB pieces let go once written, so encoding a large
 stream stays flat in memory. A run of page records that lies in the source
@@ -23,7 +27,7 @@ import json
 import struct
 from typing import Any, BinaryIO
 
-from construct import Container, ConstructError
+from construct import Construct, Container, ConstructError
 
 from ..errors import EncodeError, FieldPath
 from ..model import (
@@ -50,16 +54,28 @@ from ..vmstate.builtin import CONFIGURATION
 from ..vmstate.compile import RAMFB_CFG_TYPE, compile_description
 from ..vmstate.model import Description, FieldDesc
 from ..vmstate.vmdesc import FIXED_SIZES
-from ..wire.ram import RamFlag
-from ..wire.stream import QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION, RecordType
-from ..wire.vfio import VfioMarker
+from ..wire.ram import AddressWord, RamFlag, ram_block
+from ..wire.stream import (
+    QEMU_VM_FILE_MAGIC,
+    QEMU_VM_FILE_VERSION,
+    SECTION_TYPES,
+    ConfigurationMarker,
+    EofMarker,
+    FileHeader,
+    Footer,
+    LongHeader,
+    ShortHeader,
+    VmdescHeader,
+)
+from ..wire.stream import Command as CommandRecord
+from ..wire.vfio import DataChunkHeader, Marker, VfioMarker
 from ..ram.limits import check_claim
 from ..ram.walk import record_parts, run_in_source
 from ..source import Source
 from ..text import to_wire
 
 _COPY_CHUNK = 8 << 20
-_SECTION_BYTES = {"section_start": 1, "section_part": 2, "section_end": 3, "section_full": 4}
+_SECTION_BYTES = {name: int(record_type) for record_type, name in SECTION_TYPES.items()}
 _RAM_KIND_FLAG = {"zero": RamFlag.ZERO, "page": RamFlag.PAGE, "xbzrle": RamFlag.XBZRLE}
 _VFIO_MARKERS = {"setup": VfioMarker.DEV_SETUP_STATE, "end_of_state": VfioMarker.END_OF_STATE,
                  "init_data_sent": VfioMarker.DEV_INIT_DATA_SENT}
@@ -108,6 +124,10 @@ class _Encoder:
                     src.forget(self._read_lo, self._read_hi)
                     self._read_lo, self._read_hi = 1 << 63, 0
 
+    def build(self, schema: Construct, value: Any, path: FieldPath, what: str) -> None:
+        """Write `value` built by `schema`; a value the wire cannot hold is an EncodeError."""
+        self.write(self.built(schema, value, path, what))
+
     def blob(self, blob: Blob, path: FieldPath) -> None:
         if blob.data is not None:
             if len(blob.data) != blob.length:
@@ -142,7 +162,7 @@ class _Encoder:
             if record.magic != QEMU_VM_FILE_MAGIC or record.version != QEMU_VM_FILE_VERSION:
                 raise EncodeError(f"unsupported stream header: magic {record.magic:#x}, version {record.version}; "
                                   f"vmig writes magic QEVM, version {QEMU_VM_FILE_VERSION}", path=path)
-            self.write(struct.pack(">II", record.magic, record.version))
+            self.build(FileHeader, {"magic": record.magic, "version": record.version}, path, "the file header")
         elif isinstance(record, Configuration):
             self.configuration(record, path)
         elif isinstance(record, Section):
@@ -150,10 +170,11 @@ class _Encoder:
         elif isinstance(record, Command):
             self.command(record, path)
         elif isinstance(record, Eof):
-            self.write(b"\x00")
+            self.build(EofMarker, None, path, "EOF")
         elif isinstance(record, Vmdesc):
             text = record.text if record.text is not None else json.dumps(record.document).encode()
-            self.write(struct.pack(">BI", RecordType.QEMU_VM_VMDESCRIPTION, len(text)) + text)
+            self.build(VmdescHeader, {"length": len(text)}, path, "the vmdesc header")
+            self.write(text)
         else:
             raise EncodeError(f"unknown record {type(record).__name__}", path=path)
 
@@ -163,13 +184,13 @@ class _Encoder:
         desc = Description("configuration", 1, CONFIGURATION.fields,
                            tuple(describe_subsection(s, path + ("subsections", i))
                                  for i, s in enumerate(record.subsections)))
-        self.write(b"\x07")
+        self.build(ConfigurationMarker, None, path, "the configuration record")
         self.vmstate(desc, fields, record.subsections, path)
 
     def command(self, record: Command, path: FieldPath) -> None:
         if len(record.data) > 0xFFFF:
             raise EncodeError(f"command data has {len(record.data)} bytes, at most 65535 fit", path=path + ("data",))
-        self.write(struct.pack(">BHH", RecordType.QEMU_VM_COMMAND, record.cmd, len(record.data)) + record.data)
+        self.build(CommandRecord, {"cmd": record.cmd, "data": record.data}, path, f"command {record.name}")
         if record.package is not None:
             self.blob(record.package, path + ("package",))
 
@@ -177,17 +198,15 @@ class _Encoder:
         kind = _SECTION_BYTES.get(record.type)
         if kind is None:
             raise EncodeError(f"unknown section type '{record.type}'", path=path + ("type",))
-        try:
-            if record.long_header:
-                idstr = to_wire(record.idstr)
-                if not 0 < len(idstr) <= 255:
-                    raise EncodeError(f"idstr must be 1..255 bytes, found {len(idstr)}", path=path + ("idstr",))
-                self.write(struct.pack(">BIB", kind, record.section_id, len(idstr)) + idstr
-                           + struct.pack(">II", record.instance_id, record.version_id))
-            else:
-                self.write(struct.pack(">BI", kind, record.section_id))
-        except struct.error as exc:
-            raise EncodeError(f"section header value out of range: {exc}", path=path) from exc
+        if record.long_header:
+            idstr = to_wire(record.idstr)
+            if not 0 < len(idstr) <= 255:
+                raise EncodeError(f"idstr must be 1..255 bytes, found {len(idstr)}", path=path + ("idstr",))
+            self.build(LongHeader, {"type": kind, "section_id": record.section_id, "idstr": idstr,
+                                    "instance_id": record.instance_id, "version_id": record.version_id},
+                       path, "the section header")
+        else:
+            self.build(ShortHeader, {"type": kind, "section_id": record.section_id}, path, "the section header")
         body = record.body
         if isinstance(body, VmstateBody):
             desc = Description(body.vmsd_name, body.version, describe_fields(body.fields, path + ("fields",)),
@@ -203,7 +222,7 @@ class _Encoder:
         else:
             raise EncodeError(f"unknown section body {type(body).__name__}", path=path)
         if record.footer:
-            self.write(struct.pack(">BI", RecordType.QEMU_VM_SECTION_FOOTER, record.section_id))
+            self.build(Footer, {"section_id": record.section_id}, path + ("footer",), "the section footer")
 
     # ------------------------------------------------------------ vmstate
 
@@ -276,23 +295,18 @@ class _Encoder:
         for i, item in enumerate(body.items):
             where = path + ("items", i)
             if isinstance(item, RamMemSize):
-                self.write(struct.pack(">Q", item.total | RamFlag.MEM_SIZE))
-                for block in item.blocks:
-                    name = to_wire(block.idstr)
-                    self.write(struct.pack(">B", len(name)) + name + struct.pack(">Q", block.used_length))
-                    if block.page_size is not None:
-                        self.write(struct.pack(">Q", block.page_size))
-                    if block.addr is not None:
-                        self.write(struct.pack(">Q", block.addr))
-                    if block.mapped_ram is not None:
-                        h = block.mapped_ram
-                        self.write(struct.pack(">IQQQ", h["version"], h["page_size"], h["bitmap_offset"],
-                                               h["pages_offset"]))
-                        if block.region is not None:
-                            self.blob(block.region, where + ("region",))
+                self.build(AddressWord, item.total | RamFlag.MEM_SIZE, where, "the RAM total")
+                for k, block in enumerate(item.blocks):
+                    at = where + ("blocks", k)
+                    # the words an entry has are the ones it holds (ram_block writes what is not None)
+                    entry = {"idstr": to_wire(block.idstr), "used_length": block.used_length,
+                             "page_size": block.page_size, "addr": block.addr, "mapped_ram": block.mapped_ram}
+                    self.build(ram_block(), entry, at, "a RAM block-list entry")
+                    if block.region is not None:
+                        self.blob(block.region, at + ("region",))
             elif isinstance(item, RamMarker):
                 flag = RamFlag.EOS if item.kind == "eos" else RamFlag.MULTIFD_FLUSH
-                self.write(struct.pack(">Q", flag))
+                self.build(AddressWord, flag, where, f"the RAM marker {item.kind}")
             elif isinstance(item, RamPages):
                 self.pages(item, ps, where)
             else:
@@ -318,22 +332,30 @@ class _Encoder:
                     raise EncodeError("page contents need the source stream's offsets", path=path)
                 self.blob(Blob(run.payload_offset(i, ps), ps), path)
 
+    def built(self, schema: Construct, value: Any, path: FieldPath, what: str) -> bytes:
+        """`value` built by `schema`, not written yet; a value the wire cannot hold is an EncodeError."""
+        try:
+            return schema.build(value)
+        except ConstructError as exc:
+            message = str(exc).split("\n")[-1].strip() or type(exc).__name__
+            raise EncodeError(f"cannot write {what}: {message}", offset=self.written, path=path) from exc
+
     # ------------------------------------------------------------ VFIO
 
     def vfio(self, body: VfioBody, path: FieldPath) -> None:
         for i, item in enumerate(body.items):
             where = path + ("items", i)
             if item.kind in _VFIO_MARKERS:
-                self.write(struct.pack(">Q", _VFIO_MARKERS[item.kind]))
+                self.build(Marker, _VFIO_MARKERS[item.kind], where, f"the VFIO marker {item.kind}")
             elif item.kind == "data":
                 assert item.data is not None
-                self.write(struct.pack(">QQ", VfioMarker.DEV_DATA_STATE, item.data.length))
+                self.build(DataChunkHeader, {"length": item.data.length}, where, "a VFIO data chunk header")
                 self.blob(item.data, where + ("data",))
             elif item.kind == "config":
                 config = item.config
                 if config is None:
                     raise EncodeError("config item without state", path=where)
-                self.write(struct.pack(">Q", VfioMarker.DEV_CONFIG_STATE))
+                self.build(Marker, VfioMarker.DEV_CONFIG_STATE, where, "the VFIO marker config")
                 desc = Description(config.vmsd_name, config.version, describe_fields(config.fields, where),
                                    tuple(describe_subsection(s, where + ("subsections", k))
                                          for k, s in enumerate(config.subsections)))

@@ -48,7 +48,7 @@ from ..vmstate.compile import RAMFB_CFG_TYPE
 from ..vmstate.vmdesc import MAX_DEPTH
 from ..wire.primitives import INT_TYPES
 from ..wire.ramfb import fourcc_code, fourcc_text
-from ..wire.stream import command_name
+from ..wire.stream import QEMU_VM_FILE_MAGIC, command_name
 from ..text import to_wire
 from ..textin import parse_json
 
@@ -143,7 +143,7 @@ class _Writer:
 
     def record(self, r: Any) -> dict[str, Any]:
         if isinstance(r, Header):
-            return _span({"type": "header"}, r.span) | {"magic": "QEVM" if r.magic == 0x5145564D else r.magic,
+            return _span({"type": "header"}, r.span) | {"magic": "QEVM" if r.magic == QEMU_VM_FILE_MAGIC else r.magic,
                                                         "version": r.version}
         if isinstance(r, Configuration):
             return _span({"type": "configuration"}, r.span) | {
@@ -407,7 +407,7 @@ class _Reader:
         span = self.span(r)
         if rtype == "header":
             magic = r.get("magic", "QEVM")
-            return Header(magic=0x5145564D if magic == "QEVM" else self.int(r, "magic", path, bits=32),
+            return Header(magic=QEMU_VM_FILE_MAGIC if magic == "QEVM" else self.int(r, "magic", path, bits=32),
                           version=self.int(r, "version", path, bits=32), span=span)
         if rtype == "configuration":
             return Configuration(machine=self.str(r, "machine", path),

@@ -67,10 +67,14 @@ def _section(section: Section) -> dict[str, Any]:
         if body.subsections:
             obj["subsections"] = [_subsection(s) for s in body.subsections]
         return obj
-    if isinstance(body, (VfioBody, OpaqueBody)) and section.span is not None:
+    if isinstance(body, (VfioBody, OpaqueBody)):
         # old-style SaveVMHandlers entry: one opaque buffer, the payload between header and footer
-        header = 14 + len(section.idstr.encode("utf-8", "surrogateescape"))
-        size = section.span.length - header - (5 if section.footer else 0)
+        if isinstance(body, OpaqueBody):
+            size = body.data.length
+        elif body.items and body.items[0].span is not None and body.items[-1].span is not None:
+            size = body.items[-1].span.end - body.items[0].span.offset
+        else:
+            raise EncodeError(f"section {section.idstr} has no spans to size it")
         return head | {"size": size, "fields": [{"name": "data", "size": size, "type": "buffer"}]}
     raise EncodeError(f"cannot describe section {section.idstr} in a vmdesc")
 

@@ -52,9 +52,9 @@ from ..wire.ram import (
     PAGE_KINDS,
     XBZRLE_HEADER_SIZE,
     ZERO_FILL_SIZE,
-    MappedRamHeader,
     RamFlag,
     flag_mask,
+    ram_block,
 )
 
 #: how often (in bytes walked) the walk lets walked pages go (Source.release) and reports progress
@@ -81,19 +81,11 @@ _LONGEST_XBZRLE = XBZRLE_HEADER_SIZE + 0xFFFF
 @dataclass(frozen=True)
 class PostcopyAdvise:
     """MIG_CMD_POSTCOPY_ADVISE with data: the source had postcopy-ram on (savevm.c,
-    qemu_savevm_send_postcopy_advise). `pagesize_summary` is the OR of every RAM block's page
+    qemu_savevm_send_postcopy_advise; the decoder reads the command by wire/stream.py COMMAND_DATA). `pagesize_summary` is the OR of every RAM block's page
     size; `target_page_size` the source's target page size."""
 
     pagesize_summary: int
     target_page_size: int
-
-    @classmethod
-    def from_command(cls, data: bytes) -> PostcopyAdvise | None:
-        """The ADVISE command's data: 16 bytes (two be64) with postcopy-ram, else empty."""
-        if len(data) != 16:
-            return None
-        summary, tps = struct.unpack(">QQ", data)
-        return cls(summary, tps)
 
     def huge_page_sizes(self) -> frozenset[int]:
         """Page sizes some block has besides the ordinary one: those blocks carry their page
@@ -421,28 +413,17 @@ class RamWalk:
         ignore_shared = "x-ignore-shared" in self.capabilities
         mapped_ram = "mapped-ram" in self.capabilities
         huge = self.advise.huge_page_sizes() if self.advise is not None else frozenset()
+        # the entry's schema (wire/ram.py) says which words follow the length: the page size of a
+        # block of huge pages (parse_ramblock reads it once ADVISE came with postcopy-ram), the
+        # x-ignore-shared address, the mapped-ram header
+        entry_schema = ram_block(huge, ignore_shared, mapped_ram)
         while summed < total:
             where = path + ("blocks", len(blocks))
-            src.need(pos, 1, "a RAM block-list entry", where)
-            n = buf[pos]
-            src.need(pos, 1 + n + 8, "a RAM block-list entry", where)
-            idstr = from_wire(bytes(buf[pos + 1:pos + 1 + n]))
-            (used,) = _BE64.unpack_from(buf, pos + 1 + n)
-            pos += 1 + n + 8
-            page_size = addr = header = region = None
-            if huge and src.ensure(pos + 8) >= pos + 8 and _BE64.unpack_from(buf, pos)[0] in huge:
-                # a block of huge pages: its page size follows (parse_ramblock reads it once ADVISE
-                # came with postcopy-ram). Nothing else can start with such a word here: a next entry
-                # starts with a name length of 1..255, EOS and page records with small flags
-                (page_size,) = _BE64.unpack_from(buf, pos)
-                pos += 8
-            if ignore_shared:
-                src.need(pos, 8, f"the x-ignore-shared address of RAM block {printable(idstr)}", where)
-                (addr,) = _BE64.unpack_from(buf, pos)
-                pos += 8
-            if mapped_ram:
-                parsed, hdr_end = src.parse(MappedRamHeader, pos, where, "a mapped-ram header")
-                assert hdr_end - pos == MAPPED_RAM_HEADER_SIZE
+            entry, pos = src.parse(entry_schema, pos, where, "a RAM block-list entry")
+            idstr, used = from_wire(entry.idstr), entry.used_length
+            page_size, addr, header, region = entry.page_size, entry.addr, None, None
+            if entry.mapped_ram is not None:
+                parsed, hdr_end = entry.mapped_ram, pos
                 header = {k: parsed[k] for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
                 next_entry = parsed.pages_offset + used
                 size = src.ensure(next_entry)
@@ -451,7 +432,7 @@ class RamWalk:
                         raise TruncatedError(f"stream ends inside the mapped-ram pages of {printable(idstr)}: "
                                              f"expected data up to offset {next_entry}", offset=size, path=where)
                     raise CorruptError(f"mapped-ram pages offset {parsed.pages_offset:#x} lies before its header",
-                                       offset=pos, path=where)
+                                       offset=hdr_end - MAPPED_RAM_HEADER_SIZE, path=where)
                 region, pos = Blob(hdr_end, next_entry - hdr_end), next_entry
             present = None
             if header is not None:

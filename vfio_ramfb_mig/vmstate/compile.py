@@ -46,15 +46,15 @@ from construct import (
     Container,
     FormatField,
     Int8ub,
-    Int32ub,
     StreamError,
+    Struct,
     stream_read,
     stream_seek,
     stream_write,
 )
 
 from ..wire.bounded import BoundedStream
-from ..wire.primitives import INT_TYPES, Str8
+from ..wire.primitives import INT_TYPES, PCI_IRQ_STATE_SIZE, PciIrqState, Str8
 from ..wire.ramfb import RAMFB_CFG_SIZE, RamfbCfg
 from ..wire.stream import SubsectionHeader
 from .model import RAMFB_CFG_TYPE, Description, FieldDesc
@@ -121,6 +121,13 @@ def _child_context(context: Any, stream: Any) -> Container:
                     _index=context.get("_index", None))
     ctx._root = context.get("_root", ctx)
     return ctx
+
+
+def _header_context(stream: Any) -> Container:
+    """A context for parsing a wire schema inside `Fields` (whose own context is the parsed fields,
+    which a construct Struct cannot take as its parent)."""
+    return Container(_params=Container(), _root=None, _parsing=True, _building=False, _sizing=False,
+                     _io=stream, _index=None)
 
 
 class Packed(Construct):
@@ -252,7 +259,9 @@ class SizedBytes(Construct):
 
 
 class Subsections(Construct):
-    """Zero or more subsections of one vmsd, found the way QEMU's loader finds them."""
+    """Zero or more subsections of one vmsd, found the way QEMU's loader finds them: it peeks at
+    the marker, the name's length and the name, and reads the header (wire SubsectionHeader)
+    only for a subsection of this vmsd."""
 
     def __init__(self, parent: str, compiled: dict[bytes, Construct]) -> None:
         super().__init__()
@@ -272,14 +281,13 @@ class Subsections(Construct):
                 stream_seek(stream, start, 0, path)
                 return items
             body = self.compiled.get(name)
+            stream_seek(stream, start, 0, path)
             if body is None:
-                stream_seek(stream, start, 0, path)
                 raise UnknownSubsectionFound(name, self.parent, start, path=path)
-            word = stream.read(4)
-            if len(word) != 4:
-                raise _short_read(4, len(word), path + " -> version_id")
+            # it is this vmsd's: the loader reads the whole header now (marker, name, version_id)
+            header = SubsectionHeader._parsereport(stream, _header_context(stream), path)
             value = body._parsereport(stream, context, path)
-            items.append(Loc((name, int.from_bytes(word, "big"), value), start, stream.tell()))
+            items.append(Loc((name, header.version_id, value), start, stream.tell()))
 
     def _build(self, obj, stream, context, path):
         for item in obj:
@@ -383,8 +391,22 @@ def _int(construct: FormatField) -> Packed:
     return Packed(construct.fmtstr[1:], construct)
 
 
-def _ramfb_cfg(values: tuple) -> Container:
-    return Container(zip(("addr", "fourcc", "flags", "width", "height", "stride"), values))
+def _packed_struct(schema: Struct) -> Packed:
+    """A wire Struct of integers (RamfbCfg) read with one struct call: the format is its fields'
+    formats in order, the value a Container under their names."""
+    fields = [(sc.name, sc.subcon) for sc in schema.subcons]
+    names = tuple(name for name, _ in fields)
+    return Packed("".join(sub.fmtstr[1:] for _, sub in fields), schema,
+                  lambda values: Container(zip(names, values)))
+
+
+def _packed_array(schema: Array) -> Packed:
+    """A wire Array of a fixed count of integers (PciIrqState): one struct call, a list."""
+    return Packed(f"{schema.count}{schema.subcon.fmtstr[1:]}", schema, list)
+
+
+_PCI_IRQ_STATE = _packed_array(PciIrqState)
+_RAMFB_CFG = _packed_struct(RamfbCfg)
 
 
 def element(fd: FieldDesc, keys: dict[str, str] | None = None) -> Construct:
@@ -395,12 +417,12 @@ def element(fd: FieldDesc, keys: dict[str, str] | None = None) -> Construct:
         return _int(Int8ub)  # any non-zero loads as true; keep the byte exactly
     if fd.type in INT_TYPES and fd.size == INT_TYPES[fd.type][1]:
         return _int(INT_TYPES[fd.type][0])
-    if fd.type == "pci irq state" and fd.size == 16:
-        return Packed("4I", Array(4, Int32ub), list)
+    if fd.type == "pci irq state" and fd.size == PCI_IRQ_STATE_SIZE:
+        return _PCI_IRQ_STATE
     if fd.type == "capability":
         return Str8
     if fd.type == RAMFB_CFG_TYPE and fd.size == RAMFB_CFG_SIZE:
-        return Packed("QIIIII", RamfbCfg, _ramfb_cfg)
+        return _RAMFB_CFG
     if fd.size_from is not None:
         return SizedBytes((keys or {})[fd.size_from])
     if 0 < (fd.size or 0) <= PACKED_BUFFER_LIMIT:

@@ -12,6 +12,7 @@ migration/vmstate-types.c (the VMStateInfo types), migration/savevm.c (timer_put
 from __future__ import annotations
 
 from construct import (
+    Array,
     Bytes,
     Construct,
     Int8sb,
@@ -52,6 +53,10 @@ INT_TYPES: dict[str, tuple[Construct, int]] = {
     # CPU_Double_U: be32 upper half then be32 lower half == one be64
     "CPU_Double_U": (Int64ub, 8),
 }
+
+#: "pci irq state": the four INTx levels of a PCI device, be32 each (hw/pci/pci.c get_pci_irq_state).
+PciIrqState = Array(4, Int32ub)
+PCI_IRQ_STATE_SIZE = 16
 
 #: bool is one byte; QEMU loads any non-zero value as true, so vmig keeps the byte exactly.
 BOOL_TYPE = "bool"

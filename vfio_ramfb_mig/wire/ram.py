@@ -19,9 +19,12 @@ mapped_ram_setup_ramblock), migration/ram.h (RAM_SAVE_FLAG_*).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntFlag
+from functools import lru_cache
+from typing import Any
 
-from construct import Bytes, Computed, Construct, If, Int8ub, Int16ub, Int32ub, Int64ub, Struct, this
+from construct import Bytes, Computed, Construct, If, Int8ub, Int16ub, Int32ub, Int64ub, Peek, Struct, this
 
 from .primitives import Str8
 
@@ -46,12 +49,6 @@ FLAG_MASK = 0x3FF
 
 AddressWord = Int64ub
 
-#: One block-list entry without the optional words.
-RamBlockEntry = Struct(
-    "idstr" / Str8,
-    "used_length" / Int64ub,
-)
-
 #: mapped-ram: 28 packed big-endian bytes after each block-list entry (ram.c MappedRamHeader).
 MappedRamHeader = Struct(
     "version" / Int32ub,
@@ -60,6 +57,36 @@ MappedRamHeader = Struct(
     "pages_offset" / Int64ub,
 )
 MAPPED_RAM_HEADER_SIZE = 28
+
+
+@lru_cache(maxsize=64)
+def ram_block(huge_page_sizes: frozenset[int] = frozenset(), ignore_shared: bool = False,
+              mapped_ram: bool = False) -> Construct:
+    """One whole entry of the block list (ram_save_setup; parse_ramblock reads it), with the words
+    the stream's setup adds: the block's page size when postcopy-ram is on and the block's pages
+    are not the usual size, the region's address with x-ignore-shared, and the mapped-ram header
+    (its bitmap and pages region follow in the file, located, never parsed).
+
+    Parsing, the stream says which words are there: the capabilities, and for the page size the
+    word itself (one of `huge_page_sizes`, from POSTCOPY_ADVISE: nothing else can follow the
+    length there, as a next entry starts with a name length of 1..255 and EOS is 0x10).
+    Building, the entry says it: a word is written when its value is not None."""
+    def has(key: str, parsing: bool) -> Callable[[Any], bool]:
+        return lambda ctx: parsing if ctx._parsing else ctx.get(key) is not None
+
+    return Struct(
+        "idstr" / Str8,
+        "used_length" / Int64ub,
+        "next_word" / Peek(Int64ub),  # what follows the length, not a field of its own
+        "page_size" / If(lambda ctx: ctx.next_word in huge_page_sizes if ctx._parsing
+                         else ctx.get("page_size") is not None, Int64ub),
+        "addr" / If(has("addr", ignore_shared), Int64ub),
+        "mapped_ram" / If(has("mapped_ram", mapped_ram), MappedRamHeader),
+    )
+
+
+#: A block-list entry of a stream without postcopy-ram, x-ignore-shared or mapped-ram.
+RamBlockEntry = ram_block()
 
 ZeroFill = Int8ub
 XbzrleHeader = Struct(

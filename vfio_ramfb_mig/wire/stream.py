@@ -8,10 +8,14 @@
                | COMMAND        Command
     payload   := vmstate fields, subsections* | RAM records | VFIO framing | old-style bytes
     subsection:= SUBSECTION SubsectionHeader fields subsection*
+    COMMAND   := 0x08 be16 cmd, be16 len, len bytes of data (COMMAND_DATA says what they hold)
     VMDESC    := 0x06 be32 len, len bytes of JSON (only right after EOF)
 
 There is no length anywhere around a payload: a payload ends where its
 description says it ends. Footers are on unless `send-section-footer=off`.
+
+Decode parses and encode builds every one of these schemas; nothing else in vmig
+writes or reads these bytes by hand.
 
 Imports: construct, wire.primitives.
 References: migration/savevm.c (save_section_header, save_section_footer,
@@ -22,7 +26,19 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from construct import Bytes, Const, GreedyBytes, Int8ub, Int16ub, Int32ub, Prefixed, Struct
+from construct import (
+    Check,
+    Const,
+    GreedyBytes,
+    GreedyRange,
+    Int8ub,
+    Int16ub,
+    Int32ub,
+    Int64ub,
+    Optional,
+    Prefixed,
+    Struct,
+)
 
 from .primitives import Str8
 
@@ -60,6 +76,12 @@ FileHeader = Struct(
     "version" / Int32ub,
 )
 
+#: QEMU_VM_CONFIGURATION: the vmstate_configuration payload follows (vmstate/builtin.py CONFIGURATION)
+ConfigurationMarker = Const(RecordType.QEMU_VM_CONFIGURATION.value, Int8ub)
+
+#: QEMU_VM_EOF: the last record (only a vmdesc may follow)
+EofMarker = Const(RecordType.QEMU_VM_EOF.value, Int8ub)
+
 #: START / FULL: 14 + len(idstr) bytes including the type byte.
 LongHeader = Struct(
     "type" / Int8ub,
@@ -93,16 +115,10 @@ Command = Struct(
     "data" / Prefixed(Int16ub, GreedyBytes),
 )
 
+#: QEMU_VM_VMDESCRIPTION, right after EOF: be32 length, then that many bytes of JSON.
 VmdescHeader = Struct(
     "type" / Const(RecordType.QEMU_VM_VMDESCRIPTION.value, Int8ub),
     "length" / Int32ub,
-)
-
-#: The machine name that opens the configuration record (vmstate_configuration, no version on the wire).
-ConfigurationName = Struct(
-    "type" / Const(RecordType.QEMU_VM_CONFIGURATION.value, Int8ub),
-    "len" / Int32ub,
-    "name" / Bytes(lambda this: this.len),
 )
 
 
@@ -123,17 +139,38 @@ class Cmd(IntEnum):
     MIG_CMD_SWITCHOVER_START = 11
 
 
-#: Fixed payload lengths the loader enforces (mig_cmd_args); -1 = variable.
-CMD_LENGTHS = {
-    Cmd.MIG_CMD_OPEN_RETURN_PATH: 0,
-    Cmd.MIG_CMD_PING: 4,
-    Cmd.MIG_CMD_POSTCOPY_LISTEN: 0,
-    Cmd.MIG_CMD_POSTCOPY_RUN: 0,
-    Cmd.MIG_CMD_PACKAGED: 4,
-    Cmd.MIG_CMD_ENABLE_COLO: 0,
-    Cmd.MIG_CMD_POSTCOPY_RESUME: 0,
-    Cmd.MIG_CMD_SWITCHOVER_START: 0,
+#: What a command's data holds, as the loader reads it (loadvm_process_command and the handler of
+#: each command); the commands not listed carry nothing. The loader wants no byte left over.
+COMMAND_DATA = {
+    # qemu_savevm_send_ping: a be32 value the destination echoes on the return path
+    Cmd.MIG_CMD_PING: Struct("value" / Int32ub),
+    # qemu_savevm_send_postcopy_advise: with postcopy-ram the OR of every RAM block's page size and
+    # the target page size; without it nothing (loadvm_postcopy_handle_advise takes 0 or 16 bytes)
+    Cmd.MIG_CMD_POSTCOPY_ADVISE: Struct(
+        "page_sizes" / Optional(Struct("pagesize_summary" / Int64ub, "target_page_size" / Int64ub)),
+    ),
+    # qemu_savevm_send_postcopy_ram_discard: version 0, the block's name and a NUL, then ranges
+    # (loadvm_postcopy_ram_handle_discard wants a name and at least one range)
+    Cmd.MIG_CMD_POSTCOPY_RAM_DISCARD: Struct(
+        "version" / Const(0, Int8ub),
+        "ramid" / Str8,
+        Check(lambda this: len(this.ramid) > 0),
+        "nul" / Const(0, Int8ub),
+        "ranges" / GreedyRange(Struct("start" / Int64ub, "length" / Int64ub)),
+        Check(lambda this: len(this.ranges) > 0),
+    ),
+    # qemu_savevm_send_packaged: the length of the records that follow the command
+    Cmd.MIG_CMD_PACKAGED: Struct("length" / Int32ub),
+    # qemu_savevm_send_recv_bitmap: the name of the block whose received bitmap is asked for
+    Cmd.MIG_CMD_RECV_BITMAP: Struct("ramid" / Str8, Check(lambda this: len(this.ramid) > 0)),
 }
+
+
+#: Commands whose data has one length the loader checks before anything else (mig_cmd_args
+#: .len != -1): the ones that carry nothing, PING and PACKAGED.
+CMD_LENGTHS = {cmd: COMMAND_DATA[cmd].sizeof() if cmd in COMMAND_DATA else 0 for cmd in (
+    Cmd.MIG_CMD_OPEN_RETURN_PATH, Cmd.MIG_CMD_PING, Cmd.MIG_CMD_POSTCOPY_LISTEN, Cmd.MIG_CMD_POSTCOPY_RUN,
+    Cmd.MIG_CMD_PACKAGED, Cmd.MIG_CMD_ENABLE_COLO, Cmd.MIG_CMD_POSTCOPY_RESUME, Cmd.MIG_CMD_SWITCHOVER_START)}
 
 
 def command_name(cmd: int) -> str:

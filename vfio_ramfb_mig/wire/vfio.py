@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from construct import Int64ub, Struct
+from construct import Const, Int64ub, Struct
 
 
 class VfioMarker(IntEnum):
@@ -29,9 +29,12 @@ class VfioMarker(IntEnum):
     DEV_INIT_DATA_SENT = 0xFFFFFFFFEF100005
 
 
+#: Every framing element starts with one of the markers above.
 Marker = Int64ub
+
+#: DEV_DATA_STATE and the length of the device data that follows it (located, never parsed).
 DataChunkHeader = Struct(
-    "marker" / Int64ub,  # DEV_DATA_STATE
+    "marker" / Const(VfioMarker.DEV_DATA_STATE.value, Int64ub),
     "length" / Int64ub,
 )
 
