@@ -145,6 +145,15 @@ def test_empty_and_foreign_input() -> None:
             decode(blob)
 
 
+@pytest.mark.parametrize(("version", "words"), [(2, "SaveVM v2 format is obsolete"), (1, "unsupported stream version 1"),
+                                                (4, "unsupported stream version 4")])
+def test_stream_version_other_than_3(version: int, words: str) -> None:
+    """qemu_loadvm_state_header: version 2 is obsolete, any other than 3 unsupported (ENOTSUP)."""
+    with pytest.raises(CorruptError, match=words) as info:
+        decode(h.patched(h.WITH_VMDESC, 4, ">I", version))
+    assert info.value.offset == 4 and info.value.path == ("records", 0, "version")
+
+
 def test_bad_record_type() -> None:
     at = h.section(h.WITH_VMDESC, "apic").span.offset
     with pytest.raises(CorruptError, match="unknown record type 0x09") as info:
