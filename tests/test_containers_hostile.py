@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from brokenstreams import assert_one_error_line
+from helpers import assert_one_error_line
 from paths import CAPTURES, FIXTURES
 from vfio_ramfb_mig import Source
 from vfio_ramfb_mig.cli.main import cli
