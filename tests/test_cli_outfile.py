@@ -19,7 +19,7 @@ import pytest
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.model import RamMarker, RamMemSize, Section
 
-from brokenstreams import assert_one_error_line
+from helpers import assert_one_error_line
 from paths import CAPTURES
 
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"

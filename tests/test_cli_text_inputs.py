@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from vfio_ramfb_mig.cli.main import cli
 
-from brokenstreams import assert_one_error_line, with_vmdesc_text, WITH_VMDESC
+from helpers import assert_one_error_line, with_vmdesc_text, WITH_VMDESC
 from paths import CAPTURES
 
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
