@@ -234,6 +234,51 @@ def insert_switchover_start(blob: bytes) -> bytes:
     return blob[:end.span.offset] + b"\x08\x00\x0b\x00\x00" + blob[end.span.offset:]
 
 
+#: RAMFBCfg (hw/display/ramfb.c): field -> (offset in the 28 bytes, struct format), big-endian on the wire
+RAMFB_CFG_FIELDS = {"addr": (0, ">Q"), "fourcc": (8, ">I"), "flags": (12, ">I"), "width": (16, ">I"),
+                    "height": (20, ">I"), "stride": (24, ">I")}
+
+
+def with_ramfb_cfg(blob: bytes, offset: int, **values: int) -> bytes:
+    """The stream with some fields of the ramfb cfg at `offset` replaced (e.g. width=800)."""
+    out = bytearray(blob)
+    for key, value in values.items():
+        at, fmt = RAMFB_CFG_FIELDS[key]
+        struct.pack_into(fmt, out, offset + at, value)
+    return bytes(out)
+
+
+def resize_block(blob: bytes, block: str, length: int) -> bytes:
+    """The stream whose RAM block list gives `block` another used length, and the total to match
+    (the flag bits of the total's word sit below the page size, so adding keeps them)."""
+    data = bytearray(blob)
+    item = next(i for s in decode(bytes(data)).sections if isinstance(s.body, RamBody)
+                for i in s.body.items if isinstance(i, RamMemSize))
+    at = item.span.offset
+    name = block.encode()
+    where = data.index(bytes([len(name)]) + name, at) + 1 + len(name)
+    old = int.from_bytes(data[where:where + 8], "big")
+    data[where:where + 8] = length.to_bytes(8, "big")
+    total = int.from_bytes(data[at:at + 8], "big")
+    data[at:at + 8] = (total + length - old).to_bytes(8, "big")
+    return bytes(data)
+
+
+def with_zero_pages(blob: bytes, pages: int) -> bytes:
+    """The stream with `pages` more ZERO page records for its first RAM block (which grows to hold
+    them), where QEMU writes them: in the first PART section, before its EOS. A big stream fast."""
+    decoded = decode(blob)
+    ram = [r for r in decoded.records if isinstance(r, Section) and r.idstr == "ram"]
+    first = next(i for i in ram[0].body.items if isinstance(i, RamMemSize)).blocks[0]
+    part_eos = next(i for i in ram[1].body.items if isinstance(i, RamMarker) and i.kind == "eos")
+    grown = resize_block(blob, first.idstr, first.used_length + pages * PAGE)  # same length: offsets hold
+    zero, cont = 0x02, 0x20  # RAM_SAVE_FLAG_ZERO, RAM_SAVE_FLAG_CONTINUE
+    record = struct.Struct(">QB")
+    zeros = (struct.pack(">Q", first.used_length | zero) + str8(first.idstr) + b"\0"
+             + b"".join(record.pack((first.used_length + i * PAGE) | zero | cont, 0) for i in range(1, pages)))
+    return grown[:part_eos.span.offset] + zeros + grown[part_eos.span.offset:]
+
+
 def inline(run: RamPages, blob: bytes, ps: int = PAGE) -> RamPages:
     """The run with its pages carried in the model, so its name or CONTINUE can change."""
     if run.kind != "page" or run.data:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import threading
@@ -16,15 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from vfio_ramfb_mig import decode
-from vfio_ramfb_mig.model import RamMarker, RamMemSize, Section
 
-from helpers import assert_one_error_line
+from helpers import assert_one_error_line, with_zero_pages
 from paths import CAPTURES
 
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
 VMIG = [sys.executable, "-m", "vfio_ramfb_mig"]
-RAM_SAVE_FLAG_ZERO, RAM_SAVE_FLAG_CONTINUE = 0x02, 0x20
 
 
 def run(*args: object, umask: int | None = None, **kwargs) -> subprocess.CompletedProcess:
@@ -32,37 +28,11 @@ def run(*args: object, umask: int | None = None, **kwargs) -> subprocess.Complet
                           preexec_fn=(lambda: os.umask(umask)) if umask is not None else None, **kwargs)
 
 
-def with_zero_pages(capture: Path, pages: int) -> bytes:
-    """The capture with `pages` more ZERO page records for pc.ram (which grows to hold them), written
-    where QEMU writes them: in the first PART section, before its EOS. A big stream in a blink."""
-    data = bytearray(capture.read_bytes())
-    stream = decode(bytes(data))
-    ram = [r for r in stream.records if isinstance(r, Section) and r.idstr == "ram"]
-    mem_size = next(i for i in ram[0].body.items if isinstance(i, RamMemSize))
-    part_eos = next(i for i in ram[1].body.items if isinstance(i, RamMarker) and i.kind == "eos")
-    first = mem_size.blocks[0]
-    assert first.idstr == "pc.ram"
-    # the mem_size word (total | flag) and pc.ram's used_length, the first block's
-    grown = first.used_length + pages * 4096
-    total_word = struct.unpack_from(">Q", data, mem_size.span.offset)[0]
-    struct.pack_into(">Q", data, mem_size.span.offset, total_word + pages * 4096)
-    length_at = mem_size.span.offset + 8 + 1 + len(first.idstr)
-    assert struct.unpack_from(">Q", data, length_at)[0] == first.used_length
-    struct.pack_into(">Q", data, length_at, grown)
-    # the first record names its block; the others CONTINUE in it
-    name = bytes([len(first.idstr)]) + first.idstr.encode()
-    record = struct.Struct(">QB")
-    zeros = (struct.pack(">Q", first.used_length | RAM_SAVE_FLAG_ZERO) + name + b"\0"
-             + b"".join(record.pack((first.used_length + i * 4096) | RAM_SAVE_FLAG_ZERO | RAM_SAVE_FLAG_CONTINUE, 0)
-                        for i in range(1, pages)))
-    return bytes(data[:part_eos.span.offset]) + zeros + bytes(data[part_eos.span.offset:])
-
-
 @pytest.fixture(scope="module")
 def big_stream(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stream whose page list (`decode --pages --json`) takes several seconds to write."""
     path = tmp_path_factory.mktemp("big") / "big.bin"
-    path.write_bytes(with_zero_pages(BOOTED, 2_000_000))
+    path.write_bytes(with_zero_pages(BOOTED.read_bytes(), 2_000_000))
     return path
 
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageChops
 
+from helpers import with_ramfb_cfg
 from paths import CAPTURES
 from vfio_ramfb_mig.cli.main import cli
 from vfio_ramfb_mig.codec.decode import decode
@@ -29,12 +30,10 @@ def run(*args: str) -> object:
 
 
 def patched(tmp_path: Path, **values: int) -> Path:
-    data = bytearray(BOOTED.read_bytes())
-    display = choose_display(decode(bytes(data), ram_runs=False))
-    for key, value in values.items():
-        struct.pack_into(">Q" if key == "addr" else ">I", data, display.offset + CFG_OFFSETS[key], value)
+    data = BOOTED.read_bytes()
+    display = choose_display(decode(data, ram_runs=False))
     out = tmp_path / "patched.bin"
-    out.write_bytes(bytes(data))
+    out.write_bytes(with_ramfb_cfg(data, display.offset, **values))
     return out
 
 

@@ -8,6 +8,7 @@ import struct
 import pytest
 from PIL import Image
 
+from helpers import with_ramfb_cfg
 from paths import CAPTURES
 from vfio_ramfb_mig.codec.decode import decode
 from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
@@ -19,15 +20,6 @@ from vfio_ramfb_mig.screen.pixels import MISSING_COLOURS, framebuffer_image, mar
 from vfio_ramfb_mig.wire.ramfb import RAMFB_FORMATS, fourcc_code
 
 BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
-
-
-def patched_cfg(data: bytes, offset: int, **values: int) -> bytes:
-    """The stream with some RAMFBCfg fields of the cfg at `offset` replaced (big-endian, as on the wire)."""
-    out = bytearray(data)
-    for key, value in values.items():
-        fmt = ">Q" if key == "addr" else ">I"
-        struct.pack_into(fmt, out, offset + CFG_OFFSETS[key], value)
-    return bytes(out)
 
 
 def booted_display():
@@ -92,7 +84,7 @@ def test_unconfigured_display_is_all_zero() -> None:
 ])
 def test_bad_configs_name_the_field_and_value(values: dict[str, int], field: str, words: str) -> None:
     data, _, display = booted_display()
-    bad = decode(patched_cfg(data, display.offset, **values), ram_runs=False)
+    bad = decode(with_ramfb_cfg(data, display.offset, **values), ram_runs=False)
     shown = choose_display(bad)
     with pytest.raises(RamfbConfigError) as info:
         shown.cfg.check(shown)

@@ -11,18 +11,18 @@ screendump is the reference for each format.
 from __future__ import annotations
 
 import json
-import struct
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
 
+from helpers import with_ramfb_cfg
 from paths import CAPTURES, FIXTURES
 from vfio_ramfb_mig.codec.decode import decode
 from vfio_ramfb_mig.errors import ScreenError
 from vfio_ramfb_mig.qemu import QemuBinary, load
 from vfio_ramfb_mig.screen import screenshot
-from vfio_ramfb_mig.screen.config import CFG_OFFSETS, choose_display
+from vfio_ramfb_mig.screen.config import choose_display
 from vfio_ramfb_mig.wire.ramfb import RAMFB_FORMATS, fourcc_code
 
 pytestmark = pytest.mark.qemu
@@ -104,13 +104,6 @@ def test_screenshot_equals_qemu_screendump(capture: Path, request: pytest.Fixtur
         assert_same_picture(ours.image, Image.open(source_dump).convert("RGB"))
 
 
-def _with_cfg(data: bytes, offset: int, **values: int) -> bytes:
-    out = bytearray(data)
-    for key, value in values.items():
-        struct.pack_into(">Q" if key == "addr" else ">I", out, offset + CFG_OFFSETS[key], value)
-    return bytes(out)
-
-
 VARIANTS = {
     # every format qemu_drm_format_to_pixman knows, over the same guest RAM
     **{f"{code}": {"fourcc": fourcc_code(code)} for code in RAMFB_FORMATS},
@@ -147,7 +140,7 @@ def test_every_format_and_stride_equals_qemu(variant: str, qemu10: QemuBinary, t
     data = _coloured(capture.read_bytes())
     display = choose_display(decode(data, ram_runs=False))
     stream = tmp_path / "variant.bin"
-    stream.write_bytes(_with_cfg(data, display.offset, **VARIANTS[variant]))
+    stream.write_bytes(with_ramfb_cfg(data, display.offset, **VARIANTS[variant]))
     ours = screenshot(str(stream))
     assert ours.cfg.fourcc_text == (variant.split("-")[0])
     assert any(len(set(pixel)) == 3 for _, pixel in ours.image.getcolors(1 << 24))  # not only greys

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from helpers import resize_block
 from paths import CAPTURES
 
 from vfio_ramfb_mig import decode
@@ -25,7 +26,7 @@ from vfio_ramfb_mig.compat.profile import Profile, profile_destination
 from vfio_ramfb_mig.compat.qemurun import QemuRun
 from vfio_ramfb_mig.codec.encode import encode_bytes
 from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
-from vfio_ramfb_mig.model import Configuration, MigrationStream, RamBody, RamMemSize, Vmdesc
+from vfio_ramfb_mig.model import Configuration, MigrationStream, Vmdesc
 from vfio_ramfb_mig.qemu import DEFAULT_CPU, BASE_ARGS, QemuBinary, capture, load
 
 #: the CPU the aarch64 VMs run (qemu10_arm / qemu72_arm come from conftest.py)
@@ -143,21 +144,6 @@ def postcopy_capture(q: QemuBinary, vm: VM, out: Path) -> None:
         run.quit()
 
 
-def resize_block(path: Path, block: str, length: int) -> bytes:
-    """A real capture whose RAM block list gives `block` another used length (and the total to match)."""
-    data = bytearray(path.read_bytes())
-    item = next(i for s in decode(bytes(data)).sections if isinstance(s.body, RamBody)
-                for i in s.body.items if isinstance(i, RamMemSize))
-    at = item.span.offset
-    name = block.encode()
-    where = data.index(bytes([len(name)]) + name, at) + 1 + len(name)
-    old = int.from_bytes(data[where:where + 8], "big")
-    data[where:where + 8] = length.to_bytes(8, "big")
-    total = int.from_bytes(data[at:at + 8], "big")
-    data[at:at + 8] = (total + length - old).to_bytes(8, "big")  # the flag bits sit below the page size
-    return bytes(data)
-
-
 def stream_of(request: pytest.FixtureRequest, workdir: Path, row: Row) -> Path:
     key = repr((row.stream, row.postcopy))
     if key in _streams:
@@ -165,7 +151,7 @@ def stream_of(request: pytest.FixtureRequest, workdir: Path, row: Row) -> Path:
     out = workdir / f"stream-{len(_streams)}.bin"
     if isinstance(row.stream, str) and row.stream.startswith("resize:"):
         _, block, length = row.stream.split(":")
-        out.write_bytes(resize_block(CAPTURES / "qemu-10.0.2__pc-q35-8.2__plain.bin", block, int(length, 16)))
+        out.write_bytes(resize_block((CAPTURES / "qemu-10.0.2__pc-q35-8.2__plain.bin").read_bytes(), block, int(length, 16)))
     elif isinstance(row.stream, str):
         how, machine, device = row.stream.split(":")
         built = build_device_stream(DeviceRequest(machine=machine, device=device))
