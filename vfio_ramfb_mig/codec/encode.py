@@ -149,10 +149,11 @@ class _Encoder:
             path: FieldPath = ("records", index)
             try:
                 self.record(record, path)
-            except struct.error as exc:
+            except (struct.error, ConstructError) as exc:
                 # a value the model holds but the wire cannot (a name over 255 bytes, a number
-                # over 64 bits): bad input, named by its record, not a crash
-                raise EncodeError(f"value does not fit the wire format: {exc}", offset=self.written,
+                # over 64 bits) where no schema named it: bad input, named by its record, not a crash
+                message = str(exc).split("\n")[-1].strip() or type(exc).__name__
+                raise EncodeError(f"value does not fit the wire format: {message}", offset=self.written,
                                   path=path) from exc
         return self.written
 

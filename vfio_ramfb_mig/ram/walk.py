@@ -41,10 +41,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..text import from_wire, printable
+from ..text import from_wire, printable, to_wire
 from ..errors import CorruptError, FieldPath, TruncatedError
 from ..model import Blob, RamBlock, RamBody, RamItem, RamMarker, RamMemSize, RamPages, Span
 from ..source import Source
+from ..wire.primitives import Str8
 from ..wire.ram import (
     ADDRESS_WORD_SIZE,
     ENCODING_FLAG_XBZRLE,
@@ -53,6 +54,8 @@ from ..wire.ram import (
     XBZRLE_HEADER_SIZE,
     ZERO_FILL_SIZE,
     RamFlag,
+    XbzrleHeader,
+    ZeroFill,
     flag_mask,
     ram_block,
 )
@@ -115,18 +118,20 @@ def record_parts(run: RamPages, page_size: int) -> Iterator[tuple[bytes, bytes |
     that names its block, the name; what follows: the fill byte, the XBZRLE header and delta, or
     None for a page, whose bytes the caller has)."""
     flag = {"zero": _ZERO, "page": _PAGE, "xbzrle": _XBZRLE}[run.kind]
-    name = run.block.encode("utf-8", "surrogateescape")
+    # what a run's records repeat is built once by its wire schema; the address word, one per
+    # page, is packed by AddressWord's own format (the hot path)
+    name = Str8.build(to_wire(run.block))
     if run.kind == "zero":
-        tail: bytes | None = bytes((run.fill,))
+        tail: bytes | None = ZeroFill.build(run.fill)
     elif run.kind == "xbzrle":
         delta = run.delta or b""
-        tail = struct.pack(">BH", ENCODING_FLAG_XBZRLE, len(delta)) + delta
+        tail = XbzrleHeader.build({"encoding": ENCODING_FLAG_XBZRLE, "length": len(delta)}) + delta
     else:
         tail = None
     for i in range(run.count):
         word = (run.offset + i * page_size) | flag
         if i == 0 and run.named:
-            yield _BE64.pack(word) + bytes((len(name),)) + name, tail
+            yield _BE64.pack(word) + name, tail
         else:
             yield _BE64.pack(word | _CONTINUE), tail
 
