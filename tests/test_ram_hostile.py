@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from brokenstreams import assert_one_error_line
 from click.testing import CliRunner
-from test_ram_extract import synthetic, zero_run
+from helpers import assert_one_error_line, synthetic, zero_run
 
 from vfio_ramfb_mig import Source, decode
 from vfio_ramfb_mig.cli.main import cli

@@ -15,8 +15,8 @@ import struct
 from pathlib import Path
 
 import pytest
+from helpers import page_run, synthetic, with_part_before_end, xbzrle_run, zero_run
 from paths import CAPTURES
-from test_ram_extract import BOOTED, page_run, synthetic, with_part_before_end, xbzrle_run, zero_run
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.golden import golden_of, golden_of_path
@@ -24,6 +24,8 @@ from vfio_ramfb_mig.model import RamBody, RamPages
 from vfio_ramfb_mig.ram.summary import StreamSummaries
 from vfio_ramfb_mig.source import Source
 from vfio_ramfb_mig.wire.xbzrle import xbzrle_apply
+
+BOOTED = CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"
 
 PS = 4096
 
