@@ -9,12 +9,14 @@ the file is stored.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import lzma
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,21 @@ def capture_twice_alike(capture_fn, out: Path, attempts: int = 6):
             return res
         previous = res.sha256
     raise SystemExit(f"{out.name}: no two captures in a row were alike in {attempts} attempts")
+
+
+def run_cases(doc: str, out: Path, cases: Sequence[str], make: Callable[[str], None],
+              argv: list[str] | None = None) -> int:
+    """A script's command line: make the cases named (default: all of them) into OUT."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("cases", nargs="*", help=f"default: all of {' '.join(cases)}")
+    args = p.parse_args(argv)
+    unknown = [c for c in args.cases if c not in cases]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}; known: {' '.join(cases)}")
+    out.mkdir(parents=True, exist_ok=True)
+    for case in args.cases or cases:
+        make(case)
+    return 0
 
 
 def same_ram(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:

@@ -29,13 +29,12 @@ it: 10.0 says "Operation not permitted" for 7.2's cpu state, 7.2 says "Invalid v
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import FIXTURES, capture_twice_alike, check, finish, same_ram
+from common import FIXTURES, capture_twice_alike, check, finish, run_cases, same_ram
 
 from vfio_ramfb_mig.qemu import capture, find_aavmf, find_qemu, load, sha256_file
 
@@ -106,15 +105,7 @@ def make(case: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("cases", nargs="*", help=f"default: all of {' '.join(BOOTED + PAUSED)}")
-    args = p.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for case in args.cases or (PAUSED + BOOTED):
-        if case not in BOOTED + PAUSED:
-            raise SystemExit(f"unknown case {case!r}")
-        make(case)
-    return 0
+    return run_cases(__doc__, OUT, PAUSED + BOOTED, make, argv)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ with the same device and with the other vgamem size.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
-from common import FIXTURES, capture_twice_alike, check, finish
+from common import FIXTURES, capture_twice_alike, check, finish, run_cases
 
 from vfio_ramfb_mig.qemu import capture, find_qemu, load
 
@@ -53,15 +52,7 @@ def make(variant: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("cases", nargs="*", help=f"default: all of {' '.join(CASES)}")
-    args = p.parse_args(argv)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for variant in args.cases or CASES:
-        if variant not in CASES:
-            raise SystemExit(f"unknown case {variant!r}")
-        make(variant)
-    return 0
+    return run_cases(__doc__, OUT, list(CASES), make, argv)
 
 
 if __name__ == "__main__":

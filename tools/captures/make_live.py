@@ -31,12 +31,11 @@ For every case the sidecar records, besides the capture helper's own record:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Any
 
-from common import FIXTURES, check, finish, relpath, same_ram
+from common import FIXTURES, check, finish, relpath, run_cases, same_ram
 
 import dirtier
 
@@ -141,16 +140,11 @@ def make(name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("cases", nargs="*", choices=[[], *CASES], help="default: all")
-    args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     kernel = dirtier.kernel()
     if not KERNEL.is_file() or KERNEL.read_bytes() != kernel:
         KERNEL.write_bytes(kernel)
-    for name in args.cases or CASES:
-        make(name)
-    return 0
+    return run_cases(__doc__, OUT, list(CASES), make, argv)
 
 
 if __name__ == "__main__":
