@@ -283,10 +283,8 @@ class ZstdReader(Decompressor):
     def _step(self, n: int) -> bytes:
         try:
             return super()._step(n)
-        except Exception as exc:
-            if type(exc).__name__ == "ZstdError":
-                raise self._error(exc) from exc
-            raise
+        except _zstd_module().ZstdError as exc:  # corrupt data, or a window over the memory limit
+            raise self._error(exc) from exc
 
 
 class LzopReader(Decompressor):
