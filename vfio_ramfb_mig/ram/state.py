@@ -63,6 +63,8 @@ UNKNOWN_SLOT = (1 << 53) - 1
 _KIND_MASK = 3
 _FILL_SHIFT, _WHERE_SHIFT = 2, 10
 _LOW_MASK = (1 << _WHERE_SHIFT) - 1  # kind and fill
+#: pages of a range looked at one by one before galloping (BlockPages.extents)
+_SHORT = 8
 
 
 def check_ram_claim(blocks: list[RamBlock] | tuple[RamBlock, ...], page_size: int, stream_size: int,
@@ -294,7 +296,15 @@ class BlockPages:
                 # the next page of the same kind and fill, further on in the input: a record after this one
                 if nxt > v and (nxt ^ v) & _LOW_MASK == 0:
                     step = nxt - v
-            end = _run_end(table, i, stop, v, step)
+            # most ranges are short (pages of other kinds alternate): look at a few pages one by one,
+            # and gallop over whole slices only when the range goes on past them
+            end, expect = i + 1, v + step
+            limit = min(stop, i + _SHORT)
+            while end < limit and table[end] == expect:
+                end += 1
+                expect += step
+            if end == limit and end < stop:
+                end = _run_end(table, i, stop, v, step)
             yield i, end, v, step
             i = end
 
@@ -448,36 +458,46 @@ class PageState:
             raise CorruptError(f"RAM page record names block '{printable(run.block)}', which no RAM block "
                                f"list (MEM_SIZE) announced before it", offset=record)
         ps = self.page_size
-        first = run.offset // ps
-        count, bad = illegal_record(run, pages.used_length, ps)
-        if bad is not None:
-            self.illegal.append(bad)
-            if not count:
-                return
-        table = self._table(pages)
+        first, count = run.offset // ps, run.count
+        if first + count > pages.pages or run.offset >= pages.used_length:  # else all of it is inside
+            count, bad = illegal_record(run, pages.used_length, ps)
+            if bad is not None:
+                self.illegal.append(bad)
+                if not count:
+                    return
+        table = pages.table if pages.table is not None else self._table(pages)
         if pages.first_record is None:
             pages.first_record = record
-        pages.records[run.kind] += count
-        pages.mark_resent(first, table[first:first + count])
-        if run.kind == "xbzrle":
+        kind = run.kind
+        pages.records[kind] += count
+        # a run of one page is most runs of a fragmented guest: no slices for it
+        if count == 1 and table[first] == NOT_SENT:
+            pass
+        else:
+            pages.mark_resent(first, table[first:first + count])
+            if self.xbzrle is not None and kind != "xbzrle":
+                self._drop_xbzrle(table, first, count)
+        if kind == "xbzrle":
             self._xbzrle(pages, table, first, run)
             return
-        if self.xbzrle is not None:
-            self._drop_xbzrle(table, first, count)
-        if run.kind == "page":
-            if run.span is None:
+        span = run.span
+        if kind == "page":
+            if span is None:
                 raise CorruptError(f"page run of block '{printable(run.block)}' has no place in the input")
             stride = (ADDRESS_WORD_SIZE + ps) << _WHERE_SHIFT
             base = run.payload_offset(0, ps) << _WHERE_SHIFT | PAGE
+        elif span is not None:
+            # the fill byte of record i: after its word (and the name of the first)
+            stride = SMALLEST_RECORD << _WHERE_SHIFT
+            base = pack(ZERO, _fill_offset(run, ps), run.fill)
+        else:
+            stride, base = 0, pack(ZERO, 0, run.fill)
+        if count == 1:
+            table[first] = base
+        elif stride:
             table[first:first + count] = array("q", range(base, base + count * stride, stride))
         else:
-            if run.span is not None:
-                stride = SMALLEST_RECORD << _WHERE_SHIFT
-                # the fill byte of record i: after its word (and the name of the first)
-                base = pack(ZERO, _fill_offset(run, ps), run.fill)
-                table[first:first + count] = array("q", range(base, base + count * stride, stride))
-            else:
-                table[first:first + count] = array("q", [pack(ZERO, 0, run.fill)]) * count
+            table[first:first + count] = array("q", [base]) * count
 
     def _drop_xbzrle(self, table: array, first: int, count: int) -> None:
         assert self.xbzrle is not None
