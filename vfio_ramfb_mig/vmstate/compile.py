@@ -55,7 +55,7 @@ from construct import (
 
 from ..wire.bounded import BoundedStream
 from ..wire.primitives import INT_TYPES, Str8
-from ..wire.ramfb import RAMFB_CFG_SIZE, RamfbCfg
+from ..wire.ramfb import RAMFB_CFG_KEYS, RAMFB_CFG_SIZE, RamfbCfg
 from ..wire.stream import SubsectionHeader
 from .model import RAMFB_CFG_TYPE, Description, FieldDesc
 
@@ -384,7 +384,7 @@ def _int(construct: FormatField) -> Packed:
 
 
 def _ramfb_cfg(values: tuple) -> Container:
-    return Container(zip(("addr", "fourcc", "flags", "width", "height", "stride"), values))
+    return Container(zip(RAMFB_CFG_KEYS, values))
 
 
 def element(fd: FieldDesc, keys: dict[str, str] | None = None) -> Construct:
