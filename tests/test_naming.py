@@ -57,6 +57,9 @@ def test_level_names() -> None:
     assert level_names(["dev[0]", "dev[1]", "dev", "ports"]) == ["dev[0]", "dev[1]", "dev[2]", "ports"]
     # a name listed twice at one level, and a subsection named like a field
     assert level_names(["tsc", "tsc", "tsc"]) == ["tsc", "tsc~2", "tsc~3"]
+    # ... but a bare name that holds an array of its own is another field (arm's vmstate_vfp:
+    # env.vfp.xregs[0] one register, then env.vfp.xregs a sub-array from index 2)
+    assert level_names(["env.vfp.xregs[0]", "env.vfp.xregs"], arrays={1}) == ["env.vfp.xregs[0]", "env.vfp.xregs"]
 
 
 def test_one_path_for_one_field_in_diff_golden_and_check() -> None:

@@ -901,7 +901,8 @@ def _same_bytes(ra: _Bytes, sa: Span | None, rb: _Bytes, sb: Span | None) -> boo
 def _level(vmsd: str, fields: Sequence[Field], subsections: Sequence[Subsection]
            ) -> tuple[dict[str, Field], dict[str, Subsection]]:
     """The fields and subsections of one level by the names paths give them (naming.level_names)."""
-    names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections])
+    names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections],
+                        arrays={i for i, f in enumerate(fields) if isinstance(f.value, list)})
     return dict(zip(names, fields)), dict(zip(names[len(fields):], subsections))
 
 

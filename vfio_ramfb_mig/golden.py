@@ -507,7 +507,8 @@ class _Summary:
 
     def level(self, path: str, vmsd: str, fields: tuple[Field, ...], subsections: tuple[Subsection, ...]) -> None:
         """The fields, then the subsections, of one vmstate level, named as naming.level_names does."""
-        names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections])
+        names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections],
+                            arrays={i for i, f in enumerate(fields) if isinstance(f.value, list)})
         for f, name in zip(fields, names):
             p = self.unique(f"{path}/{_escape(name)}")
             if self.ignored and self.ignored(p):

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
 
 from .text import printable
@@ -58,16 +58,20 @@ def subsection_name(parent: str, name: str) -> str:
     return name[len(parent) + 1:] if name.startswith(parent + "/") else name
 
 
-def level_names(names: Sequence[str]) -> list[str]:
+def level_names(names: Sequence[str], arrays: Collection[int] = ()) -> list[str]:
     """The names of one level (its fields, then its subsections' `subsection_name`s), as paths
-    spell them (see the module docstring): the bare name after ``name[0..n-1]`` becomes
-    ``name[n]``; a name already taken at the level becomes ``name~2``, ``name~3``, ...."""
+    spell them (see the module docstring): the bare name of one element after ``name[0..n-1]``
+    becomes ``name[n]``; a name already taken at the level becomes ``name~2``, ``name~3``, ....
+
+    `arrays` are the positions of fields that hold an array of their own: such a bare name is
+    another field, not the last element (arm's ``env.vfp.xregs[0]`` is one register, then
+    ``env.vfp.xregs`` a sub-array of 14 from index 2: target/arm/machine.c vmstate_vfp)."""
     present = set(names)
     out: list[str] = []
     taken: set[str] = set()
-    for raw in names:
+    for i, raw in enumerate(names):
         key = printable(raw)
-        if "[" not in raw and f"{raw}[0]" in present:
+        if "[" not in raw and f"{raw}[0]" in present and i not in arrays:
             n = 0
             while f"{raw}[{n}]" in present:
                 n += 1

@@ -185,7 +185,8 @@ def rule_subsections(ctx: Context, rule: Rule) -> Iterator[Finding]:
 def _walk(ctx: Context, rule: Rule, section: Section, index: int, vmsd: str, fields: Sequence[Field],
           subsections: Sequence[Subsection], ptr: tuple[Any, ...], path: str, vfio: bool,
           top: VmsdKnowledge | None = None) -> Iterator[Finding]:
-    names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections])
+    names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections],
+                        arrays={i for i, f in enumerate(fields) if isinstance(f.value, list)})
     for n, f in enumerate(fields):
         values = f.value if isinstance(f.value, list) else [f.value]
         for m, v in enumerate(values):
