@@ -166,6 +166,16 @@ def test_finding_names_rule_location_and_source() -> None:
     assert "find_se" in first.source and first.errno == "Invalid argument"
 
 
+def test_a_second_instance_is_named_as_diff_and_golden_name_it() -> None:
+    """The second DMA controller is `dma#1` in a finding's path, as in `vmig diff` and golden files."""
+    data = Q72_PLAIN_10.read_bytes()
+    second = next(s for s in decode(data).sections if s.idstr == "dma" and s.instance_id == 1)
+    at = second.span.offset + 6 + len("dma") + 4  # its header's version_id
+    result = verdict(data[:at] + struct.pack(">I", 2) + data[at + 4:], "7.2")
+    assert result.qemu_output == ("savevm: unsupported version 2 for 'dma' v1", EINVAL)
+    assert result.first.path == "dma#1" and result.first.offset == second.span.offset
+
+
 def test_ramfb_dev_section_on_72_even_with_device_ramfb() -> None:
     # a 10.0 stream of pc-q35-7.2 carrying ramfb-dev (x-migrate=on); QEMU 7.2's ramfb has no vmstate
     stream = rename_machine(Q82_RAMFB.read_bytes(), "pc-q35-8.2", "pc-q35-7.2")

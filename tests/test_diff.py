@@ -21,7 +21,7 @@ from rich.console import Console
 
 from vfio_ramfb_mig import Source, decode
 from vfio_ramfb_mig.cli.main import cli
-from vfio_ramfb_mig.diff import Change, StreamDiff, diff_json, diff_streams, is_ignored, section_key
+from vfio_ramfb_mig.diff import Change, StreamDiff, diff_json, diff_streams
 from vfio_ramfb_mig.errors import CorruptError
 from vfio_ramfb_mig.ram import compare as ram_compare
 from vfio_ramfb_mig.wire.xbzrle import xbzrle_apply
@@ -143,20 +143,6 @@ def test_stream_level_facts() -> None:
 # ---------------------------------------------------------------- ignore patterns
 
 
-@pytest.mark.parametrize("pattern, path, ignored", [
-    ("ram", "ram/pc.ram", True),
-    ("ram", "ramfb-dev/state/cfg/width", False),
-    ("timer", "timer/cpu_ticks_offset", True),
-    ("cpu/env.tsc*", "cpu/env.tsc_aux", True),
-    ("cpu/env.tsc*", "cpu/env.eip", False),
-    ("*/cfg/width", "ramfb-dev/state/cfg/width", True),
-    ("dma#1", "dma#1/mask", True),
-    ("dma#1", "dma/mask", False),
-])
-def test_is_ignored(pattern: str, path: str, ignored: bool) -> None:
-    assert is_ignored(path, (pattern,)) is ignored
-
-
 def test_ignore_ram_and_timer() -> None:
     full = run_diff(Q82_RAMFB, Q82_BOOTED)
     ignored = run_diff(Q82_RAMFB, Q82_BOOTED, ignore=("ram", "timer", "*/cfg/addr"))
@@ -164,10 +150,6 @@ def test_ignore_ram_and_timer() -> None:
                                                   if not c.path.startswith(("ram/", "timer/"))
                                                   and not c.path.endswith("cfg/addr")}
     assert ignored.ignored == 3  # ram and timer as whole sections, and one field
-
-
-def test_section_key() -> None:
-    assert section_key("dma", 0) == "dma" and section_key("dma", 1) == "dma#1"
 
 
 # ---------------------------------------------------------------- RAM by final content (synthetic)

@@ -103,7 +103,7 @@ def test_golden_format_excerpt() -> None:
     assert text.startswith("# vmig golden file (format 1).")
     assert '# options: {"ignore": [], "offsets": false, "order": false}\n' in text
     for line in ("[ramfb-dev]", "ramfb-dev/state/cfg/width = 1024", 'ramfb-dev/state/cfg/fourcc = "XR24"',
-                 "[dma#1]", "ram/blocks/pc.ram/pages/normal = 148", "ram/blocks/pc.ram/used_length = 16777216",
+                 "[dma#1]", "ram/pc.ram/pages/normal = 148", "ram/pc.ram/used_length = 16777216",
                  "[vmdesc]", 'configuration/machine = "pc-q35-8.2"', "stream/section_footers = true"):
         assert line in text.splitlines(), line
     assert "section_id" not in text and "@offset" not in text and "[order]" not in text
@@ -271,7 +271,7 @@ def test_reordering_passes_unless_order_or_offsets_asked(tmp_path: Path) -> None
         shutil.copyfile(golden_path(tmp_path / "orig.bin"), golden_path(moved))
         code, out, _ = golden("check", str(moved))  # the golden's own options apply
         assert code == 1, flag
-        assert "[order]" in out and "order/3: ram:end (id 1)" not in out
+        assert "[order]" in out and "order/3: ram/@end (id 1)" not in out
         assert "timer (id 99)" in out
         golden_path(tmp_path / "orig.bin").unlink()
 
@@ -346,9 +346,10 @@ def test_vfio_device_stream_golden(tmp_path: Path) -> None:
     stream.write_bytes(build_device_stream(DeviceRequest(machine="pc-q35-8.2", ramfb=True)).data)
     assert golden("update", str(stream))[0] == 0
     lines = golden_path(stream).read_text().splitlines()
-    for line in ("[0000:00:01.0/vfio:start]", "0000:00:01.0/vfio:start/markers = setup, end_of_state",
-                 "[0000:00:01.0/vfio:end]", "0000:00:01.0/vfio/markers = config, end_of_state",
-                 "0000:00:01.0/vfio/config/VFIOPCIDevice/VFIODisplay/dpy/ramfb/cfg/width = 0"):
+    # one group per section (naming.py): the START and END records sit below the section's name
+    for line in ("[0000:00:01.0/vfio]", "0000:00:01.0/vfio/@start/markers = setup, end_of_state",
+                 "0000:00:01.0/vfio/@end/markers = end_of_state", "0000:00:01.0/vfio/markers = config, end_of_state",
+                 "0000:00:01.0/vfio/config/VFIODisplay/dpy/ramfb/cfg/width = 0"):
         assert line in lines, line
     assert golden("check", str(stream))[0] == 0
 
@@ -382,5 +383,5 @@ def test_vfio_data_split_over_parts_does_not_matter() -> None:
                                                                      + records[end:])))
         texts.append(golden_of(decode(data), data).text())
     assert texts[0] == texts[1]
-    assert "0000:00:01.0/vfio:part/markers = data, end_of_state\n" in texts[0]
-    assert "0000:00:01.0/vfio:part/data = 600 bytes, sha256 " in texts[0]
+    assert "0000:00:01.0/vfio/@part/markers = data, end_of_state\n" in texts[0]
+    assert "0000:00:01.0/vfio/@part/data = 600 bytes, sha256 " in texts[0]

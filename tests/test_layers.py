@@ -36,8 +36,9 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (1, ("wire",)),
     # no imports from the package: the model, the exception tree, wire names as text, the version;
     # qemu.py (the capture helper: drives real QEMU, standard library only) may be used by any layer;
-    # schemas (the JSON Schemas of the outputs, data and a loader)
-    (0, ("model", "errors", "text", "textin", "version", "qemu", "schemas")),
+    # schemas (the JSON Schemas of the outputs, data and a loader); naming (section names, field
+    # paths, ignore patterns) is shared by diff, golden and compat
+    (0, ("model", "errors", "text", "textin", "naming", "version", "qemu", "schemas")),
 )
 
 

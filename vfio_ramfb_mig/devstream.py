@@ -61,9 +61,9 @@ from .model import (
 )
 from .vmstate.builtin import PCI_CONFIG_SIZES, PCI_DEVICE_VERSION, msix_state_size
 from .vmstate.compile import RAMFB_CFG_TYPE
+from .wire.ramfb import RAMFB_CFG_KEYS
 from .wire.stream import QEMU_VM_FILE_MAGIC, QEMU_VM_FILE_VERSION
 
-RAMFB_CFG_KEYS = ("addr", "fourcc", "flags", "width", "height", "stride")
 ZERO_RAMFB = dict.fromkeys(RAMFB_CFG_KEYS, 0)
 
 #: Section ids QEMU 10.0.2 gave the first user device in the bundled captures (ramfb-dev):

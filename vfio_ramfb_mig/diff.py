@@ -14,14 +14,11 @@ and ram.compare compares them (whole slices of both inputs where both sides have
 pages in the same layout, page by page elsewhere). A zero page equals a page of
 zeros. A page record QEMU refuses (past its block's end) is a CorruptError.
 
-Paths: ``<section>[/<field>...]`` where ``<section>`` is the idstr, plus
-``#<instance>`` when the instance is not 0 (``dma#1``, as golden files name it); a subsection appears
-under its own name with the parent's prefix dropped (``fw_cfg/acpi_mr/...``);
-array elements are ``name[i]``. The configuration record is ``configuration/...``,
-stream-level facts (footers, vmdesc, commands) ``stream/...``, RAM blocks
-``ram/<block>``. ``ignore`` patterns are fnmatch patterns (``*`` also matches
-``/``) applied to a change's path and to every ancestor of it, so ``ram``
-ignores all RAM and ``cpu/env.tsc*`` the TSC fields.
+Paths and section names are vmig's one spelling (naming.py), the same as golden files and
+`vmig check` use: ``dma#1``, ``fw_cfg/acpi_mr/...``, ``ahci/dev[5]``, ``configuration/...``,
+``stream/...`` for stream-level facts (footers, vmdesc, commands), ``ram/<block>``. ``ignore``
+patterns are naming's: fnmatch patterns applied to a change's path and to every ancestor of
+it, so ``ram`` ignores all RAM and ``cpu/env.tsc*`` the TSC fields.
 
 Imports: model, errors, source (Source), text, wire.ramfb, vmstate.compile (type names), ram (state, compare).
 References: migration/savevm.c (find_se: sections are found by idstr + instance_id),
@@ -31,12 +28,12 @@ migration/xbzrle.c (xbzrle_decode_buffer), hw/display/ramfb.c (RAMFBCfg).
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .naming import IgnorePatterns, element, level_names, section_name, subsection_name
 from .source import Source
 from .text import printable, to_wire
 from . import equivalence
@@ -57,7 +54,7 @@ from .model import (
     VmstateBody,
 )
 from .vmstate.compile import RAMFB_CFG_TYPE
-from .wire.ramfb import fourcc_text
+from .wire.ramfb import RAMFB_CFG_OFFSETS, fourcc_text
 from .ram.compare import compare_block
 from .ram.state import PageState, ReadWindow
 
@@ -89,8 +86,6 @@ LIST_LIMIT = 8
 CHUNK = 1 << 20
 #: after reading this much through a source's mmap, let the kernel drop the mapped pages (RSS stays flat)
 DROP_AFTER = 8 << 20
-#: offsets of the RAMFBCfg keys inside the 28 bytes (hw/display/ramfb.c struct RAMFBCfg, packed)
-RAMFB_KEY_OFFSETS = {"addr": 0, "fourcc": 8, "flags": 12, "width": 16, "height": 20, "stride": 24}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,20 +136,6 @@ class StreamDiff:
         return out
 
 
-def section_key(idstr: str, instance_id: int | None) -> str:
-    """How diff names a section: the idstr, plus ``#<instance>`` when it is not 0 (as golden files do)."""
-    return idstr if not instance_id else f"{idstr}#{instance_id}"
-
-
-def is_ignored(path: str, patterns: Sequence[str]) -> bool:
-    """True when a pattern matches `path` or one of its ancestors (cut at '/')."""
-    if not patterns:
-        return False
-    parts = path.split("/")
-    candidates = ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
-    return any(fnmatch.fnmatchcase(c, p) for p in patterns for c in candidates)
-
-
 def diff_streams(a: MigrationStream, b: MigrationStream, source_a: Source | None = None,
                  source_b: Source | None = None, *, ignore: Sequence[str] = (),
                  progress: Callable[[int, int], None] | None = None,
@@ -201,7 +182,7 @@ def _screens(differ: _Differ, a: MigrationStream, b: MigrationStream, source_a: 
     (Analysis engineer: this belongs in the diff/ package when diff.py is split.)"""
     from .screen import compare_streams
 
-    if is_ignored("screen", differ.ignore):
+    if differ.ignore("screen"):
         return
     result = compare_streams(a, source_a, b, source_b)
     if result is None:
@@ -399,7 +380,7 @@ class _Differ:
     def __init__(self, a: MigrationStream, b: MigrationStream, source_a: Source | None, source_b: Source | None,
                  ignore: tuple[str, ...], progress: Callable[[int, int], None] | None = None,
                  ram_a: PageState | None = None, ram_b: PageState | None = None) -> None:
-        self.a, self.b, self.ignore = a, b, ignore
+        self.a, self.b, self.ignore = a, b, IgnorePatterns(ignore)
         self.ra, self.rb = _Bytes(source_a), _Bytes(source_b)
         self.changes: list[Change] = []
         self.notes: list[str] = []
@@ -410,14 +391,14 @@ class _Differ:
         self.ram_a, self.ram_b = ram_a, ram_b
 
     def add(self, kind: str, group: str, path: str, text: str, **kw: Any) -> None:
-        if is_ignored(path, self.ignore):
+        if self.ignore(path):
             self.ignored += 1
             return
         self.changes.append(Change(kind=kind, group=group, path=path, text=text, **kw))
 
     def skip(self, path: str) -> bool:
         """A whole subtree is ignored: count it once and do not compute it."""
-        if is_ignored(path, self.ignore):
+        if self.ignore(path):
             self.ignored += 1
             return True
         return False
@@ -427,7 +408,7 @@ class _Differ:
     def run(self) -> None:
         sa, sb = _by_key(self.a), _by_key(self.b)
         if self.progress is not None:
-            self.ram_total = sum(self.ram_plan(section_key(*key), sa[key], sb[key]) for key in sa if key in sb)
+            self.ram_total = sum(self.ram_plan(section_name(*key), sa[key], sb[key]) for key in sa if key in sb)
             self.progress(0, self.ram_total)
         try:
             self.compare(sa, sb)
@@ -443,7 +424,7 @@ class _Differ:
         self.configuration()
         for key in list(sa) + [k for k in sb if k not in sa]:
             idstr, instance = key
-            name = section_key(idstr, instance)
+            name = section_name(idstr, instance)
             if key not in sb:
                 self.only_one_side("section_removed", name, sa[key], True)
             elif key not in sa:
@@ -492,8 +473,8 @@ class _Differ:
                      "off → on", old=False, new=True, old_offset=_off(ca), new_offset=_off(cb))
         subs_a = {s.name: s for s in ca.subsections if s.name != "configuration/capabilities"}
         subs_b = {s.name: s for s in cb.subsections if s.name != "configuration/capabilities"}
-        self.subsections("configuration", "configuration", "configuration", tuple(subs_a.values()),
-                         tuple(subs_b.values()))
+        self.level("configuration", "configuration", ("configuration", (), tuple(subs_a.values())),
+                   ("configuration", (), tuple(subs_b.values())))
 
     # ------------------------------------------------------------ sections
 
@@ -525,8 +506,8 @@ class _Differ:
             if ba.vmsd_name != bb.vmsd_name:
                 self.add("type", name, f"{name}/vmsd", f"vmsd {ba.vmsd_name} → {bb.vmsd_name}", old=ba.vmsd_name,
                          new=bb.vmsd_name, old_offset=_off(fa[-1]), new_offset=_off(fb[-1]))
-            self.fields(name, name, ba.fields, bb.fields)
-            self.subsections(name, name, ba.vmsd_name, ba.subsections, bb.subsections)
+            self.level(name, name, (ba.vmsd_name, ba.fields, ba.subsections),
+                       (bb.vmsd_name, bb.fields, bb.subsections))
             return
         self.payloads(name, [s for _, s in ra], [s for _, s in rb])
 
@@ -563,29 +544,33 @@ class _Differ:
 
     # ------------------------------------------------------------ vmstate values
 
-    def subsections(self, group: str, prefix: str, parent: str, sa: Sequence[Subsection],
-                    sb: Sequence[Subsection]) -> None:
-        da, db = {s.name: s for s in sa}, {s.name: s for s in sb}
-        for sub_name in list(da) + [n for n in db if n not in da]:
-            short = sub_name[len(parent) + 1:] if sub_name.startswith(parent + "/") else sub_name
-            path = f"{prefix}/{short}"
-            x, y = da.get(sub_name), db.get(sub_name)
+    def level(self, group: str, prefix: str, a: tuple[str, Sequence[Field], Sequence[Subsection]],
+              b: tuple[str, Sequence[Field], Sequence[Subsection]]) -> None:
+        """One level of a vmstate on both sides: (vmsd name, fields, subsections) of A and of B,
+        matched by their names at the level (naming.level_names)."""
+        fa, sa = _level(*a)
+        fb, sb = _level(*b)
+        self.fields(group, prefix, fa, fb)
+        self.subsections(group, prefix, sa, sb)
+
+    def subsections(self, group: str, prefix: str, da: dict[str, Subsection], db: dict[str, Subsection]) -> None:
+        for key in list(da) + [k for k in db if k not in da]:
+            path = f"{prefix}/{key}"
+            x, y = da.get(key), db.get(key)
             if y is None:
-                self.add("subsection_removed", group, path, f"subsection {sub_name} v{x.version} only in A",
+                self.add("subsection_removed", group, path, f"subsection {x.name} v{x.version} only in A",
                          old=x.version, old_offset=_span_off(x.span))
             elif x is None:
-                self.add("subsection_added", group, path, f"subsection {sub_name} v{y.version} only in B",
+                self.add("subsection_added", group, path, f"subsection {y.name} v{y.version} only in B",
                          new=y.version, new_offset=_span_off(y.span))
             elif not self.skip(path):
                 if x.version != y.version:
-                    self.add("version", group, f"{path}/version", f"subsection {sub_name} version {x.version} → "
+                    self.add("version", group, f"{path}/version", f"subsection {x.name} version {x.version} → "
                              f"{y.version}", old=x.version, new=y.version, old_offset=_span_off(x.span),
                              new_offset=_span_off(y.span))
-                self.fields(group, path, x.fields, y.fields)
-                self.subsections(group, path, sub_name, x.subsections, y.subsections)
+                self.level(group, path, (x.name, x.fields, x.subsections), (y.name, y.fields, y.subsections))
 
-    def fields(self, group: str, prefix: str, fa: Sequence[Field], fb: Sequence[Field]) -> None:
-        da, db = _named(fa), _named(fb)
+    def fields(self, group: str, prefix: str, da: dict[str, Field], db: dict[str, Field]) -> None:
         done_a: set[str] = set()
         done_b: set[str] = set()
         # what changed, not how each vmdesc spelled it (equivalence.py): renamed and re-split fields,
@@ -683,14 +668,14 @@ class _Differ:
                 self.add("version", group, f"{path}/version", f"nested {va.vmsd_name} v{va.version} → "
                          f"{vb.vmsd_name} v{vb.version}", old=va.version, new=vb.version, old_offset=oa,
                          new_offset=ob)
-            self.fields(group, path, va.fields, vb.fields)
-            self.subsections(group, path, va.vmsd_name, va.subsections, vb.subsections)
+            self.level(group, path, (va.vmsd_name, va.fields, va.subsections),
+                       (vb.vmsd_name, vb.fields, vb.subsections))
             return
         if isinstance(va, list) and isinstance(vb, list):
             self.array(group, path, ftype, va, vb, span_a, span_b)
             return
         if isinstance(va, dict) and isinstance(vb, dict) and ftype == RAMFB_CFG_TYPE:
-            for key, at in RAMFB_KEY_OFFSETS.items():
+            for key, at in RAMFB_CFG_OFFSETS.items():
                 if va.get(key) != vb.get(key):
                     ka = oa + at if oa is not None else None
                     kb = ob + at if ob is not None else None
@@ -717,7 +702,7 @@ class _Differ:
         if va and isinstance(va[0], StructValue):
             for i, (x, y) in enumerate(zip(va, vb)):
                 if x != y:
-                    self.value(group, f"{path}[{i}]", ftype, x, y, _first_span(x), _first_span(y))
+                    self.value(group, element(path, i), ftype, x, y, _first_span(x), _first_span(y))
             return
         differing = [i for i, (x, y) in enumerate(zip(va, vb)) if x != y]
         if not differing:
@@ -735,7 +720,7 @@ class _Differ:
                      old_offset=at(span_a, elem_a, i), new_offset=at(span_b, elem_b, i), count=len(differing))
             return
         for i in differing:
-            self.value(group, f"{path}[{i}]", ftype, va[i], vb[i],
+            self.value(group, element(path, i), ftype, va[i], vb[i],
                        Span(at(span_a, elem_a, i), elem_a) if at(span_a, elem_a, i) is not None else None,
                        Span(at(span_b, elem_b, i), elem_b) if at(span_b, elem_b, i) is not None else None)
 
@@ -775,7 +760,7 @@ class _Differ:
     def ram_plan(self, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> int:
         """Bytes of guest RAM `ram` will compare for this pair of sections (for progress): what it
         decides, without adding changes."""
-        if is_ignored(name, self.ignore) or not (any(isinstance(s.body, RamBody) for _, s in ra)
+        if self.ignore(name) or not (any(isinstance(s.body, RamBody) for _, s in ra)
                                                   or any(isinstance(s.body, RamBody) for _, s in rb)):
             return 0
         sa, sb = self.ram_a, self.ram_b
@@ -786,7 +771,7 @@ class _Differ:
         total = 0
         for block in dict.fromkeys(list(blocks_a) + list(blocks_b)):
             ia, ib = blocks_a.get(block), blocks_b.get(block)
-            if is_ignored(f"{name}/{block}", self.ignore) or (ia is not None and ib is None and blocks_b) \
+            if self.ignore(f"{name}/{block}") or (ia is not None and ib is None and blocks_b) \
                     or (ib is not None and ia is None and blocks_a):
                 continue
             total += max(sa.blocks[block].pages if ia else 0, sb.blocks[block].pages if ib else 0) * \
@@ -860,8 +845,8 @@ class _Differ:
         path = f"{name}/config"
         if ca is not None and cb is not None:
             if not self.skip(path):
-                self.fields(name, path, ca.fields, cb.fields)
-                self.subsections(name, path, ca.vmsd_name, ca.subsections, cb.subsections)
+                self.level(name, path, (ca.vmsd_name, ca.fields, ca.subsections),
+                           (cb.vmsd_name, cb.fields, cb.subsections))
         elif (ca is None) != (cb is None):
             self.add("subsection_removed" if cb is None else "subsection_added", name, path,
                      f"device config state (DEV_CONFIG_STATE) only in {'A' if cb is None else 'B'}")
@@ -913,26 +898,12 @@ def _same_bytes(ra: _Bytes, sa: Span | None, rb: _Bytes, sb: Span | None) -> boo
     return result is not None and result[0] < 0
 
 
-def _named(fields: Sequence[Field]) -> dict[str, Field]:
-    """Fields by name. QEMU >= 8.x writes the last element of a non-compressible array without
-    its vmdesc `index` (`dev[0]` ... `dev[4]`, then `dev`), older QEMU as `dev[5]`: the bare
-    name after `name[0..n-1]` is renamed `name[n]`, so both sides line up."""
-    names = [f.name for f in fields]
-    present = set(names)
-    out: dict[str, Field] = {}
-    for f in fields:
-        key = f.name
-        if "[" not in key and f"{key}[0]" in present:
-            n = 0
-            while f"{key}[{n}]" in present:
-                n += 1
-            key = f"{key}[{n}]"
-        n = 1
-        while key in out:
-            n += 1
-            key = f"{f.name}#{n}"
-        out[key] = f
-    return out
+def _level(vmsd: str, fields: Sequence[Field], subsections: Sequence[Subsection]
+           ) -> tuple[dict[str, Field], dict[str, Subsection]]:
+    """The fields and subsections of one level by the names paths give them (naming.level_names)."""
+    names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections],
+                        arrays={i for i, f in enumerate(fields) if isinstance(f.value, list)})
+    return dict(zip(names, fields)), dict(zip(names[len(fields):], subsections))
 
 
 def _off(record: Any) -> int | None:

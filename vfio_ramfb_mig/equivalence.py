@@ -32,7 +32,7 @@ from .model import Field
 
 @dataclass(frozen=True)
 class Region:
-    """A stretch of bytes both sides describe with other fields (keys as `diff._named` gives them)."""
+    """A stretch of bytes both sides describe with other fields (keys as `naming.level_names` gives them)."""
 
     a: tuple[str, ...]
     b: tuple[str, ...]

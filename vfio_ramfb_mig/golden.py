@@ -38,7 +38,6 @@ hw/vfio/migration.c (VFIO_MIG_FLAG_*: the VFIO markers listed).
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import glob
 import hashlib
@@ -73,6 +72,7 @@ from .model import (
     VmstateBody,
     Vmdesc,
 )
+from .naming import RECORD_KEYS, IgnorePatterns, element, level_names, section_name, subsection_name
 from .outfile import atomic_output
 from .ram.state import PageState
 from .ram.summary import StreamSummaries, block_summary
@@ -92,7 +92,6 @@ SPARSE_ITEMS = 256
 #: blobs are hashed in chunks of this size, so memory stays flat
 CHUNK = 1 << 20
 
-KIND_SUFFIX = {"section_full": "", "section_start": ":start", "section_part": ":part", "section_end": ":end"}
 _KIND_RANK = {"section_full": 0, "section_start": 1, "section_part": 2, "section_end": 3}
 _LEADING_GROUPS = ("stream", "configuration")
 _TRAILING_GROUPS = ("commands", "vmdesc", "order")
@@ -145,29 +144,6 @@ class GoldenOptions:
                 raise GoldenError(f"{where}: '{key}' must be true or false, found {value!r}")
             flags[key] = value
         return cls(ignore=tuple(ignore), **flags)
-
-
-class _Ignore:
-    """fnmatch patterns on paths; a pattern that matches an ancestor (`timer`, `cpu/env.regs`) ignores the subtree."""
-
-    def __init__(self, patterns: Iterable[str]) -> None:
-        patterns = tuple(patterns)
-        self.regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns)) if patterns else None
-
-    def __bool__(self) -> bool:
-        return self.regex is not None
-
-    def __call__(self, path: str) -> bool:
-        if self.regex is None:
-            return False
-        if self.regex.match(path):
-            return True
-        cut = path.rfind("/")
-        while cut > 0:
-            if self.regex.match(path, 0, cut):
-                return True
-            cut = path.rfind("/", 0, cut)
-        return False
 
 
 def find_config(start: Path, stop: Path | None = None) -> Path | None:
@@ -294,17 +270,23 @@ def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = Golden
             return golden_of(stream, src, options, ram.finish(), summaries)
 
 
-def section_key(section: Section) -> str:
-    """idstr, `#instance` unless 0, `:start`/`:part`/`:end` for iterative records."""
-    key = _name(section.idstr)
-    if section.instance_id:
-        key += f"#{section.instance_id}"
-    return key + KIND_SUFFIX.get(section.type, f":{section.type}")
+def section_group(section: Section) -> str:
+    """The group of a section record: its section's name (naming.section_name), e.g. ``dma#1``."""
+    return _escape(section_name(section.idstr, section.instance_id))
+
+
+def record_path(section: Section) -> str:
+    """Where a golden puts a section record: the section's name, and below it ``@start``,
+    ``@part`` or ``@end`` for the records of an iterative section (``0000:00:02.0/vfio/@end``)."""
+    record = RECORD_KEYS.get(section.type, f"@{section.type}")
+    group = section_group(section)
+    return f"{group}/{record}" if record else group
 
 
 @functools.lru_cache(maxsize=4096)
-def _name(text: str) -> str:
-    return printable(text).replace(" = ", " \\x3d ")
+def _escape(name: str) -> str:
+    """A name as a golden line can hold it: `path = value` lines cannot have " = " in the path."""
+    return name.replace(" = ", " \\x3d ")
 
 
 def _scalar(value: Any) -> str:
@@ -351,20 +333,25 @@ class _VfioGroup:
 class _Summary:
     def __init__(self, buf: Any, options: GoldenOptions, ram: PageState | None = None,
                  summaries: StreamSummaries | None = None) -> None:
-        self.buf, self.options, self.ignored = buf, options, _Ignore(options.ignore)
+        self.buf, self.options, self.ignored = buf, options, IgnorePatterns(options.ignore)
         self.ram_state, self.ram_summaries = ram, summaries
+        #: the lines of each record path (a section's FULL, START, PART and END records apart, so
+        #: they can be sorted), and the group header each goes under (the section's name)
         self.groups: dict[str, list[tuple[str, str]]] = {}
         self.sort_keys: dict[str, tuple[Any, ...]] = {}
+        self.titles: dict[str, str] = {}
         self.group = ""
         self.seen: set[str] = set()
 
     # ------------------------------------------------------------ plumbing
 
-    def start(self, group: str, sort_key: tuple[Any, ...] | None = None) -> None:
+    def start(self, group: str, sort_key: tuple[Any, ...] | None = None, title: str | None = None) -> None:
         self.group = group
         self.groups.setdefault(group, [])
         if sort_key is not None:
             self.sort_keys.setdefault(group, sort_key)
+        if title is not None:
+            self.titles[group] = title
 
     def emit(self, path: str, value: str) -> None:
         if self.ignored and self.ignored(path):
@@ -412,7 +399,7 @@ class _Summary:
             elif isinstance(record, Configuration):
                 self.start("configuration")
                 self.emit("configuration/machine", _scalar(record.machine))
-                self.subsections("configuration", record.subsections)
+                self.level("configuration", "configuration", (), record.subsections)
             elif isinstance(record, Section):
                 footers = record.footer if footers is None else footers
                 self.section(record, ram, vfio)
@@ -445,14 +432,15 @@ class _Summary:
         trailing = [g for g in _TRAILING_GROUPS if g in self.groups]
         middle = sorted((g for g in self.groups if g not in leading and g not in trailing),
                         key=lambda g: self.sort_keys.get(g, (g, 0, 0)))
-        return tuple(Entry(g, path, value) for g in leading + middle + trailing for path, value in self.groups[g])
+        return tuple(Entry(self.titles.get(g, g), path, value)
+                     for g in leading + middle + trailing for path, value in self.groups[g])
 
     # ------------------------------------------------------------ sections
 
     def section(self, section: Section, ram: dict[str, _RamGroup], vfio: dict[str, _VfioGroup]) -> None:
         body = section.body
-        base = _name(section.idstr) + (f"#{section.instance_id}" if section.instance_id else "")
         if isinstance(body, RamBody):
+            base = section_group(section)
             self.start(base, (section.idstr, section.instance_id or 0, 0))
             if self.ignored and self.ignored(base):
                 return  # skip the page bookkeeping and hashing altogether
@@ -467,8 +455,9 @@ class _Summary:
                 elif isinstance(item, RamMarker) and item.kind == "multifd_flush":
                     group.flushes += 1
             return
-        key = section_key(section)
-        self.start(key, (section.idstr, section.instance_id or 0, _KIND_RANK.get(section.type, 9)))
+        key = record_path(section)
+        self.start(key, (section.idstr, section.instance_id or 0, _KIND_RANK.get(section.type, 9)),
+                   section_group(section))
         if self.ignored and self.ignored(key):
             return
         if isinstance(body, VfioBody) or section.type == "section_part":
@@ -501,8 +490,7 @@ class _Summary:
             self.opaque(f"{key}/@opaque", [body.data])
 
     def vmstate(self, path: str, body: VmstateBody) -> None:
-        self.fields(path, body.fields)
-        self.subsections(path, body.subsections)
+        self.level(path, body.vmsd_name, body.fields, body.subsections)
 
     def opaque(self, path: str, blobs: list[Blob]) -> None:
         length = sum(b.length for b in blobs)
@@ -517,30 +505,29 @@ class _Summary:
 
     # ------------------------------------------------------------ vmstate values
 
-    def fields(self, path: str, fields: tuple[Field, ...]) -> None:
-        for f in fields:
-            p = self.unique(f"{path}/{_name(f.name)}")
+    def level(self, path: str, vmsd: str, fields: tuple[Field, ...], subsections: tuple[Subsection, ...]) -> None:
+        """The fields, then the subsections, of one vmstate level, named as naming.level_names does."""
+        names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections],
+                            arrays={i for i, f in enumerate(fields) if isinstance(f.value, list)})
+        for f, name in zip(fields, names):
+            p = self.unique(f"{path}/{_escape(name)}")
             if self.ignored and self.ignored(p):
                 continue
             if self.options.offsets and f.span is not None:
                 self.emit(f"{p}/@offset", f"{f.span.offset:#x}")
             self.value(p, f.type, f.value)
-
-    def subsections(self, path: str, subsections: tuple[Subsection, ...]) -> None:
-        for sub in subsections:
-            p = self.unique(f"{path}/{_name(sub.name)}")
+        for sub, name in zip(subsections, names[len(fields):]):
+            p = self.unique(f"{path}/{_escape(name)}")
             if self.ignored and self.ignored(p):
                 continue
             self.emit(f"{p}/@version", str(sub.version))
             if self.options.offsets and sub.span is not None:
                 self.emit(f"{p}/@offset", f"{sub.span.offset:#x}")
-            self.fields(p, sub.fields)
-            self.subsections(p, sub.subsections)
+            self.level(p, sub.name, sub.fields, sub.subsections)
 
     def value(self, path: str, ftype: str, value: Any) -> None:
         if isinstance(value, StructValue):
-            self.fields(path, value.fields)
-            self.subsections(path, value.subsections)
+            self.level(path, value.vmsd_name, value.fields, value.subsections)
         elif isinstance(value, list):
             self.items(path, ftype, value)
         elif isinstance(value, (bytes, bytearray)):
@@ -552,20 +539,20 @@ class _Summary:
                 if key == "fourcc" and isinstance(item, int):  # ramfb cfg: show the DRM fourcc as QEMU names it
                     letters = item.to_bytes(4, "little")
                     item = letters.decode() if all(0x20 <= b < 0x7F for b in letters) else item
-                self.value(f"{path}/{_name(str(key))}", ftype, item)
+                self.value(f"{path}/{_escape(printable(str(key)))}", ftype, item)
         else:
             self.emit(path, _scalar(value))
 
     def items(self, path: str, ftype: str, values: list[Any]) -> None:
         if len(values) <= INLINE_ITEMS or not {type(v) for v in values} <= {int, bool}:
             for i, item in enumerate(values):
-                self.value(f"{path}/{i}", ftype, item)
+                self.value(element(path, i), ftype, item)
             return
         self.emit(f"{path}/@length", str(len(values)))
         nonzero = [(i, v) for i, v in enumerate(values) if v]
         if len(nonzero) <= SPARSE_ITEMS:
             for i, item in nonzero:
-                self.emit(f"{path}/{i}", _scalar(item))
+                self.emit(element(path, i), _scalar(item))
         else:
             self.emit(f"{path}/@sha256", _sha(",".join(map(_scalar, values)).encode()))
 
@@ -593,7 +580,7 @@ class _Summary:
         names = set(group.blocks) | (set(state.blocks) if state is not None else set()) \
             | (set(summaries.blocks) if summaries is not None else set())
         for name in sorted(names):
-            path = f"{key}/blocks/{_name(name)}"
+            path = f"{key}/{_escape(printable(name))}"
             if self.ignored and self.ignored(path):
                 continue
             block = group.blocks.get(name)
@@ -652,7 +639,7 @@ class _Summary:
         labels: list[list[Any]] = []
         for record in stream.records:
             if isinstance(record, Section):
-                label = f"{section_key(record)} (id {record.section_id})"
+                label = f"{record_path(record)} (id {record.section_id})"
             elif isinstance(record, Command):
                 label = f"command {record.name}"
             else:
@@ -690,7 +677,7 @@ class Change:
 
 def compare(expected: Golden, actual: Golden, ignore: Iterable[str] = ()) -> list[Change]:
     """Differences by path, grouped by section (groups in golden order, then new ones)."""
-    ignored = _Ignore(ignore)
+    ignored = IgnorePatterns(ignore)
     old = {e.path: e for e in expected.entries if not (ignored and ignored(e.path))}
     new = {e.path: e for e in actual.entries if not (ignored and ignored(e.path))}
     by_group: dict[str, list[Change]] = {}

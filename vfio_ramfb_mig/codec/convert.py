@@ -19,6 +19,7 @@ from ..model import Blob, Field, Span, StructValue, Subsection
 from ..vmstate.compile import RAMFB_CFG_TYPE, Loc, PackedList
 from ..vmstate.model import Description, FieldDesc
 from ..wire.primitives import INT_TYPES
+from ..wire.ramfb import RAMFB_CFG_KEYS
 from ..text import from_wire
 from .views import msix_info, msix_vectors, pci_config_info, ramfb_info
 
@@ -102,7 +103,7 @@ def _element(fd: FieldDesc, raw: Any, span: Span, ctx: dict[str, Any]) -> Any:
     if fd.type == "bool" and raw in (0, 1):
         return bool(raw)
     if fd.type == RAMFB_CFG_TYPE:
-        return {k: raw[k] for k in ("addr", "fourcc", "flags", "width", "height", "stride")}
+        return {k: raw[k] for k in RAMFB_CFG_KEYS}
     if fd.type == "capability":
         return from_wire(raw)
     if isinstance(raw, bytes) and len(raw) > INLINE_LIMIT:

@@ -47,7 +47,7 @@ from ..model import (
 from ..vmstate.compile import RAMFB_CFG_TYPE
 from ..vmstate.vmdesc import MAX_DEPTH
 from ..wire.primitives import INT_TYPES
-from ..wire.ramfb import fourcc_code, fourcc_text
+from ..wire.ramfb import RAMFB_CFG_KEYS, fourcc_code, fourcc_text
 from ..wire.stream import QEMU_VM_FILE_MAGIC, command_name
 from ..text import to_wire
 from ..textin import parse_json
@@ -499,12 +499,10 @@ class _Reader:
             cfg = dict(self.obj(value, path))
             if isinstance(cfg.get("fourcc"), str):
                 cfg["fourcc"] = self.fourcc(cfg["fourcc"], path + ("fourcc",))
-            unknown = set(cfg) - {"addr", "fourcc", "flags", "width", "height", "stride"}
+            unknown = set(cfg) - set(RAMFB_CFG_KEYS)
             if unknown:
-                self.fail(f"unknown ramfb cfg key(s) {sorted(unknown)}; expected addr, fourcc, flags, width, "
-                          f"height, stride", path)
-            return {"addr": self.int(cfg, "addr", path, bits=64),
-                    **{k: self.int(cfg, k, path, bits=32) for k in ("fourcc", "flags", "width", "height", "stride")}}
+                self.fail(f"unknown ramfb cfg key(s) {sorted(unknown)}; expected {', '.join(RAMFB_CFG_KEYS)}", path)
+            return {k: self.int(cfg, k, path, bits=64 if k == "addr" else 32) for k in RAMFB_CFG_KEYS}
         if ftype == "pci irq state":
             items = self.list(value, path)
             if all(isinstance(v, (list, str, dict)) for v in items):  # [] too: an array of none

@@ -29,14 +29,22 @@ from typing import Any
 from ..errors import FieldPath, RamfbConfigError, ScreenError
 from ..model import Field, MigrationStream, Section, StructValue, Subsection, VfioBody, VmstateBody
 from ..vmstate.model import RAMFB_CFG_TYPE
-from ..wire.ramfb import HEIGHT_RANGE, RAMFB_CFG_SIZE, RAMFB_FORMATS, WIDTH_RANGE, RamfbFormat, fourcc_text
+from ..wire.ramfb import (
+    HEIGHT_RANGE,
+    RAMFB_CFG_OFFSETS,
+    RAMFB_CFG_SIZE,
+    RAMFB_FORMATS,
+    WIDTH_RANGE,
+    RamfbFormat,
+    fourcc_text,
+)
 
 #: A framebuffer of more than this many bytes is refused before any guest RAM is read: QEMU's
 #: largest (16000 x 12000 at 4 bytes) is 768 MB, and a bigger one only comes from a stride no
 #: firmware would set.
 MAX_FRAMEBUFFER = 1 << 32
-#: offsets of the RAMFBCfg fields in its 28 big-endian bytes (hw/display/ramfb.c, packed)
-CFG_OFFSETS = {"addr": 0, "fourcc": 8, "flags": 12, "width": 16, "height": 20, "stride": 24}
+#: offsets of the RAMFBCfg fields in its 28 big-endian bytes (wire/ramfb.py, hw/display/ramfb.c)
+CFG_OFFSETS = RAMFB_CFG_OFFSETS
 
 
 @dataclass(frozen=True, slots=True)

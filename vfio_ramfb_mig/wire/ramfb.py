@@ -27,6 +27,10 @@ RamfbCfg = Struct(
     "stride" / Int32ub,
 )
 RAMFB_CFG_SIZE = 28
+#: the RAMFBCfg keys in wire order, and where each starts in the 28 bytes: read off the schema
+RAMFB_CFG_KEYS: tuple[str, ...] = tuple(sub.name for sub in RamfbCfg.subcons)
+RAMFB_CFG_OFFSETS: dict[str, int] = {sub.name: sum(s.sizeof() for s in RamfbCfg.subcons[:i])
+                                     for i, sub in enumerate(RamfbCfg.subcons)}
 
 #: Geometry QEMU accepts (ramfb_create_display_surface; the Bochs VBE limits of bochs-vbe.h).
 WIDTH_RANGE = (16, 16000)

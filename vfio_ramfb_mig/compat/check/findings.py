@@ -76,7 +76,3 @@ def report(rule: Rule, severity: str, summary: str, messages: Sequence[str], *, 
 
 def loading_error(idstr: str, instance: int) -> str:
     return f"error while loading state for instance {instance:#x} of device '{idstr}'"
-
-
-def section_path(idstr: str, instance: int | None) -> str:
-    return idstr if not instance else f"{idstr}/{instance}"

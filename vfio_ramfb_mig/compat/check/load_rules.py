@@ -21,9 +21,10 @@ from dataclasses import replace
 from typing import Any
 
 from ...model import Command, RamBody, RamMemSize, Section, VmstateBody
+from ...naming import section_name
 from ...ram.state import illegal_offsets
 from ...text import printable
-from .findings import EINVAL, Context, Finding, Rule, loading_error, report, section_path
+from .findings import EINVAL, Context, Finding, Rule, loading_error, report
 from .stream_facts import records
 
 EPERM = "Operation not permitted"
@@ -170,7 +171,7 @@ def rule_cpregs(ctx: Context, rule: Rule) -> Iterator[Finding]:
         if length is None or indexes is None:
             continue
         key = (r.idstr, r.instance_id or 0)
-        path = section_path(r.idstr, r.instance_id)
+        path = section_name(r.idstr, r.instance_id)
         tail = loading_error(printable(r.idstr), r.instance_id or 0)
         if dest_regs is None or key not in dest_regs:
             yield report(rule, "note", f"{path}: the destination's CPU registers are unknown; the cpreg list was not "

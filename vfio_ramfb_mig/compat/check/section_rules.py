@@ -14,9 +14,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ...model import Command, Field, OpaqueBody, Section, StructValue, Subsection, VfioBody, VmstateBody
+from ...naming import element, level_names, section_name, subsection_name
 from ...text import printable
 from .destination import Entry, VmsdKnowledge
-from .findings import EINVAL, ENOENT, Context, Finding, Rule, loading_error, report, section_path
+from .findings import EINVAL, ENOENT, Context, Finding, Rule, loading_error, report
 from .qemu_facts import has_fact
 from .stream_facts import records, section_vmsd_name
 
@@ -65,12 +66,12 @@ def rule_section_footer(ctx: Context, rule: Rule) -> Iterator[Finding]:
             yield report(rule, "refused", "the stream has no section footers; the destination expects them "
                          "(send-section-footer=on, the default)", [f"Missing section footer for {printable(r.idstr)}"],
                          record=i, offset=r.span.end, ptr=("records", i, "footer"),
-                         path=section_path(r.idstr, r.instance_id))
+                         path=section_name(r.idstr, r.instance_id))
         elif r.footer and not ctx.dest.section_footers:
             # the loader takes the footer byte 0x7e for the next record's type
             yield report(rule, "refused", "the stream has section footers; the destination does not read them "
                          "(send-section-footer=off)", ["Unknown savevm section type 126"], record=i,
-                         offset=r.span.end - 5, ptr=("records", i, "footer"), path=section_path(r.idstr, r.instance_id))
+                         offset=r.span.end - 5, ptr=("records", i, "footer"), path=section_name(r.idstr, r.instance_id))
         return
 
 
@@ -86,7 +87,7 @@ def rule_unknown_section(ctx: Context, rule: Rule) -> Iterator[Finding]:
                      [(f"Unknown savevm section or instance '{printable(r.idstr)}' {r.instance_id}. Make sure that "
                        "your current VM setup matches your saved VM setup, including any hotplugged devices")],
                      record=i, offset=r.span.offset if r.span else None, ptr=("records", i),
-                     path=section_path(r.idstr, r.instance_id))
+                     path=section_name(r.idstr, r.instance_id))
 
 
 def _why_unknown(ctx: Context, section: Section, vmsd: str) -> str:
@@ -125,7 +126,7 @@ def rule_section_version(ctx: Context, rule: Rule) -> Iterator[Finding]:
                          f"{know.version_id}",
                          [f"savevm: unsupported version {r.version_id} for '{printable(r.idstr)}' v{know.version_id}"],
                          record=i, offset=r.span.offset if r.span else None, ptr=("records", i, "version_id"),
-                         path=section_path(r.idstr, r.instance_id))
+                         path=section_name(r.idstr, r.instance_id))
 
 
 def rule_section_minimum_version(ctx: Context, rule: Rule) -> Iterator[Finding]:
@@ -138,7 +139,7 @@ def rule_section_minimum_version(ctx: Context, rule: Rule) -> Iterator[Finding]:
                          [(f"{know.name}: incoming version_id {r.version_id} is too old for local minimum version_id  "
                           f"{know.minimum_version_id}"), loading_error(printable(r.idstr), r.instance_id or 0)],
                          record=i, offset=r.span.offset if r.span else None, ptr=("records", i, "version_id"),
-                         path=section_path(r.idstr, r.instance_id))
+                         path=section_name(r.idstr, r.instance_id))
 
 
 #: commands every QEMU vmig judges knows (1 OPEN_RETURN_PATH ... 10 RECV_BITMAP, all older than 7.2)
@@ -172,31 +173,34 @@ def rule_subsections(ctx: Context, rule: Rule) -> Iterator[Finding]:
             entry = matched.get(key)
             top = ctx.dest.entry_knowledge(entry) if entry is not None else None
             yield from _walk(ctx, rule, r, i, body.vmsd_name, body.fields, body.subsections, ("records", i),
-                             section_path(r.idstr, r.instance_id), vfio=False, top=top)
+                             section_name(r.idstr, r.instance_id), vfio=False, top=top)
         elif isinstance(body, VfioBody):
             for k, item in enumerate(body.items):
                 if item.kind == "config" and item.config is not None:
                     yield from _walk(ctx, rule, r, i, item.config.vmsd_name, item.config.fields,
                                      item.config.subsections, ("records", i, "vfio", "items", k, "config"),
-                                     section_path(r.idstr, r.instance_id) + "/config", vfio=True)
+                                     section_name(r.idstr, r.instance_id) + "/config", vfio=True)
 
 
 def _walk(ctx: Context, rule: Rule, section: Section, index: int, vmsd: str, fields: Sequence[Field],
           subsections: Sequence[Subsection], ptr: tuple[Any, ...], path: str, vfio: bool,
           top: VmsdKnowledge | None = None) -> Iterator[Finding]:
+    names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections],
+                        arrays={i for i, f in enumerate(fields) if isinstance(f.value, list)})
     for n, f in enumerate(fields):
         values = f.value if isinstance(f.value, list) else [f.value]
         for m, v in enumerate(values):
             if isinstance(v, StructValue):
                 sub_ptr = ptr + ("fields", n) + ((m,) if isinstance(f.value, list) else ())
+                field_path = f"{path}/{names[n]}"
                 yield from _walk(ctx, rule, section, index, v.vmsd_name, v.fields, v.subsections, sub_ptr,
-                                 f"{path}/{f.name}" + (f"[{m}]" if isinstance(f.value, list) else ""), vfio)
+                                 element(field_path, m) if isinstance(f.value, list) else field_path, vfio)
     know = top if top is not None else ctx.dest.knowledge(vmsd)
     idstr, instance = printable(section.idstr), section.instance_id or 0
     tail = (([f"{VFIO_HOST_NAME}: Failed to load device config space"] if vfio else [])
             + [loading_error(idstr, instance)])
     for j, sub in enumerate(subsections):
-        sub_path = f"{path}/{sub.name[len(vmsd) + 1:] if sub.name.startswith(vmsd + '/') else sub.name}"
+        sub_path = f"{path}/{names[len(fields) + j]}"
         sub_ptr = ptr + ("subsections", j)
         offset = sub.span.offset if sub.span else None
         if know is not None and know.subsections is not None and sub.name not in know.subsections:
@@ -234,7 +238,7 @@ def rule_opaque_sections(ctx: Context, rule: Rule) -> Iterator[Finding]:
         yield report(rule, "note", f"{len(opaque)} section{'s' if len(opaque) > 1 else ''} not decoded "
                      f"({r.body.reason}): {names}; their subsections and nested versions were not checked", (),
                      record=i, offset=r.span.offset if r.span else None, ptr=("records", i),
-                     path=section_path(r.idstr, r.instance_id))
+                     path=section_name(r.idstr, r.instance_id))
 
 
 def rule_vmdesc(ctx: Context, rule: Rule) -> Iterator[Finding]:
