@@ -394,7 +394,11 @@ def test_failed_migration_kept_only_when_allowed(qemu10, tmp_path):
     assert os.listdir(tmp_path) == []
     res = capture(qemu10, tmp_path / "pc.bin", "pc-q35-10.0", hash_ram=True, allow_failed=True, **kw)
     assert res.query_migrate["status"] == "failed" and res.sidecar["guest_ram"] is None
-    assert res.sidecar["query_migrate_last_active"]["ram"]["normal"] > 0
+    # QEMU may fail the migration before a poll sees it active: the counters are then absent,
+    # but whatever it did report must show pages sent, and the kept stream must hold RAM
+    last_active = res.sidecar["query_migrate_last_active"]
+    assert last_active is None or last_active["ram"]["normal"] > 0
+    assert res.sidecar["size"] > 1 << 20
     assert load(qemu10, res.path, "pc-q35-10.0", capabilities=["postcopy-ram"]).accepted
 
 
