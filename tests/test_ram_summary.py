@@ -66,11 +66,11 @@ def ram_lines(golden) -> dict[str, tuple[dict[str, int], str]]:
     values = {e.path: e.value for e in golden.entries}
     out = {}
     for path, value in values.items():
-        if path.startswith("ram/blocks/") and path.endswith("/sha256"):
+        if path.startswith("ram/") and path.endswith("/sha256"):
             base = path[:-len("/sha256")]
             counts = {"zero": int(values[base + "/pages/zero"]), "page": int(values[base + "/pages/normal"]),
                       "xbzrle": int(values.get(base + "/pages/xbzrle", 0))}
-            out[base[len("ram/blocks/"):]] = counts, value
+            out[base[len("ram/"):]] = counts, value
     return out
 
 
