@@ -133,3 +133,52 @@ def test_an_upward_import_is_found(tmp_path: Path) -> None:
     assert f"{PACKAGE}.wire.primitives" in found
     lazy = ROOT / "cli" / "main.py"
     assert f"{PACKAGE}.codec.decode" in {m for _, m in imports(lazy)}  # imported inside a function
+
+
+#: third-party libraries and the package prefixes allowed to import them (design.md: construct
+#: only in wire/, vmstate/ and codec/, and source/ for the container headers it parses; rich only
+#: where output is drawn; click only in the CLI)
+LIBRARIES = {
+    "construct": ("wire", "vmstate", "codec", "source"),
+    "rich": ("render", "cli"),
+    "click": ("cli",),
+}
+
+
+def third_party_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level name) for every absolute import of a module outside the package."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return [(line, name) for line, name in found if name != PACKAGE]
+
+
+def allowed_here(module: str, library: str) -> bool:
+    """Whether a package module (dotted, without the package) may import a third-party library."""
+    allowed = LIBRARIES.get(library)
+    return allowed is None or any(module == p or module.startswith(p + ".") for p in allowed)
+
+
+def test_libraries_stay_in_their_layers() -> None:
+    misplaced = []
+    for path in SOURCES:
+        inner = module_name(path)[len(PACKAGE) + 1:]
+        for line, library in third_party_imports(path):
+            if not allowed_here(inner, library):
+                misplaced.append(f"{path.relative_to(ROOT.parent)}:{line}: {library} outside "
+                                 f"{', '.join(LIBRARIES[library])}")
+    assert not misplaced, "\n".join(misplaced)
+
+
+def test_a_misplaced_library_is_found(tmp_path: Path) -> None:
+    """The walker sees lazy and TYPE_CHECKING imports, and the rule refuses them outside their layers."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from rich.text import Text\n"
+                     "def f():\n    import click.testing\n    from . import construct\n")
+    assert third_party_imports(probe) == [(1, "typing"), (3, "rich"), (5, "click")]
+    assert not allowed_here("ram.walk", "construct") and not allowed_here("diff", "rich")
+    assert not allowed_here("render.tree", "click") and not allowed_here("wirex", "construct")
+    assert allowed_here("source.buffer", "construct") and allowed_here("cli", "click") and allowed_here("ram", "typing")
