@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 from vfio_ramfb_mig import schemas
 from vfio_ramfb_mig.cli.main import cli
 
-from paths import CAPTURES, FIXTURES
+from paths import AARCH64, CAPTURES, FIXTURES
 from schemacheck import assert_schema, schema_errors
 
 ALL = sorted(CAPTURES.glob("*.bin"))
@@ -32,10 +32,14 @@ def vmig(*args: str, ok: tuple[int, ...] = (0,)) -> str:
     return result.stdout
 
 
+def meta(capture: Path) -> dict:
+    """How the capture was made (its .meta.json sidecar, written by the capture helper from real QEMU)."""
+    return json.loads(capture.with_suffix(".meta.json").read_text())
+
+
 def qemu_series(capture: Path) -> str:
-    """"10.0" or "7.2": the QEMU that wrote the capture, from its .meta.json sidecar."""
-    version = json.loads(capture.with_suffix(".meta.json").read_text())["qemu"]["version"]
-    return ".".join(version.split(".")[:2])
+    """"10.0" or "7.2": the QEMU that wrote the capture."""
+    return ".".join(meta(capture)["qemu"]["version"].split(".")[:2])
 
 
 @pytest.mark.parametrize("name", schemas.names())
@@ -106,10 +110,14 @@ def test_decode_pages_json_lines(capture: Path) -> None:
         assert_schema("decode-pages", line)
 
 
-@pytest.mark.parametrize("capture", ALL, ids=IDS)
+@pytest.mark.parametrize("capture", ALL + sorted(AARCH64.glob("*.bin")),
+                         ids=IDS + [p.stem for p in sorted(AARCH64.glob("*.bin"))])
 def test_check_json(capture: Path) -> None:
     doc = json.loads(vmig("check", "--json", capture, "--qemu", qemu_series(capture), ok=(0, 1)))
     assert_schema("check", doc)
+    # the destination judged is of the architecture of the QEMU that wrote the stream
+    made = meta(capture)  # older sidecars name only the binary: qemu-system-ARCH
+    assert doc["destination"]["arch"] == made.get("arch", Path(made["qemu"]["binary_path"]).name.removeprefix("qemu-system-"))
 
 
 @pytest.mark.parametrize("capture", ALL, ids=IDS)

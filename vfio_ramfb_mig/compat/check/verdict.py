@@ -83,7 +83,7 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
     return {
         "stream": verdict.stream,
         "loadable": verdict.loadable,
-        "destination": {"qemu": dest.qemu, "machine": dest.machine, "devices": list(dest.devices),
+        "destination": {"qemu": dest.qemu, "arch": dest.arch, "machine": dest.machine, "devices": list(dest.devices),
                         "capabilities": sorted(dest.capabilities), "memory": dest.memory,
                         "schema": dest.schema.origin, "notes": list(dest.notes)},
         "qemu_output": list(verdict.qemu_output),
