@@ -29,8 +29,8 @@ from construct import Construct, ConstructError, StreamError
 from ..errors import DecodeError, FieldPath, TruncatedError
 from ..wire.bounded import BoundedStream, empty_allowance
 
-#: release walked pages in steps this large (fewer system calls than pages)
-_RELEASE_STEP = 16 << 20
+#: release walked pages (and read-forward input) in steps this large (fewer system calls than pages)
+RELEASE_STEP = 16 << 20
 #: a forward-only source reads this far ahead for a construct parse without an end (device
 #: sections are far smaller; a longer one is retried once the input is read to its end)
 PARSE_WINDOW = 16 << 20
@@ -153,7 +153,7 @@ class Source:
         end = self._base + upto
         end -= end % mmap.PAGESIZE
         start = max(start, self._base - self._base % mmap.PAGESIZE)
-        if end - start >= _RELEASE_STEP:
+        if end - start >= RELEASE_STEP:
             self._mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
             self._released = end
 
@@ -244,6 +244,8 @@ class ForwardSource(Source):
         self.size = spool.size
         self.complete = False
         self.seekable = False
+        #: the most bytes the spool held at once (between what was given back and what was read)
+        self.window = 0
         self._empty[0] = empty_allowance(spool.limits.spool)  # the final size is not known yet
 
     def ensure(self, end: int) -> int:
@@ -255,6 +257,7 @@ class ForwardSource(Source):
                 break
             self._spool.append(data)
             self.spooled = self.size = self._spool.size
+            self.window = max(self.window, self._spool.size - self._spool.punched)
             if self._progress is not None:
                 self._progress(self._outer.input_position(), self.file_size)
         return min(end, self.size)
@@ -268,7 +271,7 @@ class ForwardSource(Source):
         return super().rfind(sub, start, end)
 
     def release(self, upto: int) -> None:
-        if upto - self._spool.punched >= _RELEASE_STEP:
+        if upto - self._spool.punched >= RELEASE_STEP:
             self._spool.punch(upto)
 
     def reset_allowance(self) -> None:

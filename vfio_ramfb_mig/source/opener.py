@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from ..errors import BadMagicError, ContainerError, InputError
-from .buffer import ForwardSource, Layer, Source
+from .buffer import RELEASE_STEP, ForwardSource, Layer, Source
 from .libvirt import read_save_header
 from .limits import Limits, size_text
 from .qcow2 import Qcow2Image
@@ -146,14 +146,22 @@ class _Region:
 
 
 class _RegionReader(Reader):
+    """Reads a mapped region forward (compressed data, a libvirt header) and lets the mapped
+    pages behind it go, so a multi-GiB compressed file does not stay resident as it is read."""
+
     def __init__(self, region: _Region) -> None:
         super().__init__()
         self.region, self.at = region, 0
+        self.released = region.base - region.base % mmap.PAGESIZE
 
     def _fill(self, n: int) -> bytes:
         r = self.region
         out = bytes(r.data[r.base + self.at:r.base + min(r.size, self.at + n)])
         self.at += len(out)
+        behind = r.base + self.at - (r.base + self.at) % mmap.PAGESIZE
+        if r.mapping is not None and behind - self.released >= RELEASE_STEP and hasattr(mmap, "MADV_DONTNEED"):
+            r.mapping.madvise(mmap.MADV_DONTNEED, self.released, behind - self.released)
+            self.released = behind
         return out
 
 
@@ -166,7 +174,7 @@ def open_source(cls: type[Source], path: str, *, snapshot: str | None = None, pr
     except OSError as exc:
         raise InputError(f"cannot open {path}: {exc.strerror}") from exc
     closers: list[Callable[[], None]] = []
-    done = False
+    done = keep_open = False
     try:
         try:
             st = os.fstat(f.fileno())
@@ -185,6 +193,9 @@ def open_source(cls: type[Source], path: str, *, snapshot: str | None = None, pr
         unwrapper = _Unwrapper(name, snapshot, progress, limits, closers, file_size, seek)
         opened = unwrapper.run(current)
         if isinstance(opened, ForwardSource):
+            if f is not sys.stdin.buffer:  # a pipe or FIFO is read as the decoder goes: closed last
+                closers.insert(0, f.close)
+                keep_open = True
             opened._closer = _closing(closers)
             done = True
             return opened
@@ -193,7 +204,7 @@ def open_source(cls: type[Source], path: str, *, snapshot: str | None = None, pr
         done = True
         return source
     finally:
-        if f is not sys.stdin.buffer:
+        if f is not sys.stdin.buffer and not keep_open:
             f.close()  # a mapping stays valid after its file is closed
         if not done:
             _closing(closers)()
