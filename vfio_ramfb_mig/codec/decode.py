@@ -40,6 +40,7 @@ from ..errors import (
     TruncatedError,
     UnknownSectionError,
     UnknownSubsectionError,
+    VmdescError,
 )
 from ..model import (
     Blob,
@@ -91,6 +92,10 @@ from ..text import from_wire, printable
 from .views import is_express, msix_vectors
 
 
+#: how far ahead a forward-only source is read at each record (Source.ensure): more than any
+#: record's small reads; long payloads (RAM, VFIO data) ensure what they read themselves
+RECORD_WINDOW = 1 << 20
+
 
 def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False, ram_runs: bool = True,
            on_ram_run: Callable[[RamPages], None] | None = None,
@@ -134,13 +139,14 @@ class _Decoder:
                  on_ram_item: Callable[[RamItem, int], None] | None = None,
                  progress: Callable[[int], None] | None = None,
                  on_ram_partial: Callable[[RamPages, int], None] | None = None) -> None:
-        self.src, self.buf, self.size, self.strict = src, src.buf, src.size, strict
+        self.src, self.buf, self.strict = src, src.buf, strict
         self.keep_ram_runs, self.on_ram_run, self.on_ram_item = keep_ram_runs, on_ram_run, on_ram_item
         self.progress, self.on_ram_partial = progress, on_ram_partial
         self.records: list[Any] = []
         self.warnings: list[str] = []
         self.vmdesc: Vmdesc | None = None
         self.vmdesc_offset: int | None = None
+        self.vmdesc_searched = False  # a forward-only source is searched once it is read to its end
         self.page_size = DEFAULT_PAGE_SIZE
         self.page_size_known = False  # from the vmdesc or the configuration (else ADVISE may say)
         self.capabilities: set[str] = set()
@@ -151,12 +157,19 @@ class _Decoder:
         self.subsection_index: dict[int, Any] = {}  # for convert(): see _subsections
         src.reset_allowance()  # a Source decoded again must not start with a spent allowance
 
+    @property
+    def size(self) -> int:
+        """The input's readable end: final for a file; for a forward-only source it grows as
+        `ensure` reads on, and is final once the source is `complete`."""
+        return self.src.size
+
     # ------------------------------------------------------------ driver
 
     def run(self, partial: bool) -> MigrationStream:
         try:
             self._header()
-            self._locate_vmdesc()
+            if self.src.complete:
+                self._read_to_end()
             self._records()
         except DecodeError as exc:
             if not partial:
@@ -169,7 +182,7 @@ class _Decoder:
                                warnings=tuple(self.warnings), error=error)
 
     def _byte(self, pos: int, what: str, path: FieldPath) -> int:
-        if pos >= self.size:
+        if pos >= self.src.ensure(pos + 1):
             raise TruncatedError(f"stream ends where {what} was expected", offset=self.size, path=path)
         return self.buf[pos]
 
@@ -183,7 +196,7 @@ class _Decoder:
     # ------------------------------------------------------------ header and trailer
 
     def _header(self) -> None:
-        if self.size < 8:
+        if self.src.ensure(8) < 8:
             magic = QEMU_VM_FILE_MAGIC.to_bytes(4, "big")  # "QEVM": as much of it as the input holds
             if self.buf[:4] != magic[:min(self.size, 4)] or self.size == 0:
                 raise BadMagicError("not a QEMU migration stream: expected magic 'QEVM' at the start",
@@ -202,6 +215,15 @@ class _Decoder:
             raise CorruptError(f"unsupported stream version {version}; expected 3", offset=4,
                                path=("records", 0, "version"))
         self.records.append(Header(magic=magic, version=version, span=Span(0, end)))
+
+    def _read_to_end(self) -> None:
+        """A forward-only source: read the rest of the input and find the vmdesc at its end. Called
+        where the vmdesc is first needed: a device section (after the RAM walk, which released its
+        pages), the EOF record, or a section that cannot be delimited without it."""
+        if not self.vmdesc_searched:
+            self.src.ensure(1 << 62)
+            self.vmdesc_searched = True
+            self._locate_vmdesc()
 
     def _locate_vmdesc(self) -> None:
         # The JSON holds no NUL, but the be32 length before it may: the EOF byte is one of the
@@ -224,6 +246,13 @@ class _Decoder:
         self.vmdesc = read_vmdesc(doc, offset=json_at)
         self.vmdesc_offset = start
         if self.vmdesc.page_size:
+            walked = self.ram_walk.page_size if self.ram_walk is not None else self.vmdesc.page_size
+            if walked != self.vmdesc.page_size:
+                # only a forward-only read finds the vmdesc after the RAM walk
+                raise VmdescError(f"the vmdesc gives a target page size of {self.vmdesc.page_size} bytes, but the "
+                                  f"RAM was read as {walked}-byte pages: read forward (compressed or piped), a "
+                                  f"stream whose configuration record does not give its page size is read as "
+                                  f"4 KiB pages; decompress it to a file first", offset=json_at, path=("vmdesc",))
             self.page_size, self.page_size_known = self.vmdesc.page_size, True
         self._vmdesc_doc, self._vmdesc_text = doc, text
 
@@ -249,13 +278,17 @@ class _Decoder:
 
     def _records(self) -> None:
         pos = 8
-        if pos < self.size and self.buf[pos] == RecordType.QEMU_VM_CONFIGURATION:
+        if pos < self.src.ensure(pos + RECORD_WINDOW) and self.buf[pos] == RecordType.QEMU_VM_CONFIGURATION:
             pos = self._configuration(pos)
         while True:
             index = len(self.records)
+            # a forward-only source reads a window ahead, so a record's small reads need no checks of
+            # their own (the RAM walk and long payloads ensure what they read themselves)
+            self.src.ensure(pos + RECORD_WINDOW)
             kind = self._byte(pos, "a record type byte", ("records", index))
             if kind == RecordType.QEMU_VM_EOF:
                 self.records.append(Eof(span=Span(pos, 1)))
+                self._read_to_end()
                 if pos + 1 < self.size:
                     self._vmdesc_record(pos + 1)
                 return
@@ -271,6 +304,14 @@ class _Decoder:
                                    f"command (0x08) or EOF (0x00)", offset=pos, path=("records", index))
 
     def _configuration(self, pos: int) -> int:
+        if not self.src.complete:
+            try:
+                return self._configuration_record(pos)
+            except UnknownSubsectionError:
+                self._read_to_end()  # a subsection only the stream's own vmdesc describes
+        return self._configuration_record(pos)
+
+    def _configuration_record(self, pos: int) -> int:
         path = ("records", len(self.records))
         desc = CONFIGURATION
         if self.vmdesc and self.vmdesc.configuration:
@@ -375,7 +416,7 @@ class _Decoder:
         return end
 
     def _footer(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> bool:
-        marker = self.buf[pos] if pos < self.size else None
+        marker = self.buf[pos] if pos < self.src.ensure(pos + 1) else None
         if marker == RecordType.QEMU_VM_SECTION_FOOTER:
             found = self.src.parse(Footer, pos, path + ("footer",), "a section footer")[0].section_id
             if found != section_id:
@@ -411,6 +452,7 @@ class _Decoder:
             if builtin is not None and builtin.version == version_id:
                 (fields, subs), end = self._vmstate(builtin, pos, path, f"section {idstr}")
                 return VmstateBody(builtin.name, version_id, fields, subs, origin="builtin"), end
+            self._read_to_end()  # the first section only the vmdesc describes
             entry = self.vmdesc.find(idstr, instance_id) if self.vmdesc else None
             if entry is not None and entry.old_style:
                 self.src.need(pos, entry.size or 0, f"old-style section {printable(idstr)}", path)
@@ -428,6 +470,7 @@ class _Decoder:
         return OpaqueBody(Blob(start, length, data), reason), end
 
     def _unknown(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> tuple[OpaqueBody, int]:
+        self._read_to_end()  # delimiting it needs the whole input (its footer, the vmdesc, the end)
         why = "no vmdesc entry and no built-in description"
         if self.strict:
             raise UnknownSectionError(f"cannot decode section {printable(idstr)}: {why} (--strict)",
@@ -558,6 +601,7 @@ class _Decoder:
     def _vfio_config(self, pos: int, path: FieldPath) -> tuple[VmstateBody, int]:
         """VFIOPCIDevice: config size (256|4096) and MSI-X size are not on the wire; read them off
         the config space itself and keep the layout that ends exactly at END_OF_STATE."""
+        self.src.ensure(pos + 4 + 2 * 4096 + 16)  # the largest config space and MSI-X table, then its END
         self.src.need(pos, 4 + 256, "VFIO PCI config state", path)
         head = bytes(self.buf[pos + 4:pos + 4 + 256])
         sizes = (4096, 256) if is_express(head) else PCI_CONFIG_SIZES
