@@ -208,8 +208,8 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
 
     refuse_terminal_stdin(stream)
     scan = IllegalOffsetScan()
-    with open_stream(app, stream, snapshot=snapshot, quiet=quiet) as src, \
-            app.progress(f"decode {stream}", src.size, quiet=quiet) as progress:
+    with open_stream(app, stream, snapshot=snapshot, quiet=quiet, seek=False) as src, \
+            app.progress(f"decode {stream}", src.size if src.complete else None, quiet=quiet) as progress:
         # the rules need no page runs: only the block lengths, to find page records past a block's end
         decoded = decode(src, ram_runs=False, on_ram_item=scan.feed, progress=progress)
     if profile is None:

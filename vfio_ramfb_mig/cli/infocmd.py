@@ -44,7 +44,7 @@ def info_cmd(app: App, path: str, as_json: bool, show_xml: bool, quiet: bool, sn
     from ..source.qcow2 import SnapshotChoiceError
 
     try:
-        src = open_stream(app, path, snapshot=snapshot, quiet=quiet)
+        src = open_stream(app, path, snapshot=snapshot, quiet=quiet, seek=False)
     except SnapshotChoiceError as exc:
         if snapshot is not None or show_xml:
             raise

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from ..source import Source
     from .main import App
 
+#: a copy this large is said on stderr (smaller ones are quick and unremarkable)
+SPOOL_NOTICE = 64 << 20
+
 SNAPSHOT_HELP = "qcow2 images: the internal snapshot whose VM state to read, by id or name (default: the only " \
                 "snapshot that has one)"
 
@@ -27,8 +30,11 @@ def snapshot_option(f: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--snapshot", metavar="NAME|ID", help=SNAPSHOT_HELP)(f)
 
 
-def open_stream(app: App, path: str, *, snapshot: str | None = None, quiet: bool = False) -> Source:
-    """Source.open, with a progress bar while a forward-only input is copied."""
+def open_stream(app: App, path: str, *, snapshot: str | None = None, quiet: bool = False,
+                seek: bool = True) -> Source:
+    """Source.open, with a progress bar while a forward-only input is copied. `seek=False` for a
+    verb that reads the stream once, forward (a pipe or compressed input then takes a window of
+    temp space, not its size)."""
     from ..source import Source  # start-up: see main's docstring
 
     label = "stdin" if path == "-" else path
@@ -41,8 +47,15 @@ def open_stream(app: App, path: str, *, snapshot: str | None = None, quiet: bool
                 bar.append(stack.enter_context(app.progress(f"read {label}", total, quiet=quiet)))
             bar[0](done, total)
 
-        return Source.open(path, snapshot=snapshot, progress=progress)
-    raise AssertionError("unreachable")
+        # read forward, the input is copied as the verb reads it: the verb's own bar follows that
+        src = Source.open(path, snapshot=snapshot, progress=progress if seek else None, seek=seek)
+    if src.spooled >= SPOOL_NOTICE and not (quiet or app.quiet):
+        from ..source.limits import Limits, size_text
+
+        app.err.print(f"vmig: {label} was copied into a temporary file to be read by offset "
+                      f"({size_text(src.spooled)} of at most {size_text(Limits.from_env().spool)}: VMIG_SPOOL_LIMIT)",
+                      style="vmig.dim", markup=False, highlight=False)
+    return src
 
 
 def snapshots_for(paths: tuple[str, ...], snapshots: tuple[str, ...]) -> tuple[str | None, ...]:

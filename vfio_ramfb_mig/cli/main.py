@@ -363,8 +363,10 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
         _page_list(app, source, as_json, output, quiet, snapshot, summary=summary, sections=sections,
                    strict=strict, partial=partial, full=full)
         return
-    with open_stream(app, source, snapshot=snapshot, quiet=quiet) as src:
-        with app.progress(f"decode {source}", src.size, quiet=quiet) as progress:
+    # the tree and the summary read the stream once, forward: a pipe or compressed input is read
+    # through a window of temp space; --json may go back for page bytes (--embed, stdin)
+    with open_stream(app, source, snapshot=snapshot, quiet=quiet, seek=as_json) as src:
+        with app.progress(f"decode {source}", src.size if src.complete else None, quiet=quiet) as progress:
             # the tree and the summary need only page counts per block, so RAM page runs are
             # kept only for --json (which lists them): memory stays flat for a text decode
             stream = decode(src, strict=strict, partial=partial, ram_runs=as_json, progress=progress)
