@@ -196,7 +196,13 @@ class Source:
               end: int | None = None, name_path: Callable[[str], FieldPath] | None = None) -> tuple[Any, int]:
         """Parse `schema` at `offset`; return (value, offset after it). `what` says what was expected."""
         if not self.complete:
-            self.ensure(end if end is not None else offset + PARSE_WINDOW)
+            ahead = end
+            if ahead is None:
+                try:  # a fixed-size schema (a record header) needs no more than its size
+                    ahead = offset + schema.sizeof()
+                except ConstructError:
+                    ahead = offset + PARSE_WINDOW
+            self.ensure(ahead)
             if self.complete is False and end is None:
                 try:
                     return self._parse(schema, offset, path, what, end, name_path)

@@ -250,7 +250,7 @@ class _Unwrapper:
                 if isinstance(current, _Region):
                     return _Opened(current, tuple(self.layers), self.spooled)
                 if not self.seek:
-                    spool = self._new_spool("the stream")
+                    spool = self._new_spool("the stream", window=True)
                     return ForwardSource(current, spool, self.name, lambda: None, layers=tuple(self.layers),
                                          file_size=self.file_size, progress=self.progress,
                                          outer=self.outer or current)
@@ -335,8 +335,8 @@ class _Unwrapper:
 
     # ------------------------------------------------------------ spooling
 
-    def _new_spool(self, what: str) -> Spool:
-        spool = Spool(f"{what} of {self.name}", self.limits)
+    def _new_spool(self, what: str, window: bool = False) -> Spool:
+        spool = Spool(f"{what} of {self.name}", self.limits, window=window)
         self.closers.append(spool.close)
         return spool
 

@@ -2,7 +2,9 @@
 
 The file is mapped once, at the largest size the spool limit allows (a sparse file: only what
 is written takes disk space), so the buffer readers hold never moves while it grows. `punch`
-gives back the disk behind a point a forward-only reader has passed.
+gives back the disk behind a point a forward-only reader has passed. A spool read through a
+window (`window=True`) is mapped at the largest size a temporary file may have, and the limit
+bounds what it holds at once (written, not yet punched), not how long the stream is.
 
 Imports: errors, source.limits.
 """
@@ -21,8 +23,9 @@ from .limits import Limits, size_text
 
 _FALLOC_FL_KEEP_SIZE = 0x01
 _FALLOC_FL_PUNCH_HOLE = 0x02
-#: the mapping is never larger than this, whatever the limit (address space, not disk)
-_MAX_RESERVE = 1 << 44
+#: the mapping is never larger than this, whatever the limit (address space, not disk; ext4's
+#: largest file is just under 16 TiB)
+MAX_RESERVE = 1 << 43
 
 
 def _fallocate() -> object | None:
@@ -42,9 +45,9 @@ _FALLOCATE = _fallocate()
 class Spool:
     """Append-only bytes in a sparse temp file, mapped for reading by offset."""
 
-    def __init__(self, what: str, limits: Limits) -> None:
-        self.what, self.limits = what, limits
-        self.reserve = min(max(limits.spool, mmap.PAGESIZE), _MAX_RESERVE)
+    def __init__(self, what: str, limits: Limits, *, window: bool = False) -> None:
+        self.what, self.limits, self.window = what, limits, window
+        self.reserve = MAX_RESERVE if window else min(max(limits.spool, mmap.PAGESIZE), MAX_RESERVE)
         self.reserve += -self.reserve % mmap.PAGESIZE
         self.size = 0
         self.punched = 0  # disk before this offset was given back (punch)
@@ -63,9 +66,16 @@ class Spool:
 
     def append(self, data: bytes | memoryview) -> None:
         n = len(data)
-        if self.size + n > self.limits.spool:
+        if self.window:
+            if self.size - self.punched + n > self.limits.spool:
+                raise LimitError(f"reading {self.what} forward needs more temp space at once than vmig may use "
+                                 f"(at least {size_text(self.size - self.punched + n)}, at stream offset "
+                                 f"{self.size}); {self.limits.spool_hint()}")
+            if self.size + n > self.reserve:
+                raise LimitError(f"{self.what} is longer than {size_text(self.reserve)}, the most vmig reads")
+        elif self.size + n > self.limits.spool:
             raise LimitError(f"{self.what} is larger than the temp space vmig may use to read it "
-                             f"(stopped at {size_text(self.size)}); {self.limits.spool_hint()}")
+                             f"(at least {size_text(self.size + n)}); {self.limits.spool_hint()}")
         try:
             os.pwrite(self.fd, data, self.size)
         except OSError as exc:
