@@ -247,18 +247,25 @@ def test_stderr_not_a_terminal_gets_no_bar() -> None:
 
 def test_compressed_and_stdin_input_get_a_bar_while_read(monkeypatch: pytest.MonkeyPatch, bars: list,
                                                          tmp_path: Path) -> None:
-    """A compressed file or stdin is copied before it is decoded: a bar follows that too (its total
-    is the compressed file's size; unknown for stdin), then the decode's own."""
+    """A verb that goes back over the stream (decode --json) copies a compressed file or stdin
+    before it decodes: a bar follows that too (its total is the compressed file's size; unknown for
+    stdin), then the decode's own. A verb that reads forward (decode --summary) decodes as it
+    reads: one bar, whose total is unknown until the input ends."""
     import gzip
 
     monkeypatch.setattr(climain, "stderr_is_terminal", lambda: True)
     packed = tmp_path / "booted.bin.gz"
     packed.write_bytes(gzip.compress(BOOTED.read_bytes()))
-    result = CliRunner().invoke(cli, ["decode", "--summary", str(packed)])
+    result = CliRunner().invoke(cli, ["decode", "--json", str(packed)])
     assert result.exit_code == 0, result.output
     assert bars == [{"description": f"read {packed}", "total": packed.stat().st_size, "enabled": True},
                     {"description": f"decode {packed}", "total": BOOTED.stat().st_size, "enabled": True}]
     bars.clear()
-    result = CliRunner().invoke(cli, ["decode", "--summary", "-"], input=BOOTED.read_bytes())
+    result = CliRunner().invoke(cli, ["decode", "--json", "-"], input=BOOTED.read_bytes())
     assert result.exit_code == 0, result.output
     assert bars[0] == {"description": "read stdin", "total": None, "enabled": True}
+    for source, stdin in ((str(packed), None), ("-", BOOTED.read_bytes())):
+        bars.clear()
+        result = CliRunner().invoke(cli, ["decode", "--summary", source], input=stdin)
+        assert result.exit_code == 0, result.output
+        assert bars == [{"description": f"decode {source}", "total": None, "enabled": True}]
