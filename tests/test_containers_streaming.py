@@ -9,6 +9,7 @@ import gzip
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_one_error_line
+from helpers import assert_one_error_line, write_big_stream
 from paths import CAPTURES, FIXTURES, ROOT
 from vfio_ramfb_mig import Source, decode
 from vfio_ramfb_mig.codec import jsonform
@@ -195,3 +196,19 @@ def test_a_page_size_learned_too_late_is_said(tmp_path: Path) -> None:
     with Source.open(str(packed), seek=False) as src:
         stream = decode(src, partial=True)
     assert stream.error is not None and "page size of 8192" in stream.error and "to a file first" in stream.error
+
+
+def test_a_stream_that_needs_its_vmdesc_only_at_eof(tmp_path: Path) -> None:
+    """RAM, then EOF and a vmdesc, nothing between that needs the vmdesc: read forward, the vmdesc
+    is found once the input is read to its end at the EOF record (the window ahead of the records
+    does not reach it: the RAM is longer)."""
+    plain = tmp_path / "ram-only.bin"
+    write_big_stream(plain, 1024)  # 4 MiB of pc.ram, EOF
+    vmdesc = json.dumps({"page_size": 4096, "devices": []}).encode()
+    plain.write_bytes(plain.read_bytes() + b"\x06" + struct.pack(">I", len(vmdesc)) + vmdesc)
+    packed = tmp_path / "ram-only.bin.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes(), 1))
+    forward, seek, was_forward = forward_and_seek(packed)
+    assert was_forward and forward == seek
+    with Source.open(str(packed), seek=False) as src:
+        assert decode(src).records[-1].type == "vmdesc"
