@@ -30,15 +30,16 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     # ram.walk is the page-record walk the decoder runs for RAM sections, ram.limits the RAM bounds
     # the walk and encode share: below codec, above source
     (4, ("codec", "ram.walk", "ram.limits")),
-    # where bytes come from and go to: inputs, atomic output files
-    (3, ("source", "outfile")),
+    # where bytes come from: inputs
+    (3, ("source",)),
     (2, ("vmstate",)),
     (1, ("wire",)),
-    # no imports from the package: the model, the exception tree, wire names as text, the version;
-    # qemu.py (the capture helper: drives real QEMU, standard library only) may be used by any layer;
-    # schemas (the JSON Schemas of the outputs, data and a loader); naming (section names, field
-    # paths, ignore patterns) is shared by diff, golden and compat
-    (0, ("model", "errors", "text", "textin", "naming", "version", "qemu", "schemas")),
+    # no imports from the package but of each other: the model, the exception tree, wire names as
+    # text, the version; qemu.py (the capture helper: drives real QEMU, standard library only but for
+    # outfile's file mode) may be used by any layer; schemas (the JSON Schemas of the outputs, data
+    # and a loader); naming (section names, field paths, ignore patterns) is shared by diff, golden
+    # and compat; outfile (where every output file is written, vmig's verbs' and the capture helper's)
+    (0, ("model", "errors", "text", "textin", "naming", "version", "qemu", "schemas", "outfile")),
 )
 
 

@@ -191,6 +191,21 @@ def test_capture_cli_writes_bin_and_sidecar(qemu10, tmp_path):
 
 
 @pytest.mark.qemu
+@pytest.mark.parametrize("umask", [0o002, 0o077])
+def test_capture_files_honour_the_umask(qemu10, tmp_path, umask):
+    """The stream, its sidecar and a -dump-vmstate are output files like vmig's own: 0666 less the umask."""
+    before = os.umask(umask)
+    try:
+        rc = vq.main(["capture", "--qemu", qemu10.path, "--machine", "pc-q35-8.2", "-o", str(tmp_path / "c.bin")])
+        dump = dump_vmstate(qemu10, "pc-q35-8.2", tmp_path / "dump.json.gz")
+    finally:
+        os.umask(before)
+    assert rc == 0
+    for written in (tmp_path / "c.bin", tmp_path / "c.meta.json", dump):
+        assert stat.S_IMODE(written.stat().st_mode) == 0o666 & ~umask, written.name
+
+
+@pytest.mark.qemu
 def test_failed_capture_raises_with_stderr_and_leaves_nothing(qemu10, tmp_path):
     out = tmp_path / "bad.bin"
     with pytest.raises(QemuError) as ei:

@@ -3,7 +3,8 @@
 This is vmig's *capture helper*.  It talks to an unmodified, distribution-built
 QEMU over QMP on stdio (no sockets, no network), so every stream it writes and
 every verdict it reports comes from the program that defines the format.
-Standard library only.
+Standard library only, and outfile's rule for a new file's mode (0666 less the
+umask): the streams and dumps it writes are output files like vmig's own.
 
 Supported QEMU series and architectures (see ``.ci/run`` for how CI installs
 them):
@@ -93,6 +94,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .outfile import new_file_mode
 
 __all__ = [
     "AAVMF_DEFAULT",
@@ -848,7 +851,7 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
         if size == 0:
             raise qp.error("QEMU reported completed but wrote no stream")
         digest = sha256_file(tmp_name)
-        os.chmod(tmp_name, 0o644)  # file: URIs create 0600 files
+        os.chmod(tmp_name, new_file_mode())  # mkstemp made it 0600 (and QEMU's file: URI keeps that)
         stderr = qp.stderr_text()
         trace_counts = _count_trace(trace_log, trace) if trace else None
         sidecar: dict[str, Any] = {
@@ -1068,7 +1071,7 @@ def dump_vmstate(qemu: QemuBinary, machine: str, out_path: str | os.PathLike[str
                 shutil.copyfileobj(src, gz)
         else:
             os.replace(raw, tmp)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, new_file_mode())
         os.replace(tmp, out)
     return out
 
