@@ -23,10 +23,10 @@ def profile_cmd(app, output: str, timeout: float, command: tuple[str, ...]) -> N
     `vmig check STREAM --against dest.json` and `vmig diff --compat --against-a/-b`.
     """
     from ..compat.profile import profile_destination  # start-up: see main's docstring
-    from ..outfile import atomic_output
+    from ..outfile import output_file
 
     doc = profile_destination(command, timeout=timeout)
-    with atomic_output(output) as out:
+    with output_file(output) as out:
         out.write(json.dumps(doc, indent=1).encode() + b"\n")
     app.err.print(f"vmig: {output}: QEMU {doc['qemu']['version']} {doc['qemu']['arch']}, machine "
                   f"{doc['machine']['name']}: {len(doc['sections'])} sections, {len(doc['ram_blocks'])} RAM blocks",

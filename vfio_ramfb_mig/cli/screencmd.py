@@ -15,7 +15,7 @@ from .main import App, write_text
 
 def _save_png(image: object, output: str) -> None:
     from ..errors import InputError
-    from ..outfile import atomic_output
+    from ..outfile import output_file
 
     if output == "-":
         if sys.stdout.isatty():
@@ -23,7 +23,7 @@ def _save_png(image: object, output: str) -> None:
         image.save(sys.stdout.buffer, format="PNG")  # type: ignore[attr-defined]
         sys.stdout.flush()
         return
-    with atomic_output(output) as out:
+    with output_file(output) as out:
         image.save(out, format="PNG")  # type: ignore[attr-defined]
 
 
