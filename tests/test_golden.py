@@ -385,3 +385,56 @@ def test_vfio_data_split_over_parts_does_not_matter() -> None:
     assert texts[0] == texts[1]
     assert "0000:00:01.0/vfio/@part/markers = data, end_of_state\n" in texts[0]
     assert "0000:00:01.0/vfio/@part/data = 600 bytes, sha256 " in texts[0]
+
+
+# ---------------------------------------------------------------- many streams at once: -j N
+
+
+def farm(tmp_path: Path) -> Path:
+    """A CI farm's folder of real captures: some match, one golden drifted (a value changed),
+    one golden missing, in two directories so the sorted order crosses them."""
+    root = tmp_path / "farm"
+    for n, capture in enumerate(ALL_CAPTURES[::4]):
+        where = root / ("b" if n % 2 else "a")
+        where.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(capture, where / capture.name)
+        shutil.copyfile(golden_path(capture), golden_path(where / capture.name))
+    drifted, missing = sorted(root.rglob("*.golden.txt"))[1:3]
+    text = drifted.read_text()
+    line = next(l for l in text.splitlines() if l.startswith("stream/version = "))
+    drifted.write_text(text.replace(line, "stream/version = 2"))
+    missing.unlink()
+    return root
+
+
+def test_jobs_give_the_output_and_status_of_one_job(tmp_path: Path) -> None:
+    root = farm(tmp_path)
+    one, two = golden("check", "-j1", "-v", str(root)), golden("check", "-j2", "-v", str(root))
+    assert one == two
+    code, out, err = one
+    assert code == 1 and err == ""
+    assert "stream/version: 2 \u2192 3" in out and "MISSING" in out and "DIFFERENT" in out
+    streams = [line.split()[1] for line in out.splitlines() if line.split()[:1] in (["OK"], ["DIFFERENT"], ["MISSING"])]
+    assert len(streams) == len(ALL_CAPTURES[::4]) and streams == sorted(streams, key=Path)
+
+    # a stream that does not decode is trouble (exit 2) whatever the number of jobs
+    (root / "a" / "broken.bin").write_bytes(b"QEVM\x00\x00\x00\x03\xff")
+    shutil.copyfile(golden_path(BOOTED), root / "a" / "broken.golden.txt")
+    one, two = golden("check", "-j1", str(root)), golden("check", "-j2", str(root))
+    assert one == two and one[0] == 2 and "broken.bin" in one[2]
+
+
+def test_update_with_jobs_writes_what_one_job_writes(tmp_path: Path) -> None:
+    first, second = farm(tmp_path / "1"), farm(tmp_path / "2")
+    one, two = golden("update", "-j1", str(first)), golden("update", "-j2", str(second))
+    assert one[0] == two[0] == 0 and one[2] == two[2] == ""
+    assert one[1].replace(str(first), "ROOT") == two[1].replace(str(second), "ROOT")
+    assert "1 created, 1 updated" in one[1]
+    written = {p.relative_to(first): p.read_text() for p in first.rglob("*.golden.txt")}
+    assert written == {p.relative_to(second): p.read_text() for p in second.rglob("*.golden.txt")}
+    assert golden("check", "-j2", str(second))[0] == 0
+
+
+def test_jobs_must_be_positive(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["golden", "check", "-j0", str(copy_capture(tmp_path))])
+    assert result.exit_code == 2 and "-j" in result.stderr

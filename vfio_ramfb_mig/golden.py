@@ -825,12 +825,13 @@ class CheckResult:
 
 @dataclass(frozen=True, slots=True)
 class UpdateResult:
-    """`status`: created, updated (with the changes it made) or unchanged."""
+    """`status`: created, updated (with the changes it made), unchanged, or error (`message` says why)."""
 
     stream: Path
     golden: Path
     status: str
     changes: tuple[Change, ...] = ()
+    message: str = ""
 
 
 def _refuse_stream_as_golden(stream: Path, golden: Path) -> None:
@@ -911,3 +912,109 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# ================================================================ many streams: -j N
+
+
+def default_jobs() -> int:
+    """The CPUs this process may run on (its affinity, as `nproc` says), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def check_all(targets: Iterable[Target], options: GoldenOptions = GoldenOptions(),
+              jobs: int = 1) -> Iterator[CheckResult]:
+    """Check every target, `jobs` streams at a time in worker processes, yielding the results in
+    the targets' sorted order (by stream path) whatever order they finish in. A stream that does not
+    decode or a golden that cannot be read is a result of status "error" with the message."""
+    return _each(_check_target, targets, options, jobs)
+
+
+def update_all(targets: Iterable[Target], options: GoldenOptions = GoldenOptions(),
+               jobs: int = 1) -> Iterator[UpdateResult]:
+    """Update every target's golden as check_all checks them (status "error" for trouble)."""
+    return _each(_update_target, targets, options, jobs)
+
+
+def _check_target(target: Target, options: GoldenOptions) -> CheckResult:
+    try:
+        return check_stream(target.stream, target.golden, options=options, config_root=target.root,
+                            snapshot=target.snapshot)
+    except VmigError as err:
+        return CheckResult(target.stream, target.golden, "error", message=str(err))
+
+
+def _update_target(target: Target, options: GoldenOptions) -> UpdateResult:
+    try:
+        return update_stream(target.stream, target.golden, options=options, config_root=target.root,
+                             snapshot=target.snapshot)
+    except VmigError as err:
+        return UpdateResult(target.stream, target.golden, "error", message=str(err))
+
+
+def _each(work: Any, targets: Iterable[Target], options: GoldenOptions, jobs: int) -> Iterator[Any]:
+    """`work(target, options)` for every target, in sorted order. With more than one job, each
+    stream goes to a worker process (spawned, so nothing of the parent leaks into the workers; one
+    stream at a time each, so a worker's memory is one stream's, flat in its size as golden_of_path
+    is); the biggest streams are handed out first, so a big one does not start last and keep one
+    worker busy after the others are done."""
+    ordered = sorted(targets, key=lambda t: t.stream)  # stable: a qcow2's snapshots keep their order
+    jobs = min(jobs, len(ordered))
+    if jobs <= 1:
+        for target in ordered:
+            yield work(target, options)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_signals)
+    try:
+        biggest_first = sorted(range(len(ordered)), key=lambda i: -_size(ordered[i].stream))
+        pending = {i: pool.submit(work, ordered[i], options) for i in biggest_first}
+        for i in range(len(ordered)):
+            try:
+                yield pending.pop(i).result()
+            except BrokenProcessPool:
+                raise GoldenError(f"a worker process ended abruptly (killed, out of memory?) while "
+                                  f"{ordered[i].stream} or another stream was worked on") from None
+    except BaseException:  # Ctrl-C, SIGTERM, an error, a consumer that stops early
+        _stop_workers(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop_workers(pool: Any) -> None:
+    """End a pool now: SIGTERM to every worker (which unwinds, see _worker_signals), no waiting for
+    the streams at hand to finish."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+    else:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _worker_signals() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it ends the pool), so a terminal's SIGINT to
+    the whole process group does not print a traceback per worker; SIGTERM (the pool ending) unwinds
+    the stream at hand, so a golden being written leaves no temporary file."""
+    import signal
+    import sys
+
+    def stop(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, stop)

@@ -14,15 +14,18 @@ Imports: click at start-up; golden and render.goldenview when a verb runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import closing
 from typing import Any
 
 import click
 
-from ..errors import VmigError
 from .main import App, ExitStatus, SuggestingGroup
 
 
 def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+                        help="check N streams at a time, each in its own process [default: the CPU "
+                             "count]; the output and exit status are those of -j1")(func)
     func = click.option("--order", is_flag=True,
                         help="the record order and section ids are part of the golden")(func)
     func = click.option("--offsets", is_flag=True,
@@ -65,28 +68,24 @@ def golden_cmd() -> None:
 @click.option("-v", "--verbose", is_flag=True, help="also list the streams that match")
 @click.pass_obj
 def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets: bool, order: bool,
-              limit: int, verbose: bool) -> None:
+              jobs: int | None, limit: int, verbose: bool) -> None:
     """Compare every stream under PATHS with its golden; print the differences.
 
     Exit 0: all match. 1: a difference, or a missing golden. 2: a stream or
     golden that cannot be read.
     """
-    from ..golden import GoldenOptions, check_stream, orphan_goldens
+    from ..golden import GoldenOptions, check_all, default_jobs, orphan_goldens
     from ..render.goldenview import check_text, error_line, summary_text
 
     options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
     counts = {"ok": 0, "different": 0, "missing": 0, "stale": 0, "error": 0}
-    for target in _targets(paths):
-        try:
-            result = check_stream(target.stream, target.golden, options=options, config_root=target.root,
-                                  snapshot=target.snapshot)
-        except VmigError as err:
-            counts["error"] += 1
-            app.err.print(error_line(target.stream, str(err)))
-            continue
-        counts[result.status] += 1
-        if result.failed or verbose:
-            app.out.print(check_text(result, limit or None))
+    with closing(check_all(_targets(paths), options, jobs or default_jobs())) as results:
+        for result in results:
+            counts[result.status] += 1
+            if result.status == "error":
+                app.err.print(error_line(result.stream, result.message))
+            elif result.failed or verbose:
+                app.out.print(check_text(result, limit or None))
     for orphan in orphan_goldens(paths):
         app.err.print(f"vmig: warning: {orphan} has no stream beside it", style="vmig.warn", markup=False)
     app.out.print(summary_text("check", counts))
@@ -102,29 +101,25 @@ def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets
 @click.option("-v", "--verbose", is_flag=True, help="also list the goldens that did not change")
 @click.pass_obj
 def update_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets: bool, order: bool,
-               show: bool, verbose: bool) -> None:
+               jobs: int | None, show: bool, verbose: bool) -> None:
     """Write the golden of every stream under PATHS (never a .bin; only goldens whose text changes).
 
     Options given here, in vmig-golden.toml and in the golden being replaced
     are recorded in the golden's `# options:` line; to drop one, edit that
     line or delete the golden first.
     """
-    from ..golden import GoldenOptions, update_stream
+    from ..golden import GoldenOptions, default_jobs, update_all
     from ..render.goldenview import error_line, summary_text, update_text
 
     options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
     counts = {"created": 0, "updated": 0, "unchanged": 0, "error": 0}
-    for target in _targets(paths):
-        try:
-            result = update_stream(target.stream, target.golden, options=options, config_root=target.root,
-                                   snapshot=target.snapshot)
-        except VmigError as err:
-            counts["error"] += 1
-            app.err.print(error_line(target.stream, str(err)))
-            continue
-        counts[result.status] += 1
-        if result.status != "unchanged" or verbose:
-            app.out.print(update_text(result, show_changes=show))
+    with closing(update_all(_targets(paths), options, jobs or default_jobs())) as results:
+        for result in results:
+            counts[result.status] += 1
+            if result.status == "error":
+                app.err.print(error_line(result.stream, result.message))
+            elif result.status != "unchanged" or verbose:
+                app.out.print(update_text(result, show_changes=show))
     app.out.print(summary_text("update", counts))
     if counts["error"]:
         raise SystemExit(ExitStatus.TROUBLE)
