@@ -34,7 +34,7 @@ from vfio_ramfb_mig.golden import (
 )
 from vfio_ramfb_mig.model import Section, StructValue, VmstateBody
 
-from paths import CAPTURES
+from paths import CAPTURES, FIXTURES
 
 pytest_plugins = ["pytester"]
 
@@ -438,3 +438,74 @@ def test_update_with_jobs_writes_what_one_job_writes(tmp_path: Path) -> None:
 def test_jobs_must_be_positive(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["golden", "check", "-j0", str(copy_capture(tmp_path))])
     assert result.exit_code == 2 and "-j" in result.stderr
+
+
+# ---------------------------------------------------------------- reports for CI: --json, --junit
+
+
+def test_json_and_junit_reports(tmp_path: Path) -> None:
+    import json
+    from xml.etree import ElementTree
+
+    from schemacheck import assert_schema
+
+    root = farm(tmp_path)
+    (root / "a" / "broken.bin").write_bytes(b"QEVM\x00\x00\x00\x03\xff")
+    shutil.copyfile(golden_path(BOOTED), root / "a" / "broken.golden.txt")
+    qcow2 = FIXTURES / "containers" / "qemu-10.0.2__pc-q35-8.2__v3-snapshots.qcow2"  # two VM states, no goldens
+    shutil.copyfile(qcow2, root / qcow2.name)
+    report = tmp_path / "junit.xml"
+    code, out, err = golden("check", "--json", "--junit", str(report), "--limit", "1", str(root))
+    text_code, text_out, _ = golden("check", "--limit", "0", str(root))
+    assert code == text_code == 2 and "broken.bin" in err
+
+    doc = json.loads(out)
+    assert_schema("golden-check", doc)
+    streams = {Path(s["stream"]).name + (f"@{s['snapshot']}" if s["snapshot"] else ""): s for s in doc["streams"]}
+    assert [s["stream"] for s in doc["streams"]] == sorted((s["stream"] for s in doc["streams"]), key=Path)
+    assert doc["passed"] is False and doc["counts"] == {
+        "ok": len(ALL_CAPTURES[::4]) - 2, "different": 1, "missing": 3, "stale": 0, "error": 1}
+    assert {s["status"] for n, s in streams.items() if n.startswith(qcow2.name)} == {"missing"}
+    assert sorted(n for n in streams if n.startswith(qcow2.name)) == [f"{qcow2.name}@1", f"{qcow2.name}@2"]
+    drifted = next(s for s in doc["streams"] if s["status"] == "different")
+    assert drifted["changes"] == [{"group": "stream", "path": "stream/version", "kind": "changed", "old": "2", "new": "3"}]
+    assert streams["broken.bin"]["status"] == "error" and streams["broken.bin"]["message"]
+
+    suites = ElementTree.parse(report).getroot()
+    assert suites.tag == "testsuites"
+    (suite,) = suites
+    cases = suite.findall("testcase")
+    assert [c.get("name") for c in cases] == list(streams)
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == (str(len(streams)), "4", "1")
+    by_name = {c.get("name"): c for c in cases}
+    for name, stream in streams.items():
+        case = by_name[name]
+        assert case.get("classname") == str(Path(stream["stream"]).parent)
+        failure, error = case.find("failure"), case.find("error")
+        if stream["status"] == "ok":
+            assert failure is None and error is None
+        elif stream["status"] == "error":
+            assert failure is None and error is not None and stream["message"] in error.text
+        else:
+            assert error is None and failure.get("type") == stream["status"]
+    # a failure holds the diff text, as the text output says it
+    failure = by_name[Path(drifted["stream"]).name].find("failure")
+    assert "~ stream/version: 2 \u2192 3" in failure.text and "[stream]" in failure.text
+    assert "stream/version: 2 \u2192 3" in text_out
+
+    # the same files for any -j
+    again = tmp_path / "junit-j1.xml"
+    assert golden("check", "-j1", "--json", "--junit", str(again), str(root))[1] == out
+    assert again.read_bytes() == report.read_bytes()
+
+
+def test_junit_holds_what_xml_cannot_say_escaped(tmp_path: Path) -> None:
+    from xml.etree import ElementTree
+
+    from vfio_ramfb_mig.golden import CheckResult, Change, junit_xml
+
+    odd = CheckResult(Path("d/x\x01.bin"), Path("d/x\x01.golden.txt"), "different",
+                      (Change("g\x02", "g\x02/f", "\x00", "1"),))
+    root = ElementTree.fromstring(junit_xml([odd, CheckResult(Path("d/y.bin"), Path("d/y.golden.txt"), "ok")]))
+    case = root.find("testsuite/testcase")
+    assert case.get("name") == "x\\x01.bin" and "g\\x02/f: \\x00 \u2192 1" in case.find("failure").text

@@ -58,7 +58,7 @@ def test_every_schema_is_checked_by_a_test() -> None:
 
 
 def test_schemas_are_shipped_and_printed_by_vmig_schema() -> None:
-    assert {"decode", "decode-pages", "diff", "check", "ram-manifest"} <= set(schemas.names())
+    assert {"decode", "decode-pages", "diff", "check", "golden-check", "ram-manifest"} <= set(schemas.names())
     assert vmig("schema").split() == schemas.names()
     assert json.loads(vmig("schema", "decode")) == schemas.load("decode")
     result = CliRunner().invoke(cli, ["schema", "nosuch"])

@@ -721,6 +721,65 @@ def report_lines(result: CheckResult, limit: int | None = 200) -> list[str]:
     return lines
 
 
+#: `vmig golden check --json`'s document format (schemas/golden-check.schema.json)
+CHECK_JSON_FORMAT = 1
+
+
+def check_document(results: Iterable[CheckResult], orphans: Iterable[Path] = (), version: str = "") -> dict[str, Any]:
+    """`vmig golden check --json`: every stream's status and all its changes (no --limit), the
+    counts, and the goldens whose stream is gone. `passed` is what exit status 0 means."""
+    results = list(results)
+    counts = dict.fromkeys(CHECK_STATUSES, 0)
+    for result in results:
+        counts[result.status] += 1
+    return {
+        "vmig": {"golden_check_format": CHECK_JSON_FORMAT, "version": version},
+        "passed": not any(r.failed for r in results),
+        "counts": counts,
+        "streams": [{"stream": str(r.stream), "snapshot": r.snapshot, "golden": str(r.golden), "status": r.status,
+                     "message": r.message or None,
+                     "changes": [{"group": c.group, "path": c.path, "kind": c.kind, "old": c.old, "new": c.new}
+                                 for c in r.changes]}
+                    for r in results],
+        "orphans": [str(p) for p in orphans],
+    }
+
+
+def junit_xml(results: Iterable[CheckResult], suite: str = "vmig golden check") -> bytes:
+    """JUnit XML of a check, as CI systems read it: one testcase per stream (per VM state of a
+    qcow2 image), named by the stream's file name in a class named by its directory; a difference,
+    a missing or stale golden is a <failure> holding the report's text (every change); a stream
+    or golden that cannot be read is an <error>. No times: the file of -j1 and -jN is the same."""
+    from xml.etree import ElementTree as ET
+
+    results = list(results)
+    failures = sum(r.status in ("different", "missing", "stale") for r in results)
+    errors = sum(r.status == "error" for r in results)
+    counts = {"tests": str(len(results)), "failures": str(failures), "errors": str(errors)}
+    top = ET.Element("testsuites", name=suite, **counts)
+    tests = ET.SubElement(top, "testsuite", name=suite, skipped="0", **counts)
+    for result in results:
+        name = result.stream.name + (f"@{result.snapshot}" if result.snapshot is not None else "")
+        case = ET.SubElement(tests, "testcase", classname=_xml_text(str(result.stream.parent)),
+                             name=_xml_text(name), file=_xml_text(str(result.stream)))
+        if result.status == "ok":
+            continue
+        head, *rest = report_lines(result, limit=None)
+        kind = "error" if result.status == "error" else "failure"
+        problem = ET.SubElement(case, kind, type=result.status, message=_xml_text(head))
+        problem.text = _xml_text("\n".join(rest) if rest else head)
+    ET.indent(top)
+    return ET.tostring(top, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Characters XML 1.0 cannot hold (controls; a path's undecodable bytes) as \\xNN / \\uNNNN."""
+    return _NOT_XML.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 # ================================================================ files: check and update
 
 
@@ -810,17 +869,22 @@ def _has_stream(golden: Path) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """`status`: ok, different, missing (no golden), stale (the golden lacks options asked for), error."""
+    """`status`: ok, different, missing (no golden), stale (the golden lacks options asked for),
+    error (`message` says why). `snapshot`: the VM state of a qcow2 image checked, if it has several."""
 
     stream: Path
     golden: Path
     status: str
     changes: tuple[Change, ...] = ()
     message: str = ""
+    snapshot: str | None = None
 
     @property
     def failed(self) -> bool:
         return self.status != "ok"
+
+
+CHECK_STATUSES = ("ok", "different", "missing", "stale", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -858,11 +922,11 @@ def check_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] 
     _refuse_stream_as_golden(stream, golden)
     expected = read_golden(golden)
     if expected is None:
-        return CheckResult(stream, golden, "missing",
+        return CheckResult(stream, golden, "missing", snapshot=snapshot,
                            message=f"no golden file {golden}; a missing golden fails the check "
                                    f"(write it with `vmig golden update {stream}`, review, commit)")
     if expected.format != FORMAT:
-        return CheckResult(stream, golden, "stale",
+        return CheckResult(stream, golden, "stale", snapshot=snapshot,
                            message=f"{golden} is in golden format {expected.format}; this vmig writes format "
                                    f"{FORMAT}: regenerate it with `vmig golden update {stream}` and review the diff")
     wanted = options.merge(load_config(find_config(golden.parent, Path(config_root) if config_root else None)))
@@ -871,14 +935,14 @@ def check_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] 
                                              ("--order", wanted.records_order, have.records_order))
                if asked and not kept]
     if lacking:
-        return CheckResult(stream, golden, "stale",
+        return CheckResult(stream, golden, "stale", snapshot=snapshot,
                            message=f"{golden} was written without {' and '.join(lacking)}, so it cannot be "
                                    f"compared with them; regenerate it with `vmig golden update "
                                    f"{' '.join(lacking)} {stream}`")
     effective = have.merge(wanted)
     actual = golden_of_path(stream, effective, snapshot)
     changes = compare(expected, actual, effective.ignore)
-    return CheckResult(stream, golden, "different" if changes else "ok", tuple(changes))
+    return CheckResult(stream, golden, "different" if changes else "ok", tuple(changes), snapshot=snapshot)
 
 
 def update_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str] | None = None, *,
@@ -944,7 +1008,7 @@ def _check_target(target: Target, options: GoldenOptions) -> CheckResult:
         return check_stream(target.stream, target.golden, options=options, config_root=target.root,
                             snapshot=target.snapshot)
     except VmigError as err:
-        return CheckResult(target.stream, target.golden, "error", message=str(err))
+        return CheckResult(target.stream, target.golden, "error", message=str(err), snapshot=target.snapshot)
 
 
 def _update_target(target: Target, options: GoldenOptions) -> UpdateResult:

@@ -13,13 +13,15 @@ Imports: click at start-up; golden and render.goldenview when a verb runs.
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from contextlib import closing
 from typing import Any
 
 import click
 
-from .main import App, ExitStatus, SuggestingGroup
+from .main import FILE, App, ExitStatus, SuggestingGroup
 
 
 def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -64,31 +66,49 @@ def golden_cmd() -> None:
 @golden_cmd.command("check")
 @_content_options
 @click.option("--limit", default=200, show_default=True, metavar="N",
-              help="show at most N differences per stream (0: all)")
+              help="show at most N differences per stream (0: all; --json and --junit hold all)")
 @click.option("-v", "--verbose", is_flag=True, help="also list the streams that match")
+@click.option("--json", "as_json", is_flag=True,
+              help="print the result as JSON instead of text: every stream's status and changes "
+                   "(schemas/golden-check.schema.json)")
+@click.option("--junit", metavar="FILE", type=FILE,
+              help="also write a JUnit XML report for CI: a testcase per stream, a failure holds its differences")
 @click.pass_obj
 def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets: bool, order: bool,
-              jobs: int | None, limit: int, verbose: bool) -> None:
+              jobs: int | None, limit: int, verbose: bool, as_json: bool, junit: str | None) -> None:
     """Compare every stream under PATHS with its golden; print the differences.
 
     Exit 0: all match. 1: a difference, or a missing golden. 2: a stream or
     golden that cannot be read.
     """
-    from ..golden import GoldenOptions, check_all, default_jobs, orphan_goldens
+    from ..golden import CHECK_STATUSES, GoldenOptions, check_all, check_document, default_jobs, junit_xml, orphan_goldens
+    from ..outfile import check_output, write_output
     from ..render.goldenview import check_text, error_line, summary_text
 
+    if junit is not None:
+        check_output(junit)
     options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
-    counts = {"ok": 0, "different": 0, "missing": 0, "stale": 0, "error": 0}
-    with closing(check_all(_targets(paths), options, jobs or default_jobs())) as results:
-        for result in results:
+    counts = dict.fromkeys(CHECK_STATUSES, 0)
+    results = []
+    with closing(check_all(_targets(paths), options, jobs or default_jobs())) as each:
+        for result in each:
+            results.append(result)
             counts[result.status] += 1
             if result.status == "error":
                 app.err.print(error_line(result.stream, result.message))
-            elif result.failed or verbose:
+            elif not as_json and (result.failed or verbose):
                 app.out.print(check_text(result, limit or None))
-    for orphan in orphan_goldens(paths):
+    orphans = orphan_goldens(paths)
+    for orphan in orphans:
         app.err.print(f"vmig: warning: {orphan} has no stream beside it", style="vmig.warn", markup=False)
-    app.out.print(summary_text("check", counts))
+    if junit is not None:
+        write_output(junit, junit_xml(results))
+    if as_json:
+        from ..version import __version__
+
+        sys.stdout.write(json.dumps(check_document(results, orphans, __version__), indent=2) + "\n")
+    else:
+        app.out.print(summary_text("check", counts))
     if counts["error"]:
         raise SystemExit(ExitStatus.TROUBLE)
     if counts["different"] or counts["missing"] or counts["stale"]:
