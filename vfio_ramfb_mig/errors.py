@@ -39,6 +39,10 @@ class InputError(VmigError):
     """The input could not be opened or read (missing file, bad compression)."""
 
 
+class GoldenError(InputError):
+    """A golden file or vmig-golden.toml that cannot be used (unreadable, malformed, stale options)."""
+
+
 class LimitError(VmigError):
     """A limit the user can raise was reached (the hint says how): what a small hostile input
     would otherwise make vmig allocate or write."""

@@ -13,15 +13,12 @@ Imports: click at start-up; golden and render.goldenview when a verb runs.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from contextlib import closing
 from typing import Any
 
 import click
 
-from .main import FILE, App, ExitStatus, SuggestingGroup
+from .main import FILE, App, SuggestingGroup
 
 
 def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -37,15 +34,6 @@ def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
                              "'cpu/*/tsc*'; a pattern matching a parent path ('timer') covers its subtree; "
                              "repeatable; adds to vmig-golden.toml's `ignore`")(func)
     return click.argument("paths", nargs=-1, required=True, metavar="PATHS...", type=click.Path())(func)
-
-
-def _targets(paths: tuple[str, ...]):
-    from ..golden import GoldenError, find_streams  # start-up: see main's docstring
-
-    targets = find_streams(paths)
-    if not targets:
-        raise GoldenError(f"no stream under {', '.join(paths)}; a check that checks nothing fails")
-    return targets
 
 
 @click.group("golden", cls=SuggestingGroup)
@@ -81,38 +69,15 @@ def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets
     Exit 0: all match. 1: a difference, or a missing golden. 2: a stream or
     golden that cannot be read.
     """
-    from ..golden import CHECK_STATUSES, GoldenOptions, check_all, check_document, default_jobs, junit_xml, orphan_goldens
-    from ..outfile import check_output, write_output
-    from ..render.goldenview import check_text, error_line, summary_text
+    from .. import __version__  # start-up: see main's docstring
+    from ..golden import GoldenOptions, check_paths
+    from ..render.goldenview import show_check
 
-    if junit is not None:
-        check_output(junit)
-    options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
-    counts = dict.fromkeys(CHECK_STATUSES, 0)
-    results = []
-    with closing(check_all(_targets(paths), options, jobs or default_jobs())) as each:
-        for result in each:
-            results.append(result)
-            counts[result.status] += 1
-            if result.status == "error":
-                app.err.print(error_line(result.stream, result.message))
-            elif not as_json and (result.failed or verbose):
-                app.out.print(check_text(result, limit or None))
-    orphans = orphan_goldens(paths)
-    for orphan in orphans:
-        app.err.print(f"vmig: warning: {orphan} has no stream beside it", style="vmig.warn", markup=False)
-    if junit is not None:
-        write_output(junit, junit_xml(results))
-    if as_json:
-        from ..version import __version__
-
-        sys.stdout.write(json.dumps(check_document(results, orphans, __version__), indent=2) + "\n")
-    else:
-        app.out.print(summary_text("check", counts))
-    if counts["error"]:
-        raise SystemExit(ExitStatus.TROUBLE)
-    if counts["different"] or counts["missing"] or counts["stale"]:
-        raise SystemExit(ExitStatus.DIFFERENT)
+    run = check_paths(paths, GoldenOptions(offsets=offsets, order=order, ignore=ignore), jobs)
+    show_check(app.out, app.err, run, limit=limit or None, verbose=verbose, as_json=as_json, junit=junit,
+               version=__version__)
+    if run.exit_status:
+        raise SystemExit(run.exit_status)
 
 
 @golden_cmd.command("update")
@@ -128,18 +93,10 @@ def update_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offset
     are recorded in the golden's `# options:` line; to drop one, edit that
     line or delete the golden first.
     """
-    from ..golden import GoldenOptions, default_jobs, update_all
-    from ..render.goldenview import error_line, summary_text, update_text
+    from ..golden import GoldenOptions, update_paths
+    from ..render.goldenview import show_update
 
-    options = GoldenOptions(offsets=offsets, order=order, ignore=ignore)
-    counts = {"created": 0, "updated": 0, "unchanged": 0, "error": 0}
-    with closing(update_all(_targets(paths), options, jobs or default_jobs())) as results:
-        for result in results:
-            counts[result.status] += 1
-            if result.status == "error":
-                app.err.print(error_line(result.stream, result.message))
-            elif result.status != "unchanged" or verbose:
-                app.out.print(update_text(result, show_changes=show))
-    app.out.print(summary_text("update", counts))
-    if counts["error"]:
-        raise SystemExit(ExitStatus.TROUBLE)
+    run = update_paths(paths, GoldenOptions(offsets=offsets, order=order, ignore=ignore), jobs)
+    show_update(app.out, app.err, run, show_changes=show, verbose=verbose)
+    if run.exit_status:
+        raise SystemExit(run.exit_status)
