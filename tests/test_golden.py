@@ -391,8 +391,8 @@ def test_vfio_data_split_over_parts_does_not_matter() -> None:
 
 
 def farm(tmp_path: Path) -> Path:
-    """A CI farm's folder of real captures: some match, one golden drifted (a value changed),
-    one golden missing, in two directories so the sorted order crosses them."""
+    """A CI farm's folder of real captures: some match, one golden drifted (a value changed and a
+    line gone), one golden missing, in two directories so the sorted order crosses them."""
     root = tmp_path / "farm"
     for n, capture in enumerate(ALL_CAPTURES[::4]):
         where = root / ("b" if n % 2 else "a")
@@ -402,7 +402,8 @@ def farm(tmp_path: Path) -> Path:
     drifted, missing = sorted(root.rglob("*.golden.txt"))[1:3]
     text = drifted.read_text()
     line = next(l for l in text.splitlines() if l.startswith("stream/version = "))
-    drifted.write_text(text.replace(line, "stream/version = 2"))
+    gone = next(l for l in text.splitlines() if l.startswith("ram/total = "))
+    drifted.write_text(text.replace(line, "stream/version = 2").replace(gone + "\n", ""))
     missing.unlink()
     return root
 
@@ -416,6 +417,8 @@ def test_jobs_give_the_output_and_status_of_one_job(tmp_path: Path) -> None:
     assert "stream/version: 2 \u2192 3" in out and "MISSING" in out and "DIFFERENT" in out
     streams = [line.split()[1] for line in out.splitlines() if line.split()[:1] in (["OK"], ["DIFFERENT"], ["MISSING"])]
     assert len(streams) == len(ALL_CAPTURES[::4]) and streams == sorted(streams, key=Path)
+    # paths in any order: the streams are reported in sorted order
+    assert golden("check", "-j1", "-v", str(root / "b"), str(root / "a")) == one
 
     # a stream that does not decode is trouble (exit 2) whatever the number of jobs
     (root / "a" / "broken.bin").write_bytes(b"QEVM\x00\x00\x00\x03\xff")
@@ -468,7 +471,8 @@ def test_json_and_junit_reports(tmp_path: Path) -> None:
     assert {s["status"] for n, s in streams.items() if n.startswith(qcow2.name)} == {"missing"}
     assert sorted(n for n in streams if n.startswith(qcow2.name)) == [f"{qcow2.name}@1", f"{qcow2.name}@2"]
     drifted = next(s for s in doc["streams"] if s["status"] == "different")
-    assert drifted["changes"] == [{"group": "stream", "path": "stream/version", "kind": "changed", "old": "2", "new": "3"}]
+    assert drifted["changes"] == [{"group": "stream", "path": "stream/version", "kind": "changed", "old": "2", "new": "3"},
+                                  {"group": "ram", "path": "ram/total", "kind": "added", "old": None, "new": "17309696"}]
     assert streams["broken.bin"]["status"] == "error" and streams["broken.bin"]["message"]
 
     suites = ElementTree.parse(report).getroot()
@@ -491,6 +495,7 @@ def test_json_and_junit_reports(tmp_path: Path) -> None:
     # a failure holds the diff text, as the text output says it
     failure = by_name[Path(drifted["stream"]).name].find("failure")
     assert "~ stream/version: 2 \u2192 3" in failure.text and "[stream]" in failure.text
+    assert "+ ram/total: (absent) \u2192 17309696" in failure.text
     assert "stream/version: 2 \u2192 3" in text_out
 
     # the same files for any -j
