@@ -196,9 +196,8 @@ def test_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
     assert stat.S_ISCHR(os.stat(full).st_mode)
 
 
-#: modules that still say outfile's old name for output_file: golden.py is the golden engineer's this
-#: session (being split into a package); the alias goes with its import
-OLD_NAME_USERS = {"golden.py"}
+#: modules that still say another name for an outfile function (none: golden's alias went with it)
+OLD_NAME_USERS: set[str] = set()
 
 
 def test_one_name_for_output_files() -> None:

@@ -147,8 +147,3 @@ def write_output(target: str, data: bytes) -> None:
     """Write `data` to `target` ('-': stdout) as output_file does."""
     with output_file(target) as out:
         out.write(data)
-
-
-#: the name this module had for output_file; its last user is golden.py (another engineer's this
-#: session): remove it with that import, test_cli_outfile.test_one_name_for_output_files checks the rest
-atomic_output = output_file

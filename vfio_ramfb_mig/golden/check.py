@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import GoldenError, VmigError
-from ..outfile import atomic_output
+from ..outfile import output_file
 from .compare import Change, compare
 from .discovery import golden_path
 from .goldenfile import FORMAT, read_golden
@@ -111,7 +111,7 @@ def update_stream(stream: str | os.PathLike[str], golden: str | os.PathLike[str]
         return UpdateResult(stream, golden, "unchanged")
     changes = tuple(compare(previous, actual)) if previous is not None else ()
     mode = 0o666 & ~_umask()
-    with atomic_output(str(golden)) as out:
+    with output_file(str(golden)) as out:
         out.write(text.encode("utf-8"))
         os.fchmod(out.fileno(), mode)
     return UpdateResult(stream, golden, "updated" if old_text is not None else "created", changes)
