@@ -188,6 +188,18 @@ def test_json_form_round_trip_keeps_every_record() -> None:
         assert again == data
 
 
+@pytest.mark.parametrize("named", [True, False])
+def test_zero_runs_are_built_a_piece_at_a_time_as_record_by_record(named: bool) -> None:
+    """encode builds a ZERO run's records many at a time (zero_run_bytes): the same bytes as the
+    records one by one, across its piece boundary, with a fill byte and an offset of its own."""
+    from vfio_ramfb_mig.ram.walk import _ZERO_CHUNK, record_parts, zero_run_bytes
+
+    run = RamPages("zero", "pc.ram", 7 * 4096, 2 * _ZERO_CHUNK + 3, named, fill=0x42)
+    expected = b"".join(head + tail for head, tail in record_parts(run, 4096))
+    assert b"".join(zero_run_bytes(run, 4096)) == expected
+    assert expected[8 if not named else 8 + 7] == 0x42
+
+
 def test_encode_copies_a_run_only_when_every_record_is_as_it_would_write_it(tmp_path) -> None:
     """encode --from-json with a source whose bytes differ in one record word in the middle of a
     run (another file of the same size): that run is written record by record, and the output is

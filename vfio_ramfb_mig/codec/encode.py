@@ -22,8 +22,11 @@ migration/ram.c (ram_save_setup, save_page_header), hw/vfio/migration.c.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
+import stat
 import struct
 from typing import Any, BinaryIO
 
@@ -70,11 +73,16 @@ from ..wire.stream import (
 from ..wire.stream import Command as CommandRecord
 from ..wire.vfio import DataChunkHeader, Marker, VfioMarker
 from ..ram.limits import check_claim
-from ..ram.walk import record_parts, run_in_source
+from ..ram.walk import record_parts, run_in_source, zero_run_bytes
 from ..source import Source
 from ..text import to_wire
 
 _COPY_CHUNK = 8 << 20
+#: copies at least this long go file to file in the kernel when they can (os.copy_file_range)
+_KERNEL_COPY_MIN = 64 << 10
+#: small writes (a 9-byte zero-page record, one page) gather up to this much before going out:
+#: one system call for many records (a BufferedWriter passes anything over its 8 KiB through)
+_WRITE_GATHER = 1 << 20
 _SECTION_BYTES = {name: int(record_type) for record_type, name in SECTION_TYPES.items()}
 _RAM_KIND_FLAG = {"zero": RamFlag.ZERO, "page": RamFlag.PAGE, "xbzrle": RamFlag.XBZRLE}
 _VFIO_MARKERS = {"setup": VfioMarker.DEV_SETUP_STATE, "end_of_state": VfioMarker.END_OF_STATE,
@@ -100,29 +108,111 @@ def encode_bytes(stream: MigrationStream, source: Source | None = None) -> bytes
 class _Encoder:
     def __init__(self, out: BinaryIO, source: Source | None) -> None:
         self.out, self.source, self.written = out, source, 0
+        self._pending = bytearray()  # written, not yet given to `out` (see flush)
         self._read_lo, self._read_hi = 1 << 63, 0  # the source range read since it was last let go
+        self._fds: tuple[int, int, int] | bool | None = None  # for copy_file_range (see _file_copy)
         self.page_size = 4096
 
-    def write(self, data: bytes) -> None:
-        self.out.write(data)
+    def write(self, data: bytes | memoryview) -> None:
+        self._pending += data
         self.written += len(data)
+        if len(self._pending) >= _WRITE_GATHER:
+            self.flush()
+
+    def flush(self) -> None:
+        """Give what `write` gathered to `out`."""
+        if self._pending:
+            self.out.write(self._pending)
+            self._pending.clear()
+
+    def _file_copy(self) -> tuple[int, int, int] | None:
+        """(source fd, output fd, the stream's offset in the source file) when both are regular files
+        and the kernel can copy from one to the other, else None. Made once, on first use."""
+        if self._fds is None:
+            self._fds = False
+            region = self.source.file_region() if self.source is not None else None
+            # only a plain file object: a compressor (GzipFile, LZMAFile...) has the fileno() of the
+            # file it compresses into, where raw bytes must not go
+            regular = False
+            if region is not None and isinstance(self.out, (io.BufferedWriter, io.FileIO)):
+                try:
+                    out_fd = self.out.fileno()
+                    regular = stat.S_ISREG(os.fstat(out_fd).st_mode)
+                except (OSError, ValueError, io.UnsupportedOperation):
+                    pass
+            if regular and hasattr(os, "copy_file_range"):
+                assert region is not None
+                try:
+                    fd = os.open(region[0], os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    return None
+                if os.fstat(fd).st_size == self.source.file_size:  # type: ignore[union-attr]
+                    self._fds = (fd, out_fd, region[1])
+                else:
+                    os.close(fd)
+        return self._fds or None
+
+    def _kernel_copy(self, start: int, length: int) -> bool:
+        """Copy file to file in the kernel (no page of either is mapped here); False: not possible."""
+        fds = self._file_copy()
+        if fds is None:
+            return False
+        fd, out_fd, base = fds
+        self.flush()
+        self.out.flush()
+        offset, left = base + start, length
+        try:
+            while left:
+                done = os.copy_file_range(fd, out_fd, left, offset)
+                if done <= 0:
+                    raise OSError(errno.EIO, "copy_file_range made no progress")
+                offset, left = offset + done, left - done
+        except OSError:
+            if left != length:  # part went out: the output file is now ahead of this writer
+                raise
+            self._fds = False  # the file systems cannot: write from the mapping from now on
+            os.close(fd)
+            return False
+        # the kernel moved the file position: the writer's idea of it (tell) follows
+        self.out.seek(os.lseek(out_fd, 0, os.SEEK_CUR))
+        self.written += length
+        return True
+
+    def close(self) -> None:
+        if self._fds:
+            os.close(self._fds[0])
+        self._fds = False
 
     def copy(self, start: int, length: int) -> None:
-        """Copy `length` bytes of the source from `start`. The input is read about in order, and
-        what was read is let go every `_COPY_CHUNK` bytes: resident memory stays flat."""
+        """Copy `length` bytes of the source from `start`: file to file in the kernel where it can,
+        else through the mapping. The input is read about in order, and what was read is let go
+        every `_COPY_CHUNK` bytes: resident memory stays flat."""
         assert self.source is not None
-        src = self.source
-        with memoryview(src.buf) as view:
+        if length >= _KERNEL_COPY_MIN and self._kernel_copy(start, length):
+            # no page was mapped for the copy, but the check that the run lies there as written
+            # (run_in_source) read its record words through the mapping
+            self._read(start, start + length)
+            return
+        with memoryview(self.source.buf) as view:
             for at in range(start, start + length, _COPY_CHUNK):
                 end = min(at + _COPY_CHUNK, start + length)
                 with view[at:end] as piece:
-                    self.out.write(piece)
-                self.written += end - at
-                self._read_lo = min(self._read_lo, at)
-                self._read_hi = max(self._read_hi, end)
-                if self._read_hi - self._read_lo >= _COPY_CHUNK or end - at >= _COPY_CHUNK:
-                    src.forget(self._read_lo, self._read_hi)
-                    self._read_lo, self._read_hi = 1 << 63, 0
+                    if end - at < _WRITE_GATHER:
+                        self.write(piece)
+                    else:
+                        self.flush()
+                        self.out.write(piece)
+                        self.written += end - at
+                self._read(at, end)
+
+    def _read(self, start: int, end: int) -> None:
+        """Note that [start, end) of the source was read; let the mapped pages go every `_COPY_CHUNK`."""
+        assert self.source is not None
+        self._read_lo = min(self._read_lo, start)
+        self._read_hi = max(self._read_hi, end)
+        if self._read_hi - self._read_lo >= _COPY_CHUNK or end - start >= _COPY_CHUNK:
+            self.source.forget(self._read_lo, self._read_hi)
+            self._read_lo, self._read_hi = 1 << 63, 0
 
     def build(self, schema: Construct, value: Any, path: FieldPath, what: str) -> None:
         """Write `value` built by `schema`; a value the wire cannot hold is an EncodeError."""
@@ -145,6 +235,14 @@ class _Encoder:
 
     def run(self, stream: MigrationStream, max_ram: int | None = None) -> int:
         self.check_pages(stream, max_ram)
+        try:
+            self.records(stream)
+            self.flush()
+        finally:
+            self.close()
+        return self.written
+
+    def records(self, stream: MigrationStream) -> None:
         for index, record in enumerate(stream.records):
             path: FieldPath = ("records", index)
             try:
@@ -155,7 +253,6 @@ class _Encoder:
                 message = str(exc).split("\n")[-1].strip() or type(exc).__name__
                 raise EncodeError(f"value does not fit the wire format: {message}", offset=self.written,
                                   path=path) from exc
-        return self.written
 
     def record(self, record: Any, path: FieldPath) -> None:
         if isinstance(record, Header):
@@ -258,9 +355,11 @@ class _Encoder:
             return self.container(fd.struct, value.fields, value.subsections, path)
         if isinstance(value, Blob):
             buf = io.BytesIO()
+            self.flush()
             saved, self.out, self.written = (self.out, self.written), buf, 0
             try:
                 self.blob(value, path)
+                self.flush()
             finally:
                 self.out, self.written = saved
             return buf.getvalue()
@@ -320,6 +419,10 @@ class _Encoder:
         if self.source is not None and run_in_source(run, ps, self.source):
             assert run.span is not None
             self.copy(run.span.offset, run.span.length)  # the records as they are in the source
+            return
+        if run.kind == "zero":
+            for piece in zero_run_bytes(run, ps):
+                self.write(piece)
             return
         data = run.data[0] if run.data else None
         for i, (head, tail) in enumerate(record_parts(run, ps)):

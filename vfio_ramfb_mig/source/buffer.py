@@ -157,6 +157,15 @@ class Source:
             self._mapping.madvise(mmap.MADV_DONTNEED, start, end - start)
             self._released = end
 
+    def file_region(self) -> tuple[str, int] | None:
+        """(path, offset) of the stream's first byte in the regular file it is read from in place
+        (a plain stream, or one inside an uncompressed container), or None (stdin, a spool):
+        for copies the kernel can make file to file (encode's os.copy_file_range)."""
+        if (not self.seekable or self.spooled or self.file_size is None or self._mapping is None
+                or not self.name or self.name == "-"):
+            return None
+        return self.name, self._base
+
     def forget(self, start: int, end: int) -> None:
         """Let the kernel drop the mapped pages of [start, end): they were read out of order (page
         contents, not the walk) and will not be needed soon. They come back from the page cache
