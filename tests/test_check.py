@@ -22,6 +22,8 @@ from helpers import (
     rename,
     rename_machine,
     vfio_stream,
+    with_part_before_end,
+    zero_run,
 )
 from paths import CAPTURES
 
@@ -70,6 +72,9 @@ PATCHED = {
     "timer-v3": lambda: patch_section_version(Q72_PLAIN_10.read_bytes(), "timer", 3),
     "fw_cfg-unknown-subsection": lambda: rename(Q72_PLAIN_10.read_bytes(), "fw_cfg/acpi_mr", "fw_cfg/acpi_xx"),
     "fw_cfg-subsection-v2": lambda: patch_subsection_version(Q72_PLAIN_10.read_bytes(), "fw_cfg/acpi_mr", 2),
+    # a run that names the 4 KiB block and CONTINUEs two pages past its used_length
+    "rsdp-continued-past-end": lambda: with_part_before_end(Q72_PLAIN_10.read_bytes(),
+                                                            [zero_run("/rom@etc/acpi/rsdp", 0, count=3)]),
 }
 
 #: (stream, destination QEMU, machine, devices, caps, memory) -> what QEMU prints; None means it loads
@@ -130,6 +135,12 @@ CASES = {
     "SWITCHOVER_START on 7.2": ("switchover-start", "7.2", "pc-q35-7.2", (), (), None,
                                 ("MIG_CMD 0xb unknown (len 0x0)", EINVAL)),
     "SWITCHOVER_START on 10.0": ("switchover-start", "10.0", "pc-q35-7.2", (), (), None, ()),
+    "CONTINUE records past a block's end on 10.0": (
+        "rsdp-continued-past-end", "10.0", "pc-q35-7.2", (), (), None,
+        ("Illegal RAM offset 1000", "error while loading state section id 1(ram)", EINVAL)),
+    "CONTINUE records past a block's end on 7.2": (
+        "rsdp-continued-past-end", "7.2", "pc-q35-7.2", (), (), None,
+        ("Illegal RAM offset 1000", "error while loading state section id 1(ram)", EINVAL)),
     "subsection version too new": ("fw_cfg-subsection-v2", "10.0", "pc-q35-7.2", (), (), None,
                                    ("fw_cfg/acpi_mr: incoming version_id 2 is too new for local version_id 1",
                                     "error while loading state for instance 0x0 of device 'fw_cfg'", EINVAL)),

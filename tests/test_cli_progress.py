@@ -269,3 +269,36 @@ def test_compressed_and_stdin_input_get_a_bar_while_read(monkeypatch: pytest.Mon
         result = CliRunner().invoke(cli, ["decode", "--summary", source], input=stdin)
         assert result.exit_code == 0, result.output
         assert bars == [{"description": f"decode {source}", "total": None, "enabled": True}]
+
+
+@pytest.mark.parametrize("tty, quiet, enabled", [(True, False, True), (False, False, False), (True, True, False)])
+def test_ram_extract_asks_for_a_bar_on_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                  tty: bool, quiet: bool, enabled: bool) -> None:
+    """`ram extract` (a walk of the whole input, then every block written) has a bar over the
+    input's size, on a terminal and without -q, and reports up to that size in order."""
+    seen: list[tuple] = []
+    real = progress_module.progress_bar
+
+    def spy(console, total, description, *, enabled=True, **kw):
+        seen.append(("bar", description, total, enabled))
+        manager = real(console, total, description, enabled=False, **kw)
+
+        class Recording:
+            def __enter__(self):
+                manager.__enter__()
+                return lambda *args: seen.append(("at", *args))
+
+            def __exit__(self, *exc):
+                return manager.__exit__(*exc)
+
+        return Recording()
+
+    monkeypatch.setattr(progress_module, "progress_bar", spy)
+    monkeypatch.setattr(climain, "stderr_is_terminal", lambda: tty)
+    result = CliRunner().invoke(cli, ["ram", "extract", *(["-q"] if quiet else []), str(BOOTED),
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    size = BOOTED.stat().st_size
+    assert [s for s in seen if s[0] == "bar"] == [("bar", f"extract {BOOTED}", size, enabled)]
+    at = [s[1] for s in seen if s[0] == "at"]
+    assert at == sorted(at) and at[-1] == size and len(at) > 1

@@ -115,6 +115,32 @@ def test_page_offset_far_past_the_block(tmp_path: Path, shift: int) -> None:
     assert "past the end of block" in err and grown < 64 * 1024
 
 
+def test_continue_records_past_a_small_block_are_refused(tmp_path: Path) -> None:
+    """One record names a 4 KiB block and 999 more CONTINUE it (the walk put them all in that
+    block): the first at 0x1000 is QEMU's "Illegal RAM offset 1000" for diff, golden, extract and
+    check, and decode still shows every record."""
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(synthetic([("pc.ram", 16 << 20), ("/rom@etc/acpi/rsdp", PS)],
+                              [zero_run("pc.ram", 0), zero_run("/rom@etc/acpi/rsdp", 0, count=1000)]))
+    good = tmp_path / "good.bin"
+    good.write_bytes(synthetic([("pc.ram", 16 << 20), ("/rom@etc/acpi/rsdp", PS)],
+                               [zero_run("pc.ram", 0), zero_run("/rom@etc/acpi/rsdp", 0)]))
+    result = vmig("diff", str(good), str(bad))
+    assert result.exit_code == 2, result.output
+    line = assert_one_error_line(result.stderr, wants="past the end of block '/rom@etc/acpi/rsdp'")
+    assert "1000 zero page(s) at 0x0" in line and "Illegal RAM offset 1000" in line
+    result = vmig("check", "--target", "pc-q35-10.0", str(bad))
+    assert result.exit_code == 1 and "Illegal RAM offset 1000" in result.stdout, result.output
+    assert "Illegal RAM offset" not in vmig("check", "--target", "pc-q35-10.0", str(good)).stdout
+    with pytest.raises(CorruptError, match="Illegal RAM offset 1000"):
+        golden_of_path(bad)
+    with pytest.raises(CorruptError, match="Illegal RAM offset 1000"):
+        extract_ram(str(bad), str(tmp_path / "out"))
+    runs = [i for s in decode(bad.read_bytes()).sections for i in s.body.items if getattr(i, "block", "") ==
+            "/rom@etc/acpi/rsdp" and hasattr(i, "count")]
+    assert [(r.offset, r.count) for r in runs] == [(0, 1000)]
+
+
 def test_encode_of_an_absurd_page_run_is_refused_before_writing(tmp_path: Path) -> None:
     data = tiny(1 << 60)
     stream = tmp_path / "s.bin"
