@@ -74,6 +74,10 @@ def test_bench_times_explicit_captures(tmp_path: Path) -> None:
     assert rss["met"] is (rss["value"] <= rss["target"])
     # the ratio is the two medians' quotient, as the table shows it
     assert diff_check["value"] == pytest.approx(cmds["diff"]["median_s"] / cmds["sha256 both"]["median_s"], rel=0.01)
+    # and the same in CPU time (user + system of the same runs)
+    assert all(len(c["cpu_seconds"]) == 1 and c["median_cpu_s"] > 0 for c in res["commands"])
+    assert diff_check["cpu_value"] == pytest.approx(cmds["diff"]["median_cpu_s"] / cmds["sha256 both"]["median_cpu_s"],
+                                                    rel=0.01)
 
 
 

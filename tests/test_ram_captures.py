@@ -96,3 +96,16 @@ def test_final_ram_is_qemus(meta: Path, tmp_path: Path) -> None:
     (entry,) = json.loads((out / MANIFEST).read_text())["blocks"]
     assert hashlib.sha256((out / entry["file"]).read_bytes()).hexdigest() == want["sha256"]
     assert result.blocks[0].used_length == size
+
+
+@pytest.mark.parametrize("meta", CAPTURES, ids=lambda m: m.name[:-len(".meta.json")])
+def test_json_form_rebuilds_the_stream(meta: Path) -> None:
+    """decode --json, then encode --from-json with the stream as source: QEMU's bytes again, for
+    re-sent pages, XBZRLE deltas (kept in the JSON itself), mapped-ram regions and postcopy."""
+    from vfio_ramfb_mig import encode_bytes, jsonform
+
+    with Source.open(str(_stream_of(meta))) as src:
+        data = bytes(src.buf)
+        again = encode_bytes(jsonform.loads(jsonform.dumps(decode(src))), src)
+    assert again == data, f"first difference at {next(i for i, (a, b) in enumerate(zip(again, data)) if a != b)}" \
+        if len(again) == len(data) else f"{len(again)} bytes, expected {len(data)}"

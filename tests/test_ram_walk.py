@@ -159,6 +159,27 @@ def test_flag_bits_are_those_below_the_target_page_size(page_size: int) -> None:
     assert run.offset == page_size
 
 
+@pytest.mark.parametrize("kind, index", [("zero", 5), ("page", 1)])
+def test_a_stray_flag_bit_inside_a_run_is_refused_there(kind: str, index: int) -> None:
+    """A record in the middle of a long run (where the walk's fast path reads one word per record)
+    with CONTINUE, its kind and one bit more is refused at that record, like the run's first."""
+    from vfio_ramfb_mig.errors import CorruptError
+
+    pages = b"".join(bytes([n]) * 4096 for n in range(1, 5))
+    runs = (RamPages("zero", "ram0", 0, 8, True), RamPages("page", "ram0", 8 * 4096, 4, False,
+                                                             data=(Blob(0, len(pages), pages),)))
+    data = _stream(4096, runs)
+    run = next(i for s in decode(data).sections if isinstance(s.body, RamBody) for i in s.body.items
+               if isinstance(i, RamPages) and i.kind == kind)
+    at = run.record_offset(index, 4096)
+    for bit in (0x400, 0x100, 0x800):  # undefined; MULTIFD_FLUSH beside a page kind; undefined
+        (word,) = struct.unpack_from(">Q", data, at)
+        bad = data[:at] + struct.pack(">Q", word | bit) + data[at + 8:]
+        with pytest.raises(CorruptError, match="impossible RAM flags") as info:
+            decode(bad)
+        assert info.value.offset == at
+
+
 def test_continue_flag_names_no_block_and_carries_on_across_sections() -> None:
     """A record with CONTINUE has no block name and is in the block of the last record that named
     one, even in an earlier section; one without it names its block again."""

@@ -24,9 +24,11 @@ and sha256; a stream is reused when both match, and made again otherwise.
 Then, after one untimed read of every input (so round 1 does not pay for a
 cold page cache), every command runs once per round, round after round
 (``--rounds``, default 5), so that load from other processes spreads over all
-commands instead of landing on one.  Reported per command: the median wall time
-and the largest peak RSS (ru_maxrss from wait4() of that very child).  Linux
-starts a child's ru_maxrss at the peak RSS of the process that spawned it, so
+commands instead of landing on one.  Reported per command: the median wall time,
+the median CPU time (user + system, from the same wait4(): on a machine shared with
+other work it does not count the waits for a core, so every ratio is shown in CPU
+time too; the targets are wall time) and the largest peak RSS (ru_maxrss from
+wait4() of that very child).  Linux starts a child's ru_maxrss at the peak RSS of the process that spawned it, so
 the commands are spawned by a small separate interpreter (LAUNCHER), whose
 ~10 MiB is then the floor, instead of by this script.
 
@@ -308,6 +310,7 @@ class Command:
     files: list[str] = field(default_factory=list)
     ok_exits: tuple[int, ...] = (0,)
     seconds: list[float] = field(default_factory=list)   # one per round
+    cpu_seconds: list[float] = field(default_factory=list)  # user + system time of the same runs
     exits: list[int] = field(default_factory=list)
     max_rss_kib: int = 0
     error: str | None = None
@@ -315,6 +318,10 @@ class Command:
     @property
     def median(self) -> float | None:
         return statistics.median(self.seconds) if self.seconds and not self.error else None
+
+    @property
+    def cpu_median(self) -> float | None:
+        return statistics.median(self.cpu_seconds) if self.cpu_seconds and not self.error else None
 
     @property
     def rss_mib(self) -> float | None:
@@ -355,7 +362,8 @@ for line in sys.stdin:
     secs = time.perf_counter() - t0
     with open("/proc/self/status") as f:
         floor = next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
-    print(json.dumps({"seconds": secs, "exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out,
+    print(json.dumps({"seconds": secs, "cpu_seconds": ru.ru_utime + ru.ru_stime,
+                      "exit": os.waitstatus_to_exitcode(status), "timed_out": timed_out,
                       "maxrss_kib": ru.ru_maxrss, "floor_kib": floor}), flush=True)
 """
 
@@ -369,8 +377,8 @@ class Launcher:
         self.err = tempfile.NamedTemporaryFile(prefix="vmig-bench-", suffix=".stderr")  # noqa: SIM115 (closed in close())
         self.floor_kib = 0
 
-    def run(self, argv: list[str], timeout: float) -> tuple[float, int, int, str]:
-        """Run argv, stdout to /dev/null: (seconds, exit status, peak RSS KiB, stderr tail)."""
+    def run(self, argv: list[str], timeout: float) -> tuple[float, float, int, int, str]:
+        """Run argv, stdout to /dev/null: (seconds, CPU seconds, exit status, peak RSS KiB, stderr tail)."""
         self.proc.stdin.write(json.dumps({"argv": argv, "stderr": self.err.name, "timeout": timeout}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -384,7 +392,7 @@ class Launcher:
         tail = self.err.read()[-2000:].decode("utf-8", "replace")
         if r["timed_out"]:
             tail = f"timed out after {timeout:g}s"
-        return r["seconds"], r["exit"], r["maxrss_kib"], tail
+        return r["seconds"], r["cpu_seconds"], r["exit"], r["maxrss_kib"], tail
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -405,7 +413,7 @@ def run_rounds(commands: list[Command], rounds: int, timeout: float) -> int:
                 if c.error:
                     continue
                 try:
-                    secs, code, rss, err = launcher.run(c.argv, timeout)
+                    secs, cpu, code, rss, err = launcher.run(c.argv, timeout)
                 except OSError as e:
                     c.error = str(e)
                     continue
@@ -416,6 +424,7 @@ def run_rounds(commands: list[Command], rounds: int, timeout: float) -> int:
                     c.error = f"exit {code}: {last[-1] if last else '(no stderr)'}"
                     continue
                 c.seconds.append(secs)
+                c.cpu_seconds.append(cpu)
     finally:
         launcher.close()
     return launcher.floor_kib
@@ -500,6 +509,7 @@ class Check:
     unit: str                        # "x" for ratios, "MiB"
     target: float | None = None      # value <= target is met
     met: bool | None = None          # None: no target, or not measurable
+    cpu_value: float | None = None   # a ratio of CPU time (user + system) instead of wall time
 
 
 def _sha256(path: Path) -> str:
@@ -513,14 +523,26 @@ def _sha256(path: Path) -> str:
 
 
 def _check(name: str, value: float | None, unit: str, target: float | None = None) -> Check:
+    cpu = getattr(value, "cpu", None)  # a _Ratio's
+    value = None if value is None else float(value)
     met = None if target is None or value is None else value <= target
-    return Check(name, value, unit, target, met)
+    return Check(name, value, unit, target, met, cpu)
 
 
-def _ratio(a: Command | None, b: Command | None) -> float | None:
+class _Ratio(float):
+    """A ratio of median wall times that also knows the ratio of median CPU times (`cpu`): on a
+    machine shared with other work, wall time counts the waits for a core, CPU time does not."""
+
+    cpu: float | None = None
+
+
+def _ratio(a: Command | None, b: Command | None) -> _Ratio | None:
     if a is None or b is None or a.median is None or not b.median:
         return None
-    return a.median / b.median
+    ratio = _Ratio(a.median / b.median)
+    if a.cpu_median is not None and b.cpu_median:
+        ratio.cpu = a.cpu_median / b.cpu_median
+    return ratio
 
 
 def compute_checks(cmds: list[Command], streams: list[Path], diff_pair: tuple[Path, Path] | None,
@@ -590,10 +612,11 @@ def format_report(cmds: list[Command], checks: list[Check], floor_kib: int) -> s
     for c in cmds:
         size = sum(os.path.getsize(f) for f in c.files) / MiB if c.files else None
         rows.append([c.label, "-" if size is None else f"{size:.1f}",
-                     "FAIL" if c.error else f"{c.median:.3f}", str(len(c.seconds)),
+                     "FAIL" if c.error else f"{c.median:.3f}",
+                     "FAIL" if c.error or c.cpu_median is None else f"{c.cpu_median:.3f}", str(len(c.seconds)),
                      f"{c.rss_mib:.1f}" if c.rss_mib else "-",
                      ",".join(map(str, sorted(set(c.exits)))) or "-"])
-    out = _table(["command", "MiB", "median s", "runs", "peak RSS MiB", "exit"], rows)
+    out = _table(["command", "MiB", "median s", "median CPU s", "runs", "peak RSS MiB", "exit"], rows)
     out.append(f"(peak RSS is wait4()'s ru_maxrss; a command starts at the peak of the process that "
                f"spawns it, about {floor_kib / 1024:.1f} MiB)")
     rows = []
@@ -604,9 +627,11 @@ def format_report(cmds: list[Command], checks: list[Check], floor_kib: int) -> s
             val = "-" if k.value is None else (f"{k.value:.2f}x" if k.unit == "x" else f"{k.value:.1f} MiB")
             tgt = "" if k.target is None else (f"<= {k.target:g}x" if k.unit == "x" else f"<= {k.target:g} MiB")
         verdict = "" if k.target is None else {True: "met", False: "MISSED", None: "n/a"}[k.met]
-        rows.append([k.name, val, tgt, verdict])
+        rows.append([k.name, val, tgt, verdict, "" if k.cpu_value is None else f"{k.cpu_value:.2f}x"])
     if rows:
-        out += ["", *_table(["check", "value", "target", ""], rows)]
+        out += ["", *_table(["check", "value", "target", "", "CPU time ratio"], rows)]
+        out.append("(value and target: wall time, the medians' quotient; CPU time ratio: user + system time, "
+                   "which a machine busy with other work does not inflate)")
     failed = [c for c in cmds if c.error]
     if failed:
         out += ["", "failures:", *(f"  {c.label}: {c.error}" for c in failed)]
@@ -622,6 +647,7 @@ def report_json(cmds: list[Command], checks: list[Check], rounds: int, streams: 
         "streams": [{"path": str(s), "size": s.stat().st_size} for s in streams],
         "commands": [{"label": c.label, "kind": c.kind, "argv": c.argv[:3] + ["..."] if c.kind.startswith("sha256")
                       else c.argv, "files": c.files, "seconds": c.seconds, "median_s": c.median,
+                      "cpu_seconds": c.cpu_seconds, "median_cpu_s": c.cpu_median,
                       "max_rss_mib": c.rss_mib, "exits": c.exits, "error": c.error} for c in cmds],
         "checks": [asdict(k) for k in checks],
     }
