@@ -304,10 +304,11 @@ class RamWalk:
                                 size, run, run_count, rec, items, counts, where)
             (word,) = unpack64(buf, pos)
             flags, value = word & page_mask, word & ~page_mask
-            # a stray flag bit (even above the defined ones, up to page_mask) is refused, as QEMU does
+            # a stray flag bit (even above the defined ones, up to page_mask) is refused, as QEMU does:
+            # `base` is then no page kind (all flags but CONTINUE must be exactly one kind)
             base = flags & ~_CONTINUE
             pos += _WORD
-            if base in _KINDS and flags & ~(_CONTINUE | base) == 0:
+            if base in _KINDS:
                 if flags & _CONTINUE:
                     if self.last_block is None:
                         raise CorruptError("RAM page record continues a block, but no earlier record named one",
