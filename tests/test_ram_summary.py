@@ -90,6 +90,13 @@ def test_captures(tmp_path: Path, name: str) -> None:
     check((CAPTURES / f"{name}.bin").read_bytes(), tmp_path)
 
 
+@pytest.mark.parametrize("name", ["live", "live+xbzrle", "live+postcopy-ram"])
+def test_live_captures(tmp_path: Path, name: str) -> None:
+    """Running guests, as real QEMU sent them: pages re-sent in later passes (the last wins),
+    XBZRLE records on top of earlier pages."""
+    check((CAPTURES.parent / "live" / f"qemu-10.0.2__pc-q35-10.0__{name}.bin").read_bytes(), tmp_path)
+
+
 def test_pages_sent_again(tmp_path: Path) -> None:
     data = BOOTED.read_bytes()
     # page 0 again (normal, then zero), a page of the middle again, the block's first page last
