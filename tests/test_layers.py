@@ -22,7 +22,7 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (10, ("cli", "__main__", "pytest_plugin", "")),
     (9, ("render",)),
     # compare decoded streams; devstream builds a device's stream from compat's rules (encode --machine)
-    (8, ("diff", "golden", "devstream", "equivalence")),
+    (8, ("diff", "golden", "devstream")),
     (7, ("compat",)),
     (6, ("screen",)),
     # guest RAM: the final page state and what is built on it (listing, extract, compare, summaries)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .model import Field
+from ..model import Field
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def register_pairs(da: Mapping[str, Field], db: Mapping[str, Field]) -> list[Reg
 def register_namer(stem: str) -> Callable[[int], str]:
     """How the keys of a register map are named: arm cpreg ids as system registers, else hex."""
     if stem.startswith("cpreg"):
-        from .compat.check.load_rules import cpreg_name
+        from ..compat.check.load_rules import cpreg_name
 
         return cpreg_name
     return lambda index: f"{index:#x}"
