@@ -4,15 +4,13 @@ Exit status, as diff(1): `diff` 0 same, 1 different; `diff --compat` 0 when each
 would load where the other was made, 1 when one would be refused; `check` 0 would load,
 1 would be refused; 2 trouble (bad input, unknown destination), from the group's error boundary.
 
-Imports: click at start-up; the codec, compat, diff and render (rich) when a verb runs.
+Imports: click at start-up; diff (diff_sources, compat), codec and compat (check), render (rich) when a verb runs.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from contextlib import ExitStack
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -21,7 +19,7 @@ from .inputs import SNAPSHOT_HELP, open_stream, snapshot_option, snapshots_for
 from .main import FILE, QUIET_HELP, complete_machine
 
 if TYPE_CHECKING:
-    from ..compat.check import Destination, Verdict
+    from ..compat.check import Destination
     from .main import App
 
 OK, DIFFERENT = 0, 1
@@ -30,21 +28,6 @@ OK, DIFFERENT = 0, 1
 def _emit_json(doc: Any) -> None:
     sys.stdout.write(json.dumps(doc, indent=2) + "\n")
     sys.stdout.flush()
-
-
-def _sidecar_qemu(path: str) -> str | None:
-    """The QEMU version a capture's .meta.json sidecar records (vfio_ramfb_mig.qemu writes them)."""
-    from ..textin import read_json
-
-    sidecar = Path(path).with_suffix(".meta.json")
-    if not sidecar.is_file():
-        return None
-    meta = read_json(sidecar)  # a sidecar that is there but broken is an error, with its place
-    try:
-        version = meta["qemu"]["version"]
-        return version if isinstance(version, str) else None
-    except (KeyError, TypeError):
-        return None
 
 
 @click.command("diff")
@@ -85,68 +68,30 @@ def diff_cmd(app: App, a: str, b: str, brief: bool, as_json: bool, ignore: tuple
     pages by final content), and the machine/configuration. A and B may be any input
     `vmig decode` reads: a libvirt save image against the stream inside it is the same.
     """
-    from ..codec.decode import decode  # start-up: see main's docstring
-    from ..diff import diff_json, diff_streams
-    from ..ram.state import PageState
+    from ..diff import diff_json  # start-up: see main's docstring
+    from ..diff.compat import Origin, judge_both
+    from ..diff.sources import diff_sources
     from .main import refuse_terminal_stdin
 
     refuse_terminal_stdin(a, b)
-
     snap_a, snap_b = snapshots_for((a, b), snapshots)
     if a == "-" and b == "-":
         raise click.UsageError("only one of A and B can be '-' (stdin)")
-    with ExitStack() as stack:
-        sa = stack.enter_context(open_stream(app, a, snapshot=snap_a, quiet=quiet))
-        sb = stack.enter_context(open_stream(app, b, snapshot=snap_b, quiet=quiet))
-        # the final RAM of each side as the walk goes (memory flat in the streams: no page runs kept)
-        ram_a, ram_b = stack.enter_context(PageState(sa)), stack.enter_context(PageState(sb))
-        # one bar over both inputs: A's offsets, then B's after A's size
-        with app.progress("diff: decode A and B", sa.size + sb.size, quiet=quiet) as progress:
-            stream_a = decode(sa, ram_runs=False, on_ram_item=ram_a.feed, progress=progress)
-            stream_b = decode(sb, ram_runs=False, on_ram_item=ram_b.feed, progress=lambda done: progress(sa.size + done))
-        # then one over the guest RAM compared (diff_streams says the total)
-        with app.progress("diff: compare RAM", None, quiet=quiet) as progress:
-            result = diff_streams(stream_a, stream_b, sa, sb, ignore=ignore, progress=progress,
-                                  ram_a=ram_a.finish(), ram_b=ram_b.finish())
-    verdicts: tuple[Verdict, Verdict] | None = None
-    if compat:
-        from ..compat.check import check_stream, destination_of
-        from ..errors import InputError
-
-        from ..compat.check.destination import destination_from_profile
-        from ..compat.profile import read_profile
-
-        qa = qemu_a or qemu or _sidecar_qemu(a)
-        qb = qemu_b or qemu or _sidecar_qemu(b)
-        if (qa is None and schema_a is None and profile_a is None) or \
-                (qb is None and schema_b is None and profile_b is None):
-            raise InputError("--compat needs the QEMU version that made each stream: give --qemu (both), "
-                             "--qemu-a/--qemu-b, --profile-a/--profile-b, or keep the .meta.json sidecars next "
-                             "to the streams")
-        where_b = (destination_from_profile(read_profile(profile_b), devices=devices) if profile_b else
-                   destination_of(stream_b, qemu=qb, schema=schema_b, devices=devices))
-        where_a = (destination_from_profile(read_profile(profile_a), devices=devices) if profile_a else
-                   destination_of(stream_a, qemu=qa, schema=schema_a, devices=devices))
-        verdicts = (check_stream(stream_a, where_b), check_stream(stream_b, where_a))
+    origins = (Origin.of(a, qemu=qemu_a or qemu, schema=schema_a, profile=profile_a),
+               Origin.of(b, qemu=qemu_b or qemu, schema=schema_b, profile=profile_b)) if compat else None
+    with open_stream(app, a, snapshot=snap_a, quiet=quiet) as sa, \
+            open_stream(app, b, snapshot=snap_b, quiet=quiet) as sb:
+        found = diff_sources(sa, sb, ignore=ignore, bar=lambda what, total: app.progress(what, total, quiet=quiet))
+    verdicts = judge_both(found.a, found.b, *origins, devices=devices) if origins else None
     if as_json:
-        doc = diff_json(result)
-        if verdicts is not None:
-            from ..compat.check import verdict_json
-
-            doc["compat"] = {"a_where_b_was_made": verdict_json(verdicts[0]),
-                             "b_where_a_was_made": verdict_json(verdicts[1])}
-        _emit_json(doc)
+        _emit_json(diff_json(found.diff, verdicts))
     else:
-        from ..render.diffview import diff_brief, diff_tree, verdict_view
+        from ..render.diffview import diff_view
 
-        app.out.print(diff_brief(result) if brief else diff_tree(result), soft_wrap=False)
-        if verdicts is not None:
-            app.out.print()
-            app.out.print(verdict_view(verdicts[0], title=f"A ({a}) where B was made", brief=brief), soft_wrap=False)
-            app.out.print(verdict_view(verdicts[1], title=f"B ({b}) where A was made", brief=brief), soft_wrap=False)
+        app.out.print(diff_view(found.diff, verdicts, names=(a, b), brief=brief), soft_wrap=False)
     if verdicts is not None:
         sys.exit(OK if all(v.loadable for v in verdicts) else DIFFERENT)
-    sys.exit(OK if result.same else DIFFERENT)
+    sys.exit(OK if found.diff.same else DIFFERENT)
 
 
 @click.command("check")

@@ -32,6 +32,8 @@ The package, by concern (each module's docstring says more):
   byteranges   reading and comparing byte ranges of both sides, memory flat
   words        values and counts in words
   jsonform     the `vmig diff --json` document
+  sources      decode two inputs and diff them, memory flat (what `vmig diff` runs)
+  compat       `vmig diff --compat`: where each stream was made, each judged where the other was
 
 Imports: model, naming, source, text, wire.ramfb, vmstate.compile, ram (state, compare), screen, compat (cpreg names).
 References: migration/savevm.c (find_se: sections are found by idstr + instance_id),

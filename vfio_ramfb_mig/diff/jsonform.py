@@ -3,16 +3,19 @@
 Values the model keeps as bytes, blobs or nested vmsds are said in JSON's terms: short
 buffers in hex, longer ones by length and sha256, a blob by its place in the input.
 
-Imports: model, diff.changes.
+Imports: model, diff.changes; diff.compat with verdicts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import Blob, StructValue
 from .changes import StreamDiff
+
+if TYPE_CHECKING:
+    from ..compat.check import Verdict
 
 
 def _jsonable(value: Any) -> Any:
@@ -32,9 +35,9 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def diff_json(result: StreamDiff) -> dict[str, Any]:
-    """The `vmig diff --json` document."""
-    return {
+def diff_json(result: StreamDiff, verdicts: tuple[Verdict, Verdict] | None = None) -> dict[str, Any]:
+    """The `vmig diff --json` document; with `verdicts` (diff.compat.judge_both), its "compat" member."""
+    doc = {
         "a": result.a,
         "b": result.b,
         "same": result.same,
@@ -50,3 +53,8 @@ def diff_json(result: StreamDiff) -> dict[str, Any]:
             for c in result.changes
         ],
     }
+    if verdicts is not None:
+        from .compat import compat_json
+
+        doc["compat"] = compat_json(verdicts)
+    return doc

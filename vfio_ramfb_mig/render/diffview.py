@@ -119,6 +119,18 @@ def diff_brief(result: StreamDiff) -> RenderableType:
 # ================================================================ check
 
 
+def diff_view(result: StreamDiff, verdicts: tuple[Verdict, Verdict] | None = None, *,
+              names: tuple[str, str] = ("A", "B"), brief: bool = False) -> RenderableType:
+    """`vmig diff`: the changes (a tree, or a line a section when brief), then with `verdicts`
+    (diff --compat) A judged where B was made and B where A was made."""
+    shown = diff_brief(result) if brief else diff_tree(result)
+    if verdicts is None:
+        return shown
+    a, b = names
+    return Group(shown, Text(""), verdict_view(verdicts[0], title=f"A ({a}) where B was made", brief=brief),
+                 verdict_view(verdicts[1], title=f"B ({b}) where A was made", brief=brief))
+
+
 def finding_node(parent: Tree, finding: Finding) -> None:
     mark, style = SEVERITY_MARK.get(finding.severity, ("?", "vmig.dim"))
     label = Text.assemble((f"{mark} ", style), (finding.rule_id, style), "  ")
