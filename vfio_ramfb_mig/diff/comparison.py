@@ -41,6 +41,15 @@ class Comparison:
             return
         self.changes.append(Change(kind=kind, group=group, path=path, text=text, **kw))
 
+    def one_side(self, kind: str, group: str, path: str, text: str, value: Any, offset: int | None, in_a: bool,
+                 **kw: Any) -> None:
+        """Something only one side has: a ``<kind>_removed`` change (only in A) with its value and
+        offset as the old ones, or a ``<kind>_added`` change (only in B) with them as the new ones."""
+        if in_a:
+            self.add(f"{kind}_removed", group, path, text, old=value, old_offset=offset, **kw)
+        else:
+            self.add(f"{kind}_added", group, path, text, new=value, new_offset=offset, **kw)
+
     def skip(self, path: str) -> bool:
         """A whole subtree is ignored: count it once and do not compute it."""
         if self.ignore(path):

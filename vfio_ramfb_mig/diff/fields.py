@@ -41,12 +41,10 @@ def compare_subsections(diff: Comparison, group: str, prefix: str, da: dict[str,
     for key in list(da) + [k for k in db if k not in da]:
         path = f"{prefix}/{key}"
         x, y = da.get(key), db.get(key)
-        if y is None:
-            diff.add("subsection_removed", group, path, f"subsection {x.name} v{x.version} only in A",
-                     old=x.version, old_offset=span_offset(x.span))
-        elif x is None:
-            diff.add("subsection_added", group, path, f"subsection {y.name} v{y.version} only in B",
-                     new=y.version, new_offset=span_offset(y.span))
+        if x is None or y is None:
+            only = x if y is None else y
+            diff.one_side("subsection", group, path, f"subsection {only.name} v{only.version} only in "
+                          f"{'A' if y is None else 'B'}", only.version, span_offset(only.span), y is None)
         elif not diff.skip(path):
             if x.version != y.version:
                 diff.add("version", group, f"{path}/version", f"subsection {x.name} version {x.version} → "
@@ -75,12 +73,10 @@ def compare_fields(diff: Comparison, group: str, prefix: str, da: dict[str, Fiel
         y = None if key in done_b else db.get(key)
         if x is None and y is None:
             continue
-        if y is None:
-            diff.add("field_removed", group, path, f"field only in A: {x.type} = {value_text(x.value, x.type)}",
-                     old=x.value, old_offset=span_offset(x.span))
-        elif x is None:
-            diff.add("field_added", group, path, f"field only in B: {y.type} = {value_text(y.value, y.type)}",
-                     new=y.value, new_offset=span_offset(y.span))
+        if x is None or y is None:
+            only = x if y is None else y
+            diff.one_side("field", group, path, f"field only in {'A' if y is None else 'B'}: {only.type} = "
+                          f"{value_text(only.value, only.type)}", only.value, span_offset(only.span), y is None)
         elif not diff.skip(path):
             compare_field(diff, group, path, x, y)
 
@@ -122,11 +118,11 @@ def compare_registers(diff: Comparison, group: str, prefix: str, pair: equivalen
     only_a = [k for k in ma if k not in mb]
     only_b = [k for k in mb if k not in ma]
     path = f"{prefix}/{pair.stem}"
-    for keys, kind, side in ((only_a, "field_removed", "A"), (only_b, "field_added", "B")):
+    for keys, side in ((only_a, "A"), (only_b, "B")):
         if keys:
             shown = ", ".join(name(k) for k in keys[:LIST_LIMIT]) + (" …" if len(keys) > LIST_LIMIT else "")
-            diff.add(kind, group, path, f"{counted(len(keys), 'register')} only in {side}: {shown}",
-                     old=keys if side == "A" else None, new=keys if side == "B" else None, count=len(keys))
+            diff.one_side("field", group, path, f"{counted(len(keys), 'register')} only in {side}: {shown}", keys,
+                          None, side == "A", count=len(keys))
     changed = [k for k in ma if k in mb and ma[k] != mb[k]]
     for k in changed[:LIST_LIMIT]:
         diff.add("value", group, f"{path}[{name(k)}]", f"{value_text(ma[k])} → {value_text(mb[k])}",

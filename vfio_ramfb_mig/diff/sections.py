@@ -46,9 +46,9 @@ def compare_records(diff: Comparison, sa: dict[tuple[str, int], list[tuple[int, 
         idstr, instance = key
         name = section_name(idstr, instance)
         if key not in sb:
-            only_one_side(diff, "section_removed", name, sa[key], True)
+            only_one_side(diff, name, sa[key], True)
         elif key not in sa:
-            only_one_side(diff, "section_added", name, sb[key], False)
+            only_one_side(diff, name, sb[key], False)
         elif not diff.skip(name):
             section(diff, name, sa[key], sb[key])
 
@@ -99,14 +99,13 @@ def configuration(diff: Comparison) -> None:
                ("configuration", (), tuple(subs_b.values())))
 
 
-def only_one_side(diff: Comparison, kind: str, name: str, records: list[tuple[int, Section]], in_a: bool) -> None:
+def only_one_side(diff: Comparison, name: str, records: list[tuple[int, Section]], in_a: bool) -> None:
+    """A section only A (section_removed) or only B (section_added) has: its record types and version."""
     first = records[0][1]
     kinds = ", ".join(dict.fromkeys(s.type.removeprefix("section_").upper() for _, s in records))
     what = _body_words(records)
-    side = "A" if in_a else "B"
-    diff.add(kind, name, name, f"only in {side}: {kinds} section{what}, version {first.version_id}",
-             old=first.version_id if in_a else None, new=None if in_a else first.version_id,
-             old_offset=record_offset(first) if in_a else None, new_offset=None if in_a else record_offset(first))
+    diff.one_side("section", name, name, f"only in {'A' if in_a else 'B'}: {kinds} section{what}, version "
+                  f"{first.version_id}", first.version_id, record_offset(first), in_a)
 
 
 def section(diff: Comparison, name: str, ra: list[tuple[int, Section]], rb: list[tuple[int, Section]]) -> None:

@@ -22,8 +22,8 @@ def compare_vfio(diff: Comparison, name: str, ra: list[tuple[int, Section]], rb:
             compare_level(diff, name, path, (ca.vmsd_name, ca.fields, ca.subsections),
                        (cb.vmsd_name, cb.fields, cb.subsections))
     elif (ca is None) != (cb is None):
-        diff.add("subsection_removed" if cb is None else "subsection_added", name, path,
-                 f"device config state (DEV_CONFIG_STATE) only in {'A' if cb is None else 'B'}")
+        diff.one_side("subsection", name, path,
+                      f"device config state (DEV_CONFIG_STATE) only in {'A' if cb is None else 'B'}", None, None, cb is None)
     da, db = _vfio_data(ra), _vfio_data(rb)
     dpath = f"{name}/data"
     if diff.skip(dpath):
