@@ -461,3 +461,22 @@ def test_streams_decoded_without_page_runs_are_refused() -> None:
     stream = decode(str(CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin"), ram_runs=False)
     with pytest.raises(ValueError, match="ram_runs=True"):
         diff_streams(stream, stream)
+
+
+def test_scalar_fields_of_a_cpu_after_reset_against_a_booted_one() -> None:
+    """A capture made with -S (the CPU never ran) holds x86's architectural reset state (Intel SDM
+    vol. 3, "Processor state following power-up, reset or INIT": EIP 0000FFF0H, CS base FFFF0000H,
+    EFLAGS 00000002H, CR0 60000010H, GDTR and IDTR limits FFFFH); the booted capture's CPU has run
+    SeaBIOS. Each of those registers is one "value" change of one scalar field, old = the reset
+    value, and its old offset points at that value in A (big-endian on the wire)."""
+    reset = {"cpu/env.eip": 0xFFF0, "cpu/env.segs[1]/base": 0xFFFF_0000, "cpu/env.eflags": 0x2,
+             "cpu/env.cr[0]": 0x6000_0010, "cpu/env.gdt/limit": 0xFFFF, "cpu/env.idt/limit": 0xFFFF}
+    changes = {c.path: c for c in run_diff(Q82_RAMFB, Q82_BOOTED).changes}
+    data = Q82_RAMFB.read_bytes()
+    for path, value in reset.items():
+        change = changes[path]
+        assert (change.kind, change.group, change.old) == ("value", "cpu", value), path
+        assert isinstance(change.new, int) and change.new != value, path
+        assert change.old_offset is not None and change.new_offset is not None
+    eip = changes["cpu/env.eip"]
+    assert int.from_bytes(data[eip.old_offset:eip.old_offset + 8], "big") == 0xFFF0
