@@ -73,3 +73,19 @@ def test_cpregs_register_by_register(pair, qemu10_arm: QemuBinary) -> None:
     cpu_a = next(s for s in decode(str(a)).sections if s.idstr == "cpu")
     indexes = next(f.value for f in cpu_a.body.fields if f.name == "cpreg_vmstate_indexes")
     assert only_a[0].count + sum(1 for x in indexes if x not in set(only_a[0].old)) == len(indexes)
+
+
+def test_a_region_that_differs_at_its_first_byte_is_not_equivalent(pair, tmp_path: Path) -> None:
+    """B with the first byte of pl011's retired buffer (readbuff ≡ unused) changed: the region
+    is no longer equivalent, and the change names exactly that byte on both sides."""
+    a, b, result = pair
+    region = next(c for c in result.changes if c.path == "pl011/unused")
+    data = bytearray(b.read_bytes())
+    data[region.new_offset] ^= 0xFF
+    changed = tmp_path / "b-changed.bin"
+    changed.write_bytes(data)
+    with Source.open(str(a)) as sa, Source.open(str(changed)) as sb:
+        after = diff_streams(decode(sa), decode(sb), sa, sb, ignore=("ram",))
+    (pl011,) = [c for c in after.changes if c.group == "pl011"]
+    assert (pl011.kind, pl011.count) == ("bytes", 1)
+    assert (pl011.old_offset, pl011.new_offset) == (region.old_offset, region.new_offset)
