@@ -514,39 +514,11 @@ def encode_cmd(app: App, from_json: str | None, source_path: str | None, machine
             state=_read_json(state_path) if state_path else None, addr=addr), output, quiet=quiet or app.quiet)
         return
     assert from_json is not None
-    from ..codec import jsonform
-    from ..codec.encode import encode
-    from ..outfile import output_file
-    from ..source import Source
-    from ..source.writer import plan, wrapped
+    from ..codec.fromjson import encode_document
 
-    from ..textin import read_bytes
-
-    stream = jsonform.loads(read_bytes(from_json), from_json)
-    source_path = source_path or stream.source
-    check_output(output, tuple(p for p in (from_json, source_path) if p))
-    container = None if bare else stream.container
-    _, notes = plan(container)
-    for note in notes:
-        app.err.print(f"vmig: {note}", style="vmig.dim", markup=False)
-    # a qcow2 source is read through the snapshot the JSON was decoded from
-    snapshot = next((layer.get("snapshot", {}).get("id") for layer in (stream.container or {}).get("layers", [])
-                     if isinstance(layer, dict) and layer.get("type") == "qcow2"), None)
-    source = Source.open(source_path, snapshot=snapshot) \
-        if source_path and source_path != "-" and os.path.exists(source_path) else None
-    try:
-        if source is not None and not stream.size:
-            raise InputError(f"the JSON does not say the size of its source (source.size), so vmig cannot "
-                             f"check that {source_path} is the stream it was decoded from",
-                             hint="add \"size\" to the document's \"source\", or embed the bytes (decode --embed)")
-        if source is not None and source.size != stream.size:
-            raise InputError(f"source {source_path} has {source.size} bytes, but the JSON was decoded from "
-                             f"{stream.size} bytes", hint="give the stream it was decoded from with --source")
-        with output_file(output) as target, wrapped(target, container) as out:
-            encode(stream, out, source)
-    finally:
-        if source is not None:
-            source.close()
+    encode_document(from_json, output, source_path=source_path, bare=bare,
+                    note=lambda text: app.err.print(f"vmig: {text}", style="vmig.dim", markup=False),
+                    check_output=lambda inputs: check_output(output, inputs))
 
 
 def _read_json(path: str) -> Any:
