@@ -116,6 +116,18 @@ def _compiled(patterns: tuple[str, ...]) -> IgnorePatterns:
     return IgnorePatterns(patterns)
 
 
+def section_selected(idstr: str, patterns: Sequence[str]) -> bool:
+    """`decode --section` patterns: none select every section; else an idstr that a pattern matches
+    as a glob (fnmatch, case-sensitive) or contains."""
+    return not patterns or any(fnmatch.fnmatchcase(idstr, p) or p in idstr for p in patterns)
+
+
+def unmatched_patterns(idstrs: Iterable[str], patterns: Sequence[str]) -> list[str]:
+    """The `--section` patterns that select none of `idstrs`."""
+    idstrs = list(idstrs)
+    return [p for p in patterns if not any(section_selected(i, (p,)) for i in idstrs)]
+
+
 def is_ignored(path: str, patterns: Sequence[str]) -> bool:
     """True when a pattern matches `path` or one of its ancestors."""
     return _compiled(tuple(patterns))(path) if patterns else False

@@ -377,15 +377,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
         if as_json:
             from ..codec import jsonform
 
-            records = stream
-            if sections:
-                from ..render.tree import selected
-
-                records = type(stream)(tuple(r for r in stream.records if getattr(r, "section_id", None) is None
-                                             or selected(r, sections)), stream.size, stream.source,
-                                       stream.warnings, stream.error)
-            text = jsonform.dumps(records, embed=embed, source=src)
-            write_text(app, text, output)
+            write_text(app, jsonform.dumps(stream, embed=embed, source=src, sections=sections), output)
         elif not summary and (output or not (is_terminal(sys.stdout) or color_wanted(sys.stdout, app.color))):
             # the tree as plain text: exactly what rich prints without styles, without loading rich
             from ..render.tree import stream_tree
@@ -399,16 +391,10 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
             renderable = (summary_table(stream, sections=sections) if summary
                           else stream_tree(stream, sections=sections, full=full))
             if output:
-                from rich.console import Console
-
-                from ..render.theme import THEME
+                from ..render.tree import plain_text
                 from .console import UNWRAPPED
 
-                with open(os.devnull, "w") as devnull:
-                    console = Console(record=True, width=UNWRAPPED, theme=THEME, no_color=True, file=devnull,
-                                      soft_wrap=True)
-                    console.print(renderable)
-                write_text(app, console.export_text(), output)
+                write_text(app, plain_text(renderable, UNWRAPPED), output)
             else:
                 app.out.print(renderable)
         for warning in stream.warnings:
@@ -421,14 +407,13 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
 
 def _refuse_unmatched(stream: Any, patterns: tuple[str, ...]) -> None:
     """--section that matches no section: exit 1 (like grep), naming the sections the stream has."""
-    from ..model import Section
-    from ..render.tree import selected
+    from ..naming import unmatched_patterns
     from ..text import printable
 
-    sections = [r for r in stream.records if isinstance(r, Section)]
-    unmatched = [p for p in patterns if not any(selected(r, (p,)) for r in sections)]
+    idstrs = [s.idstr for s in stream.sections]
+    unmatched = unmatched_patterns(idstrs, patterns)
     if unmatched:
-        names = list(dict.fromkeys(printable(r.idstr) for r in sections))
+        names = list(dict.fromkeys(printable(i) for i in idstrs))
         sys.stderr.write(f"vmig: no section matches {', '.join(map(repr, unmatched))}; the stream has: "
                          f"{', '.join(names) or 'no sections'}\n")
         sys.exit(ExitStatus.DIFFERENT)

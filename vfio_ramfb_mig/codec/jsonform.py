@@ -21,6 +21,7 @@ from typing import Any
 
 from ..version import __version__
 from ..errors import FieldPath, JsonFormError
+from ..naming import section_selected
 from ..model import (
     Blob,
     Command,
@@ -106,10 +107,15 @@ def to_json(stream: MigrationStream, *, embed: bool = False, source=None) -> dic
     return doc
 
 
-def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: int | None = None) -> str:
+def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: int | None = None,
+          sections: tuple[str, ...] = ()) -> str:
     """The JSON document as text. By default each record is one compact line (json's C encoder:
     a GiB guest's RAM runs take a tenth of the time the indenting encoder needs, which is pure
-    Python); `indent` indents everything instead."""
+    Python); `indent` indents everything instead. `sections` (decode --section patterns,
+    naming.section_selected) keeps only the section records they select, and every other record."""
+    if sections:
+        stream = replace(stream, records=tuple(
+            r for r in stream.records if not isinstance(r, Section) or section_selected(r.idstr, sections)))
     doc = to_json(stream, embed=embed, source=source)
     if indent is not None:
         return json.dumps(doc, indent=indent) + "\n"

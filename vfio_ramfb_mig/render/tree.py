@@ -17,11 +17,11 @@ Imports: model, text, vmstate.compile, wire; rich inside the functions that use 
 
 from __future__ import annotations
 
-import fnmatch
 from contextvars import ContextVar
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from ..naming import section_selected
 from ..text import printable
 from ..model import (
     Blob,
@@ -224,8 +224,22 @@ def _at(span: Span | None) -> Label:
     return [(f"{span.offset:#010x}", "vmig.offset"), (f" +{span.length:<6} ", "vmig.length")]
 
 
+def plain_text(renderable: Any, width: int) -> str:
+    """What rich prints of `renderable` at `width` columns, without styles (for -o FILE)."""
+    import os
+
+    from rich.console import Console
+
+    from .theme import THEME
+
+    with open(os.devnull, "w") as devnull:
+        console = Console(record=True, width=width, theme=THEME, no_color=True, file=devnull, soft_wrap=True)
+        console.print(renderable)
+    return console.export_text()
+
+
 def selected(section: Section, patterns: tuple[str, ...]) -> bool:
-    return not patterns or any(fnmatch.fnmatchcase(section.idstr, p) or p in section.idstr for p in patterns)
+    return section_selected(section.idstr, patterns)
 
 
 def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None,
