@@ -127,6 +127,22 @@ def test_rank_places_modules(module: str, expected: int) -> None:
     assert rank(module) == expected
 
 
+#: what a CLI command may not reach into: the data model and the wire. A command parses options,
+#: calls the library and hands the result to render/ (design.md: each CLI command a thin function);
+#: a command that walks records or reads fields is doing the library's work
+BELOW_THE_CLI = ("model", "wire", "vmstate")
+
+
+def test_cli_commands_are_thin() -> None:
+    reaching = []
+    for path in sorted((ROOT / "cli").rglob("*.py")):
+        for line, imported in imports(path):
+            inner = imported[len(PACKAGE) + 1:]
+            if any(inner == layer or inner.startswith(layer + ".") for layer in BELOW_THE_CLI):
+                reaching.append(f"{path.relative_to(ROOT.parent)}:{line}: imports {imported}")
+    assert not reaching, "CLI code that does the library's work:\n" + "\n".join(reaching)
+
+
 def test_an_upward_import_is_found(tmp_path: Path) -> None:
     """The walker sees relative, absolute, lazy and TYPE_CHECKING imports."""
     probe = ROOT / "wire" / "stream.py"
