@@ -19,7 +19,6 @@ from .inputs import SNAPSHOT_HELP, open_stream, snapshot_option, snapshots_for
 from .main import FILE, QUIET_HELP, complete_machine
 
 if TYPE_CHECKING:
-    from ..compat.check import Destination
     from .main import App
 
 OK, DIFFERENT = 0, 1
@@ -129,8 +128,7 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
     (--device), its capabilities (--cap) and optionally its RAM size (--memory).
     """
     from ..codec.decode import decode  # start-up: see main's docstring
-    from ..compat.check import RULES, check_stream, destination, verdict_json
-    from ..errors import InputError
+    from ..compat.check import RULES, check_stream, destination_for, verdict_json
     from ..render.diffview import rules_table, verdict_view
 
     if list_rules:
@@ -145,10 +143,6 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
                                           ("--memory", memory), ("--arch", arch)) if value]
         if given:
             raise click.UsageError(f"--against describes the whole destination; it does not take {', '.join(given)}")
-        from ..compat.check.destination import destination_from_profile
-        from ..compat.profile import read_profile
-
-        dest: Destination = destination_from_profile(read_profile(profile), devices=devices, capabilities=capabilities)
     from .main import refuse_terminal_stdin
 
     refuse_terminal_stdin(stream)
@@ -157,13 +151,8 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
             app.progress(f"decode {stream}", src.size if src.complete else None, quiet=quiet) as progress:
         # the rules need no page runs: only the block lengths, to find page records past a block's end
         decoded = decode(src, ram_runs=False, on_ram_item=scan.feed, progress=progress)
-    if profile is None:
-        if target is None and schema is None:
-            if decoded.configuration is None:
-                raise InputError("the stream names no machine type: give --target")
-            target = decoded.configuration.machine
-        dest = destination(qemu=qemu, machine=target, devices=devices, schema=schema, capabilities=capabilities,
-                           memory=memory, section_footers=not no_footer, arch=arch)
+    dest = destination_for(decoded, profile=profile, machine=target, qemu=qemu, schema=schema, devices=devices,
+                           capabilities=capabilities, memory=memory, section_footers=not no_footer, arch=arch)
     verdict = check_stream(decoded, dest, illegal=scan.found)
     if as_json:
         _emit_json(verdict_json(verdict))

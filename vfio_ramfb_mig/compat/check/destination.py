@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ...errors import CompatError
+from ...errors import CompatError, InputError
 from ...model import MigrationStream, VmstateBody
 from ...vmstate.dump import BUNDLED, Schema, read_dump
 from ..catalog import Build, all_builds, build_for, normalize_arch
@@ -447,6 +447,30 @@ def destination_from_profile(profile: Profile, *, devices: Sequence[str] = (), c
                        arch=arch, target_page_bits=bits if bits is not None else PAGE_BITS_MIN.get(arch),
                        ram_blocks=blocks, ram_complete=True, cpregs=cpregs or None,
                        cpregs_origin=f"{profile.origin} (its own saved CPU state)")
+
+
+def destination_for(stream: MigrationStream, *, profile: str | Path | None = None, machine: str | None = None,
+                    qemu: str | None = None, schema: str | Path | None = None, devices: Sequence[str] = (),
+                    capabilities: Sequence[str] = (), memory: int | str | None = None, section_footers: bool = True,
+                    arch: str | None = None) -> Destination:
+    """The destination `vmig check` judges `stream` against: exactly the VM a `vmig profile` file
+    describes (`devices` and `capabilities` added), else `destination` of the other arguments with
+    the machine type by default the schema file's, else the one the stream names.
+
+    Raises:
+        InputError: no machine type anywhere (no --target, no schema, none in the stream).
+        CompatError: the destination cannot exist.
+    """
+    if profile is not None:
+        from ..profile import read_profile
+
+        return destination_from_profile(read_profile(profile), devices=devices, capabilities=capabilities)
+    if machine is None and schema is None:
+        if stream.configuration is None:
+            raise InputError("the stream names no machine type: give --target")
+        machine = stream.configuration.machine
+    return destination(qemu=qemu, machine=machine, devices=devices, schema=schema, capabilities=capabilities,
+                       memory=memory, section_footers=section_footers, arch=arch)
 
 
 def destination_of(stream: MigrationStream, *, qemu: str | None = None, schema: str | Path | Schema | None = None,
