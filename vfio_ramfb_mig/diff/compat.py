@@ -4,7 +4,7 @@ Where a stream was made is its `Origin`: the QEMU version (given, or the one its
 .meta.json sidecar records), optionally that QEMU's -dump-vmstate, or a `vmig profile` of
 the whole VM. `judge_both` asks compat.check whether A would load on B's origin and B on A's.
 
-Imports: errors, model, textin, compat.check (destinations, verdicts), compat.profile.
+Imports: errors, model, textin, compat.check (destinations, verdicts).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..compat.check import Destination, Verdict, check_stream, destination_of, verdict_json
+from ..compat.check import Destination, Verdict, check_stream, destination_for, destination_of, verdict_json
 from ..errors import InputError
 from ..model import MigrationStream
 
@@ -45,10 +45,7 @@ class Origin:
     def destination(self, stream: MigrationStream, devices: Sequence[str]) -> Destination:
         """This origin as a destination: the profile's VM, or the VM that wrote `stream` on this QEMU."""
         if self.profile is not None:
-            from ..compat.check.destination import destination_from_profile
-            from ..compat.profile import read_profile
-
-            return destination_from_profile(read_profile(self.profile), devices=devices)
+            return destination_for(stream, profile=self.profile, devices=devices)
         return destination_of(stream, qemu=self.qemu, schema=self.schema, devices=devices)
 
 
