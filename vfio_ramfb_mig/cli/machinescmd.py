@@ -19,27 +19,14 @@ from .main import complete_machine
 def machines_cmd(app, name: str | None, arch: str | None, qemu: str | None, everything: bool) -> None:
     """List machine types, or show NAME's effective compat properties and where each came from."""
     from ..compat import catalog  # start-up: see main's docstring
-    from ..errors import CompatError
     from ..render.machines import build_table, machine_view
 
-    builds = catalog.builds(arch, qemu)
-    if not builds:
-        raise CompatError(f"vmig bundles no QEMU build for {' '.join(filter(None, (arch, qemu)))}; it has "
-                          + ", ".join(f"{b.arch} {b.qemu}" for b in catalog.all_builds()))
+    builds = catalog.bundled_builds(arch, qemu)
     if name is None:
         for build in builds:
             app.out.print(build_table(build, everything=everything))
         return
-    from ..compat.machines import FAMILY_ARCH, MachineType, parse_machine_name
-
-    parsed = parse_machine_name(name)
-    wanted = MachineType(parsed.family, parsed.version).name if parsed and parsed.version else name
-    if parsed is not None:  # a family vmig knows: only its architecture's builds
-        builds = tuple(b for b in builds if b.arch == FAMILY_ARCH[parsed.family]) or builds
-    found = [(b, b.find(wanted)) for b in builds]
-    found = [(b, m) for b, m in found if m is not None]
-    if not found:
-        builds[0].machine(wanted)  # raises, listing close names
+    found = catalog.machine_on(name, builds)
     for build, machine in found:
         if machine.name != name and len(found) == 1:
             app.out.print(f"{name} is {machine.name} on {build.describe()}")

@@ -236,6 +236,34 @@ def builds(arch: str | None = None, qemu: str | None = None) -> tuple[Build, ...
     return found
 
 
+def bundled_builds(arch: str | None = None, qemu: str | None = None) -> tuple[Build, ...]:
+    """`builds`, never empty: a CompatError names the builds vmig bundles when none fits."""
+    found = builds(arch, qemu)
+    if not found:
+        raise CompatError(f"vmig bundles no QEMU build for {' '.join(filter(None, (arch, qemu)))}; it has "
+                          + ", ".join(f"{b.arch} {b.qemu}" for b in all_builds()))
+    return found
+
+
+def machine_on(name: str, among: Sequence[Build]) -> list[tuple[Build, MachineInfo]]:
+    """Machine type `name` (canonical, or an alias such as q35) on each of `among` that has it; for a
+    family vmig knows, only its architecture's builds (all of `among` when none of them is).
+
+    Raises:
+        CompatError: no build has it (naming the close names the first build has).
+    """
+    from .machines import FAMILY_ARCH, MachineType, parse_machine_name
+
+    parsed = parse_machine_name(name)
+    wanted = MachineType(parsed.family, parsed.version).name if parsed and parsed.version else name
+    if parsed is not None:
+        among = tuple(b for b in among if b.arch == FAMILY_ARCH[parsed.family]) or among
+    found = [(b, m) for b in among if (m := b.find(wanted)) is not None]
+    if not found:
+        among[0].machine(wanted)  # raises, listing close names
+    return found
+
+
 def build_for(arch: str, qemu: str | tuple[int, ...]) -> Build | None:
     """The bundled build of `arch` for QEMU `qemu` (its series), or None."""
     series = qemu if isinstance(qemu, str) else ".".join(map(str, qemu[:2]))
