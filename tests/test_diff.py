@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from helpers import PAGE, mapped_ram_pages, ram_stream, vfio_stream
+from helpers import (FILE_HEADER, PAGE, configuration, full_section, mapped_ram_pages, ram_stream, vfio_stream,
+                     vfio_with_data)
 from paths import CAPTURES
 from rich.console import Console
 
@@ -480,3 +481,24 @@ def test_scalar_fields_of_a_cpu_after_reset_against_a_booted_one() -> None:
         assert change.old_offset is not None and change.new_offset is not None
     eip = changes["cpu/env.eip"]
     assert int.from_bytes(data[eip.old_offset:eip.old_offset + 8], "big") == 0xFFF0
+
+
+def test_an_opaque_payload_that_only_grew_is_a_change() -> None:
+    """A section no vmdesc describes is compared by its payload bytes: B's payload is A's with two
+    more bytes, so the first difference is where A's payload ends."""
+    a = FILE_HEADER + configuration(b"pc-q35-8.2") + full_section(0x10, b"mystery", b"abcdefgh") + b"\x00"
+    b = FILE_HEADER + configuration(b"pc-q35-8.2") + full_section(0x10, b"mystery", b"abcdefghij") + b"\x00"
+    (change,) = run_diff(a, b).changes
+    assert (change.kind, change.path, change.old, change.new, change.count) == ("payload", "mystery/payload", 8, 10, 0)
+    assert change.old_offset == change.new_offset == a.index(b"abcdefgh") + 8
+
+
+def test_vfio_device_data_of_the_same_length_that_differs() -> None:
+    """One byte of a VFIO device's opaque data changed (same chunks, same lengths): a vfio_data change."""
+    a = vfio_with_data()
+    chunk = bytes(i % 251 for i in range(5000))
+    at = a.index(chunk) + 1234
+    b = a[:at] + bytes([a[at] ^ 0xFF]) + a[at + 1:]
+    (change,) = run_diff(a, b).changes
+    assert (change.kind, change.old, change.new) == ("vfio_data", 5064, 5064)
+    assert "content differs" in change.text
