@@ -514,3 +514,16 @@ def test_junit_holds_what_xml_cannot_say_escaped(tmp_path: Path) -> None:
     root = ElementTree.fromstring(junit_xml([odd, CheckResult(Path("d/y.bin"), Path("d/y.golden.txt"), "ok")]))
     case = root.find("testsuite/testcase")
     assert case.get("name") == "x\\x01.bin" and "g\\x02/f: \\x00 \u2192 1" in case.find("failure").text
+
+
+def test_every_bundled_fixture_has_its_golden() -> None:
+    """What a CI farm does with a folder of captures: every stream in fixtures/, whatever file holds
+    it (raw, libvirt save, each qcow2 snapshot), has a golden beside it that still matches."""
+    code, out, err = golden("check", "--json", str(FIXTURES))
+    import json
+
+    doc = json.loads(out)
+    assert code == 0 and doc["passed"], err + "\n".join(
+        f"{s['stream']}: {s['status']}" for s in doc["streams"] if s["status"] != "ok")
+    containers = {Path(s["stream"]).name for s in doc["streams"] if "/containers/" in s["stream"]}
+    assert any(n.endswith(".save") for n in containers) and any(n.endswith(".qcow2") for n in containers)
