@@ -181,6 +181,16 @@ def test_a_verb_that_seeks_says_it_copied_and_is_bounded(big_save: Path, tmp_pat
     said = [ln for ln in copied.stderr.splitlines() if "copied into a temporary file" in ln]
     assert len(said) == 1 and "VMIG_SPOOL_LIMIT" in said[0] and "MiB" in said[0], copied.stderr
     assert json.loads(copied.stdout)["container"]["layers"][0]["type"] == "gzip"
+    # golden reads the final page state again after its walk: it copies too, and says so (the
+    # library opens its inputs; the CLI hears of the copy through notices.copied)
+    streams = tmp_path / "goldens"
+    streams.mkdir()
+    (streams / big_save.name).write_bytes(big_save.read_bytes())
+    for verb in ("update", "check"):
+        golden = vmig("golden", verb, str(streams), tmpdir=tmpdir)
+        assert golden.returncode == 0, golden.stderr
+        said = [ln for ln in golden.stderr.splitlines() if "copied into a temporary file" in ln]
+        assert len(said) == 1 and big_save.name in said[0], golden.stderr
     assert list(tmpdir.iterdir()) == []
 
 

@@ -38,8 +38,9 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     # text, the version; qemu.py (the capture helper: drives real QEMU, standard library only but for
     # outfile's file mode) may be used by any layer; schemas (the JSON Schemas of the outputs, data
     # and a loader); naming (section names, field paths, ignore patterns) is shared by diff, golden
-    # and compat; outfile (where every output file is written, vmig's verbs' and the capture helper's)
-    (0, ("model", "errors", "text", "textin", "naming", "version", "qemu", "schemas", "outfile")),
+    # and compat; outfile (where every output file is written, vmig's verbs' and the capture helper's);
+    # notices (hooks the CLI sets to hear what the library says that is not an error)
+    (0, ("model", "errors", "text", "textin", "naming", "version", "qemu", "schemas", "outfile", "notices")),
 )
 
 

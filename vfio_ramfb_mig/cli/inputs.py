@@ -19,9 +19,6 @@ if TYPE_CHECKING:
     from ..source import Source
     from .main import App
 
-#: a copy this large is said on stderr (smaller ones are quick and unremarkable)
-SPOOL_NOTICE = 64 << 20
-
 SNAPSHOT_HELP = "qcow2 images: the internal snapshot whose VM state to read, by id or name (default: the only " \
                 "snapshot that has one)"
 
@@ -49,12 +46,6 @@ def open_stream(app: App, path: str, *, snapshot: str | None = None, quiet: bool
 
         # read forward, the input is copied as the verb reads it: the verb's own bar follows that
         src = Source.open(path, snapshot=snapshot, progress=progress if seek else None, seek=seek)
-    if src.spooled >= SPOOL_NOTICE and not (quiet or app.quiet):
-        from ..source.limits import Limits, size_text
-
-        app.err.print(f"vmig: {label} was copied into a temporary file to be read by offset "
-                      f"({size_text(src.spooled)} of at most {size_text(Limits.from_env().spool)}: VMIG_SPOOL_LIMIT)",
-                      style="vmig.dim", markup=False, highlight=False)
     return src
 
 

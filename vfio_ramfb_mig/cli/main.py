@@ -4,7 +4,8 @@ The group turns every error into one line on stderr and an exit status
 (diff(1)'s convention: 0 same/ok, 1 different/refused, 2 trouble); a
 traceback is shown only with --debug.
 
-Start-up is kept short: this module imports only click and the standard library.
+Start-up is kept short: this module imports only click, the standard library and the
+library's small modules (version, errors, notices).
 The other verbs are imported when one of them runs (LazyGroup, COMMANDS), every
 verb imports what it uses when it runs, and the consoles (rich) are made on first
 use, so `vmig --help` and `vmig decode --help` load neither rich, construct nor
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from .. import notices
 from ..version import __version__
 from ..errors import VmigError
 from .inputs import open_stream, snapshot_option
@@ -33,6 +35,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from ..devstream import DeviceRequest
+
+
+#: a copy into temp space this large is said on stderr (App.say_copied)
+SPOOL_NOTICE = 64 << 20
 
 
 class ExitStatus(IntEnum):
@@ -74,6 +80,16 @@ class App:
         from .console import is_terminal
 
         return is_terminal(sys.stdout)
+
+    def say_copied(self, name: str, copied: int, limit: int) -> None:
+        """notices.copied: an input a verb goes back over was copied whole into temp space; a copy
+        of SPOOL_NOTICE or more is said in one line (smaller ones are quick and unremarkable)."""
+        if copied >= SPOOL_NOTICE:
+            from ..source.limits import SPOOL_ENV, size_text
+
+            self.err.print(f"vmig: {name} was copied into a temporary file to be read by offset "
+                           f"({size_text(copied)} of at most {size_text(limit)}: {SPOOL_ENV})",
+                           style="vmig.dim", markup=False, highlight=False)
 
     def progress(self, description: str, total: int | None, *, quiet: bool = False
                  ) -> AbstractContextManager[Callable[..., None]]:
@@ -287,6 +303,7 @@ def complete_machine(ctx: click.Context, param: click.Parameter, incomplete: str
 def cli(ctx: click.Context, debug: bool, quiet: bool, color: bool | None) -> None:
     """Decode, encode and diff QEMU migration streams (VFIO and ramfb aware)."""
     ctx.obj = App(debug=debug, quiet=quiet, color=color)
+    notices.copied = ctx.obj.say_copied  # every verb, whichever layer opens its inputs
 
 
 def version_text() -> str:

@@ -12,7 +12,7 @@ at once with what was found and what is accepted. A regular file is mapped and a
 be read forward (stdin, a pipe, decompressed data) or a fragmented qcow2 VM state is copied
 into a spool, within the temp-space limit (source.limits), with progress reported.
 
-Imports: errors, source.buffer/limits/reader/spool/libvirt/qcow2.
+Imports: errors, notices, source.buffer/limits/reader/spool/libvirt/qcow2.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
+from .. import notices
 from ..errors import BadMagicError, ContainerError, InputError
 from .buffer import RELEASE_STEP, ForwardSource, Layer, Source
 from .libvirt import read_save_header
@@ -202,6 +203,8 @@ def open_source(cls: type[Source], path: str, *, snapshot: str | None = None, pr
         source = cls(opened.buffer(), name, _closing(closers), mapping=opened.mapping, base=opened.base,
                      layers=opened.layers, file_size=file_size, spooled=opened.spooled)
         done = True
+        if source.spooled and notices.copied is not None:
+            notices.copied(name, source.spooled, limits.spool)
         return source
     finally:
         if f is not sys.stdin.buffer and not keep_open:
