@@ -49,6 +49,7 @@ def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, devic
     """
     from ..render.screenview import ScreenPreview, geometry_line
     from ..screen import screenshot
+    from ..screen.compare import screens_picture
 
     if len(streams) > 2:
         raise click.UsageError("give one stream, or two to compare")
@@ -62,13 +63,8 @@ def screenshot_cmd(app: App, streams: tuple[str, ...], output: str | None, devic
         with open_stream(app, path, snapshot=snapshot) as src:
             screens.append(screenshot(src, device=device))
     lines = [geometry_line(s.display.name, s.cfg.words(), s.missing_words()) for s in screens]
-    if len(screens) == 1:
-        picture = screens[0].image
-    else:
-        from ..screen.compare import compare_images, side_by_side
-
-        diff = compare_images(screens[0].image, screens[1].image)
-        picture = side_by_side(screens[0].image, screens[1].image, diff)
+    picture, diff = screens_picture([s.image for s in screens])
+    if diff is not None:
         lines.append(diff.words())
     info = app.err if output == "-" else app.out
     for line in lines:

@@ -70,6 +70,16 @@ def compare_images(a: Image.Image, b: Image.Image) -> ScreenDiff:
     return ScreenDiff(a.size, b.size, pixels, bbox)
 
 
+def screens_picture(images: tuple[Image.Image, ...] | list[Image.Image]) -> tuple[Image.Image, ScreenDiff | None]:
+    """What `vmig screenshot` draws of one or two screens: one as it is; two side by side with their
+    differences marked, and the comparison."""
+    if len(images) == 1:
+        return images[0], None
+    a, b = images
+    diff = compare_images(a, b)
+    return side_by_side(a, b, diff), diff
+
+
 def side_by_side(a: Image.Image, b: Image.Image, diff: ScreenDiff | None = None) -> Image.Image:
     """A, B and the differences, left to right, under one-line labels: the box around every
     differing pixel is drawn on A and B, and the third panel shows B dimmed with the differing
