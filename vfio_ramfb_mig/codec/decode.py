@@ -282,8 +282,10 @@ class _Decoder:
             pos = self._configuration(pos)
         while True:
             index = len(self.records)
-            # a forward-only source reads a window ahead, so a record's small reads need no checks of
-            # their own (the RAM walk and long payloads ensure what they read themselves)
+            # every read ensures what it reads (_byte, parse, need; the RAM walk its segments); this
+            # window is a net: read forward, a byte past the readable end is a zero of the spool's
+            # mapping, not an error, so a read that forgot to ensure still sees the real bytes
+            # (removing it fails no test: nothing relies on it today)
             self.src.ensure(pos + RECORD_WINDOW)
             kind = self._byte(pos, "a record type byte", ("records", index))
             if kind == RecordType.QEMU_VM_EOF:
