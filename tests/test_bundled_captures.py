@@ -68,7 +68,8 @@ def test_the_bundles_are_there() -> None:
     names = {m.parent.name for m in METAS}
     assert names == {"live", "aarch64", "display"}
     live = {m.name.split("__")[-1].removesuffix(".meta.json") for m in LIVE.glob("*.meta.json")}
-    assert live == {"live", "live+xbzrle", "live+mapped-ram", "live+multifd+mapped-ram", "live+postcopy-ram"}
+    assert live == {"live", "live+xbzrle", "live+xbzrle+ramfb", "live+mapped-ram", "live+multifd+mapped-ram",
+                    "live+postcopy-ram"}
     booted = {m.name.split("__")[1] + "@" + m.name.split("__")[0] for m in AARCH64.glob("*uefi+ramfb.meta.json")}
     assert booted == {"virt-8.1@qemu-10.0.2", "virt-8.2@qemu-10.0.2", "virt-10.0@qemu-10.0.2",
                       "virt-7.2@qemu-10.0.2", "virt-7.2@qemu-7.2.22"}

@@ -1,7 +1,9 @@
 """vmig screenshot against real QEMU: the picture equals QEMU's own screendump of a destination
 that loaded the same stream (paused, so the guest does not draw after the load).
 
-The streams: every booted ramfb capture QEMU 10.0 wrote (SeaBIOS, x86), and the same
+The streams: every booted ramfb capture QEMU 10.0 wrote (SeaBIOS, x86; aarch64 UEFI; a guest
+migrated while it rewrote the top of its framebuffer, so that screen comes from XBZRLE records
+applied to pages sent before), and the same
 capture with its ramfb config changed to every pixel format QEMU's ramfb accepts,
 strides wider than a row, an address inside a page, and a smaller mode. QEMU's
 post_load builds the display surface from the loaded config and RAM, so its
@@ -78,6 +80,37 @@ def assert_same_picture(ours: Image.Image, qemus: Image.Image) -> None:
 
 def test_bundled_captures_are_there() -> None:
     assert BOOTED_10, "no capture of a booted guest with ramfb by QEMU 10.0 in fixtures/captures"
+
+
+def _framebuffer_records(capture: Path) -> dict[int, list[str]]:
+    """The kinds of the page records (in stream order) of each framebuffer page, by its address."""
+    from vfio_ramfb_mig.model import RamBody, RamPages, Section
+
+    stream = decode(str(capture))
+    cfg = choose_display(stream).cfg
+    pages: dict[int, list[str]] = {}
+    for record in stream.records:
+        if isinstance(record, Section) and isinstance(record.body, RamBody):
+            for run in record.body.items:
+                if isinstance(run, RamPages) and run.block == "pc.ram":
+                    for i in range(1 if run.kind == "xbzrle" else run.count):
+                        addr = run.offset + i * 4096
+                        if cfg.addr <= addr < cfg.addr + cfg.size:
+                            pages.setdefault(addr, []).append(run.kind)
+    return pages
+
+
+def test_a_screen_drawn_from_xbzrle_and_resent_pages_is_compared() -> None:
+    """Among the captures compared with QEMU's screendump, one whose framebuffer pages were sent
+    more than once, the last time as XBZRLE records: a screen from the final content of each page
+    (fixtures/live, made by tools/captures/make_live.py live+xbzrle+ramfb)."""
+    live = [c for c in BOOTED_10 if _meta(c)["mode"] == "live" and "xbzrle" in _meta(c)["migration_capabilities_set"]]
+    assert live
+    for capture in live:
+        pages = _framebuffer_records(capture)
+        resent = [a for a, kinds in pages.items() if len(kinds) > 1]
+        last_xbzrle = [a for a, kinds in pages.items() if kinds[-1] == "xbzrle"]
+        assert len(resent) >= 256 and len(last_xbzrle) >= 256, capture.name
 
 
 @pytest.mark.parametrize("capture", BOOTED_10, ids=lambda p: p.stem)

@@ -22,6 +22,7 @@ specification (GNU GRUB) gives the header layout; the opcodes are the standard
 IA-32 encodings.
 
     python tools/captures/dirtier.py -o fixtures/live/dirtier.img
+    python tools/captures/dirtier.py --first 0xc00000 --end 0xd00000 -o fixtures/live/dirtier-fb.img
 """
 
 from __future__ import annotations
@@ -62,16 +63,21 @@ def loop_code(first: int = FIRST, end: int = END) -> bytes:
     return mov_edi + inner + jb_inner + jmp_outer
 
 
-def kernel() -> bytes:
-    code = loop_code()
+def kernel(first: int = FIRST, end: int = END) -> bytes:
+    """The image that dirties [first, end) (both page-aligned, above the image itself)."""
+    if first % PAGE or end % PAGE or not LOAD + PAGE <= first < end:
+        raise ValueError(f"dirtied range {first:#x}..{end:#x}: page-aligned, above {LOAD + PAGE:#x}")
+    code = loop_code(first, end)
     return multiboot_header(32 + len(code)) + code
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("-o", "--output", required=True, help="where to write the kernel image")
+    p.add_argument("--first", type=lambda v: int(v, 0), default=FIRST, help=f"first dirtied byte (default {FIRST:#x})")
+    p.add_argument("--end", type=lambda v: int(v, 0), default=END, help=f"end of the dirtied range (default {END:#x})")
     args = p.parse_args(argv)
-    data = kernel()
+    data = kernel(args.first, args.end)
     Path(args.output).write_bytes(data)
     print(f"wrote {args.output} ({len(data)} bytes)")
     return 0

@@ -25,6 +25,14 @@ For every case the sidecar records, besides the capture helper's own record:
   so ``xbzrle_records`` = xbzrle-cache.pages - skipped - overflow is what the
   stream must hold.
 
+``live+xbzrle+ramfb`` adds a ramfb display (SeaBIOS's ramfb vgabios sets a
+1024x768 mode at 12 MiB before the kernel boots) and runs dirtier-fb.img,
+which dirties guest-physical 12-13 MiB instead: the top 256 rows of that
+framebuffer (the firmware's text among them) change while the guest is
+migrated, so the screen is drawn from XBZRLE records applied to pages that
+hold more than the changed bytes.  The script checks that the stream's ramfb config
+is set and that the dirtied pages lie inside the framebuffer.
+
     python tools/captures/make_live.py               # every case
     python tools/captures/make_live.py live+xbzrle   # some
 """
@@ -42,7 +50,11 @@ import dirtier
 from vfio_ramfb_mig.qemu import CaptureResult, capture, find_qemu, load
 
 OUT = FIXTURES / "live"
-KERNEL = OUT / "dirtier.img"  # not .bin: that is a stream to vmig golden
+# the guests (not .bin: that is a stream to vmig golden), and the guest-physical range each dirties
+KERNELS = {"dirtier.img": (dirtier.FIRST, dirtier.END),
+           # inside the framebuffer SeaBIOS's ramfb vgabios puts at 12 MiB (1024x768, stride 4096) in
+           # a 16 MiB guest: rows 0-255 of the screen (the firmware's text among them), one page each
+           "dirtier-fb.img": (0xC00000, 0xD00000)}
 MACHINE = "pc-q35-10.0"
 MEMORY = "16M"
 # 8 MB/s: the first pass takes ~0.3 s.  QEMU completes once the pending bytes are below
@@ -70,6 +82,11 @@ CASES: dict[str, dict[str, Any]] = {
                                     switchover_after=SYNCS, compress=True),
     # OPEN_RETURN_PATH, PING, POSTCOPY_ADVISE; the source fails (a file has no return path) after
     # writing the whole stream, and resumes the guest
+    # a ramfb screen whose rows the guest keeps changing: the picture comes from XBZRLE records
+    "live+xbzrle+ramfb": dict(capabilities=["xbzrle"], parameters={**ITERATE, "max-bandwidth": 1_000_000},
+                              devices=["ramfb"], kernel="dirtier-fb.img",
+                              switchover_after={"xbzrle-cache.pages": 2000}, trace=XBZRLE_TRACE,
+                              min_xbzrle_records=1500, compress=True),
     "live+postcopy-ram": dict(capabilities=["postcopy-ram"], parameters=ITERATE, switchover_after=SYNCS,
                               trace=PAGE_TRACE, allow_failed=True),
 }
@@ -84,7 +101,8 @@ def xbzrle_records(sidecar: dict[str, Any]) -> int:
 
 
 def attempt(q, name: str, spec: dict[str, Any], out: Path) -> CaptureResult | None:
-    res = capture(q, out, MACHINE, memory=MEMORY, kernel=KERNEL, live_seconds=1, hash_ram=True,
+    res = capture(q, out, MACHINE, memory=MEMORY, kernel=OUT / spec.get("kernel", "dirtier.img"),
+                  devices=spec.get("devices", ()), live_seconds=1, hash_ram=True,
                   capabilities=spec["capabilities"], parameters=spec["parameters"],
                   switchover_after=spec["switchover_after"], trace=spec.get("trace", ()),
                   allow_failed=spec.get("allow_failed", False), timeout=180)
@@ -96,6 +114,18 @@ def attempt(q, name: str, spec: dict[str, Any], out: Path) -> CaptureResult | No
         print(f"  {name}: only {xbzrle_records(sc)} XBZRLE records; again", file=sys.stderr)
         return None
     return res
+
+
+def check_screen(name: str, stream: Path, dirtied: tuple[int, int]) -> None:
+    """The firmware set a ramfb mode, and the guest's dirtied pages lie inside its framebuffer."""
+    from vfio_ramfb_mig.codec.decode import decode
+    from vfio_ramfb_mig.screen.config import choose_display
+
+    cfg = choose_display(decode(str(stream), ram_runs=False)).cfg
+    check(cfg.addr != 0 and cfg.width and cfg.height, f"{name}: the firmware set no ramfb mode ({cfg})")
+    check(cfg.addr <= dirtied[0] and dirtied[1] <= cfg.addr + cfg.size,
+          f"{name}: the dirtied pages {dirtied[0]:#x}..{dirtied[1]:#x} are not all inside the framebuffer"
+          f" at {cfg.addr:#x} (+{cfg.size:#x})")
 
 
 def make(name: str) -> None:
@@ -116,7 +146,7 @@ def make(name: str) -> None:
     # what real QEMU makes of the stream: load it, paused, with pc.ram in a shared file
     caps = [c for c in spec["capabilities"] if c != "xbzrle"]  # xbzrle needs nothing on the destination
     loads = []
-    verdict = load(q, out, MACHINE, memory=MEMORY, capabilities=caps, hash_ram=True, timeout=60)
+    verdict = load(q, out, MACHINE, devices=spec.get("devices", ()), memory=MEMORY, capabilities=caps, hash_ram=True, timeout=60)
     loads.append({"capabilities": caps, "accepted": verdict.accepted, "status": verdict.status,
                   "errors": verdict.errors})
     check(verdict.accepted, f"{name}: QEMU 10.0 refuses its own stream: {verdict.errors}")
@@ -125,6 +155,8 @@ def make(name: str) -> None:
         loads.append({"capabilities": [], "accepted": refused.accepted, "status": refused.status,
                       "errors": refused.errors})
         check(not refused.accepted, f"{name}: a destination without postcopy-ram accepts it")
+    if "ramfb" in spec.get("devices", ()):
+        check_screen(name, out, KERNELS[spec["kernel"]])
     if sc["guest_ram"] is not None:
         check(same_ram(sc["guest_ram"], verdict.guest_ram),
               f"{name}: the destination's RAM differs from the source's")
@@ -132,7 +164,8 @@ def make(name: str) -> None:
     if spec.get("min_xbzrle_records"):
         extra["xbzrle_records"] = xbzrle_records(sc)
     recipe = {k: v for k, v in spec.items() if k != "compress"}
-    recipe.update(machine=MACHINE, memory=MEMORY, kernel=relpath(KERNEL), live_seconds=1)
+    recipe.update(machine=MACHINE, memory=MEMORY, kernel=relpath(OUT / spec.get("kernel", "dirtier.img")),
+                  live_seconds=1)
     meta = finish(sc, out, recipe, "tools/captures/make_live.py", extra, compress=spec.get("compress", False))
     counters = sc["query_migrate"] if status == "completed" else sc["query_migrate_last_active"]
     print(f"{name}: {sc['size']} bytes, {status}, syncs {counters['ram']['dirty-sync-count']}"
@@ -141,9 +174,10 @@ def make(name: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
-    kernel = dirtier.kernel()
-    if not KERNEL.is_file() or KERNEL.read_bytes() != kernel:
-        KERNEL.write_bytes(kernel)
+    for file, (first, end) in KERNELS.items():
+        kernel = dirtier.kernel(first, end)
+        if not (OUT / file).is_file() or (OUT / file).read_bytes() != kernel:
+            (OUT / file).write_bytes(kernel)
     return run_cases(__doc__, OUT, list(CASES), make, argv)
 
 
