@@ -108,6 +108,7 @@ def encode_bytes(stream: MigrationStream, source: Source | None = None) -> bytes
 class _Encoder:
     def __init__(self, out: BinaryIO, source: Source | None) -> None:
         self.out, self.source, self.written = out, source, 0
+        self._file_out = out  # the output file; `out` is a buffer while element() builds a field
         self._pending = bytearray()  # written, not yet given to `out` (see flush)
         self._read_lo, self._read_hi = 1 << 63, 0  # the source range read since it was last let go
         self._fds: tuple[int, int, int] | bool | None = None  # for copy_file_range (see _file_copy)
@@ -154,6 +155,8 @@ class _Encoder:
 
     def _kernel_copy(self, start: int, length: int) -> bool:
         """Copy file to file in the kernel (no page of either is mapped here); False: not possible."""
+        if self.out is not self._file_out:  # a field being built in memory: the bytes go there
+            return False
         fds = self._file_copy()
         if fds is None:
             return False
