@@ -191,6 +191,14 @@ def test_a_verb_that_seeks_says_it_copied_and_is_bounded(big_save: Path, tmp_pat
         assert golden.returncode == 0, golden.stderr
         said = [ln for ln in golden.stderr.splitlines() if "copied into a temporary file" in ln]
         assert len(said) == 1 and big_save.name in said[0], golden.stderr
+    # with worker processes (-j2, two streams) each copy is said too, by the parent, in path order
+    twin = streams / f"twin-{big_save.name}"
+    twin.write_bytes(big_save.read_bytes())
+    for verb in ("update", "check"):
+        golden = vmig("golden", verb, "-j2", str(streams), tmpdir=tmpdir)
+        assert golden.returncode == 0, golden.stderr
+        said = [ln for ln in golden.stderr.splitlines() if "copied into a temporary file" in ln]
+        assert len(said) == 2 and big_save.name in said[0] and twin.name in said[1], golden.stderr
     assert list(tmpdir.iterdir()) == []
 
 

@@ -2,7 +2,7 @@
 results in sorted path order whatever order they finish in, so the output and exit status
 are those of one job.
 
-Imports: errors, golden (options, discovery, check).
+Imports: errors, notices, golden (options, discovery, check).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .. import notices
 from ..errors import GoldenError, VmigError
 from .check import CHECK_STATUSES, UPDATE_STATUSES, CheckResult, UpdateResult, check_stream, update_stream
 from .discovery import Target, find_streams, orphan_goldens
@@ -75,10 +76,14 @@ def _each(work: Any, targets: Iterable[Target], options: GoldenOptions, jobs: in
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_signals)
     try:
         biggest_first = sorted(range(len(ordered)), key=lambda i: -_size(ordered[i].stream))
-        pending = {i: pool.submit(work, ordered[i], options) for i in biggest_first}
+        pending = {i: pool.submit(_in_worker, work, ordered[i], options) for i in biggest_first}
         for i in range(len(ordered)):
             try:
-                yield pending.pop(i).result()
+                result, copies = pending.pop(i).result()
+                for copy in copies:  # what the worker would have said, said here, in order
+                    if notices.copied is not None:
+                        notices.copied(*copy)
+                yield result
             except BrokenProcessPool:
                 raise GoldenError(f"a worker process ended abruptly (killed, out of memory?) while "
                                   f"{ordered[i].stream} or another stream was worked on") from None
@@ -105,6 +110,17 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _in_worker(work: Any, target: Target, options: GoldenOptions) -> tuple[Any, list[tuple[str, int, int]]]:
+    """`work(target, options)` in a worker, with the notices it gave: a spawned worker has no
+    CLI to say them, so they travel back with the result and the parent says them."""
+    copies: list[tuple[str, int, int]] = []
+    notices.copied = lambda *copy: copies.append(copy)
+    try:
+        return work(target, options), copies
+    finally:
+        notices.copied = None
 
 
 def _worker_signals() -> None:
