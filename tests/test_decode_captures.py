@@ -134,3 +134,22 @@ def test_no_vfio_in_captures_means_no_vfio_bodies() -> None:
     for capture in ALL:
         stream = decode(str(capture))
         assert not any(isinstance(s.body, VfioBody) for s in stream.sections)
+
+
+def test_json_document_is_written_a_piece_at_a_time(tmp_path: Path) -> None:
+    """decode --json (and --embed, whose document is bigger than the stream) is made a record, and
+    an embedded value a bounded piece, at a time: what is held at once does not grow with the
+    stream. The pieces make the document that rebuilds the stream byte for byte."""
+    from helpers import write_big_stream
+
+    big = tmp_path / "big.bin"
+    write_big_stream(big, pages=4096)  # 16 MiB of pages in one RAM record
+    for capture in (CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin", big):
+        with Source.open(str(capture)) as src:
+            stream = decode(src)
+            for embed in (False, True):
+                pieces = list(jsonform.iter_dumps(stream, embed=embed, source=src))
+                text = "".join(pieces)
+                assert len(pieces) > len(stream.records) and max(map(len, pieces)) < 1_100_000
+                rebuilt = jsonform.loads(text)
+                assert_same_bytes(encode_bytes(rebuilt, None if embed else src), capture.read_bytes())

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -340,6 +340,17 @@ def write_text(app: App, text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
+def write_chunks(chunks: Iterable[str], output: str | None) -> None:
+    """Write text made piece by piece (decode --json: a record at a time), so what is held at
+    once is a piece, not the whole text; a file is still written whole or not at all."""
+    from ..outfile import output_file
+
+    sys.stdout.flush()
+    with output_file(output or "-") as out:
+        for chunk in chunks:
+            out.write(chunk.encode())
+
+
 @cli.command("decode")
 @click.argument("source", default="-", metavar="STREAM", type=FILE)
 @click.option("--json", "as_json", is_flag=True, help="print the JSON form (see README: JSON contract)")
@@ -394,7 +405,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
         if as_json:
             from ..codec import jsonform
 
-            write_text(app, jsonform.dumps(stream, embed=embed, source=src, sections=sections), output)
+            write_chunks(jsonform.iter_dumps(stream, embed=embed, source=src, sections=sections), output)
         elif not summary and (output or not (is_terminal(sys.stdout) or color_wanted(sys.stdout, app.color))):
             # the tree as plain text: exactly what rich prints without styles, without loading rich
             from ..render.tree import stream_tree

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import secrets
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -113,20 +116,58 @@ def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: 
     a GiB guest's RAM runs take a tenth of the time the indenting encoder needs, which is pure
     Python); `indent` indents everything instead. `sections` (decode --section patterns,
     naming.section_selected) keeps only the section records they select, and every other record."""
-    if sections:
-        stream = replace(stream, records=tuple(
-            r for r in stream.records if not isinstance(r, Section) or section_selected(r.idstr, sections)))
-    doc = to_json(stream, embed=embed, source=source)
     if indent is not None:
-        return json.dumps(doc, indent=indent) + "\n"
-    parts = []
-    for key, value in doc.items():
-        if key == "records":
-            lines = ",\n  ".join(json.dumps(record) for record in value)
-            parts.append(f'"records": [\n  {lines}\n ]' if value else '"records": []')
-        else:
-            parts.append(f"{json.dumps(key)}: {json.dumps(value)}")
-    return "{" + ",\n ".join(parts) + "}\n"
+        return json.dumps(to_json(_selected(stream, sections), embed=embed, source=source), indent=indent) + "\n"
+    return "".join(iter_dumps(stream, embed=embed, source=source, sections=sections))
+
+
+def iter_dumps(stream: MigrationStream, *, embed: bool = False, source=None,
+               sections: tuple[str, ...] = ()) -> Iterator[str]:
+    """`dumps`'s compact text in pieces, a record's line at a time, each made as it is asked for:
+    whoever writes them holds one record's JSON at once, not the document's (with --embed, the
+    document is bigger than the stream)."""
+    stream = _selected(stream, sections)
+    writer = _Writer(embed, source, later=True)
+    head = {k: v for k, v in to_json(replace(stream, records=()), embed=embed, source=source).items()
+            if k != "records"}
+    tail = {k: head.pop(k) for k in ("warnings", "error") if k in head}
+    yield "{" + ",\n ".join(f"{json.dumps(key)}: {json.dumps(value)}" for key, value in head.items())
+    yield ',\n "records": ['
+    for i, record in enumerate(stream.records):
+        text = json.dumps(writer.record(record))
+        yield "\n  " if i == 0 else ",\n  "
+        if not writer.later:
+            yield text
+            continue
+        for k, part in enumerate(_LATER.split(text)):
+            if k % 2 == 0:
+                yield part
+            else:
+                yield from _base64_pieces(writer.later[int(part)])
+        writer.later.clear()
+    yield "\n ]" if stream.records else "]"
+    for key, value in tail.items():
+        yield f",\n {json.dumps(key)}: {json.dumps(value)}"
+    yield "}\n"
+
+
+def _base64_pieces(pieces: Iterable[bytes]) -> Iterator[str]:
+    """The base64 of the bytes the pieces make, given out a bounded piece at a time."""
+    held = bytearray()
+    for piece in pieces:
+        held += piece
+        if len(held) >= _BASE64_PIECE:
+            cut = len(held) - len(held) % 3
+            yield base64.b64encode(held[:cut]).decode()
+            del held[:cut]
+    yield base64.b64encode(held).decode()
+
+
+def _selected(stream: MigrationStream, sections: tuple[str, ...]) -> MigrationStream:
+    if not sections:
+        return stream
+    return replace(stream, records=tuple(
+        r for r in stream.records if not isinstance(r, Section) or section_selected(r.idstr, sections)))
 
 
 def _span(obj: dict[str, Any], span: Span | None) -> dict[str, Any]:
@@ -135,16 +176,45 @@ def _span(obj: dict[str, Any], span: Span | None) -> dict[str, Any]:
     return obj
 
 
+#: where iter_dumps puts an embedded value's base64 once the record's JSON is made: a token drawn
+#: at start-up (a stream cannot know it) and the value's number
+_LATER_TOKEN = secrets.token_hex(16)
+_LATER = re.compile(f"{_LATER_TOKEN}-(\\d+)")
+_FORGET_SPAN = 16 << 20
+_BASE64_PIECE = 3 << 18  # bytes encoded at once: a multiple of 3, so the pieces join into one base64
+
+
 class _Writer:
-    def __init__(self, embed: bool, source) -> None:
+    def __init__(self, embed: bool, source, later: bool = False) -> None:
         self.embed, self.source = embed, source
+        #: later: embedded bytes are not encoded into the record's dict but left as a placeholder,
+        #: and their pieces (iterables of bytes) wait here for iter_dumps to encode as it writes
+        self.later: list[Iterable[bytes]] | None = [] if later else None
+        self._read_lo, self._read_hi = 1 << 63, 0  # the source range read since it was let go
+
+    def base64(self, pieces: Iterable[bytes]) -> dict[str, Any]:
+        if self.later is None:
+            return {"base64": base64.b64encode(b"".join(pieces)).decode()}
+        self.later.append(pieces)
+        return {"base64": f"{_LATER_TOKEN}-{len(self.later) - 1}"}
+
+    def source_bytes(self, start: int, length: int) -> Iterator[bytes]:
+        """The source's bytes [start, start + length) a MiB at a time. What was read is let go every
+        _FORGET_SPAN bytes of the source, with the pages the kernel mapped around each fault
+        (fault-around): forgetting each page alone left those mapped, and RSS grew with the stream."""
+        for at in range(start, start + length, 1 << 20):
+            end = min(at + (1 << 20), start + length)
+            yield bytes(self.source.buf[at:end])
+            self._read_lo, self._read_hi = min(self._read_lo, at), max(self._read_hi, end)
+            if self._read_hi - self._read_lo >= _FORGET_SPAN and hasattr(self.source, "forget"):
+                self.source.forget(self._read_lo, self._read_hi + _FORGET_SPAN)
+                self._read_lo, self._read_hi = 1 << 63, 0
 
     def blob(self, blob: Blob) -> dict[str, Any]:
         if blob.data is not None and blob.length <= 4096:
             return {"hex": blob.data.hex()}
         if self.embed:
-            data = blob.data if blob.data is not None else bytes(self.source.buf[blob.offset:blob.offset + blob.length])
-            return {"base64": base64.b64encode(data).decode()}
+            return self.base64((blob.data,) if blob.data is not None else self.source_bytes(blob.offset, blob.length))
         return {"ref": {"offset": blob.offset, "length": blob.length}}
 
     def record(self, r: Any) -> dict[str, Any]:
@@ -242,9 +312,8 @@ class _Writer:
         return {"page_size": body.page_size, "summary": body.block_counts(), "items": items}
 
     def page_data(self, run: RamPages, ps: int) -> dict[str, Any]:
-        data = b"".join(bytes(self.source.buf[run.payload_offset(i, ps):run.payload_offset(i, ps) + ps])
-                        for i in range(run.count))
-        return {"base64": base64.b64encode(data).decode()}
+        return self.base64(piece for i in range(run.count)
+                           for piece in self.source_bytes(run.payload_offset(i, ps), ps))
 
     def ram_block(self, b: RamBlock) -> dict[str, Any]:
         obj: dict[str, Any] = {"idstr": b.idstr, "used_length": b.used_length}
