@@ -11,7 +11,7 @@ import pytest
 from vfio_ramfb_mig.compat import catalog
 from vfio_ramfb_mig.compat.machines import FAMILY_ARCH, MACHINES
 from vfio_ramfb_mig.compat.props import compat_props
-from vfio_ramfb_mig.compat.qemurun import QemuRun
+from vfio_ramfb_mig.qemurun import QemuRun
 from vfio_ramfb_mig.errors import CompatError
 from vfio_ramfb_mig.qemu import QemuBinary
 

@@ -35,12 +35,14 @@ LAYERS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (2, ("vmstate",)),
     (1, ("wire",)),
     # no imports from the package but of each other: the model, the exception tree, wire names as
-    # text, the version; qemu.py (the capture helper: drives real QEMU, standard library only but for
-    # outfile's file mode) may be used by any layer; schemas (the JSON Schemas of the outputs, data
+    # text, the version; qemurun (the one QEMU process runner and QMP client) and qemu.py (the capture
+    # helper built on it: drives real QEMU, standard library only but for qemurun, errors and outfile's
+    # file mode) may be used by any layer; schemas (the JSON Schemas of the outputs, data
     # and a loader); naming (section names, field paths, ignore patterns) is shared by diff, golden
     # and compat; outfile (where every output file is written, vmig's verbs' and the capture helper's);
     # notices (hooks the CLI sets to hear what the library says that is not an error)
-    (0, ("model", "errors", "text", "textin", "naming", "version", "qemu", "schemas", "outfile", "notices")),
+    (0, ("model", "errors", "text", "textin", "naming", "version", "qemu", "qemurun", "schemas", "outfile",
+         "notices")),
 )
 
 

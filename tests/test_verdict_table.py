@@ -23,7 +23,7 @@ from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.compat.check import check_stream, destination
 from vfio_ramfb_mig.compat.check.destination import destination_from_profile
 from vfio_ramfb_mig.compat.profile import Profile, profile_destination
-from vfio_ramfb_mig.compat.qemurun import QemuRun
+from vfio_ramfb_mig.qemurun import QemuRun
 from vfio_ramfb_mig.codec.encode import encode_bytes
 from vfio_ramfb_mig.devstream import DeviceRequest, build_device_stream
 from vfio_ramfb_mig.model import Configuration, MigrationStream, Vmdesc

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from vfio_ramfb_mig.codec.decode import decode  # noqa: E402
 from vfio_ramfb_mig.compat.profile import save_own_state, stream_facts  # noqa: E402
-from vfio_ramfb_mig.compat.qemurun import QemuRun, run_once  # noqa: E402
+from vfio_ramfb_mig.qemurun import QemuRun, run_once  # noqa: E402
 from vfio_ramfb_mig.errors import VmigError  # noqa: E402
 
 DATA = ROOT / "vfio_ramfb_mig" / "data"

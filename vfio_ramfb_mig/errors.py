@@ -11,6 +11,8 @@ Imports nothing from the package.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 FieldPath = tuple[str | int, ...]
 
 
@@ -93,8 +95,36 @@ class JsonFormError(EncodeError):
     """A JSON document (decode output, --state file) does not have the expected shape."""
 
 
-class QemuRunError(VmigError):
-    """A QEMU that vmig ran (`vmig profile`) exited early, did not answer in time, or refused a command."""
+class QemuError(VmigError):
+    """A QEMU that vmig ran (`vmig profile`, the capture helper) could not start, exited early, did
+    not answer in time, or refused a command.
+
+    ``stderr`` is what QEMU printed (its end), ``argv`` the command, ``returncode`` its exit status
+    if it had exited. The message stays one line: it says the exit status (unless the message
+    already does) and QEMU's last complaint."""
+
+    def __init__(self, message: str, *, stderr: str = "", argv: Sequence[str] = (), returncode: int | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.stderr = stderr
+        self.argv = list(argv)
+        self.returncode = returncode
+
+    def complaint(self) -> str:
+        """QEMU's own last word on stderr, without the program-name prefix."""
+        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
+        for line in reversed(lines):
+            head, sep, rest = line.partition(": ")
+            if sep and "qemu" in head:
+                return rest
+        return lines[-1] if lines else ""
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.returncode is not None and f"status {self.returncode}" not in text:
+            text += f" (QEMU exit status {self.returncode})"
+        said = self.complaint()
+        return f"{text}: {said}" if said else text
 
 
 class Interrupted(VmigError):

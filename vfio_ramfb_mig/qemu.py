@@ -3,8 +3,10 @@
 This is vmig's *capture helper*.  It talks to an unmodified, distribution-built
 QEMU over QMP on stdio (no sockets, no network), so every stream it writes and
 every verdict it reports comes from the program that defines the format.
-Standard library only, and outfile's rule for a new file's mode (0666 less the
-umask): the streams and dumps it writes are output files like vmig's own.
+Standard library only, but for qemurun (every QEMU runs as a `qemurun.QemuRun`:
+its own process group, killed on every path; failures are `errors.QemuError`)
+and outfile's rule for a new file's mode (0666 less the umask): the streams and
+dumps it writes are output files like vmig's own.
 
 Supported QEMU series and architectures (see ``.ci/run`` for how CI installs
 them):
@@ -80,22 +82,20 @@ import hashlib
 import json
 import os
 import platform
-import queue
 import re
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import QemuError
 from .outfile import new_file_mode
+from .qemurun import QemuRun, run_once
 
 __all__ = [
     "AAVMF_DEFAULT",
@@ -158,23 +158,6 @@ _FINAL_STATES = ("completed", "failed", "cancelled")
 _POLL = 0.05
 
 
-class QemuError(Exception):
-    """A QEMU run failed.  ``stderr`` holds what QEMU printed, ``argv`` the command."""
-
-    def __init__(self, message: str, *, stderr: str = "", argv: Sequence[str] = (),
-                 returncode: int | None = None) -> None:
-        self.message = message
-        self.stderr = stderr
-        self.argv = list(argv)
-        self.returncode = returncode
-        text = message
-        if returncode is not None:
-            text += f" (QEMU exit status {returncode})"
-        if stderr.strip():
-            text += "\nQEMU stderr:\n" + stderr.rstrip()
-        super().__init__(text)
-
-
 # --------------------------------------------------------------------- binaries
 @dataclass(frozen=True)
 class QemuBinary:
@@ -208,10 +191,9 @@ class QemuBinary:
 
     def machines(self, timeout: float = 30) -> list[str]:
         """Machine types this binary knows (``-machine help``)."""
-        out = subprocess.run([*self.argv_prefix, "-machine", "help"], check=False, stdin=subprocess.DEVNULL,
-                             capture_output=True, text=True, timeout=timeout)
+        _, out, _ = run_once([*self.argv_prefix, "-machine", "help"], timeout=timeout, what="-machine help")
         names = []
-        for line in out.stdout.splitlines()[1:]:
+        for line in out.splitlines()[1:]:
             if line.strip():
                 names.append(line.split()[0])
         return names
@@ -241,16 +223,12 @@ def qemu_from_path(path: str | os.PathLike[str], datadirs: Iterable[str | os.Pat
     prefix = [resolved]
     for d in dirs:
         prefix += ["-L", d]
-    try:
-        out = subprocess.run([*prefix, "--version"], check=False, stdin=subprocess.DEVNULL, capture_output=True,
-                             text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise QemuError(f"cannot run {resolved} --version: {e}") from e
-    first = out.stdout.splitlines()[0] if out.stdout.strip() else ""
+    status, out, err = run_once([*prefix, "--version"], timeout=timeout, what=f"{resolved} --version")
+    first = out.splitlines()[0] if out.strip() else ""
     m = _VERSION_RE.search(first)
-    if out.returncode != 0 or not m:
-        raise QemuError(f"{resolved} --version gave no QEMU version", stderr=out.stderr + out.stdout,
-                        returncode=out.returncode)
+    if status != 0 or not m:
+        raise QemuError(f"{resolved} --version gave no QEMU version", stderr=err + out, argv=[*prefix, "--version"],
+                        returncode=status)
     return QemuBinary(path=resolved, version=".".join(m.groups()), version_text=first.strip(),
                       datadirs=dirs, argv_prefix=tuple(prefix), arch=arch or arch_of(p))
 
@@ -322,168 +300,6 @@ def _resolve_qemu(spec: str | QemuBinary, arch: str = "x86_64") -> QemuBinary:
     return qemu_from_path(spec)
 
 
-# ----------------------------------------------------------------------- QMP
-class _QmpProcess:
-    """A QEMU child with QMP on stdio; lines are read by a thread into a queue."""
-
-    def __init__(self, argv: Sequence[str], cwd: str, timeout: float) -> None:
-        self.argv = list(argv)
-        self.timeout = timeout
-        self.events: list[dict[str, Any]] = []
-        self._errf = tempfile.TemporaryFile(prefix="vmig-qemu-stderr-")
-        self._q: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self._next_id = 0
-        self.eof = False
-        wrapper: list[str] = []
-        tmo = shutil.which("timeout")
-        if tmo:  # backstop: QEMU never outlives us by much, even if we are killed
-            wrapper = [tmo, "--kill-after=5", str(int(timeout) + 15)]
-        try:
-            self.proc = subprocess.Popen(
-                wrapper + self.argv, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=self._errf, start_new_session=True)
-        except OSError as e:
-            self._errf.close()
-            raise QemuError(f"cannot start QEMU: {e}", argv=self.argv) from e
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").strip()
-            if not line:
-                continue
-            try:
-                msg = json.loads(line)
-            except ValueError:
-                msg = {"_unparsed": line}
-            self._q.put(msg)
-        self._q.put(None)
-
-    def _get(self, deadline: float) -> dict[str, Any] | None:
-        """Next non-event message, None on EOF; raises TimeoutError."""
-        while True:
-            if self.eof:
-                return None
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            try:
-                msg = self._q.get(timeout=left)
-            except queue.Empty:
-                raise TimeoutError from None
-            if msg is None:
-                self.eof = True
-                return None
-            if "event" in msg and "return" not in msg and "error" not in msg:
-                self.events.append(msg)
-                continue
-            return msg
-
-    def greeting(self, deadline: float) -> dict[str, Any]:
-        try:
-            msg = self._get(deadline)
-        except TimeoutError:
-            raise self.error(f"no QMP greeting from QEMU within the {self.timeout:g}s timeout") from None
-        if msg is None:
-            raise self.error("QEMU exited before its QMP greeting")
-        if "QMP" not in msg:
-            raise self.error(f"unexpected first QMP message: {msg}")
-        return msg
-
-    def try_cmd(self, execute: str, arguments: Mapping[str, Any] | None, deadline: float
-                ) -> dict[str, Any] | None:
-        """Send a command; its reply (``return`` or ``error``), None if QEMU went away."""
-        self._next_id += 1
-        cid = f"vmig-{self._next_id}"
-        msg: dict[str, Any] = {"execute": execute, "id": cid}
-        if arguments is not None:
-            msg["arguments"] = dict(arguments)
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            return None
-        while True:
-            try:
-                reply = self._get(deadline)
-            except TimeoutError:
-                raise self.error(f"no QMP reply to {execute} within the {self.timeout:g}s timeout") from None
-            if reply is None:
-                return None
-            if reply.get("id") in (cid, None):
-                return reply
-
-    def cmd(self, execute: str, arguments: Mapping[str, Any] | None, deadline: float) -> Any:
-        reply = self.try_cmd(execute, arguments, deadline)
-        if reply is None:
-            raise self.error(f"QEMU exited during {execute}")
-        if "error" in reply:
-            err = reply["error"]
-            raise self.error(f"QMP {execute} failed: {err.get('class', '')}: {err.get('desc', err)}")
-        return reply.get("return")
-
-    def stderr_text(self) -> str:
-        try:
-            self._errf.seek(0)
-            return self._errf.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return ""
-
-    def returncode(self) -> int | None:
-        return self.proc.poll()
-
-    def error(self, message: str) -> QemuError:
-        # give a dying QEMU a moment so its last words reach stderr
-        try:
-            self.proc.wait(timeout=1)
-        except subprocess.TimeoutExpired:
-            pass
-        return QemuError(message, stderr=self.stderr_text(), argv=self.argv, returncode=self.proc.poll())
-
-    def quit(self, wait: float = 10) -> int | None:
-        """Ask QEMU to quit; kill it if it does not.  Returns its exit status."""
-        if self.proc.poll() is None:
-            try:
-                self.try_cmd("quit", None, time.monotonic() + min(wait, 5))
-            except QemuError:
-                pass
-            try:
-                self.proc.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        return self.proc.poll()
-
-    def kill(self) -> None:
-        """Kill QEMU (and the timeout wrapper / exec: child in its process group)."""
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        else:  # the exec: child (cat) may linger in the group after QEMU died
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-    def close(self) -> None:
-        self.kill()
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                if f:
-                    f.close()
-            except OSError:
-                pass
-        self._errf.close()
-
-
 # ------------------------------------------------------------------ helpers
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -508,49 +324,6 @@ def write_sidecar(sidecar: Mapping[str, Any], path: str | os.PathLike[str]) -> P
     tmp.write_text(json.dumps(sidecar, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, p)
     return p
-
-
-def _live_group_members(pgid: int) -> list[int]:
-    """PIDs of the processes (not zombies) in process group ``pgid``, read from /proc."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # fields after the ")" that closes the command name: state ppid pgrp ...
-        fields = stat[stat.rfind(b")") + 2:].split()
-        if len(fields) > 2 and fields[0] != b"Z" and int(fields[2]) == pgid:
-            pids.append(int(entry))
-    return pids
-
-
-def _wait_writer_gone(qp: _QmpProcess, path: str, deadline: float) -> None:
-    """Wait until the ``exec:`` child (``cat > PATH``) has written everything and exited.
-
-    It lives in QEMU's process group and drains the pipe after QEMU reported
-    ``completed`` (even after QEMU exited); on a busy machine that takes a
-    while, so wait for the process itself, not for the file to look stable.
-    """
-    pgid = qp.proc.pid
-    while time.monotonic() < deadline:
-        if not os.path.isdir("/proc/self"):  # no procfs: fall back to a settled size
-            break
-        if not _live_group_members(pgid):
-            return
-        time.sleep(0.05)
-    last, same = -2, 0
-    while same < 3 and time.monotonic() < deadline:
-        try:
-            cur = os.stat(path).st_size
-        except OSError:
-            cur = -1
-        same = same + 1 if cur == last else 0
-        last = cur
-        time.sleep(0.1)
 
 
 def _firmware_info(firmware: str | os.PathLike[str] | None) -> dict[str, str] | None:
@@ -660,8 +433,7 @@ def _png_size(data: bytes) -> tuple[int, int] | None:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def _wait_screen(qp: _QmpProcess, workdir: str, limit: float, deadline: float, settle: int = 3
-                 ) -> dict[str, Any]:
+def _wait_screen(run: QemuRun, workdir: str, limit: float, settle: int = 3) -> dict[str, Any]:
     """Poll QMP screendump once a second until the guest's screen has settled.
 
     Settled: ``settle`` dumps in a row are the same picture, and it is not the
@@ -672,7 +444,7 @@ def _wait_screen(qp: _QmpProcess, workdir: str, limit: float, deadline: float, s
     shot = os.path.join(workdir, "screen-poll.png")
 
     def dump() -> bytes:
-        qp.cmd("screendump", {"filename": shot, "format": "png"}, deadline)
+        run.cmd("screendump", {"filename": shot, "format": "png"})
         with open(shot, "rb") as f:
             return f.read()
 
@@ -688,7 +460,7 @@ def _wait_screen(qp: _QmpProcess, workdir: str, limit: float, deadline: float, s
             os.unlink(shot)
             return {"settled_after_s": round(time.monotonic() - t0, 1), "size": _png_size(now),
                     "initial_size": _png_size(initial)}
-    raise qp.error(f"the guest's screen did not settle within {limit:g}s")
+    raise run.error(f"the guest's screen did not settle within {limit:g}s")
 
 
 # ------------------------------------------------------------------ capture
@@ -778,48 +550,47 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
     if trace:
         more += ["-D", trace_log]
     argv = _vm_args(qemu, machine_arg, memory, globals_, devices, [*more, *extra_args],
-                    ["-S", "-rtc", RTC, "-qmp", "stdio"], cpu=cpu, firmware=firmware)
+                    ["-S", "-rtc", RTC], cpu=cpu, firmware=firmware)
     fd, tmp_name = tempfile.mkstemp(prefix=".vmig-capture-", suffix=".tmp", dir=out.parent)
     os.close(fd)
     tmp_base = os.path.basename(tmp_name)  # QEMU runs in out.parent: the URI holds no directory
     uri = f"file:{tmp_base}" if qemu.has_file_uri else f"exec:cat > {shlex.quote(tmp_base)}"
     params = {"max-bandwidth": MAX_BANDWIDTH, **dict(parameters or {})}
-    deadline = time.monotonic() + timeout
-    qp: _QmpProcess | None = None
+    run: QemuRun | None = None
     ok = False
     try:
-        qp = _QmpProcess(argv, cwd=str(out.parent), timeout=timeout)
-        greeting = qp.greeting(deadline)
-        qp.cmd("qmp_capabilities", None, deadline)
+        run = QemuRun(argv, timeout=timeout, what="capture", qmp="stdio", cwd=out.parent).start()
+        argv = run.argv  # what ran: with -qmp stdio
+        greeting = {"QMP": run.connect()}
         if capabilities:
-            qp.cmd("migrate-set-capabilities", {"capabilities": _caps_arg(capabilities)}, deadline)
-        qp.cmd("migrate-set-parameters", params, deadline)
-        caps_now = qp.cmd("query-migrate-capabilities", None, deadline)
-        params_now = qp.cmd("query-migrate-parameters", None, deadline)
+            run.cmd("migrate-set-capabilities", {"capabilities": _caps_arg(capabilities)})
+        run.cmd("migrate-set-parameters", params)
+        caps_now = run.cmd("query-migrate-capabilities")
+        params_now = run.cmd("query-migrate-parameters")
         screen: dict[str, Any] | None = None
         if mode != "paused":
-            qp.cmd("cont", None, deadline)
+            run.cmd("cont")
         if mode == "booted":
             time.sleep(booted_seconds)
-            qp.cmd("stop", None, deadline)
+            run.cmd("stop")
         elif mode == "screen":
-            screen = _wait_screen(qp, workdir, wait_screen, deadline)
-            qp.cmd("stop", None, deadline)
+            screen = _wait_screen(run, workdir, wait_screen)
+            run.cmd("stop")
         elif mode == "live":
             time.sleep(live_seconds)
-        status_before = qp.cmd("query-status", None, deadline)
+        status_before = run.cmd("query-status")
         shot: dict[str, Any] | None = None
         if screendump is not None:
             shot_path = Path(screendump).absolute()
-            qp.cmd("screendump", {"filename": str(shot_path), "format": "png"}, deadline)
+            run.cmd("screendump", {"filename": str(shot_path), "format": "png"})
             shot = {"file": shot_path.name, "sha256": sha256_file(shot_path),
                     "size": _png_size(shot_path.read_bytes())}
-        qp.cmd("migrate", {"uri": uri}, deadline)
+        run.cmd("migrate", {"uri": uri})
         mig: dict[str, Any] = {}
         last_active: dict[str, Any] | None = None  # a failed migration reports no counters
         switchover: dict[str, Any] | None = None
         while True:
-            mig = qp.cmd("query-migrate", None, deadline) or {}
+            mig = run.cmd("query-migrate") or {}
             st = mig.get("status")
             if "ram" in mig and st not in _FINAL_STATES:
                 last_active = mig
@@ -828,31 +599,31 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             if st == "failed" and allow_failed:
                 break
             if st in ("failed", "cancelled"):
-                raise qp.error(f"migration {st}: {mig.get('error-desc', '')}".rstrip(": "))
+                raise run.error(f"migration {st}: {mig.get('error-desc', '')}".rstrip(": "))
             if (switchover is None and switchover_after and st == "active"
                     and all(_migrate_value(mig, k) >= v for k, v in switchover_after.items())):
                 finish = {"downtime-limit": SWITCHOVER_DOWNTIME_MS}
                 if "avail-switchover-bandwidth" in params:
                     finish["avail-switchover-bandwidth"] = 0  # back to the measured bandwidth
-                qp.cmd("migrate-set-parameters", finish, deadline)
+                run.cmd("migrate-set-parameters", finish)
                 switchover = {"after": dict(switchover_after), "query_migrate": mig, "set": finish}
-            if time.monotonic() > deadline:
-                raise qp.error(f"migration did not finish within {timeout}s (status {st})")
+            if run.left() <= 0:
+                raise run.error(f"migration did not finish within {timeout:g} s (status {st})")
             time.sleep(_POLL)
         guest_ram: dict[str, Any] | None = None
         if hash_ram and mig.get("status") == "completed":
-            qp.cmd("stop", None, deadline)  # already stopped after completion: a no-op that says so
+            run.cmd("stop")  # already stopped after completion: a no-op that says so
             guest_ram = guest_ram_digest(ram_path, MAIN_RAM_ID[qemu.arch])
             guest_ram["taken_from"] = "the source's RAM file, VM stopped after the migration completed"
-        rc = qp.quit(wait=max(1.0, min(10.0, deadline - time.monotonic())))
-        if not qemu.has_file_uri:  # exec: 'cat' may still be draining the pipe
-            _wait_writer_gone(qp, tmp_name, deadline)
+        rc = run.quit(wait=max(1.0, min(10.0, run.left())))
+        if not qemu.has_file_uri:  # exec: 'cat' may still be draining the pipe, even after QEMU exited
+            run.wait_group_gone()
         size = os.path.getsize(tmp_name)
         if size == 0:
-            raise qp.error("QEMU reported completed but wrote no stream")
+            raise run.error("QEMU reported completed but wrote no stream")
         digest = sha256_file(tmp_name)
         os.chmod(tmp_name, new_file_mode())  # mkstemp made it 0600 (and QEMU's file: URI keeps that)
-        stderr = qp.stderr_text()
+        stderr = run.stderr_text()
         trace_counts = _count_trace(trace_log, trace) if trace else None
         sidecar: dict[str, Any] = {
             "format": SIDECAR_FORMAT,
@@ -898,7 +669,7 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             "screendump": shot,
             "guest_ram": guest_ram,
             "trace_counts": trace_counts,
-            "qmp_events": qp.events,
+            "qmp_events": run.events,
             "qemu_exit_status": rc,
             "qemu_stderr": stderr[-4000:],
             "generator": "vfio_ramfb_mig.qemu",
@@ -906,10 +677,10 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
         os.replace(tmp_name, out)
         ok = True
         return CaptureResult(path=out, size=size, sha256=digest, query_migrate=mig, argv=argv,
-                             stderr=stderr, sidecar=sidecar, events=list(qp.events))
+                             stderr=stderr, sidecar=sidecar, events=list(run.events))
     finally:
-        if qp is not None:
-            qp.close()
+        if run is not None:
+            run.close()
         scratch.cleanup()
         if not ok:
             try:
@@ -986,61 +757,45 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
                 *(_ram_backend_args(qemu, memory, ram_path) if hash_ram else [])]
         paused = screendump is not None or hash_ram
         argv = _vm_args(qemu, machine, memory, globals_, devices, [*more, *extra_args],
-                        ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, "-qmp", "stdio",
-                         *(["-S"] if paused else [])],
+                        ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, *(["-S"] if paused else [])],
                         cpu=cpu, firmware=firmware)
-        deadline = time.monotonic() + timeout
-        qp = _QmpProcess(argv, cwd=tdir, timeout=timeout)
-        try:
+        with QemuRun(argv, timeout=timeout, what="load", qmp="stdio", cwd=tdir) as run:
             mig: dict[str, Any] = {}
             guest_ram: dict[str, Any] | None = None
             status = ""
             exited = False
             try:
-                qp.greeting(deadline)
-                qp.cmd("qmp_capabilities", None, deadline)
+                run.connect()
                 if capabilities:
-                    qp.cmd("migrate-set-capabilities", {"capabilities": _caps_arg(capabilities)}, deadline)
-                    qp.cmd("migrate-incoming", {"uri": uri}, deadline)
+                    run.cmd("migrate-set-capabilities", {"capabilities": _caps_arg(capabilities)})
+                    run.cmd("migrate-incoming", {"uri": uri})
                 while True:
-                    reply = qp.try_cmd("query-migrate", None, deadline)
-                    if reply is None:
-                        exited = True
-                        break
-                    if "error" in reply:
-                        raise qp.error(f"QMP query-migrate failed: {reply['error']}")
-                    mig = reply.get("return") or {}
+                    mig = run.cmd("query-migrate") or {}
                     status = mig.get("status", "")
                     if status in _FINAL_STATES:
                         break
-                    if time.monotonic() > deadline:
-                        raise qp.error(f"incoming migration did not finish within {timeout}s "
-                                       f"(status {status or 'none'})")
+                    if run.left() <= 0:
+                        raise run.error(f"incoming migration did not finish within {timeout:g} s "
+                                        f"(status {status or 'none'})")
                     time.sleep(_POLL)
             except QemuError:
-                if qp.returncode() is None and not qp.eof:
+                if run.running() and not run.eof:
                     raise
                 exited = True  # QEMU died (e.g. refused the stream) before or while we asked
             if exited:
-                try:
-                    qp.proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    pass
-                rc = qp.returncode()
+                rc = run.quit(wait=max(1.0, run.left()))  # it is on its way out: only waits
                 if status not in _FINAL_STATES:
                     status = "failed" if rc else "exited"
             else:
                 if screendump is not None and status == "completed":
-                    qp.cmd("screendump", {"filename": str(Path(screendump).absolute()), "format": "png"}, deadline)
+                    run.cmd("screendump", {"filename": str(Path(screendump).absolute()), "format": "png"})
                 if hash_ram and status == "completed":
                     guest_ram = guest_ram_digest(ram_path, MAIN_RAM_ID[qemu.arch])
                     guest_ram["taken_from"] = "the destination's RAM file, VM paused after the load completed"
-                rc = qp.quit(wait=10)
-            return LoadResult(accepted=(status == "completed"), status=status, stderr=qp.stderr_text(),
-                              argv=argv, returncode=rc, qemu_exited=exited, query_migrate=mig,
-                              events=list(qp.events), guest_ram=guest_ram)
-        finally:
-            qp.close()
+                rc = run.quit(wait=10)
+            return LoadResult(accepted=(status == "completed"), status=status, stderr=run.stderr_text(),
+                              argv=run.argv, returncode=rc, qemu_exited=exited, query_migrate=mig,
+                              events=list(run.events), guest_ram=guest_ram)
 
 
 # -------------------------------------------------------------- dump-vmstate
@@ -1055,15 +810,9 @@ def dump_vmstate(qemu: QemuBinary, machine: str, out_path: str | os.PathLike[str
         argv = [*qemu.argv_prefix, "-machine", machine, *(["-cpu", cpu] if cpu else []), *BASE_ARGS,
                 "-dump-vmstate", raw]
         # (no -rtc/-m: irrelevant to the vmstate description)
-        try:
-            res = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                 timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            raise QemuError(f"-dump-vmstate timed out after {timeout}s", argv=argv,
-                            stderr=(e.stderr or b"").decode("utf-8", "replace")
-                            if isinstance(e.stderr, bytes) else (e.stderr or "")) from e
-        if res.returncode != 0 or not os.path.exists(raw):
-            raise QemuError("-dump-vmstate failed", stderr=res.stderr, argv=argv, returncode=res.returncode)
+        _, _, err = run_once(argv, timeout=timeout, what="-dump-vmstate", check=True)
+        if not os.path.exists(raw):
+            raise QemuError("-dump-vmstate wrote no file", stderr=err, argv=argv, returncode=0)
         tmp = os.path.join(tdir, "out")
         if out.name.endswith(".gz"):
             with (open(raw, "rb") as src, open(tmp, "wb") as dst,
@@ -1224,6 +973,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
     except QemuError as e:
         print(f"error: {e}", file=sys.stderr)
+        if e.stderr.strip():  # the one-line message has QEMU's last complaint; here is all it said
+            print("QEMU stderr:\n" + e.stderr.rstrip(), file=sys.stderr)
         return 2
     return 2
 

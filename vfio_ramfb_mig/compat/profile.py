@@ -19,9 +19,9 @@ destination three ways, each with the user's own arguments:
 The result is one JSON document (format `PROFILE_FORMAT`, JSON Schema in
 vfio_ramfb_mig/schemas/profile.schema.json) with a sha256 digest over its content,
 so a truncated, edited or foreign file is refused by `read_profile` with one line.
-Every QEMU started is killed on every path (compat.qemurun).
+Every QEMU started is killed on every path (qemurun).
 
-Imports: errors, model, codec.decode, vmstate.dump, compat.qemurun.
+Imports: errors, model, codec.decode, vmstate.dump, qemurun.
 References: migration/savevm.c (qemu_savevm_state_setup, qemu_savevm_state_complete_precopy_non_iterable:
     a section is written for every savevm entry except vmsds whose .needed says no),
     migration/ram.c (ram_save_setup: the block list), system/physmem.c (info ramblock: used_length,
@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from ..version import __version__
-from ..errors import InputError, QemuRunError
+from ..errors import InputError, QemuError
 from ..model import Configuration, MigrationStream, RamBody, RamMemSize, Section, VmstateBody
-from .qemurun import QemuRun, killed_on_signals, run_once
+from ..qemurun import QemuRun, killed_on_signals, run_once
 
 PROFILE_FORMAT = "vmig-profile/1"
 DEFAULT_TIMEOUT = 60.0
@@ -120,7 +120,7 @@ def _version(greeting: Mapping[str, Any]) -> tuple[str, str]:
     try:
         text = f"{int(q['major'])}.{int(q['minor'])}.{int(q['micro'])}"
     except (KeyError, TypeError, ValueError):
-        raise QemuRunError("the QMP greeting carries no QEMU version") from None
+        raise QemuError("the QMP greeting carries no QEMU version") from None
     return text, str(ver.get("package", "")).strip()
 
 
@@ -234,10 +234,10 @@ def save_own_state(argv: list[str], timeout: float, out: Path) -> None:
             if state == "completed":
                 break
             if state in ("failed", "cancelled"):
-                raise QemuRunError(f"QEMU could not save its own state ({status.get('error-desc', state)}); "
+                raise QemuError(f"QEMU could not save its own state ({status.get('error-desc', state)}); "
                                    "vmig learns a destination's sections by letting it save itself")
             if run.left() <= 0:
-                raise QemuRunError(f"QEMU did not finish saving its own state within {timeout:g} s")
+                raise QemuError(f"QEMU did not finish saving its own state within {timeout:g} s")
             time.sleep(0.05)
         run.quit()
         run.wait_group_gone()
@@ -245,19 +245,18 @@ def save_own_state(argv: list[str], timeout: float, out: Path) -> None:
 
 def _dump_vmstate(argv: list[str], timeout: float, out: Path) -> dict[str, Any]:
     """Phase 3: ``-dump-vmstate``."""
-    status, _, err = run_once([*argv, "-dump-vmstate", str(out)], timeout=timeout, what="QEMU -dump-vmstate")
-    if status != 0 or not out.exists():
-        said = [ln for ln in err.splitlines() if ln.strip()]
-        raise QemuRunError(f"QEMU -dump-vmstate failed (status {status})" + (f": {said[-1]}" if said else ""))
+    _, _, err = run_once([*argv, "-dump-vmstate", str(out)], timeout=timeout, what="QEMU -dump-vmstate", check=True)
+    if not out.exists():
+        raise QemuError("QEMU -dump-vmstate wrote no file", stderr=err, returncode=0)
     raw = out.read_bytes()
     if len(raw) > MAX_DUMP:
-        raise QemuRunError(f"QEMU -dump-vmstate wrote {len(raw)} bytes; vmig reads at most {MAX_DUMP}")
+        raise QemuError(f"QEMU -dump-vmstate wrote {len(raw)} bytes; vmig reads at most {MAX_DUMP}")
     try:
         doc = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise QemuRunError(f"QEMU -dump-vmstate wrote no JSON ({exc})") from None
+        raise QemuError(f"QEMU -dump-vmstate wrote no JSON ({exc})") from None
     if not isinstance(doc, dict):
-        raise QemuRunError("QEMU -dump-vmstate wrote JSON that is not an object")
+        raise QemuError("QEMU -dump-vmstate wrote JSON that is not an object")
     return doc
 
 
@@ -266,7 +265,7 @@ def profile_destination(command: Sequence[str], *, timeout: float = DEFAULT_TIME
 
     Raises:
         InputError: the command cannot be profiled.
-        QemuRunError: QEMU exited early, hung (`timeout` seconds per run) or refused.
+        QemuError: QEMU exited early, hung (`timeout` seconds per run) or refused.
         Interrupted: SIGTERM/SIGHUP arrived; every QEMU started has been killed.
     """
     import tempfile
@@ -281,7 +280,7 @@ def profile_destination(command: Sequence[str], *, timeout: float = DEFAULT_TIME
         try:
             stream = decode(str(stream_path), ram_runs=False)
         except Exception as exc:  # a VmigError: vmig cannot read what this QEMU wrote
-            raise QemuRunError(f"vmig cannot decode the state this QEMU saved: {exc}") from exc
+            raise QemuError(f"vmig cannot decode the state this QEMU saved: {exc}") from exc
         finally:
             stream_path.unlink(missing_ok=True)
         schema = _dump_vmstate(argv, timeout, Path(tmp) / "vmstate.json")
