@@ -19,6 +19,7 @@ from paths import CAPTURES
 
 import vfio_ramfb_mig.qemu as vq
 from vfio_ramfb_mig.qemu import QemuBinary, QemuError, capture, dump_vmstate, find_qemu, load
+from vfio_ramfb_mig.qemurun import QemuRun
 
 DATA = Path(vq.__file__).parent / "data"
 
@@ -143,6 +144,21 @@ def test_qemu_error_carries_stderr():
     assert "bad thing" in str(e) and "exit status 1" in str(e) and e.argv == ["q"]
 
 
+def test_a_qemu_that_stops_answering_is_killed_at_the_deadline(tmp_path):
+    """A QEMU that greets and then says nothing more: the command waits until the run's deadline, the
+    error says so with QEMU's last words, and the process is gone (the whole group: sh and its sleep)."""
+    fake = tmp_path / "fake-qemu"
+    fake.write_text("#!/bin/sh\necho '{\"QMP\": {\"version\": {}, \"capabilities\": []}}'\n"
+                    "echo 'qemu-system-x86_64: stuck' >&2\nsleep 300 & echo $! > sleeper; wait\n")
+    fake.chmod(0o755)
+    with pytest.raises(QemuError, match=r"^test: QEMU did not answer within 1 s: stuck$"):
+        with QemuRun([str(fake)], timeout=1, what="test", qmp="stdio", cwd=tmp_path) as run:
+            run.connect()
+    sleeper = int((tmp_path / "sleeper").read_text())
+    assert run.returncode() is not None
+    assert not Path(f"/proc/{sleeper}").exists() or Path(f"/proc/{sleeper}/stat").read_text().split(") ")[1][0] == "Z"
+
+
 # ------------------------------------------------------------------ live QEMU
 def _qemu_for(meta: dict, request: pytest.FixtureRequest) -> QemuBinary:
     ver = meta["qemu"]["version"]
@@ -231,6 +247,17 @@ def test_failed_capture_raises_with_stderr_and_leaves_nothing(qemu10, tmp_path):
     assert "not a valid device model name" in ei.value.stderr
     assert "not a valid device model name" in str(ei.value)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.qemu
+def test_qmp_events_are_kept_not_taken_for_replies(qemu10, tmp_path):
+    """cont and stop make QEMU send RESUME and STOP between replies: the sidecar keeps them, and
+    each command still gets its own reply."""
+    res = capture(qemu10, tmp_path / "b.bin", "pc-q35-8.2", booted_seconds=0.5)
+    events = [e["event"] for e in res.sidecar["qmp_events"]]
+    assert events.index("RESUME") < events.index("STOP")
+    assert res.sidecar["query_status_before_migrate"]["status"] == "paused"
+    assert isinstance(res.sidecar["query_migrate_capabilities"], list)
 
 
 @pytest.mark.qemu
