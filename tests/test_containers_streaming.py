@@ -22,6 +22,7 @@ from paths import CAPTURES, FIXTURES, ROOT
 from vfio_ramfb_mig import Source, decode
 from vfio_ramfb_mig.codec import jsonform
 from vfio_ramfb_mig.qemu import QemuBinary
+from vfio_ramfb_mig.qemurun import QemuRun
 from vfio_ramfb_mig.source import ForwardSource
 
 sys.path.insert(0, str(ROOT / "tools" / "captures"))
@@ -76,40 +77,21 @@ def big_save(qemu10: QemuBinary, tmp_path_factory: pytest.TempPathFactory) -> Pa
     last_page = 0x8000000 - 0x1000
     kpath.write_bytes(kernel(first=0x200000, end=last_page + 0x1000))
     out = tmp_path / "big.bin.gz"
-    proc = subprocess.Popen([qemu10.path, "-M", "pc-q35-8.2", "-accel", "tcg", "-m", "160M", "-nodefaults",
-                             "-display", "none", "-net", "none", "-kernel", str(kpath), "-qmp", "stdio"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    def qmp(command: str, **arguments: object) -> object:
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps({"execute": command, "arguments": arguments}) + "\n")
-        proc.stdin.flush()
-        while True:  # events come in between
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read() if proc.stderr else "QEMU quit"
-            reply = json.loads(line)
-            if "return" in reply or "error" in reply:
-                assert "error" not in reply, reply
-                return reply["return"]
-
-    try:
-        assert proc.stdout is not None
-        json.loads(proc.stdout.readline())  # the greeting
-        qmp("qmp_capabilities")
-        deadline = time.monotonic() + 120
+    argv = [qemu10.path, "-M", "pc-q35-8.2", "-accel", "tcg", "-m", "160M", "-nodefaults", "-display", "none",
+            "-net", "none", "-kernel", str(kpath)]
+    with QemuRun(argv, timeout=120, what="big save") as run:
+        run.connect()
         # the kernel's first pass over the 126 MiB is over once the last page's first word is not 0
-        while not re.search(r": 0x0*[1-9a-f]", str(qmp("human-monitor-command", **{"command-line": f"xp /1wx {last_page:#x}"}))):
-            assert time.monotonic() < deadline, "the guest's kernel did not get over its RAM"
+        while not re.search(r": 0x0*[1-9a-f]", run.hmp(f"xp /1wx {last_page:#x}")):
+            assert run.left() > 0, "the guest's kernel did not get over its RAM"
             time.sleep(0.5)
-        qmp("stop")  # a guest that keeps writing every page would never let precopy converge
-        qmp("migrate", uri=f"exec:gzip -1 > {out}")
-        while (status := qmp("query-migrate").get("status")) not in ("completed", "failed"):  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, status
+        run.cmd("stop")  # a guest that keeps writing every page would never let precopy converge
+        run.cmd("migrate", {"uri": f"exec:gzip -1 > {out}"})
+        while (status := run.cmd("query-migrate").get("status")) not in ("completed", "failed"):
             time.sleep(0.5)
         assert status == "completed"
-    finally:
-        proc.kill()
-        proc.wait()
+        run.quit()
+        run.wait_group_gone()  # gzip may still be writing
     return out
 
 

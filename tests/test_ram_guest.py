@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from vfio_ramfb_mig import decode, ram
 from vfio_ramfb_mig.errors import InputError
 from vfio_ramfb_mig.model import RamBody
 from vfio_ramfb_mig.qemu import find_qemu, load
+from vfio_ramfb_mig.qemurun import QemuRun
 from vfio_ramfb_mig.source import Source
 
 BOOTED = sorted(CAPTURES.glob("*ramfb+booted.bin"))
@@ -134,9 +134,11 @@ _ALIAS = re.compile(r"^\s*([0-9a-f]+)-([0-9a-f]+) \(prio -?\d+, ram\): (?:alias 
 
 def mtree_regions(binary: str, machine: str, memory: str, extra: list[str] = ()) -> set[tuple[int, int, str, int]]:
     """(start, length, block, block offset) of the main RAM as QEMU maps it (`info mtree`)."""
-    argv = [binary, "-S", "-M", machine, "-m", memory, "-nodefaults", "-display", "none", "-accel", "tcg",
-            "-monitor", "stdio", *extra]
-    out = subprocess.run(argv, input="info mtree\nquit\n", capture_output=True, text=True, timeout=60).stdout
+    argv = [binary, "-S", "-M", machine, "-m", memory, "-nodefaults", "-display", "none", "-accel", "tcg", *extra]
+    with QemuRun(argv, timeout=60, what="info mtree") as run:
+        run.connect()
+        out = run.hmp("info mtree")
+        run.quit()
     regions = set()
     for line in out.splitlines():
         m = _ALIAS.match(line)

@@ -27,45 +27,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout
 from tinykernel import kernel  # noqa: E402
+
+from vfio_ramfb_mig.qemurun import QemuRun  # noqa: E402
 
 MACHINE = "pc-q35-8.2"
 DISK_SIZE = "1M"
-
-
-class Qmp:
-    """QMP over QEMU's stdio: one command at a time, waiting for its answer."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self._answer()  # greeting
-        self.cmd("qmp_capabilities")
-
-    def _answer(self) -> dict:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            msg = json.loads(line)
-            if "QMP" in msg or "return" in msg or "error" in msg:
-                return msg
-        raise RuntimeError(f"QEMU exited ({self.proc.wait()})")
-
-    def cmd(self, execute: str, **arguments: object) -> object:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"execute": execute, "arguments": arguments}) + "\n")
-        self.proc.stdin.flush()
-        msg = self._answer()
-        if "error" in msg:
-            raise RuntimeError(f"{execute}: {msg['error']}")
-        return msg["return"]
-
-    def hmp(self, line: str) -> None:
-        out = self.cmd("human-monitor-command", **{"command-line": line})
-        if out:  # savevm prints only on failure
-            raise RuntimeError(f"{line}: {out}")
-
-    def quit(self) -> None:
-        self.cmd("quit")
-        self.proc.wait(timeout=30)
 
 
 def make(work: Path, out: Path, compat: str, snapshots: list[str], disk_only: str | None) -> dict:
@@ -76,15 +44,16 @@ def make(work: Path, out: Path, compat: str, snapshots: list[str], disk_only: st
     subprocess.run(commands[0], check=True)
     argv = ["qemu-system-x86_64", "-M", MACHINE, "-accel", "tcg", "-m", "32M", "-nodefaults", "-display", "none",
             "-net", "none", "-kernel", str(kernel_path), "-device", "ramfb",
-            "-drive", f"file={out},if=none,id=disk0,format=qcow2", "-qmp", "stdio"]
-    qmp = Qmp(argv)
-    try:
+            "-drive", f"file={out},if=none,id=disk0,format=qcow2"]
+    with QemuRun(argv, timeout=120, what="savevm", qmp="stdio") as run:
+        run.connect()
         for name in snapshots:
             time.sleep(0.5)
-            qmp.hmp(f"savevm {name}")
-    finally:
-        qmp.quit()
-    commands.append(argv)
+            said = run.hmp(f"savevm {name}")
+            if said:  # savevm prints only on failure
+                raise RuntimeError(f"savevm {name}: {said}")
+        run.quit(wait=30)
+    commands.append(run.argv)
     commands.extend(["human-monitor-command", f"savevm {name}"] for name in snapshots)
     if disk_only:
         commands.append(["qemu-img", "snapshot", "-c", disk_only, str(out)])
