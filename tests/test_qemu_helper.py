@@ -428,6 +428,8 @@ def test_helper_bits_without_qemu(tmp_path):
         "save_xbzrle_page_skipping": 2, "ram_save_page": 1}
     with pytest.raises(ValueError):
         capture(QemuBinary("q", "10.0.2", ""), tmp_path / "x.bin", "q35", booted_seconds=1, live_seconds=1)
+    with pytest.raises(ValueError, match="keys"):  # typed into a guest that runs on while it migrates
+        capture(QemuBinary("q", "10.0.2", ""), tmp_path / "x.bin", "q35", wait_screen=5, keys=["a"])
 
 
 @pytest.mark.qemu
@@ -463,6 +465,23 @@ def test_failed_migration_kept_only_when_allowed(qemu10, tmp_path):
     assert last_active is None or last_active["ram"]["normal"] > 0
     assert res.sidecar["size"] > 1 << 20
     assert load(qemu10, res.path, "pc-q35-10.0", capabilities=["postcopy-ram"]).accepted
+
+
+@pytest.mark.qemu
+def test_keys_typed_once_the_screen_settled_then_live(qemu10, tmp_path):
+    """wait_screen with live_seconds: the guest runs on after its screen settled, gets the keys
+    (QEMU's send-key: a key code it does not know fails the capture) and migrates running."""
+    rc = vq.main(["capture", "--qemu", qemu10.path, "--machine", "pc-q35-10.0", "--device", "ramfb",
+                  "--wait-screen", "60", "--live", "0.2", "--key", "a", "--key", "shift+b", "--key", "ret",
+                  "--timeout", "90", "-o", str(tmp_path / "k.bin")])
+    assert rc == 0
+    sc = json.loads((tmp_path / "k.meta.json").read_text())
+    assert sc["mode"] == "live" and sc["screen"]["settled_after_s"] >= 3
+    assert sc["keys"] == ["a", ["shift", "b"], "ret"] and sc["query_status_before_migrate"]["running"]
+    with pytest.raises(QemuError, match="send-key"):
+        capture(qemu10, tmp_path / "no.bin", "pc-q35-10.0", devices=["ramfb"], wait_screen=60, live_seconds=0.2,
+                keys=["no-such-key"], timeout=90)
+    assert sorted(os.listdir(tmp_path)) == ["k.bin", "k.meta.json"]
 
 
 @pytest.mark.qemu

@@ -144,6 +144,9 @@ DEFAULT_CPU = {"aarch64": "cortex-a57"}
 MAIN_RAM_ID = {"x86_64": "pc.ram", "aarch64": "mach-virt.ram"}
 # downtime-limit (ms) that lets a running migration finish at once (switchover_after)
 SWITCHOVER_DOWNTIME_MS = 60_000
+# seconds between two keys typed (capture's keys): a USB keyboard's queue holds a few, and the
+# guest's firmware polls it on a timer
+_KEY_INTERVAL = 0.2
 # UEFI for aarch64 virt (Debian's qemu-efi-aarch64, "AAVMF"); env VMIG_AAVMF overrides
 AAVMF_DEFAULT = Path("/usr/share/qemu-efi-aarch64/QEMU_EFI.fd")
 QEMU_72_DATADIRS = (
@@ -486,7 +489,7 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             live_seconds: float = 0, switchover_after: Mapping[str, int] | None = None,
             wait_screen: float = 0, screendump: str | os.PathLike[str] | None = None,
             hash_ram: bool = False, allow_failed: bool = False, trace: Sequence[str] = (),
-            machine_options: Sequence[str] = ()) -> CaptureResult:
+            machine_options: Sequence[str] = (), keys: Sequence[str | Sequence[str]] = ()) -> CaptureResult:
     """Migrate a VM into ``out_path``: paused, booted then stopped, or running.
 
     The VM starts paused (``-S``).  What happens before ``migrate``:
@@ -507,6 +510,13 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
       a migration iterating also takes an ``avail-switchover-bandwidth``,
       which QEMU then uses instead (1 MB/s with 1 ms: a threshold under one
       page, but not 0, at which QEMU would complete whenever a pass ends).
+      ``wait_screen`` with ``live_seconds``: the guest runs until its screen
+      has settled, then that long, and is migrated running.  ``keys`` are
+      typed into it first (QMP ``send-key``, one every 0.2 s; QEMU key codes
+      such as ``"h"``, ``"ret"``, or a list of codes pressed together), e.g.
+      a firmware shell command that keeps the screen changing while the guest
+      migrates (an idle guest dirties no page, and QEMU completes as soon as
+      a pass finds nothing left to send).
 
     ``screendump`` saves QEMU's picture of the screen (PNG) just before
     ``migrate``.  ``kernel`` is passed as ``-kernel``, ``firmware`` as
@@ -532,9 +542,11 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
     ``extra_args`` are appended to the QEMU command line.
     """
     modes = [m for m, on in (("booted", booted_seconds), ("screen", wait_screen), ("live", live_seconds)) if on]
-    if len(modes) > 1:
+    if len(modes) > 1 and modes != ["screen", "live"]:
         raise ValueError(f"pick one of booted_seconds, wait_screen, live_seconds (got {', '.join(modes)})")
-    mode = modes[0] if modes else "paused"
+    mode = modes[-1] if modes else "paused"
+    if keys and mode != "live":
+        raise ValueError("keys are typed into a guest that then migrates running: they need live_seconds")
     out = Path(out_path).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     options = [*machine_options, *(["suppress-vmdesc=on"] if suppress_vmdesc else [])]
@@ -577,6 +589,12 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             screen = _wait_screen(run, workdir, wait_screen)
             run.cmd("stop")
         elif mode == "live":
+            if wait_screen:
+                screen = _wait_screen(run, workdir, wait_screen)
+            for key in keys:
+                codes = [key] if isinstance(key, str) else list(key)
+                run.cmd("send-key", {"keys": [{"type": "qcode", "data": c} for c in codes]})
+                time.sleep(_KEY_INTERVAL)
             time.sleep(live_seconds)
         status_before = run.cmd("query-status")
         shot: dict[str, Any] | None = None
@@ -665,6 +683,7 @@ def capture(qemu: QemuBinary, out_path: str | os.PathLike[str], machine: str,
             "query_migrate": mig,
             "query_migrate_last_active": last_active if mig.get("status") != "completed" else None,
             "switchover": switchover,
+            "keys": [k if isinstance(k, str) else list(k) for k in keys] or None,
             "screen": screen,
             "screendump": shot,
             "guest_ram": guest_ram,
@@ -876,9 +895,13 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("--booted", type=float, default=0, metavar="SECS",
                    help="cont, let the firmware run SECS seconds, stop, then migrate")
     c.add_argument("--wait-screen", type=float, default=0, metavar="SECS",
-                   help="cont, poll screendump until the screen settles (at most SECS), stop, then migrate")
+                   help="cont, poll screendump until the screen settles (at most SECS), stop, then migrate "
+                        "(with --live: run on, then migrate it running)")
     c.add_argument("--live", type=float, default=0, metavar="SECS",
                    help="cont, let the guest run SECS seconds, then migrate it while it runs")
+    c.add_argument("--key", action="append", default=[], metavar="QCODE[+QCODE]",
+                   help="with --live: a key typed (send-key) before the guest's SECS begin, e.g. h, ret, "
+                        "shift+a (repeatable, in order)")
     c.add_argument("--switchover-after", action="append", default=[], metavar="COUNTER=N",
                    help="raise downtime-limit once the query-migrate counter (dotted, e.g. "
                         "ram.dirty-sync-count) reaches N (repeatable: all of them)")
@@ -946,7 +969,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           timeout=args.timeout, extra_args=args.extra_arg, cpu=args.cpu, firmware=firmware,
                           kernel=args.kernel, live_seconds=args.live, switchover_after=switchover or None,
                           wait_screen=args.wait_screen, screendump=args.screendump, hash_ram=args.hash_ram,
-                          allow_failed=args.allow_failed, machine_options=args.machine_option)
+                          allow_failed=args.allow_failed, machine_options=args.machine_option,
+                          keys=[k if "+" not in k else k.split("+") for k in args.key])
             msg = f"wrote {res.path} ({res.size} bytes, sha256 {res.sha256})"
             if not args.no_sidecar:
                 msg += f"\nwrote {write_sidecar(res.sidecar, sidecar_path(res.path))}"
