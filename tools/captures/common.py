@@ -33,6 +33,16 @@ Q72_PACKAGES = {"qemu-system-x86": "1:7.2+dfsg-7+deb12u18+b3", "qemu-system-arm"
                 "qemu-system-data": "1:7.2+dfsg-7+deb12u18", "seabios": "1.16.2-1",
                 "ipxe-qemu": "1.0.0+git-20190125.36a4c85-5.1"}
 
+# A running guest's migration kept iterating until the capture helper's switchover: QEMU completes
+# once the pending bytes are below downtime-limit x switchover bandwidth: 1 ms at 1 MB/s is 1000
+# bytes, less than one page, yet above 0, so that the end of a pass makes QEMU sync the dirty
+# bitmap (and find the guest's pages) rather than complete.  A pass that finds nothing dirty
+# completes it all the same: the guest must keep writing.
+ITERATE = {"downtime-limit": 1, "max-bandwidth": 8_000_000, "avail-switchover-bandwidth": 1_000_000}
+# pages QEMU counts as XBZRLE but does not send as XBZRLE records (trace events, one per page):
+# skipped (unchanged since the cached copy) and overflow (the delta too big: sent whole)
+XBZRLE_TRACE = ["save_xbzrle_page_skipping", "save_xbzrle_page_overflow"]
+
 
 def installed_versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
@@ -122,6 +132,13 @@ def run_cases(doc: str, out: Path, cases: Sequence[str], make: Callable[[str], N
     for case in args.cases or cases:
         make(case)
     return 0
+
+
+def xbzrle_records(sidecar: dict[str, Any]) -> int:
+    """XBZRLE records QEMU wrote: the pages it counts, minus the skipped and the overflowed ones."""
+    counts = sidecar["trace_counts"]
+    return (sidecar["query_migrate"]["xbzrle-cache"]["pages"] - counts["save_xbzrle_page_skipping"]
+            - counts["save_xbzrle_page_overflow"])
 
 
 def same_ram(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:

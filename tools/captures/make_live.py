@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from common import FIXTURES, check, finish, relpath, run_cases, same_ram
+from common import FIXTURES, ITERATE, XBZRLE_TRACE, check, finish, relpath, run_cases, same_ram, xbzrle_records
 
 import dirtier
 
@@ -57,13 +57,8 @@ KERNELS = {"dirtier.img": (dirtier.FIRST, dirtier.END),
            "dirtier-fb.img": (0xC00000, 0xD00000)}
 MACHINE = "pc-q35-10.0"
 MEMORY = "16M"
-# 8 MB/s: the first pass takes ~0.3 s.  QEMU completes once the pending bytes are below
-# downtime-limit x switchover bandwidth: 1 ms at 1 MB/s is 1000 bytes, less than one page, yet
-# above 0, so that the end of a pass makes QEMU sync the dirty bitmap (and find the guest's pages)
-# rather than complete; the migration goes on until the helper's switchover
-ITERATE = {"downtime-limit": 1, "max-bandwidth": 8_000_000, "avail-switchover-bandwidth": 1_000_000}
+# ITERATE's 8 MB/s: the first pass over 16 MiB takes ~0.3 s
 SYNCS = {"ram.dirty-sync-count": 4}                             # 1 full pass + at least 3 of dirty pages
-XBZRLE_TRACE = ["save_xbzrle_page_skipping", "save_xbzrle_page_overflow"]
 # one event per page QEMU sends whole (not zero, not XBZRLE, not multifd): postcopy's failed
 # migration reports no counters at the end, this count stands in for ram.normal
 PAGE_TRACE = ["ram_save_page"]
@@ -91,13 +86,6 @@ CASES: dict[str, dict[str, Any]] = {
                               trace=PAGE_TRACE, allow_failed=True),
 }
 ATTEMPTS = 6
-
-
-def xbzrle_records(sidecar: dict[str, Any]) -> int:
-    """XBZRLE records QEMU wrote: the pages it counts, minus the skipped and the overflowed ones."""
-    counts = sidecar["trace_counts"]
-    return (sidecar["query_migrate"]["xbzrle-cache"]["pages"] - counts["save_xbzrle_page_skipping"]
-            - counts["save_xbzrle_page_overflow"])
 
 
 def attempt(q, name: str, spec: dict[str, Any], out: Path) -> CaptureResult | None:
