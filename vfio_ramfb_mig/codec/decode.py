@@ -42,26 +42,7 @@ from ..errors import (
     UnknownSubsectionError,
     VmdescError,
 )
-from ..model import (
-    Blob,
-    Command,
-    Configuration,
-    Eof,
-    Field,
-    Header,
-    MigrationStream,
-    OpaqueBody,
-    RamBody,
-    RamItem,
-    RamPages,
-    Section,
-    Span,
-    Subsection,
-    VfioBody,
-    VfioItem,
-    VmstateBody,
-)
-from ..model import Vmdesc as VmdescRecord
+from .. import model
 from ..vmstate.builtin import BUILTIN_SECTIONS, CONFIGURATION, PCI_CONFIG_SIZES, vfio_pci_device
 from ..vmstate.compile import UnknownSubsectionFound, compile_description
 from ..vmstate.model import Description
@@ -98,10 +79,10 @@ RECORD_WINDOW = 1 << 20
 
 
 def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False, ram_runs: bool = True,
-           on_ram_run: Callable[[RamPages], None] | None = None,
-           on_ram_item: Callable[[RamItem, int], None] | None = None,
-           on_ram_partial: Callable[[RamPages, int], None] | None = None,
-           progress: Callable[[int], None] | None = None) -> MigrationStream:
+           on_ram_run: Callable[[model.RamPages], None] | None = None,
+           on_ram_item: Callable[[model.RamItem, int], None] | None = None,
+           on_ram_partial: Callable[[model.RamPages, int], None] | None = None,
+           progress: Callable[[int], None] | None = None) -> model.MigrationStream:
     """Decode a whole stream.
 
     Args:
@@ -119,7 +100,7 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
             mapped pages go (ram.walk.RamWalk's on_partial).
         progress: called with the input offset reached, every few MiB of RAM and at the end.
     """
-    def run(src: Source) -> MigrationStream:
+    def run(src: Source) -> model.MigrationStream:
         stream = _Decoder(src, strict, ram_runs, on_ram_run, on_ram_item, progress, on_ram_partial).run(partial)
         if progress is not None:
             progress(src.size)
@@ -135,10 +116,10 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
 
 class _Decoder:
     def __init__(self, src: Source, strict: bool, keep_ram_runs: bool = True,
-                 on_ram_run: Callable[[RamPages], None] | None = None,
-                 on_ram_item: Callable[[RamItem, int], None] | None = None,
+                 on_ram_run: Callable[[model.RamPages], None] | None = None,
+                 on_ram_item: Callable[[model.RamItem, int], None] | None = None,
                  progress: Callable[[int], None] | None = None,
-                 on_ram_partial: Callable[[RamPages, int], None] | None = None) -> None:
+                 on_ram_partial: Callable[[model.RamPages, int], None] | None = None) -> None:
         self.src, self.buf, self.strict = src, src.buf, strict
         self.keep_ram_runs, self.on_ram_run, self.on_ram_item = keep_ram_runs, on_ram_run, on_ram_item
         self.progress, self.on_ram_partial = progress, on_ram_partial
@@ -165,7 +146,7 @@ class _Decoder:
 
     # ------------------------------------------------------------ driver
 
-    def run(self, partial: bool) -> MigrationStream:
+    def run(self, partial: bool) -> model.MigrationStream:
         try:
             self._header()
             if self.src.complete:
@@ -177,9 +158,9 @@ class _Decoder:
             return self._result(error=str(exc))
         return self._result()
 
-    def _result(self, error: str | None = None) -> MigrationStream:
-        return MigrationStream(records=tuple(self.records), size=self.size, source=self.src.name,
-                               warnings=tuple(self.warnings), error=error)
+    def _result(self, error: str | None = None) -> model.MigrationStream:
+        return model.MigrationStream(records=tuple(self.records), size=self.size, source=self.src.name,
+                                     warnings=tuple(self.warnings), error=error)
 
     def _byte(self, pos: int, what: str, path: FieldPath) -> int:
         if pos >= self.src.ensure(pos + 1):
@@ -214,7 +195,7 @@ class _Decoder:
         if version != QEMU_VM_FILE_VERSION:
             raise CorruptError(f"unsupported stream version {version}; expected 3", offset=4,
                                path=("records", 0, "version"))
-        self.records.append(Header(magic=magic, version=version, span=Span(0, end)))
+        self.records.append(model.Header(magic=magic, version=version, span=model.Span(0, end)))
 
     def _read_to_end(self) -> None:
         """A forward-only source: read the rest of the input and find the vmdesc at its end. Called
@@ -271,8 +252,8 @@ class _Decoder:
                                offset=json_at + header.length, path=path)
         doc, text = self._vmdesc_doc, self._vmdesc_text
         exact = json.dumps(doc).encode() == text
-        self.records.append(VmdescRecord(document=doc, text=None if exact else text,
-                                         span=Span(pos, self.size - pos)))
+        self.records.append(model.Vmdesc(document=doc, text=None if exact else text,
+                                         span=model.Span(pos, self.size - pos)))
 
     # ------------------------------------------------------------ records
 
@@ -289,7 +270,7 @@ class _Decoder:
             self.src.ensure(pos + RECORD_WINDOW)
             kind = self._byte(pos, "a record type byte", ("records", index))
             if kind == RecordType.QEMU_VM_EOF:
-                self.records.append(Eof(span=Span(pos, 1)))
+                self.records.append(model.Eof(span=model.Span(pos, 1)))
                 self._read_to_end()
                 if pos + 1 < self.size:
                     self._vmdesc_record(pos + 1)
@@ -324,10 +305,11 @@ class _Decoder:
         value, end = self._vmstate(desc, pos + 1, path, "configuration record")
         fields, subsections = value
         machine = next(f.value for f in fields if f.name == "name")
-        if isinstance(machine, Blob):
+        if isinstance(machine, model.Blob):
             # a hostile `len` over INLINE_LIMIT makes the name a Blob; it is still bounded by the input
             machine = bytes(self.buf[machine.offset:machine.offset + machine.length])
-        config = Configuration(machine=from_wire(machine), subsections=subsections, span=Span(pos, end - pos))
+        config = model.Configuration(machine=from_wire(machine), subsections=subsections,
+                                     span=model.Span(pos, end - pos))
         for sub in subsections:
             if sub.name == "configuration/capabilities":
                 caps = next(f.value for f in sub.fields if f.name == "capabilities")
@@ -356,14 +338,15 @@ class _Decoder:
         package = None
         if cmd == Cmd.MIG_CMD_PACKAGED:
             self.src.need(end, args.length, "the packaged records", path)
-            package, end = Blob(end, args.length), end + args.length
+            package, end = model.Blob(end, args.length), end + args.length
         if cmd == Cmd.MIG_CMD_POSTCOPY_ADVISE and args.page_sizes is not None:
             sizes = args.page_sizes
             self.advise = PostcopyAdvise(sizes.pagesize_summary, sizes.target_page_size)
             tps = sizes.target_page_size
             if not self.page_size_known and tps & (tps - 1) == 0 and 1 << 9 <= tps <= 1 << 24:
                 self.page_size = tps  # the only word on the target page size a stream may carry
-        self.records.append(Command(cmd=cmd, name=name, data=data, package=package, span=Span(pos, end - pos)))
+        self.records.append(model.Command(cmd=cmd, name=name, data=data, package=package,
+                                          span=model.Span(pos, end - pos)))
         return end
 
     def _command_data(self, cmd: int, data: bytes, at: int, path: FieldPath) -> Any:
@@ -412,9 +395,9 @@ class _Decoder:
         body, end = self._body(rtype, section_id, idstr, instance_id, version_id, body_pos, path)
         footer = self._footer(end, section_id, idstr, path)
         end += Footer.sizeof() if footer else 0
-        self.records.append(Section(type=rtype, section_id=section_id, idstr=idstr,
-                                    instance_id=instance_id, version_id=version_id,
-                                    body=body, footer=footer, span=Span(pos, end - pos)))
+        self.records.append(model.Section(type=rtype, section_id=section_id, idstr=idstr,
+                                          instance_id=instance_id, version_id=version_id,
+                                          body=body, footer=footer, span=model.Span(pos, end - pos)))
         return end
 
     def _footer(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> bool:
@@ -453,7 +436,7 @@ class _Decoder:
             builtin = BUILTIN_SECTIONS.get(idstr)
             if builtin is not None and builtin.version == version_id:
                 (fields, subs), end = self._vmstate(builtin, pos, path, f"section {idstr}")
-                return VmstateBody(builtin.name, version_id, fields, subs, origin="builtin"), end
+                return model.VmstateBody(builtin.name, version_id, fields, subs, origin="builtin"), end
             self._read_to_end()  # the first section only the vmdesc describes
             entry = self.vmdesc.find(idstr, instance_id) if self.vmdesc else None
             if entry is not None and entry.old_style:
@@ -463,15 +446,15 @@ class _Decoder:
                 desc = Description(entry.description.name, version_id, entry.description.fields,
                                    entry.description.subsections)
                 (fields, subs), end = self._vmstate(desc, pos, path, f"section {printable(idstr)}")
-                return VmstateBody(desc.name, version_id, fields, subs, origin="vmdesc"), end
+                return model.VmstateBody(desc.name, version_id, fields, subs, origin="vmdesc"), end
         return self._unknown(pos, section_id, idstr, path)
 
-    def _opaque(self, start: int, end: int, reason: str) -> tuple[OpaqueBody, int]:
+    def _opaque(self, start: int, end: int, reason: str) -> tuple[model.OpaqueBody, int]:
         length = end - start
         data = bytes(self.buf[start:end]) if length <= INLINE_LIMIT else None
-        return OpaqueBody(Blob(start, length, data), reason), end
+        return model.OpaqueBody(model.Blob(start, length, data), reason), end
 
-    def _unknown(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> tuple[OpaqueBody, int]:
+    def _unknown(self, pos: int, section_id: int, idstr: str, path: FieldPath) -> tuple[model.OpaqueBody, int]:
         self._read_to_end()  # delimiting it needs the whole input (its footer, the vmdesc, the end)
         why = "no vmdesc entry and no built-in description"
         if self.strict:
@@ -537,7 +520,7 @@ class _Decoder:
     # ------------------------------------------------------------ vmstate
 
     def _vmstate(self, desc: Description, pos: int, path: FieldPath, what: str,
-                 end: int | None = None) -> tuple[tuple[tuple[Field, ...], tuple[Subsection, ...]], int]:
+                 end: int | None = None) -> tuple[tuple[tuple[model.Field, ...], tuple[model.Subsection, ...]], int]:
         schema = compile_description(desc)
         try:
             value, stop = self.src.parse(schema, pos, path, what, end=end,
@@ -560,7 +543,7 @@ class _Decoder:
 
     # ------------------------------------------------------------ RAM
 
-    def _ram(self, pos: int, path: FieldPath, is_start: bool) -> tuple[RamBody, int]:
+    def _ram(self, pos: int, path: FieldPath, is_start: bool) -> tuple[model.RamBody, int]:
         """Page records until EOS, by the one page-record walk (ram/walk.py). The walk is made at
         the first RAM section: by then the page size, capabilities and ADVISE are known."""
         if self.ram_walk is None:
@@ -572,35 +555,36 @@ class _Decoder:
 
     # ------------------------------------------------------------ VFIO
 
-    def _vfio(self, pos: int, path: FieldPath, rtype: str) -> tuple[VfioBody, int]:
-        items: list[VfioItem] = []
+    def _vfio(self, pos: int, path: FieldPath, rtype: str) -> tuple[model.VfioBody, int]:
+        items: list[model.VfioItem] = []
         while True:
             where = path + ("items", len(items))
             start = pos
             tag, pos = self.src.parse(Marker, start, where, "a VFIO marker")
             if tag == VfioMarker.END_OF_STATE:
-                items.append(VfioItem("end_of_state", span=Span(start, pos - start)))
-                return VfioBody(tuple(items)), pos
+                items.append(model.VfioItem("end_of_state", span=model.Span(start, pos - start)))
+                return model.VfioBody(tuple(items)), pos
             if tag == VfioMarker.DEV_INIT_DATA_SENT:
-                items.append(VfioItem("init_data_sent", span=Span(start, pos - start)))
-                return VfioBody(tuple(items)), pos
+                items.append(model.VfioItem("init_data_sent", span=model.Span(start, pos - start)))
+                return model.VfioBody(tuple(items)), pos
             if tag == VfioMarker.DEV_SETUP_STATE:
-                items.append(VfioItem("setup", span=Span(start, pos - start)))
+                items.append(model.VfioItem("setup", span=model.Span(start, pos - start)))
             elif tag == VfioMarker.DEV_DATA_STATE:
                 chunk, pos = self.src.parse(DataChunkHeader, start, where, "a VFIO data chunk header")
                 length = chunk.length
                 self.src.need(pos, length, "VFIO device data", where)
                 data = bytes(self.buf[pos:pos + length]) if length <= INLINE_LIMIT else None
-                items.append(VfioItem("data", data=Blob(pos, length, data), span=Span(start, pos - start + length)))
+                items.append(model.VfioItem("data", data=model.Blob(pos, length, data),
+                                            span=model.Span(start, pos - start + length)))
                 pos += length
             elif tag == VfioMarker.DEV_CONFIG_STATE:
                 config, pos = self._vfio_config(pos, where + ("config",))
-                items.append(VfioItem("config", config=config, span=Span(start, pos - start)))
+                items.append(model.VfioItem("config", config=config, span=model.Span(start, pos - start)))
             else:
                 raise CorruptError(f"unknown VFIO tag {tag:#018x}; expected END_OF_STATE, CONFIG_STATE, "
                                    f"SETUP_STATE, DATA_STATE or INIT_DATA_SENT", offset=start, path=where)
 
-    def _vfio_config(self, pos: int, path: FieldPath) -> tuple[VmstateBody, int]:
+    def _vfio_config(self, pos: int, path: FieldPath) -> tuple[model.VmstateBody, int]:
         """VFIOPCIDevice: config size (256|4096) and MSI-X size are not on the wire; read them off
         the config space itself and keep the layout that ends exactly at END_OF_STATE."""
         self.src.ensure(pos + 4 + 2 * 4096 + 16)  # the largest config space and MSI-X table, then its END
@@ -621,7 +605,7 @@ class _Decoder:
                 first_error = first_error or exc
                 continue
             if self._peek(Marker, end) == VfioMarker.END_OF_STATE:
-                return VmstateBody(desc.name, desc.version, fields, subs, origin="builtin"), end
+                return model.VmstateBody(desc.name, desc.version, fields, subs, origin="builtin"), end
         if first_error is not None:
             raise first_error
         self.src.need(pos, 4 + 256 + 16 + 8, "VFIO PCI config state", path)

@@ -33,26 +33,7 @@ from typing import Any, BinaryIO
 from construct import Construct, Container, ConstructError
 
 from ..errors import EncodeError, FieldPath
-from ..model import (
-    Blob,
-    Command,
-    Configuration,
-    Eof,
-    Field,
-    Header,
-    MigrationStream,
-    OpaqueBody,
-    RamBody,
-    RamMarker,
-    RamMemSize,
-    RamPages,
-    Section,
-    StructValue,
-    Subsection,
-    VfioBody,
-    VmstateBody,
-    Vmdesc,
-)
+from .. import model
 from ..vmstate.builtin import CONFIGURATION
 from ..vmstate.compile import RAMFB_CFG_TYPE, compile_description
 from ..vmstate.model import Description, FieldDesc
@@ -89,7 +70,7 @@ _VFIO_MARKERS = {"setup": VfioMarker.DEV_SETUP_STATE, "end_of_state": VfioMarker
                  "init_data_sent": VfioMarker.DEV_INIT_DATA_SENT}
 
 
-def encode(stream: MigrationStream, out: BinaryIO, source: Source | None = None, *,
+def encode(stream: model.MigrationStream, out: BinaryIO, source: Source | None = None, *,
            max_ram: int | None = None) -> int:
     """Write `stream` to `out`; Blobs without data are read from `source`. Returns bytes written.
 
@@ -99,7 +80,7 @@ def encode(stream: MigrationStream, out: BinaryIO, source: Source | None = None,
     return _Encoder(out, source).run(stream, max_ram)
 
 
-def encode_bytes(stream: MigrationStream, source: Source | None = None) -> bytes:
+def encode_bytes(stream: model.MigrationStream, source: Source | None = None) -> bytes:
     buf = io.BytesIO()
     encode(stream, buf, source)
     return buf.getvalue()
@@ -221,7 +202,7 @@ class _Encoder:
         """Write `value` built by `schema`; a value the wire cannot hold is an EncodeError."""
         self.write(self.built(schema, value, path, what))
 
-    def blob(self, blob: Blob, path: FieldPath) -> None:
+    def blob(self, blob: model.Blob, path: FieldPath) -> None:
         if blob.data is not None:
             if len(blob.data) != blob.length:
                 raise EncodeError(f"embedded data has {len(blob.data)} bytes, expected {blob.length}",
@@ -236,7 +217,7 @@ class _Encoder:
                               f"offset {blob.offset} are referenced", offset=self.written, path=path)
         self.copy(blob.offset, blob.length)
 
-    def run(self, stream: MigrationStream, max_ram: int | None = None) -> int:
+    def run(self, stream: model.MigrationStream, max_ram: int | None = None) -> int:
         self.check_pages(stream, max_ram)
         try:
             self.records(stream)
@@ -245,7 +226,7 @@ class _Encoder:
             self.close()
         return self.written
 
-    def records(self, stream: MigrationStream) -> None:
+    def records(self, stream: model.MigrationStream) -> None:
         for index, record in enumerate(stream.records):
             path: FieldPath = ("records", index)
             try:
@@ -258,44 +239,44 @@ class _Encoder:
                                   path=path) from exc
 
     def record(self, record: Any, path: FieldPath) -> None:
-        if isinstance(record, Header):
+        if isinstance(record, model.Header):
             # what decode (and QEMU) refuse is not written either
             if record.magic != QEMU_VM_FILE_MAGIC or record.version != QEMU_VM_FILE_VERSION:
                 raise EncodeError(f"unsupported stream header: magic {record.magic:#x}, version {record.version}; "
                                   f"vmig writes magic QEVM, version {QEMU_VM_FILE_VERSION}", path=path)
             self.build(FileHeader, {"magic": record.magic, "version": record.version}, path, "the file header")
-        elif isinstance(record, Configuration):
+        elif isinstance(record, model.Configuration):
             self.configuration(record, path)
-        elif isinstance(record, Section):
+        elif isinstance(record, model.Section):
             self.section(record, path)
-        elif isinstance(record, Command):
+        elif isinstance(record, model.Command):
             self.command(record, path)
-        elif isinstance(record, Eof):
+        elif isinstance(record, model.Eof):
             self.build(EofMarker, None, path, "EOF")
-        elif isinstance(record, Vmdesc):
+        elif isinstance(record, model.Vmdesc):
             text = record.text if record.text is not None else json.dumps(record.document).encode()
             self.build(VmdescHeader, {"length": len(text)}, path, "the vmdesc header")
             self.write(text)
         else:
             raise EncodeError(f"unknown record {type(record).__name__}", path=path)
 
-    def configuration(self, record: Configuration, path: FieldPath) -> None:
+    def configuration(self, record: model.Configuration, path: FieldPath) -> None:
         name = to_wire(record.machine)
-        fields = (Field("len", "uint32", len(name)), Field("name", "buffer", name))
+        fields = (model.Field("len", "uint32", len(name)), model.Field("name", "buffer", name))
         desc = Description("configuration", 1, CONFIGURATION.fields,
                            tuple(describe_subsection(s, path + ("subsections", i))
                                  for i, s in enumerate(record.subsections)))
         self.build(ConfigurationMarker, None, path, "the configuration record")
         self.vmstate(desc, fields, record.subsections, path)
 
-    def command(self, record: Command, path: FieldPath) -> None:
+    def command(self, record: model.Command, path: FieldPath) -> None:
         if len(record.data) > 0xFFFF:
             raise EncodeError(f"command data has {len(record.data)} bytes, at most 65535 fit", path=path + ("data",))
         self.build(CommandRecord, {"cmd": record.cmd, "data": record.data}, path, f"command {record.name}")
         if record.package is not None:
             self.blob(record.package, path + ("package",))
 
-    def section(self, record: Section, path: FieldPath) -> None:
+    def section(self, record: model.Section, path: FieldPath) -> None:
         kind = _SECTION_BYTES.get(record.type)
         if kind is None:
             raise EncodeError(f"unknown section type '{record.type}'", path=path + ("type",))
@@ -309,16 +290,16 @@ class _Encoder:
         else:
             self.build(ShortHeader, {"type": kind, "section_id": record.section_id}, path, "the section header")
         body = record.body
-        if isinstance(body, VmstateBody):
+        if isinstance(body, model.VmstateBody):
             desc = Description(body.vmsd_name, body.version, describe_fields(body.fields, path + ("fields",)),
                                tuple(describe_subsection(s, path + ("subsections", i))
                                      for i, s in enumerate(body.subsections)))
             self.vmstate(desc, body.fields, body.subsections, path)
-        elif isinstance(body, RamBody):
+        elif isinstance(body, model.RamBody):
             self.ram(body, path + ("ram",))
-        elif isinstance(body, VfioBody):
+        elif isinstance(body, model.VfioBody):
             self.vfio(body, path + ("vfio",))
-        elif isinstance(body, OpaqueBody):
+        elif isinstance(body, model.OpaqueBody):
             self.blob(body.data, path + ("opaque",))
         else:
             raise EncodeError(f"unknown section body {type(body).__name__}", path=path)
@@ -327,7 +308,7 @@ class _Encoder:
 
     # ------------------------------------------------------------ vmstate
 
-    def vmstate(self, desc: Description, fields: tuple[Field, ...], subsections: tuple[Subsection, ...],
+    def vmstate(self, desc: Description, fields: tuple[model.Field, ...], subsections: tuple[model.Subsection, ...],
                 path: FieldPath) -> None:
         container = self.container(desc, fields, subsections, path)
         buf = io.BytesIO()
@@ -338,7 +319,7 @@ class _Encoder:
             raise EncodeError(f"cannot build {desc.name}: {message}", offset=self.written, path=path) from exc
         self.write(buf.getvalue())
 
-    def container(self, desc: Description, fields: tuple[Field, ...], subsections: tuple[Subsection, ...],
+    def container(self, desc: Description, fields: tuple[model.Field, ...], subsections: tuple[model.Subsection, ...],
                   path: FieldPath) -> Container:
         result = Container()
         for i, (fd, f) in enumerate(zip(desc.fields, fields, strict=True)):
@@ -356,7 +337,7 @@ class _Encoder:
     def element(self, fd: FieldDesc, value: Any, path: FieldPath) -> Any:
         if fd.type == "struct" and fd.struct is not None:
             return self.container(fd.struct, value.fields, value.subsections, path)
-        if isinstance(value, Blob):
+        if isinstance(value, model.Blob):
             buf = io.BytesIO()
             self.flush()
             saved, self.out, self.written = (self.out, self.written), buf, 0
@@ -378,26 +359,26 @@ class _Encoder:
 
     # ------------------------------------------------------------ RAM
 
-    def check_pages(self, stream: MigrationStream, max_ram: int | None) -> None:
+    def check_pages(self, stream: model.MigrationStream, max_ram: int | None) -> None:
         """Refuse, before a byte is written, page runs that write more pages than the stream they
         describe could hold and than `max_ram` (a tiny JSON document with a count of 2^39)."""
         pages, page_size = 0, 4096
         for record in stream.records:
-            if isinstance(record, Section) and isinstance(record.body, RamBody):
+            if isinstance(record, model.Section) and isinstance(record.body, model.RamBody):
                 page_size = record.body.page_size
                 for item in record.body.items:
-                    if isinstance(item, RamPages):
+                    if isinstance(item, model.RamPages):
                         if item.count < 0 or item.offset < 0:
                             raise EncodeError(f"page run of block '{item.block}' has a negative count or offset")
                         pages += 1 if item.kind == "xbzrle" else item.count
         size = max(stream.size, self.source.size if self.source is not None else 0)
         check_claim(pages, page_size, size, max_ram, "the page runs write")
 
-    def ram(self, body: RamBody, path: FieldPath) -> None:
+    def ram(self, body: model.RamBody, path: FieldPath) -> None:
         ps = body.page_size
         for i, item in enumerate(body.items):
             where = path + ("items", i)
-            if isinstance(item, RamMemSize):
+            if isinstance(item, model.RamMemSize):
                 self.build(AddressWord, item.total | RamFlag.MEM_SIZE, where, "the RAM total")
                 for k, block in enumerate(item.blocks):
                     at = where + ("blocks", k)
@@ -407,15 +388,15 @@ class _Encoder:
                     self.build(ram_block(), entry, at, "a RAM block-list entry")
                     if block.region is not None:
                         self.blob(block.region, at + ("region",))
-            elif isinstance(item, RamMarker):
+            elif isinstance(item, model.RamMarker):
                 flag = RamFlag.EOS if item.kind == "eos" else RamFlag.MULTIFD_FLUSH
                 self.build(AddressWord, flag, where, f"the RAM marker {item.kind}")
-            elif isinstance(item, RamPages):
+            elif isinstance(item, model.RamPages):
                 self.pages(item, ps, where)
             else:
                 raise EncodeError(f"unknown RAM item {type(item).__name__}", path=where)
 
-    def pages(self, run: RamPages, ps: int, path: FieldPath) -> None:
+    def pages(self, run: model.RamPages, ps: int, path: FieldPath) -> None:
         flag = _RAM_KIND_FLAG.get(run.kind)
         if flag is None:
             raise EncodeError(f"unknown page kind '{run.kind}'", path=path + ("kind",))
@@ -437,7 +418,7 @@ class _Encoder:
             else:
                 if run.span is None:
                     raise EncodeError("page contents need the source stream's offsets", path=path)
-                self.blob(Blob(run.payload_offset(i, ps), ps), path)
+                self.blob(model.Blob(run.payload_offset(i, ps), ps), path)
 
     def built(self, schema: Construct, value: Any, path: FieldPath, what: str) -> bytes:
         """`value` built by `schema`, not written yet; a value the wire cannot hold is an EncodeError."""
@@ -449,7 +430,7 @@ class _Encoder:
 
     # ------------------------------------------------------------ VFIO
 
-    def vfio(self, body: VfioBody, path: FieldPath) -> None:
+    def vfio(self, body: model.VfioBody, path: FieldPath) -> None:
         for i, item in enumerate(body.items):
             where = path + ("items", i)
             if item.kind in _VFIO_MARKERS:
@@ -474,16 +455,16 @@ class _Encoder:
 # ---------------------------------------------------------------- model -> description
 
 
-def describe_subsection(sub: Subsection, path: FieldPath) -> Description:
+def describe_subsection(sub: model.Subsection, path: FieldPath) -> Description:
     return Description(sub.name, sub.version, describe_fields(sub.fields, path + ("fields",)),
                        tuple(describe_subsection(s, path + ("subsections", i)) for i, s in enumerate(sub.subsections)))
 
 
-def describe_fields(fields: tuple[Field, ...], path: FieldPath) -> tuple[FieldDesc, ...]:
+def describe_fields(fields: tuple[model.Field, ...], path: FieldPath) -> tuple[FieldDesc, ...]:
     return tuple(describe_field(f, path + (i,)) for i, f in enumerate(fields))
 
 
-def describe_field(f: Field, path: FieldPath) -> FieldDesc:
+def describe_field(f: model.Field, path: FieldPath) -> FieldDesc:
     """The wire layout a field's value implies (its type, its byte length, its element count)."""
     # a list is an array, except one "pci irq state" (four int32s); an array of those holds lists
     # (or, for a size other than 16, bytes), so four plain ints are the single value
@@ -492,15 +473,15 @@ def describe_field(f: Field, path: FieldPath) -> FieldDesc:
     if isinstance(f.value, list) and not single_irq_state:
         if not f.value:
             return FieldDesc(f.name, f.type, size=FIXED_SIZES.get(f.type, 0), count=0)
-        first = describe_field(Field(f.name, f.type, f.value[0]), path)
+        first = describe_field(model.Field(f.name, f.type, f.value[0]), path)
         return FieldDesc(f.name, first.type, size=first.size, count=len(f.value), struct=first.struct,
                          view=first.view)
-    if isinstance(f.value, StructValue):
+    if isinstance(f.value, model.StructValue):
         s = f.value
         return FieldDesc(f.name, "struct", struct=Description(
             s.vmsd_name, s.version, describe_fields(s.fields, path + ("value", "fields")),
             tuple(describe_subsection(x, path + ("value", "subsections", i)) for i, x in enumerate(s.subsections))))
-    if isinstance(f.value, Blob):
+    if isinstance(f.value, model.Blob):
         return FieldDesc(f.name, f.type, size=f.value.length)
     if isinstance(f.value, (bytes, bytearray)):
         return FieldDesc(f.name, f.type, size=len(f.value))

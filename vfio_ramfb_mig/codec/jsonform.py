@@ -25,29 +25,7 @@ from typing import Any
 from ..version import __version__
 from ..errors import FieldPath, JsonFormError
 from ..naming import section_selected
-from ..model import (
-    Blob,
-    Command,
-    Configuration,
-    Eof,
-    Field,
-    Header,
-    MigrationStream,
-    OpaqueBody,
-    RamBlock,
-    RamBody,
-    RamMarker,
-    RamMemSize,
-    RamPages,
-    Section,
-    Span,
-    StructValue,
-    Subsection,
-    VfioBody,
-    VfioItem,
-    VmstateBody,
-    Vmdesc,
-)
+from .. import model
 from ..vmstate.compile import RAMFB_CFG_TYPE
 from ..vmstate.vmdesc import MAX_DEPTH
 from ..wire.primitives import INT_TYPES
@@ -90,7 +68,7 @@ _KEYS = {
 # ================================================================ model -> JSON
 
 
-def to_json(stream: MigrationStream, *, embed: bool = False, source=None) -> dict[str, Any]:
+def to_json(stream: model.MigrationStream, *, embed: bool = False, source=None) -> dict[str, Any]:
     """The JSON document for a decoded stream. With `embed`, referenced bytes are carried inline
     (base64), read from `source`, so the document stands alone."""
     writer = _Writer(embed, source)
@@ -110,7 +88,7 @@ def to_json(stream: MigrationStream, *, embed: bool = False, source=None) -> dic
     return doc
 
 
-def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: int | None = None,
+def dumps(stream: model.MigrationStream, *, embed: bool = False, source=None, indent: int | None = None,
           sections: tuple[str, ...] = ()) -> str:
     """The JSON document as text. By default each record is one compact line (json's C encoder:
     a GiB guest's RAM runs take a tenth of the time the indenting encoder needs, which is pure
@@ -121,7 +99,7 @@ def dumps(stream: MigrationStream, *, embed: bool = False, source=None, indent: 
     return "".join(iter_dumps(stream, embed=embed, source=source, sections=sections))
 
 
-def iter_dumps(stream: MigrationStream, *, embed: bool = False, source=None,
+def iter_dumps(stream: model.MigrationStream, *, embed: bool = False, source=None,
                sections: tuple[str, ...] = ()) -> Iterator[str]:
     """`dumps`'s compact text in pieces, a record's line at a time, each made as it is asked for:
     whoever writes them holds one record's JSON at once, not the document's (with --embed, the
@@ -163,14 +141,14 @@ def _base64_pieces(pieces: Iterable[bytes]) -> Iterator[str]:
     yield base64.b64encode(held).decode()
 
 
-def _selected(stream: MigrationStream, sections: tuple[str, ...]) -> MigrationStream:
+def _selected(stream: model.MigrationStream, sections: tuple[str, ...]) -> model.MigrationStream:
     if not sections:
         return stream
     return replace(stream, records=tuple(
-        r for r in stream.records if not isinstance(r, Section) or section_selected(r.idstr, sections)))
+        r for r in stream.records if not isinstance(r, model.Section) or section_selected(r.idstr, sections)))
 
 
-def _span(obj: dict[str, Any], span: Span | None) -> dict[str, Any]:
+def _span(obj: dict[str, Any], span: model.Span | None) -> dict[str, Any]:
     if span is not None:
         obj["offset"], obj["length"] = span.offset, span.length
     return obj
@@ -210,7 +188,7 @@ class _Writer:
                 self.source.forget(self._read_lo, self._read_hi + _FORGET_SPAN)
                 self._read_lo, self._read_hi = 1 << 63, 0
 
-    def blob(self, blob: Blob) -> dict[str, Any]:
+    def blob(self, blob: model.Blob) -> dict[str, Any]:
         if blob.data is not None and blob.length <= 4096:
             return {"hex": blob.data.hex()}
         if self.embed:
@@ -218,22 +196,22 @@ class _Writer:
         return {"ref": {"offset": blob.offset, "length": blob.length}}
 
     def record(self, r: Any) -> dict[str, Any]:
-        if isinstance(r, Header):
+        if isinstance(r, model.Header):
             return _span({"type": "header"}, r.span) | {"magic": "QEVM" if r.magic == QEMU_VM_FILE_MAGIC else r.magic,
                                                         "version": r.version}
-        if isinstance(r, Configuration):
+        if isinstance(r, model.Configuration):
             return _span({"type": "configuration"}, r.span) | {
                 "machine": r.machine, "subsections": [self.subsection(s) for s in r.subsections]}
-        if isinstance(r, Section):
+        if isinstance(r, model.Section):
             return self.section(r)
-        if isinstance(r, Command):
+        if isinstance(r, model.Command):
             obj = _span({"type": "command"}, r.span) | {"cmd": r.cmd, "name": r.name, "data": r.data.hex()}
             if r.package is not None:
                 obj["package"] = self.blob(r.package)
             return obj
-        if isinstance(r, Eof):
+        if isinstance(r, model.Eof):
             return _span({"type": "eof"}, r.span)
-        if isinstance(r, Vmdesc):
+        if isinstance(r, model.Vmdesc):
             obj = _span({"type": "vmdesc"}, r.span)
             if r.text is None:
                 obj["json"] = r.document
@@ -242,34 +220,34 @@ class _Writer:
             return obj
         raise TypeError(f"unknown record {type(r).__name__}")
 
-    def section(self, r: Section) -> dict[str, Any]:
+    def section(self, r: model.Section) -> dict[str, Any]:
         obj = _span({"type": r.type}, r.span) | {"section_id": r.section_id, "idstr": r.idstr}
         if r.long_header:
             obj["instance_id"], obj["version_id"] = r.instance_id, r.version_id
         obj["footer"] = r.footer
         body = r.body
-        if isinstance(body, VmstateBody):
+        if isinstance(body, model.VmstateBody):
             obj["decoder"] = body.origin
             obj["vmsd_name"], obj["version"] = body.vmsd_name, body.version
             obj["fields"] = [self.field(f) for f in body.fields]
             obj["subsections"] = [self.subsection(s) for s in body.subsections]
-        elif isinstance(body, RamBody):
+        elif isinstance(body, model.RamBody):
             obj["decoder"] = "ram"
             obj["ram"] = self.ram(body)
-        elif isinstance(body, VfioBody):
+        elif isinstance(body, model.VfioBody):
             obj["decoder"] = "vfio"
             obj["vfio"] = {"items": [self.vfio_item(i) for i in body.items]}
-        elif isinstance(body, OpaqueBody):
+        elif isinstance(body, model.OpaqueBody):
             obj["decoder"] = "opaque"
             obj["opaque"] = {"reason": body.reason, "offset": body.data.offset, "length": body.data.length,
                              "data": self.blob(body.data)}
         return obj
 
-    def subsection(self, s: Subsection) -> dict[str, Any]:
+    def subsection(self, s: model.Subsection) -> dict[str, Any]:
         return _span({"name": s.name, "version": s.version}, s.span) | {
             "fields": [self.field(f) for f in s.fields], "subsections": [self.subsection(x) for x in s.subsections]}
 
-    def field(self, f: Field) -> dict[str, Any]:
+    def field(self, f: model.Field) -> dict[str, Any]:
         obj = _span({"name": f.name, "type": f.type}, f.span)
         obj["value"] = self.value(f.type, f.value)
         if f.info:
@@ -277,7 +255,7 @@ class _Writer:
         return obj
 
     def value(self, ftype: str, value: Any) -> Any:
-        if isinstance(value, StructValue):
+        if isinstance(value, model.StructValue):
             return {"vmsd_name": value.vmsd_name, "version": value.version,
                     "fields": [self.field(f) for f in value.fields],
                     "subsections": [self.subsection(s) for s in value.subsections]}
@@ -285,19 +263,19 @@ class _Writer:
             return [self.value(ftype, v) for v in value]
         if isinstance(value, (bytes, bytearray)):
             return value.hex()
-        if isinstance(value, Blob):
+        if isinstance(value, model.Blob):
             return self.blob(value)
         if ftype == RAMFB_CFG_TYPE and isinstance(value, dict):
             return value | {"fourcc": fourcc_text(value["fourcc"])}
         return value
 
-    def ram(self, body: RamBody) -> dict[str, Any]:
+    def ram(self, body: model.RamBody) -> dict[str, Any]:
         items = []
         for item in body.items:
-            if isinstance(item, RamMemSize):
+            if isinstance(item, model.RamMemSize):
                 items.append(_span({"kind": "mem_size", "total": item.total,
                                     "blocks": [self.ram_block(b) for b in item.blocks]}, item.span))
-            elif isinstance(item, RamMarker):
+            elif isinstance(item, model.RamMarker):
                 items.append(_span({"kind": item.kind}, item.span))
             else:
                 obj = _span({"kind": item.kind, "block": item.block, "page_offset": item.offset,
@@ -311,11 +289,11 @@ class _Writer:
                 items.append(obj)
         return {"page_size": body.page_size, "summary": body.block_counts(), "items": items}
 
-    def page_data(self, run: RamPages, ps: int) -> dict[str, Any]:
+    def page_data(self, run: model.RamPages, ps: int) -> dict[str, Any]:
         return self.base64(piece for i in range(run.count)
                            for piece in self.source_bytes(run.payload_offset(i, ps), ps))
 
-    def ram_block(self, b: RamBlock) -> dict[str, Any]:
+    def ram_block(self, b: model.RamBlock) -> dict[str, Any]:
         obj: dict[str, Any] = {"idstr": b.idstr, "used_length": b.used_length}
         if b.page_size is not None:
             obj["page_size"] = b.page_size
@@ -327,7 +305,7 @@ class _Writer:
                 obj["region"] = self.blob(b.region) | {"offset": b.region.offset, "length": b.region.length}
         return obj
 
-    def vfio_item(self, item: VfioItem) -> dict[str, Any]:
+    def vfio_item(self, item: model.VfioItem) -> dict[str, Any]:
         obj = _span({"kind": item.kind}, item.span)
         if item.data is not None:
             obj["data"] = self.blob(item.data) | {"size": item.data.length}
@@ -341,11 +319,11 @@ class _Writer:
 # ================================================================ JSON -> model
 
 
-def loads(text: str | bytes, name: str = "JSON document") -> MigrationStream:
+def loads(text: str | bytes, name: str = "JSON document") -> model.MigrationStream:
     return from_json(parse_json(text, name, JsonFormError))
 
 
-def from_json(doc: Any) -> MigrationStream:
+def from_json(doc: Any) -> model.MigrationStream:
     reader = _Reader()
     obj = reader.obj(doc, ())
     reader.keys(obj, "document", ())
@@ -361,26 +339,26 @@ def from_json(doc: Any) -> MigrationStream:
         reader.fail(f"expected a string 'path', found {_kind(source['path'])}", ("source", "path"))
     if "size" in source:
         reader.int(source, "size", ("source",))
-    model = tuple(reader.record(r, ("records", i)) for i, r in enumerate(records))
+    parsed = tuple(reader.record(r, ("records", i)) for i, r in enumerate(records))
     # PART/END carry no instance/version on the wire; the model resolves them from their START
-    opened: dict[int, Section] = {}
+    opened: dict[int, model.Section] = {}
     resolved = []
-    for record in model:
-        if isinstance(record, Section) and record.type == "section_start":
+    for record in parsed:
+        if isinstance(record, model.Section) and record.type == "section_start":
             opened[record.section_id] = record
-        elif isinstance(record, Section) and not record.long_header and record.section_id in opened:
+        elif isinstance(record, model.Section) and not record.long_header and record.section_id in opened:
             start = opened[record.section_id]
             record = replace(record, instance_id=start.instance_id, version_id=start.version_id)
         resolved.append(record)
-    model = tuple(resolved)
+    parsed = tuple(resolved)
     container = obj.get("container")
     if container is not None:
         layers = reader.list(reader.obj(container, ("container",)).get("layers"), ("container", "layers"))
         for i, layer in enumerate(layers):
             if not isinstance(reader.obj(layer, ("container", "layers", i)).get("type"), str):
                 reader.fail("expected a layer with a string 'type'", ("container", "layers", i))
-    return MigrationStream(records=model, size=source.get("size", 0) if isinstance(source, dict) else 0,
-                           source=source.get("path") if isinstance(source, dict) else None, container=container)
+    return model.MigrationStream(records=parsed, size=source.get("size", 0) if isinstance(source, dict) else 0,
+                                 source=source.get("path") if isinstance(source, dict) else None, container=container)
 
 
 class _Reader:
@@ -447,7 +425,7 @@ class _Reader:
             self.fail("expected a hex string (pairs of 0-9a-f)", path)
         raise AssertionError
 
-    def blob(self, value: Any, path: FieldPath) -> Blob | bytes:
+    def blob(self, value: Any, path: FieldPath) -> model.Blob | bytes:
         if isinstance(value, str):
             return self.hex(value, path)
         obj = self.obj(value, path)
@@ -460,18 +438,18 @@ class _Reader:
                 self.fail("expected base64 data", path + ("base64",))
         if "ref" in obj:
             ref = self.obj(obj["ref"], path + ("ref",))
-            return Blob(self.int(ref, "offset", path + ("ref",)), self.int(ref, "length", path + ("ref",)))
+            return model.Blob(self.int(ref, "offset", path + ("ref",)), self.int(ref, "length", path + ("ref",)))
         self.fail("expected bytes as a hex string, {\"hex\"}, {\"base64\"} or {\"ref\"}", path)
         raise AssertionError
 
-    def as_blob(self, value: Any, path: FieldPath, offset: Any = 0) -> Blob:
+    def as_blob(self, value: Any, path: FieldPath, offset: Any = 0) -> model.Blob:
         data = self.blob(value, path)
         where = offset if isinstance(offset, int) else 0
-        return data if isinstance(data, Blob) else Blob(where, len(data), data)
+        return data if isinstance(data, model.Blob) else model.Blob(where, len(data), data)
 
-    def span(self, obj: dict[str, Any]) -> Span | None:
+    def span(self, obj: dict[str, Any]) -> model.Span | None:
         off, length = obj.get("offset"), obj.get("length")
-        return Span(off, length) if isinstance(off, int) and isinstance(length, int) else None
+        return model.Span(off, length) if isinstance(off, int) and isinstance(length, int) else None
 
     def record(self, value: Any, path: FieldPath) -> Any:
         r = self.obj(value, path)
@@ -482,70 +460,71 @@ class _Reader:
         span = self.span(r)
         if rtype == "header":
             magic = r.get("magic", "QEVM")
-            return Header(magic=QEMU_VM_FILE_MAGIC if magic == "QEVM" else self.int(r, "magic", path, bits=32),
-                          version=self.int(r, "version", path, bits=32), span=span)
+            return model.Header(magic=QEMU_VM_FILE_MAGIC if magic == "QEVM" else self.int(r, "magic", path, bits=32),
+                                version=self.int(r, "version", path, bits=32), span=span)
         if rtype == "configuration":
-            return Configuration(machine=self.str(r, "machine", path),
-                                 subsections=self.subsections(r.get("subsections", []), path + ("subsections",)),
-                                 span=span)
+            return model.Configuration(machine=self.str(r, "machine", path),
+                                       subsections=self.subsections(r.get("subsections", []), path + ("subsections",)),
+                                       span=span)
         if rtype in ("section_start", "section_part", "section_end", "section_full"):
             return self.section(r, rtype, span, path)
         if rtype == "command":
             cmd = self.int(r, "cmd", path, bits=16)
             package = self.as_blob(r["package"], path + ("package",)) if "package" in r else None
-            return Command(cmd=cmd, name=command_name(cmd), data=self.hex(r.get("data", ""), path + ("data",)),
-                           package=package, span=span)
+            return model.Command(cmd=cmd, name=command_name(cmd), data=self.hex(r.get("data", ""), path + ("data",)),
+                                 package=package, span=span)
         if rtype == "eof":
-            return Eof(span=span)
+            return model.Eof(span=span)
         if rtype == "vmdesc":
             if "raw" in r:
-                return Vmdesc(document=None, text=self.hex(r["raw"], path + ("raw",)), span=span)
-            return Vmdesc(document=self.obj(r.get("json"), path + ("json",)), span=span)
+                return model.Vmdesc(document=None, text=self.hex(r["raw"], path + ("raw",)), span=span)
+            return model.Vmdesc(document=self.obj(r.get("json"), path + ("json",)), span=span)
         self.fail(f"unknown record type {rtype!r}; expected header, configuration, section_start, section_part, "
                   f"section_end, section_full, command, eof or vmdesc", path + ("type",))
 
-    def section(self, r: dict[str, Any], rtype: str, span: Span | None, path: FieldPath) -> Section:
+    def section(self, r: dict[str, Any], rtype: str, span: model.Span | None, path: FieldPath) -> model.Section:
         long_header = rtype in ("section_start", "section_full")
         decoder = r.get("decoder")
         if decoder == "ram":
             body: Any = self.ram(self.obj(r.get("ram"), path + ("ram",)), path + ("ram",))
         elif decoder == "vfio":
             vfio = self.obj(r.get("vfio"), path + ("vfio",))
-            body = VfioBody(tuple(self.vfio_item(i, path + ("vfio", "items", k))
-                                  for k, i in enumerate(self.list(vfio.get("items"), path + ("vfio", "items")))))
+            body = model.VfioBody(tuple(self.vfio_item(i, path + ("vfio", "items", k))
+                                        for k, i in enumerate(self.list(vfio.get("items"), path + ("vfio", "items")))))
         elif decoder == "opaque":
             opaque = self.obj(r.get("opaque"), path + ("opaque",))
-            body = OpaqueBody(self.as_blob(opaque.get("data"), path + ("opaque", "data"), opaque.get("offset")),
-                              opaque.get("reason", ""))
+            body = model.OpaqueBody(self.as_blob(opaque.get("data"), path + ("opaque", "data"), opaque.get("offset")),
+                                    opaque.get("reason", ""))
         elif decoder in ("vmdesc", "builtin") or "fields" in r:
-            body = VmstateBody(self.str(r, "vmsd_name", path), self.int(r, "version", path, bits=32),
-                               self.fields(r.get("fields", []), path + ("fields",)),
-                               self.subsections(r.get("subsections", []), path + ("subsections",)),
-                               origin=decoder or "vmdesc")
+            body = model.VmstateBody(self.str(r, "vmsd_name", path), self.int(r, "version", path, bits=32),
+                                     self.fields(r.get("fields", []), path + ("fields",)),
+                                     self.subsections(r.get("subsections", []), path + ("subsections",)),
+                                     origin=decoder or "vmdesc")
         else:
             self.fail(f"unknown section decoder {decoder!r}; expected vmdesc, builtin, ram, vfio or opaque",
                       path + ("decoder",))
         if not isinstance(r.get("footer", True), bool):
             self.fail(f"expected true or false 'footer', found {_kind(r['footer'])}", path + ("footer",))
-        return Section(type=rtype, section_id=self.int(r, "section_id", path, bits=32), idstr=self.str(r, "idstr", path),
-                       instance_id=self.int(r, "instance_id", path, bits=32) if long_header else None,
-                       version_id=self.int(r, "version_id", path, bits=32) if long_header else None,
-                       body=body, footer=bool(r.get("footer", True)), span=span)
+        return model.Section(type=rtype, section_id=self.int(r, "section_id", path, bits=32),
+                             idstr=self.str(r, "idstr", path),
+                             instance_id=self.int(r, "instance_id", path, bits=32) if long_header else None,
+                             version_id=self.int(r, "version_id", path, bits=32) if long_header else None,
+                             body=body, footer=bool(r.get("footer", True)), span=span)
 
-    def subsections(self, value: Any, path: FieldPath) -> tuple[Subsection, ...]:
+    def subsections(self, value: Any, path: FieldPath) -> tuple[model.Subsection, ...]:
         self.depth(path)
         result = []
         for i, s in enumerate(self.list(value, path)):
             where = path + (i,)
             s = self.obj(s, where)
             self.keys(s, "subsection", where)
-            result.append(Subsection(self.str(s, "name", where), self.int(s, "version", where, bits=32),
-                                     self.fields(s.get("fields", []), where + ("fields",)),
-                                     self.subsections(s.get("subsections", []), where + ("subsections",)),
-                                     span=self.span(s)))
+            result.append(model.Subsection(self.str(s, "name", where), self.int(s, "version", where, bits=32),
+                                           self.fields(s.get("fields", []), where + ("fields",)),
+                                           self.subsections(s.get("subsections", []), where + ("subsections",)),
+                                           span=self.span(s)))
         return tuple(result)
 
-    def fields(self, value: Any, path: FieldPath) -> tuple[Field, ...]:
+    def fields(self, value: Any, path: FieldPath) -> tuple[model.Field, ...]:
         result = []
         for i, f in enumerate(self.list(value, path)):
             where = path + (i,)
@@ -554,8 +533,8 @@ class _Reader:
             ftype = self.str(f, "type", where)
             if "value" not in f:
                 self.fail(f"field '{f.get('name')}' has no 'value'", where)
-            result.append(Field(self.str(f, "name", where), ftype, self.value(ftype, f["value"], where + ("value",)),
-                                span=self.span(f)))
+            result.append(model.Field(self.str(f, "name", where), ftype,
+                                      self.value(ftype, f["value"], where + ("value",)), span=self.span(f)))
         return tuple(result)
 
     def value(self, ftype: str, value: Any, path: FieldPath) -> Any:
@@ -565,9 +544,9 @@ class _Reader:
         if ftype == "struct":
             s = self.obj(value, path)
             self.keys(s, "struct", path)
-            return StructValue(self.str(s, "vmsd_name", path), self.int(s, "version", path, bits=32),
-                               self.fields(s.get("fields", []), path + ("fields",)),
-                               self.subsections(s.get("subsections", []), path + ("subsections",)))
+            return model.StructValue(self.str(s, "vmsd_name", path), self.int(s, "version", path, bits=32),
+                                     self.fields(s.get("fields", []), path + ("fields",)),
+                                     self.subsections(s.get("subsections", []), path + ("subsections",)))
         if ftype == RAMFB_CFG_TYPE:
             if isinstance(value, list):
                 return [self.value(ftype, v, path + (i,)) for i, v in enumerate(value)]
@@ -623,7 +602,7 @@ class _Reader:
             self.fail(f"{value} is out of range {low}..{high} for type '{ftype}'", path)
         return value
 
-    def ram(self, r: dict[str, Any], path: FieldPath) -> RamBody:
+    def ram(self, r: dict[str, Any], path: FieldPath) -> model.RamBody:
         page_size = self.int(r, "page_size", path) if "page_size" in r else 4096
         # offsets and totals share their word with the flags below page_size: they must stay aligned
         if page_size <= 0 or page_size & (page_size - 1):
@@ -641,7 +620,7 @@ class _Reader:
                     b = self.obj(b, bw)
                     region = self.as_blob(b["region"], bw + ("region",)) if "region" in b else None
                     if region is not None and "offset" in b["region"] and region.data is not None:
-                        region = Blob(b["region"]["offset"], region.length, region.data)
+                        region = model.Blob(b["region"]["offset"], region.length, region.data)
                     idstr = self.name(b, "idstr", bw)
                     optional = {k: self.int(b, k, bw) for k in ("page_size", "addr") if b.get(k) is not None}
                     mapped = None
@@ -649,21 +628,22 @@ class _Reader:
                         header = self.obj(b["mapped_ram"], bw + ("mapped_ram",))
                         mapped = {k: self.int(header, k, bw + ("mapped_ram",), bits=32 if k == "version" else 64)
                                   for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
-                    blocks.append(RamBlock(idstr, self.int(b, "used_length", bw), page_size=optional.get("page_size"),
-                                           addr=optional.get("addr"), mapped_ram=mapped, region=region))
+                    blocks.append(model.RamBlock(idstr, self.int(b, "used_length", bw),
+                                                 page_size=optional.get("page_size"), addr=optional.get("addr"),
+                                                 mapped_ram=mapped, region=region))
                     self.blocks[idstr] = blocks[-1].used_length
                 total = self.int(item, "total", where)
                 if total % page_size:
                     self.fail(f"'total' = {total:#x} is not a multiple of the page size {page_size}",
                               where + ("total",))
-                items.append(RamMemSize(total, tuple(blocks), span=span))
+                items.append(model.RamMemSize(total, tuple(blocks), span=span))
             elif kind in ("eos", "multifd_flush"):
-                items.append(RamMarker(kind, span=span))
+                items.append(model.RamMarker(kind, span=span))
             elif kind in ("zero", "page", "xbzrle"):
                 data = None
                 if "data" in item:
                     raw = self.blob(item["data"], where + ("data",))
-                    data = (raw if isinstance(raw, Blob) else Blob(0, len(raw), raw),)
+                    data = (raw if isinstance(raw, model.Blob) else model.Blob(0, len(raw), raw),)
                 block, offset = self.name(item, "block", where), self.int(item, "page_offset", where)
                 count = self.int(item, "count", where, bits=40)
                 if offset % page_size:
@@ -679,31 +659,33 @@ class _Reader:
                 if data is not None and data[0].data is not None and len(data[0].data) != count * page_size:
                     self.fail(f"page data has {len(data[0].data)} bytes, expected {count} pages of {page_size}",
                               where + ("data",))
-                items.append(RamPages(kind=kind, block=block, offset=offset, count=count,
-                                      named=bool(item.get("named")),
-                                      fill=self.int(item, "fill", where, bits=8) if "fill" in item else 0, data=data,
-                                      delta=self.hex(item["delta"], where + ("delta",)) if "delta" in item else None,
-                                      span=span))
+                items.append(model.RamPages(kind=kind, block=block, offset=offset, count=count,
+                                            named=bool(item.get("named")),
+                                            fill=self.int(item, "fill", where, bits=8) if "fill" in item else 0,
+                                            data=data,
+                                            delta=(self.hex(item["delta"], where + ("delta",))
+                                                   if "delta" in item else None),
+                                            span=span))
                 if kind == "page" and data is None and span is None:
                     self.fail("page run without data needs its 'offset'/'length' in the source", where)
             else:
                 self.fail(f"unknown RAM item kind {kind!r}", where + ("kind",))
-        return RamBody(tuple(items), page_size)
+        return model.RamBody(tuple(items), page_size)
 
-    def vfio_item(self, value: Any, path: FieldPath) -> VfioItem:
+    def vfio_item(self, value: Any, path: FieldPath) -> model.VfioItem:
         item = self.obj(value, path)
         kind = item.get("kind")
         span = self.span(item)
         if kind == "data":
             data = self.as_blob(item.get("data"), path + ("data",), span.offset + 16 if span else 0)
-            return VfioItem("data", data=data, span=span)
+            return model.VfioItem("data", data=data, span=span)
         if kind == "config":
-            return VfioItem("config", config=VmstateBody(
+            return model.VfioItem("config", config=model.VmstateBody(
                 self.str(item, "vmsd_name", path), self.int(item, "version", path, bits=32),
                 self.fields(item.get("fields", []), path + ("fields",)),
                 self.subsections(item.get("subsections", []), path + ("subsections",)), origin="builtin"), span=span)
         if kind in ("setup", "end_of_state", "init_data_sent"):
-            return VfioItem(kind, span=span)
+            return model.VfioItem(kind, span=span)
         self.fail(f"unknown VFIO item kind {kind!r}", path + ("kind",))
         raise AssertionError
 

@@ -22,26 +22,7 @@ from typing import Any, Iterator
 
 from ..codec.decode import decode
 from ..errors import GoldenError
-from ..model import (
-    Blob,
-    Command,
-    Configuration,
-    Eof,
-    Field,
-    Header,
-    MigrationStream,
-    OpaqueBody,
-    RamBody,
-    RamMarker,
-    RamMemSize,
-    Section,
-    Span,
-    StructValue,
-    Subsection,
-    VfioBody,
-    VmstateBody,
-    Vmdesc,
-)
+from .. import model
 from ..naming import RECORD_KEYS, IgnorePatterns, element, level_names, section_name, subsection_name
 from ..ram.state import PageState
 from ..ram.summary import StreamSummaries, block_summary
@@ -65,7 +46,7 @@ _LEADING_GROUPS = ("stream", "configuration")
 _TRAILING_GROUPS = ("commands", "vmdesc", "order")
 
 
-def golden_of(stream: MigrationStream, source: Source | bytes | None = None,
+def golden_of(stream: model.MigrationStream, source: Source | bytes | None = None,
               options: GoldenOptions = GoldenOptions(), ram: PageState | None = None,
               summaries: StreamSummaries | None = None) -> Golden:
     """The golden of a decoded stream. `source` (the decoded input) is needed for RAM page
@@ -76,7 +57,7 @@ def golden_of(stream: MigrationStream, source: Source | bytes | None = None,
     src = Source.from_bytes(source) if isinstance(source, (bytes, bytearray)) else source
     buf = src.buf if src is not None else None
     complete = summaries is not None and summaries.complete
-    if ram is None and not complete and any(isinstance(r, Section) and isinstance(r.body, RamBody)
+    if ram is None and not complete and any(isinstance(r, model.Section) and isinstance(r.body, model.RamBody)
                                             for r in stream.records):
         try:
             ram = PageState.of(stream, src)
@@ -105,12 +86,12 @@ def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = Golden
             return golden_of(stream, src, options, ram.finish(), summaries)
 
 
-def section_group(section: Section) -> str:
+def section_group(section: model.Section) -> str:
     """The group of a section record: its section's name (naming.section_name), e.g. ``dma#1``."""
     return _escape(section_name(section.idstr, section.instance_id))
 
 
-def record_path(section: Section) -> str:
+def record_path(section: model.Section) -> str:
     """Where a golden puts a section record: the section's name, and below it ``@start``,
     ``@part`` or ``@end`` for the records of an iterative section (``0000:00:02.0/vfio/@end``)."""
     record = RECORD_KEYS.get(section.type, f"@{section.type}")
@@ -161,8 +142,8 @@ class _VfioGroup:
     markers: dict[str, None] = field(default_factory=dict)  # distinct per-record sequences, first seen first
     length: int = 0
     digest: Any = field(default_factory=hashlib.sha256)
-    configs: list[VmstateBody] = field(default_factory=list)
-    opaque: list[Blob] = field(default_factory=list)
+    configs: list[model.VmstateBody] = field(default_factory=list)
+    opaque: list[model.Blob] = field(default_factory=list)
 
 
 class _Summary:
@@ -204,7 +185,7 @@ class _Summary:
         self.seen.add(f"{path}~{n}")
         return f"{path}~{n}"
 
-    def data(self, blob: Blob) -> Iterator[bytes]:
+    def data(self, blob: model.Blob) -> Iterator[bytes]:
         if blob.data is not None:
             yield blob.data
             return
@@ -213,7 +194,7 @@ class _Summary:
         for start in range(blob.offset, blob.offset + blob.length, CHUNK):
             yield bytes(self.buf[start:min(start + CHUNK, blob.offset + blob.length)])
 
-    def big(self, blob: Blob) -> str:
+    def big(self, blob: model.Blob) -> str:
         digest = hashlib.sha256()
         for chunk in self.data(blob):
             digest.update(chunk)
@@ -221,24 +202,24 @@ class _Summary:
 
     # ------------------------------------------------------------ driver
 
-    def run(self, stream: MigrationStream) -> Golden:
+    def run(self, stream: model.MigrationStream) -> Golden:
         ram: dict[str, _RamGroup] = {}
         vfio: dict[str, _VfioGroup] = {}
         commands: dict[str, int] = {}
         footers = None
         self.start("stream")
         for record in stream.records:
-            if isinstance(record, Header):
+            if isinstance(record, model.Header):
                 self.start("stream")
                 self.emit("stream/version", str(record.version))
-            elif isinstance(record, Configuration):
+            elif isinstance(record, model.Configuration):
                 self.start("configuration")
                 self.emit("configuration/machine", _scalar(record.machine))
                 self.level("configuration", "configuration", (), record.subsections)
-            elif isinstance(record, Section):
+            elif isinstance(record, model.Section):
                 footers = record.footer if footers is None else footers
                 self.section(record, ram, vfio)
-            elif isinstance(record, Command):
+            elif isinstance(record, model.Command):
                 self.start("commands")
                 n = commands.get(record.name, 0)
                 commands[record.name] = n + 1
@@ -246,10 +227,10 @@ class _Summary:
                 self.emit(path, record.data.hex() or "(0 bytes)")
                 if record.package is not None:
                     self.emit(f"{path}/package", self.big(record.package))
-            elif isinstance(record, Eof):
+            elif isinstance(record, model.Eof):
                 self.start("stream")
                 self.emit("stream/eof", "true")
-            elif isinstance(record, Vmdesc):
+            elif isinstance(record, model.Vmdesc):
                 self.vmdesc(record)
         self.start("stream")
         if footers is not None:
@@ -272,9 +253,9 @@ class _Summary:
 
     # ------------------------------------------------------------ sections
 
-    def section(self, section: Section, ram: dict[str, _RamGroup], vfio: dict[str, _VfioGroup]) -> None:
+    def section(self, section: model.Section, ram: dict[str, _RamGroup], vfio: dict[str, _VfioGroup]) -> None:
         body = section.body
-        if isinstance(body, RamBody):
+        if isinstance(body, model.RamBody):
             base = section_group(section)
             self.start(base, (section.idstr, section.instance_id or 0, 0))
             if self.ignored and self.ignored(base):
@@ -283,11 +264,11 @@ class _Summary:
             group.version = group.version if group.version is not None else section.version_id
             group.page_size = body.page_size
             for item in body.items:
-                if isinstance(item, RamMemSize):
+                if isinstance(item, model.RamMemSize):
                     group.total = item.total
                     for block in item.blocks:
                         group.blocks[block.idstr] = block
-                elif isinstance(item, RamMarker) and item.kind == "multifd_flush":
+                elif isinstance(item, model.RamMarker) and item.kind == "multifd_flush":
                     group.flushes += 1
             return
         key = record_path(section)
@@ -295,12 +276,12 @@ class _Summary:
                    section_group(section))
         if self.ignored and self.ignored(key):
             return
-        if isinstance(body, VfioBody) or section.type == "section_part":
+        if isinstance(body, model.VfioBody) or section.type == "section_part":
             # every PART of a section is one group: how data is split over iterations is timing
             group = vfio.setdefault(key, _VfioGroup())
             if section.type != "section_part" or not self.groups[key]:
                 self.emit(f"{key}/@version", _scalar(section.version_id))
-            if isinstance(body, VfioBody):
+            if isinstance(body, model.VfioBody):
                 markers: list[str] = []
                 for item in body.items:
                     if item.kind == "data" and item.data is not None:
@@ -313,21 +294,21 @@ class _Summary:
                         markers.append(item.kind)
                 # the distinct marker sequences of the records, so the number of PARTs does not show
                 group.markers[", ".join(markers)] = None
-            elif isinstance(body, OpaqueBody):
+            elif isinstance(body, model.OpaqueBody):
                 group.opaque.append(body.data)
-            elif isinstance(body, VmstateBody):
+            elif isinstance(body, model.VmstateBody):
                 self.vmstate(key, body)
             return
         self.emit(f"{key}/@version", _scalar(section.version_id))
-        if isinstance(body, VmstateBody):
+        if isinstance(body, model.VmstateBody):
             self.vmstate(key, body)
-        elif isinstance(body, OpaqueBody):
+        elif isinstance(body, model.OpaqueBody):
             self.opaque(f"{key}/@opaque", [body.data])
 
-    def vmstate(self, path: str, body: VmstateBody) -> None:
+    def vmstate(self, path: str, body: model.VmstateBody) -> None:
         self.level(path, body.vmsd_name, body.fields, body.subsections)
 
-    def opaque(self, path: str, blobs: list[Blob]) -> None:
+    def opaque(self, path: str, blobs: list[model.Blob]) -> None:
         length = sum(b.length for b in blobs)
         if length <= INLINE_BYTES:
             self.emit(path, b"".join(b"".join(self.data(b)) for b in blobs).hex() or "(0 bytes)")
@@ -340,7 +321,8 @@ class _Summary:
 
     # ------------------------------------------------------------ vmstate values
 
-    def level(self, path: str, vmsd: str, fields: tuple[Field, ...], subsections: tuple[Subsection, ...]) -> None:
+    def level(self, path: str, vmsd: str, fields: tuple[model.Field, ...],
+              subsections: tuple[model.Subsection, ...]) -> None:
         """The fields, then the subsections, of one vmstate level, named as naming.level_names does."""
         names = level_names([f.name for f in fields] + [subsection_name(vmsd, s.name) for s in subsections],
                             arrays={i for i, f in enumerate(fields) if isinstance(f.value, list)})
@@ -361,13 +343,13 @@ class _Summary:
             self.level(p, sub.name, sub.fields, sub.subsections)
 
     def value(self, path: str, ftype: str, value: Any) -> None:
-        if isinstance(value, StructValue):
+        if isinstance(value, model.StructValue):
             self.level(path, value.vmsd_name, value.fields, value.subsections)
         elif isinstance(value, list):
             self.items(path, ftype, value)
         elif isinstance(value, (bytes, bytearray)):
             self.bytes(path, bytes(value))
-        elif isinstance(value, Blob):
+        elif isinstance(value, model.Blob):
             self.emit(path, self.big(value))
         elif isinstance(value, dict):
             for key, item in value.items():
@@ -458,7 +440,7 @@ class _Summary:
         if group.opaque:
             self.opaque(f"{key}/@opaque", group.opaque)
 
-    def vmdesc(self, record: Vmdesc) -> None:
+    def vmdesc(self, record: model.Vmdesc) -> None:
         self.start("vmdesc")
         if record.text is not None:
             text = record.text
@@ -469,13 +451,13 @@ class _Summary:
         self.emit("vmdesc/length", str(len(text)))
         self.emit("vmdesc/sha256", _sha(text))
 
-    def order(self, stream: MigrationStream) -> None:
+    def order(self, stream: model.MigrationStream) -> None:
         self.start("order")
         labels: list[list[Any]] = []
         for record in stream.records:
-            if isinstance(record, Section):
+            if isinstance(record, model.Section):
                 label = f"{record_path(record)} (id {record.section_id})"
-            elif isinstance(record, Command):
+            elif isinstance(record, model.Command):
                 label = f"command {record.name}"
             else:
                 label = record.type
@@ -489,5 +471,5 @@ class _Summary:
             self.emit(f"order/{n}", label if count == 1 else f"{label} x{count}")
 
 
-def _at(span: Span | None) -> str:
+def _at(span: model.Span | None) -> str:
     return f" @{span.offset:#x}+{span.length}" if span is not None else ""

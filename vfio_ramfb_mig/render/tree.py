@@ -23,28 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..naming import section_selected
 from ..text import printable
-from ..model import (
-    Blob,
-    Command,
-    Configuration,
-    Eof,
-    Field,
-    Header,
-    MigrationStream,
-    OpaqueBody,
-    RamBody,
-    RamMarker,
-    RamMemSize,
-    RamPages,
-    Section,
-    Span,
-    StructValue,
-    Subsection,
-    VfioBody,
-    Vmdesc,
-    VmstateBody,
-    walk_fields,
-)
+from .. import model
 from ..vmstate.compile import RAMFB_CFG_TYPE
 from ..wire.primitives import TIMER_NOT_PENDING
 from ..wire.ramfb import DRM_FORMATS, fourcc_text
@@ -218,7 +197,7 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
-def _at(span: Span | None) -> Label:
+def _at(span: model.Span | None) -> Label:
     if span is None:
         return []
     return [(f"{span.offset:#010x}", "vmig.offset"), (f" +{span.length:<6} ", "vmig.length")]
@@ -238,11 +217,11 @@ def plain_text(renderable: Any, width: int) -> str:
     return console.export_text()
 
 
-def selected(section: Section, patterns: tuple[str, ...]) -> bool:
+def selected(section: model.Section, patterns: tuple[str, ...]) -> bool:
     return section_selected(section.idstr, patterns)
 
 
-def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None,
+def stream_tree(stream: model.MigrationStream, *, sections: tuple[str, ...] = (), title: str | None = None,
                 full: bool = False) -> TextTree:
     """The tree of a stream; `full` shows every array item and byte (else SHOW_ITEMS / SHOW_BYTES)."""
     vmdesc = "vmdesc" if stream.vmdesc else "no vmdesc"
@@ -251,7 +230,7 @@ def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), titl
     token = _FULL.set(full)
     try:
         for record in stream.records:
-            if isinstance(record, Section):
+            if isinstance(record, model.Section):
                 if selected(record, sections):
                     section_node(root, record)
             elif not sections:
@@ -263,19 +242,19 @@ def stream_tree(stream: MigrationStream, *, sections: tuple[str, ...] = (), titl
 
 def record_node(parent: TreeNode, record: Any) -> None:
     at = _at(record.span)
-    if isinstance(record, Header):
+    if isinstance(record, model.Header):
         parent.add([*at, ("header", "vmig.kind"), (f"  magic QEVM, version {record.version}", None)])
-    elif isinstance(record, Configuration):
+    elif isinstance(record, model.Configuration):
         node = parent.add([*at, ("configuration", "vmig.kind"), ("  machine ", None),
                            (_shown(record.machine), "vmig.value")])
         for sub in record.subsections:
             subsection_node(node, sub)
-    elif isinstance(record, Command):
+    elif isinstance(record, model.Command):
         extra = f" data {record.data.hex()}" if record.data else ""
         parent.add([*at, ("COMMAND", "vmig.kind"), (f"  {_shown(record.name)} (cmd {record.cmd}){extra}", None)])
-    elif isinstance(record, Eof):
+    elif isinstance(record, model.Eof):
         parent.add([*at, ("EOF", "vmig.kind")])
-    elif isinstance(record, Vmdesc):
+    elif isinstance(record, model.Vmdesc):
         doc = record.document if isinstance(record.document, dict) else {}
         devices = len(doc.get("devices", [])) if isinstance(doc.get("devices"), list) else 0
         page_size = doc.get("page_size", "?")
@@ -284,7 +263,7 @@ def record_node(parent: TreeNode, record: Any) -> None:
                      f"{_shown(str(page_size))}"), None)])
 
 
-def section_node(parent: TreeNode, section: Section) -> None:
+def section_node(parent: TreeNode, section: model.Section) -> None:
     label = _at(section.span)
     label += [(SECTION_LABEL[section.type], "vmig.kind"), (" ", None), (_shown(section.idstr), "vmig.name"),
               (f"  id {section.section_id}", "vmig.dim")]
@@ -293,44 +272,44 @@ def section_node(parent: TreeNode, section: Section) -> None:
     if not section.footer:
         label.append(("  (no footer)", "vmig.dim"))
     body = section.body
-    if isinstance(body, VmstateBody):
+    if isinstance(body, model.VmstateBody):
         label.append(((f"  [{_shown(body.vmsd_name)} v{body.version}, "
                       f"{'built-in' if body.origin == 'builtin' else 'vmdesc'}]"), "vmig.dim"))
         fields_nodes(parent.add(label), body.fields, body.subsections)
-    elif isinstance(body, RamBody):
+    elif isinstance(body, model.RamBody):
         ram_node(parent.add(label), body)
-    elif isinstance(body, VfioBody):
+    elif isinstance(body, model.VfioBody):
         vfio_node(parent.add(label), body)
-    elif isinstance(body, OpaqueBody):
+    elif isinstance(body, model.OpaqueBody):
         label.append((f"  opaque {body.data.length:,} bytes: {_shown(body.reason)}", "vmig.warn"))
         parent.add(label)
 
 
-def fields_nodes(node: TreeNode, fields: Iterable[Field], subsections: Iterable[Subsection]) -> None:
+def fields_nodes(node: TreeNode, fields: Iterable[model.Field], subsections: Iterable[model.Subsection]) -> None:
     for f in fields:
         field_node(node, f)
     for sub in subsections:
         subsection_node(node, sub)
 
 
-def subsection_node(parent: TreeNode, sub: Subsection) -> None:
+def subsection_node(parent: TreeNode, sub: model.Subsection) -> None:
     node = parent.add([*_at(sub.span), ("subsection ", "vmig.kind"), (_shown(sub.name), "vmig.name"),
                        (f" v{sub.version}", "vmig.dim")])
     fields_nodes(node, sub.fields, sub.subsections)
 
 
-def field_node(parent: TreeNode, f: Field) -> None:
+def field_node(parent: TreeNode, f: model.Field) -> None:
     # the hot path of a big stream's tree: _at and _shown inlined
     name, ftype, value, span = f.name, f.type, f.value, f.span
     label: Label = [] if span is None else [(f"{span.offset:#010x}", "vmig.offset"),
                                             (f" +{span.length:<6} ", "vmig.length")]
     label.append((name if name.isprintable() else printable(name), "vmig.field"))
     label.append((f"  {ftype if ftype.isprintable() else printable(ftype)}", "vmig.dim"))
-    if isinstance(value, StructValue):
+    if isinstance(value, model.StructValue):
         label.append((f"  {_shown(value.vmsd_name)} v{value.version}", "vmig.dim"))
         fields_nodes(parent.add(label), value.fields, value.subsections)
         return
-    if isinstance(value, list) and value and isinstance(value[0], StructValue):
+    if isinstance(value, list) and value and isinstance(value[0], model.StructValue):
         label.append((f"  [{len(value)}]", "vmig.dim"))
         node = parent.add(label)
         for i, item in enumerate(value):
@@ -364,7 +343,7 @@ def value_str(ftype: str, value: Any) -> str:
         if _FULL.get() or len(value) <= SHOW_BYTES:
             return f"{len(value)} bytes: {value.hex(' ')}"
         return f"{len(value)} bytes: {value[:SHOW_BYTES].hex(' ')} … (+{len(value) - SHOW_BYTES} more; --full shows all)"
-    if isinstance(value, Blob):
+    if isinstance(value, model.Blob):
         return f"{value.length:,} bytes at {value.offset:#x}"
     if isinstance(value, dict) and ftype == RAMFB_CFG_TYPE:
         return ramfb_words(value)
@@ -411,17 +390,17 @@ def info_nodes(node: TreeNode, ftype: str, info: dict[str, Any]) -> None:
             node.add(f"… {len(info['entries']) - SHOW_ITEMS} more vectors")
 
 
-def ram_counts(body: RamBody) -> dict[str, dict[str, int]]:
+def ram_counts(body: model.RamBody) -> dict[str, dict[str, int]]:
     return body.block_counts()
 
 
-def ram_node(node: TreeNode, body: RamBody) -> None:
+def ram_node(node: TreeNode, body: model.RamBody) -> None:
     eos = None
     for item in body.items:  # may hold many page runs: a type test each, nothing more
         kind = type(item)
-        if kind is RamPages:
+        if kind is model.RamPages:
             continue
-        if kind is RamMemSize:
+        if kind is model.RamMemSize:
             blocks = node.add([*_at(item.span), ((f"block list: {len(item.blocks)} blocks, "
                                                  f"{size_text(item.total)} in all"), None)])
             for b in item.blocks:
@@ -431,7 +410,7 @@ def ram_node(node: TreeNode, body: RamBody) -> None:
                     if b.present_pages is not None:
                         extra += f", {b.present_pages} present"
                 blocks.add([(_shown(b.idstr), "vmig.name"), (f"  {size_text(b.used_length)}{extra}", None)])
-        elif kind is RamMarker:
+        elif kind is model.RamMarker:
             if item.kind == "multifd_flush":
                 node.add([*_at(item.span), ("MULTIFD_FLUSH", None)])
             elif item.kind == "eos":
@@ -447,7 +426,7 @@ VFIO_NAMES = {"setup": "DEV_SETUP_STATE", "end_of_state": "END_OF_STATE", "init_
               "data": "DEV_DATA_STATE", "config": "DEV_CONFIG_STATE"}
 
 
-def vfio_node(node: TreeNode, body: VfioBody) -> None:
+def vfio_node(node: TreeNode, body: model.VfioBody) -> None:
     for item in body.items:
         label = [*_at(item.span), (VFIO_NAMES[item.kind], "vmig.kind")]
         if item.kind == "data" and item.data is not None:
@@ -464,22 +443,22 @@ def vfio_node(node: TreeNode, body: VfioBody) -> None:
             node.add(label)
 
 
-def summary_table(stream: MigrationStream, *, sections: tuple[str, ...] = ()) -> Any:
+def summary_table(stream: model.MigrationStream, *, sections: tuple[str, ...] = ()) -> Any:
     """One table, a row per record. It takes the console's width: where the wide layout (a column
     each for idstr, instance, version and content) does not fit, the content goes under the
     section's name in one column. Names and offsets are never cut; only content wraps."""
     title = f"{stream.source or 'stream'}: {stream.size:,} bytes"
     rows = []
     for r in stream.records:
-        if isinstance(r, Section):
+        if isinstance(r, model.Section):
             if not selected(r, sections):
                 continue
             rows.append((f"{r.span.offset:#x}", f"{r.span.length:,}", SECTION_LABEL[r.type], str(r.section_id),
                          printable(r.idstr), "" if r.instance_id is None else str(r.instance_id),
                          "" if not r.long_header else str(r.version_id), body_summary(r)))
         elif not sections:
-            name = r.type if not isinstance(r, Command) else f"COMMAND {r.name}"
-            detail = r.machine if isinstance(r, Configuration) else ""
+            name = r.type if not isinstance(r, model.Command) else f"COMMAND {r.name}"
+            detail = r.machine if isinstance(r, model.Configuration) else ""
             rows.append((f"{r.span.offset:#x}", f"{r.span.length:,}", name, "", "", "", "", detail))
     return _SummaryTable(title, rows)
 
@@ -521,25 +500,25 @@ class _SummaryTable:
         yield wide if need <= options.max_width else self.narrow()
 
 
-def body_summary(section: Section) -> str:
+def body_summary(section: model.Section) -> str:
     body = section.body
-    if isinstance(body, VmstateBody):
+    if isinstance(body, model.VmstateBody):
         subs = f", subsections: {', '.join(s.name for s in body.subsections)}" if body.subsections else ""
         text = f"{body.vmsd_name} v{body.version}: {len(body.fields)} fields{subs}"
         ramfb = find_ramfb(body.fields, body.subsections)
         return text + (f"; ramfb {ramfb_words(ramfb)}" if ramfb is not None else "")
-    if isinstance(body, RamBody):
+    if isinstance(body, model.RamBody):
         counts = ram_counts(body)
         zero = sum(c["zero"] for c in counts.values())
         normal = sum(c["page"] for c in counts.values())
-        blocks = next((len(i.blocks) for i in body.items if isinstance(i, RamMemSize)), None)
+        blocks = next((len(i.blocks) for i in body.items if isinstance(i, model.RamMemSize)), None)
         return (f"{blocks} RAM blocks; " if blocks is not None else "") + f"{normal} normal, {zero} zero pages"
-    if isinstance(body, VfioBody):
+    if isinstance(body, model.VfioBody):
         data = sum(i.data.length for i in body.items if i.data is not None)
         parts = [f"{data:,} bytes of device data"] if data else []
         config = next((i.config for i in body.items if i.config is not None), None)
         if config is not None:
-            pci = next((f for f in walk_fields(config.fields) if f.type == "pci config" and f.info), None)
+            pci = next((f for f in model.walk_fields(config.fields) if f.type == "pci config" and f.info), None)
             if pci is not None:
                 msix = next((c["vectors"] for c in pci.info["capabilities"] if c["name"] == "MSI-X"), None)
                 parts.append(f"PCI {pci.info['vendor_id']:04x}:{pci.info['device_id']:04x}, "
@@ -549,12 +528,12 @@ def body_summary(section: Section) -> str:
             parts.append("VFIODisplay: ramfb " + ramfb_words(ramfb) if ramfb is not None
                          else "no VFIODisplay (ramfb not migrated)")
         return "; ".join(parts) or " ".join(i.kind.upper() for i in body.items)
-    if isinstance(body, OpaqueBody):
+    if isinstance(body, model.OpaqueBody):
         return f"opaque: {body.reason}"
     return ""
 
 
-def find_ramfb(fields: Iterable[Field], subsections: Iterable[Subsection]) -> dict[str, int] | None:
+def find_ramfb(fields: Iterable[model.Field], subsections: Iterable[model.Subsection]) -> dict[str, int] | None:
     """The first ramfb cfg value anywhere below these fields and subsections."""
-    return next((f.value for f in walk_fields(fields, subsections)
+    return next((f.value for f in model.walk_fields(fields, subsections)
                  if f.type == RAMFB_CFG_TYPE and isinstance(f.value, dict)), None)
