@@ -153,3 +153,50 @@ def test_in_order_stream_with_a_fill_byte(tmp_path: Path) -> None:
         decode(src, ram_runs=False, on_ram_item=summaries.feed, on_ram_partial=summaries.partial)
         summaries.finish()
         assert summaries.complete
+
+
+@pytest.mark.parametrize("read_as", ["file in place", "bytes"])
+def test_both_hashers_give_the_oracle(tmp_path: Path, read_as: str) -> None:
+    """A stream read in place from a regular file is hashed by a worker process (it maps the file
+    itself; the walk only says where the pages are); other input by a thread of this process, fed
+    the pages as the walk maps them. Both give the oracle's digests, for a stream inside a file at
+    an offset too (a container's payload: the worker adds the base)."""
+    from vfio_ramfb_mig.ram import summary
+
+    data = BOOTED.read_bytes()
+    path = tmp_path / "booted.bin"
+    path.write_bytes(data)
+    with (Source.open(str(path)) if read_as == "file in place" else Source.from_bytes(data)) as src:
+        summaries = StreamSummaries(src)
+        decode(src, ram_runs=False, on_ram_item=summaries.feed, on_ram_partial=summaries.partial)
+        used = type(summaries._hashing()).__name__
+        summaries.finish()
+    assert used == ("_ProcessHasher" if read_as == "file in place" else "_ThreadHasher")
+    expected = oracle(data)
+    assert summaries.complete and {b: summaries.summary(b) for b in expected} == expected
+    # the worker with a base offset: the same stream 4 KiB + 3 bytes into a bigger file
+    shifted = tmp_path / "shifted.bin"
+    shifted.write_bytes(b"x" * 4099 + data)
+    hasher = summary._ProcessHasher(str(shifted), 4099, PS)
+    try:
+        hasher.pages(7, 0, 1, 0, PS + 8)  # the stream's first 4 KiB, as one page of block 7
+        assert hasher.finish() == {7: hashlib.sha256(struct.pack(">QB", 0, ord("P")) + data[:PS]).hexdigest()}
+    finally:
+        hasher.close()
+
+
+def test_hash_worker_failure_is_one_clear_error(tmp_path: Path) -> None:
+    """Pages the worker cannot read (the file shrank under it) end in an InputError naming what went
+    wrong, not a hang or a traceback from the other process."""
+    from vfio_ramfb_mig.errors import InputError
+    from vfio_ramfb_mig.ram import summary
+
+    path = tmp_path / "short.bin"
+    path.write_bytes(b"\0" * PS)
+    hasher = summary._ProcessHasher(str(path), 0, PS)
+    try:
+        hasher.pages(0, 0, 2, 0, PS + 8)  # the second page lies past the file's end
+        with pytest.raises(InputError, match="outside the 4096-byte file"):
+            hasher.finish()
+    finally:
+        hasher.close()

@@ -77,6 +77,7 @@ def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = Golden
         summaries = StreamSummaries(src)
         try:
             stream = decode(src, ram_runs=False, on_ram_item=summaries.feed, on_ram_partial=summaries.partial)
+            summaries.finish()
         finally:
             summaries.close()
         if summaries.complete:

@@ -16,14 +16,19 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import subprocess
+import sys
 from typing import Any
 
+from ..errors import InputError
 from ..model import RamItem, RamMemSize, RamPages
 from ..source import Source
+from . import hashworker
 from .state import NOT_SENT, PAGE, XBZRLE, ZERO, BlockPages, IllegalOffset, PageState, ReadWindow, illegal_record
 
 _PAGE_HEADER = struct.Struct(">QB")
 _LETTER = {PAGE: ord("P"), ZERO: ord("Z"), XBZRLE: ord("X")}
+_EMPTY_DIGEST = hashlib.sha256().hexdigest()
 
 
 def block_summary(state: PageState, pages: BlockPages | None) -> tuple[dict[str, int], str]:
@@ -75,42 +80,32 @@ def block_summary(state: PageState, pages: BlockPages | None) -> tuple[dict[str,
 
 
 class _Block:
-    def __init__(self, used_length: int) -> None:
+    def __init__(self, used_length: int, number: int) -> None:
         self.used_length = used_length
-        self.digest = hashlib.sha256()
+        self.number = number  # the block's number for the hasher
         self.counts = {"zero": 0, "page": 0, "xbzrle": 0}
         self.next_page = 0  # every page below it some record set already
         self.in_order = True
-        self.pending: list[bytes] = []  # bytes to hash, not yet handed to the hashing thread
-        self.pending_size = 0
 
 
-class StreamSummaries:
-    """Block summaries worked out as the walk goes, for a stream that sets each page once and in
-    address order (what a paused or stopped VM's stream does): then the digest over the final
-    state is the digest of the records in stream order, and the pages are hashed while they are
-    mapped anyway, by a second thread (hashlib lets go of the GIL), as the walk goes on.
-
-    Feed it from `decode(on_ram_item=s.feed, on_ram_partial=s.partial)`, then `finish()`. A block
-    whose pages come out of order, twice, or by XBZRLE is not summarised here (`summary` says
-    None): the caller works it out from a final page state (`block_summary`) instead.
-    """
+class _ThreadHasher:
+    """Hashes in a second thread of this process (hashlib lets go of the GIL while it hashes): for
+    input that is not a regular file read in place (a pipe, a decompressed spool), whose pages are
+    mapped only while the walk passes them. The pages are gathered into pieces of about PIECE
+    bytes first: a hand-over per small run would cost more than the hashing."""
 
     #: bytes hashed per piece handed to the hashing thread
     PIECE = 1 << 20
 
-    def __init__(self, src: Source) -> None:
+    def __init__(self, src: Source, page_size: int) -> None:
         import queue
         import threading
 
-        self.src = src
         self.view = memoryview(src.buf) if src.buf is not None else None
-        self.page_size = 0
-        self.blocks: dict[str, _Block] = {}
-        self.illegal: list[IllegalOffset] = []
-        self.open_run: int | None = None  # first record of the run partly hashed, and how many of its pages
-        self.open_done = 0
-        self.listed = False
+        self.page_size = page_size
+        self.digests: dict[int, Any] = {}
+        self.pending: dict[int, list[bytes]] = {}
+        self.pending_size: dict[int, int] = {}
         self._queue: Any = queue.Queue(maxsize=8)
         self._error: list[BaseException] = []
         self._thread = threading.Thread(target=self._hash, name="vmig-ram-hash", daemon=True)
@@ -129,20 +124,148 @@ class StreamSummaries:
             except BaseException as exc:  # noqa: BLE001 (handed to finish)
                 self._error.append(exc)
 
-    def _add(self, block: _Block, data: bytes) -> None:
-        """Hash `data` after what this block had so far: gathered to about PIECE bytes, then handed
-        to the hashing thread (a queue hand-over per small run would cost more than the hashing)."""
-        block.pending.append(data)
-        block.pending_size += len(data)
-        if block.pending_size >= self.PIECE:
+    def _add(self, block: int, data: bytes) -> None:
+        pending = self.pending.setdefault(block, [])
+        pending.append(data)
+        self.pending_size[block] = self.pending_size.get(block, 0) + len(data)
+        if self.pending_size[block] >= self.PIECE:
             self._flush(block)
 
-    def _flush(self, block: _Block) -> None:
-        if block.pending:
-            data = block.pending[0] if len(block.pending) == 1 else b"".join(block.pending)
-            block.pending.clear()
-            block.pending_size = 0
-            self._queue.put((block.digest, data))
+    def _flush(self, block: int) -> None:
+        pending = self.pending.get(block)
+        if pending:
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending.clear()
+            self.pending_size[block] = 0
+            digest = self.digests.get(block)
+            if digest is None:
+                digest = self.digests[block] = hashlib.sha256()
+            self._queue.put((digest, data))
+
+    def pages(self, block: int, first: int, count: int, where: int, stride: int) -> None:
+        view, ps = self.view, self.page_size
+        assert view is not None
+        header, letter = _PAGE_HEADER.pack, _LETTER[PAGE]
+        per_piece = max(1, self.PIECE // ps)
+        for i0 in range(0, count, per_piece):
+            i1 = min(count, i0 + per_piece)
+            parts: list[Any] = [None] * (2 * (i1 - i0))
+            parts[0::2] = [header(i * ps, letter) for i in range(first + i0, first + i1)]
+            parts[1::2] = [view[w:w + ps] for w in range(where, where + (i1 - i0) * stride, stride)]
+            where += (i1 - i0) * stride
+            self._add(block, b"".join(parts))
+
+    def zeros(self, block: int, first: int, count: int, fill: int) -> None:
+        header, letter, tail = _PAGE_HEADER.pack, _LETTER[ZERO], bytes((fill,))
+        step = max(1, self.PIECE // self.page_size) * 16
+        for i0 in range(first, first + count, step):
+            i1 = min(first + count, i0 + step)
+            self._add(block, b"".join([header(i * self.page_size, letter) + tail for i in range(i0, i1)]))
+
+    def finish(self) -> dict[int, str]:
+        for block in list(self.pending):
+            self._flush(block)
+        self.close()
+        if self._error:
+            raise self._error[0]
+        return {block: digest.hexdigest() for block, digest in self.digests.items()}
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.view is not None:
+            self.view.release()
+            self.view = None
+
+
+class _ProcessHasher:
+    """Hashes in a worker process (ram/hashworker.py) that maps the stream's file itself: the walk
+    only tells it where each run's pages lie, so no page is copied or waited for here. For a
+    stream read in place from a regular file (Source.file_region)."""
+
+    #: bytes of run messages gathered before a write to the worker
+    BATCH = 1 << 16
+
+    def __init__(self, path: str, base: int, page_size: int) -> None:
+        self.page_size = page_size
+        self._out = bytearray()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", hashworker.__file__, path, str(base), str(page_size)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def _send(self, op: int, block: int, fill: int, first: int, count: int, where: int, stride: int) -> None:
+        self._out += hashworker.MESSAGE.pack(op, block, fill, first, count, where, stride)
+        if len(self._out) >= self.BATCH:
+            self._write()
+
+    def _write(self) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(self._out)
+        except BrokenPipeError:
+            raise self._failed() from None
+        self._out.clear()
+
+    def _failed(self) -> InputError:
+        self._proc.kill()
+        err = self._proc.communicate()[1].decode("utf-8", "replace").strip().splitlines()
+        return InputError(f"hashing the RAM pages failed: {err[-1] if err else 'the worker process died'}")
+
+    def pages(self, block: int, first: int, count: int, where: int, stride: int) -> None:
+        self._send(hashworker.RUN_PAGE, block, 0, first, count, where, stride)
+
+    def zeros(self, block: int, first: int, count: int, fill: int) -> None:
+        self._send(hashworker.RUN_ZERO, block, fill, first, count, 0, 0)
+
+    def finish(self) -> dict[int, str]:
+        self._send(hashworker.END, 0, 0, 0, 0, 0, 0)
+        self._write()
+        out, _ = self._proc.communicate()
+        if self._proc.returncode != 0:
+            raise self._failed()
+        digests = {}
+        for line in out.decode().splitlines():
+            block, digest = line.split()
+            digests[int(block)] = digest
+        return digests
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.communicate()
+
+
+class StreamSummaries:
+    """Block summaries worked out as the walk goes, for a stream that sets each page once and in
+    address order (what a paused or stopped VM's stream does): then the digest over the final
+    state is the digest of the records in stream order, and the pages are hashed as the walk
+    goes on, beside it: by a worker process reading the stream's file (`_ProcessHasher`), or, for
+    input that is no regular file, by a second thread (`_ThreadHasher`).
+
+    Feed it from `decode(on_ram_item=s.feed, on_ram_partial=s.partial)`, then `finish()`. A block
+    whose pages come out of order, twice, or by XBZRLE is not summarised here (`summary` says
+    None): the caller works it out from a final page state (`block_summary`) instead.
+    """
+
+    def __init__(self, src: Source) -> None:
+        self.src = src
+        self.page_size = 0
+        self.blocks: dict[str, _Block] = {}
+        self.illegal: list[IllegalOffset] = []
+        self.open_run: int | None = None  # first record of the run partly hashed, and how many of its pages
+        self.open_done = 0
+        self.listed = False
+        self._hasher: _ThreadHasher | _ProcessHasher | None = None
+        self._digests: dict[int, str] = {}
+
+    def _hashing(self) -> _ThreadHasher | _ProcessHasher:
+        """The hasher, started with the first pages (once the page size is known)."""
+        if self._hasher is None:
+            region = self.src.file_region()
+            self._hasher = (_ProcessHasher(region[0], region[1], self.page_size) if region is not None
+                            else _ThreadHasher(self.src, self.page_size))
+        return self._hasher
 
     # ------------------------------------------------------------ fed by the walk
 
@@ -153,7 +276,9 @@ class StreamSummaries:
         elif isinstance(item, RamMemSize):
             self.listed = True
             for block in item.blocks:
-                spec = self.blocks.setdefault(block.idstr, _Block(block.used_length))
+                spec = self.blocks.get(block.idstr)
+                if spec is None:
+                    spec = self.blocks[block.idstr] = _Block(block.used_length, len(self.blocks))
                 if block.mapped_ram is not None:
                     spec.in_order = False  # its pages are in the region: from the final page state
 
@@ -165,7 +290,7 @@ class StreamSummaries:
         spec = self.blocks.get(run.block)
         if spec is None:
             if not self.listed:  # pages before the block list: the final page state sorts them out
-                spec = self.blocks.setdefault(run.block, _Block(0))
+                spec = self.blocks.setdefault(run.block, _Block(0, len(self.blocks)))
             spec.in_order = False
             return
         if not spec.in_order:
@@ -184,26 +309,12 @@ class StreamSummaries:
                 spec.in_order = False
                 return
         first = run.offset // ps
-        letter = ord("P") if run.kind == "page" else ord("Z")
-        header = _PAGE_HEADER.pack
-        per_piece = max(1, self.PIECE // ps)
-        if run.kind == "page":
-            view = self.view
-            assert view is not None
-            stride = run.record_size(ps)
-            where = run.payload_offset(done, ps)
-            for i0 in range(done, count, per_piece):
-                i1 = min(count, i0 + per_piece)
-                parts: list[Any] = [None] * (2 * (i1 - i0))
-                parts[0::2] = [header(i * ps, letter) for i in range(first + i0, first + i1)]
-                parts[1::2] = [view[w:w + ps] for w in range(where, where + (i1 - i0) * stride, stride)]
-                where += (i1 - i0) * stride
-                self._add(spec, b"".join(parts))
-        else:
-            fill = bytes((run.fill,))
-            for i0 in range(done, count, per_piece * 16):
-                i1 = min(count, i0 + per_piece * 16)
-                self._add(spec, b"".join([header(i * ps, letter) + fill for i in range(first + i0, first + i1)]))
+        if count > done:
+            if run.kind == "page":
+                self._hashing().pages(spec.number, first + done, count - done, run.payload_offset(done, ps),
+                                      run.record_size(ps))
+            else:
+                self._hashing().zeros(spec.number, first + done, count - done, run.fill)
         spec.counts[run.kind] += count - done
         spec.next_page = first + count
         if final:
@@ -214,20 +325,19 @@ class StreamSummaries:
     # ------------------------------------------------------------ results
 
     def finish(self) -> None:
-        """Hash what is left, wait for the hashing thread; let the input go."""
-        for block in self.blocks.values():
-            self._flush(block)
-        self._queue.put(None)
-        self._thread.join()
-        if self.view is not None:
-            self.view.release()
-            self.view = None
-        if self._error:
-            raise self._error[0]
+        """Wait for the pages handed to the hasher to be hashed: the digests are then ready."""
+        if self._hasher is not None:
+            hasher, self._hasher = self._hasher, None
+            try:
+                self._digests = hasher.finish()
+            finally:
+                hasher.close()
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self.finish()
+        """Stop hashing without waiting (after finish, or when the decode failed)."""
+        if self._hasher is not None:
+            hasher, self._hasher = self._hasher, None
+            hasher.close()
 
     @property
     def complete(self) -> bool:
@@ -238,4 +348,4 @@ class StreamSummaries:
         spec = self.blocks.get(name)
         if spec is None or not spec.in_order:
             return None
-        return dict(spec.counts), spec.digest.hexdigest()
+        return dict(spec.counts), self._digests.get(spec.number, _EMPTY_DIGEST)
