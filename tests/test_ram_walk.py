@@ -265,3 +265,44 @@ def test_postcopy_advise_says_which_blocks_carry_their_page_size() -> None:
               if isinstance(i, RamMemSize)]
     assert [b.page_size for b in mem.blocks] == [None, huge, None]
     assert encode_bytes(stream) == data
+
+
+@pytest.mark.parametrize("kind", ["page", "zero"])
+def test_run_in_source_sees_a_change_in_any_byte_of_any_record(kind: str) -> None:
+    """run_in_source checks long runs a byte lane at a time: a change in any of the 8 bytes of a
+    record's address word, first, middle or last record, or in a ZERO record's fill byte, is seen."""
+    from vfio_ramfb_mig import Source
+    from vfio_ramfb_mig.ram.walk import run_in_source
+
+    data = (CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin").read_bytes()
+    stream = decode(data)
+    run = max((i for s in stream.sections if isinstance(s.body, RamBody) for i in s.body.items
+               if isinstance(i, RamPages) and i.kind == kind), key=lambda r: r.count)
+    assert run.count > 40 and run_in_source(run, 4096, Source.from_bytes(data))
+    spots = [(i, k) for i in (1, run.count // 2, run.count - 1) for k in range(8 + (kind == "zero"))]
+    for i, k in spots:
+        other = bytearray(data)
+        other[run.record_offset(i, 4096) + k] ^= 0x01 if k < 7 else 0x80  # the low byte holds flags
+        assert not run_in_source(run, 4096, Source.from_bytes(bytes(other))), (i, k)
+
+
+def test_encode_leaves_out_a_dropped_run_between_two_copied_ones() -> None:
+    """Encode notes the source ranges it copies and joins adjacent ones into one copy: a run taken
+    out of the model between two runs copied from the source leaves a gap that must not be joined
+    over. The output is the source without that run's records."""
+    import dataclasses
+
+    from vfio_ramfb_mig import Source, encode_bytes
+
+    data = (CAPTURES / "qemu-10.0.2__pc-q35-8.2__ramfb+booted.bin").read_bytes()
+    stream = decode(data)
+    records = list(stream.records)
+    k, section = next((k, r) for k, r in enumerate(records) if isinstance(getattr(r, "body", None), RamBody)
+                      and sum(isinstance(i, RamPages) for i in r.body.items) >= 3)
+    items = list(section.body.items)
+    j = [n for n, i in enumerate(items) if isinstance(i, RamPages)][1]
+    gone = items.pop(j)
+    assert not gone.named and gone.span is not None  # a CONTINUE run: the rest stays a valid stream
+    records[k] = dataclasses.replace(section, body=dataclasses.replace(section.body, items=tuple(items)))
+    out = encode_bytes(dataclasses.replace(stream, records=tuple(records)), Source.from_bytes(data))
+    assert out == data[:gone.span.offset] + data[gone.span.end:]
