@@ -22,6 +22,7 @@ migration/ram.c (ram_save_setup, save_page_header), hw/vfio/migration.c.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -61,6 +62,8 @@ from ..text import to_wire
 _COPY_CHUNK = 8 << 20
 #: copies at least this long go file to file in the kernel when they can (os.copy_file_range)
 _KERNEL_COPY_MIN = 64 << 10
+#: kernel copies at least this long are sent on to the disk at once (see _kernel_copy)
+_WRITEBACK_MIN = 8 << 20
 #: small writes (a 9-byte zero-page record, one page) gather up to this much before going out:
 #: one system call for many records (a BufferedWriter passes anything over its 8 KiB through)
 _WRITE_GATHER = 1 << 20
@@ -91,18 +94,28 @@ class _Encoder:
         self.out, self.source, self.written = out, source, 0
         self._file_out = out  # the output file; `out` is a buffer while element() builds a field
         self._pending = bytearray()  # written, not yet given to `out` (see flush)
+        #: source bytes to copy, noted but not copied yet: copies of adjacent ranges join, so the
+        #: records of many short page runs lying back to back in the source go out in one copy
+        self._copy_span: tuple[int, int] | None = None
         self._read_lo, self._read_hi = 1 << 63, 0  # the source range read since it was last let go
         self._fds: tuple[int, int, int] | bool | None = None  # for copy_file_range (see _file_copy)
         self.page_size = 4096
 
     def write(self, data: bytes | memoryview) -> None:
+        if self._copy_span is not None:  # the copy noted before these bytes goes out first
+            self._flush_copy()
         self._pending += data
         self.written += len(data)
         if len(self._pending) >= _WRITE_GATHER:
-            self.flush()
+            self._flush_bytes()
 
     def flush(self) -> None:
-        """Give what `write` gathered to `out`."""
+        """Give what `write` gathered and `copy` noted to `out`, in order."""
+        if self._copy_span is not None:
+            self._flush_copy()
+        self._flush_bytes()
+
+    def _flush_bytes(self) -> None:
         if self._pending:
             self.out.write(self._pending)
             self._pending.clear()
@@ -142,9 +155,9 @@ class _Encoder:
         if fds is None:
             return False
         fd, out_fd, base = fds
-        self.flush()
         self.out.flush()
         offset, left = base + start, length
+        out_start = os.lseek(out_fd, 0, os.SEEK_CUR)
         try:
             while left:
                 done = os.copy_file_range(fd, out_fd, left, offset)
@@ -159,7 +172,11 @@ class _Encoder:
             return False
         # the kernel moved the file position: the writer's idea of it (tell) follows
         self.out.seek(os.lseek(out_fd, 0, os.SEEK_CUR))
-        self.written += length
+        if length >= _WRITEBACK_MIN and hasattr(os, "posix_fadvise"):
+            # start writing the copy to disk now, while the rest is encoded: the output's fsync
+            # (outfile) then waits for less (the advice only starts writeback of dirty pages)
+            with contextlib.suppress(OSError):
+                os.posix_fadvise(out_fd, out_start, length, os.POSIX_FADV_DONTNEED)
         return True
 
     def close(self) -> None:
@@ -168,25 +185,35 @@ class _Encoder:
         self._fds = False
 
     def copy(self, start: int, length: int) -> None:
-        """Copy `length` bytes of the source from `start`: file to file in the kernel where it can,
-        else through the mapping. The input is read about in order, and what was read is let go
-        every `_COPY_CHUNK` bytes: resident memory stays flat."""
+        """Copy `length` bytes of the source from `start`. Noted, and joined with the copy noted
+        just before when it ends where this one starts; it goes out before the next write."""
         assert self.source is not None
+        self.written += length
+        # the check that a run lies in the source as written (run_in_source) read its words through
+        # the mapping: those pages go as the copies are noted, not when a whole section is copied
+        self._read(start, start + length)
+        if self._copy_span is not None:
+            at, size = self._copy_span
+            if at + size == start:
+                self._copy_span = (at, size + length)
+                return
+            self._flush_copy()
+        self._copy_span = (start, length)
+
+    def _flush_copy(self) -> None:
+        """Make the noted copy: file to file in the kernel where it can, else through the mapping.
+        The input is read about in order, and what was read is let go every `_COPY_CHUNK` bytes:
+        resident memory stays flat."""
+        assert self.source is not None and self._copy_span is not None
+        (start, length), self._copy_span = self._copy_span, None
+        self._flush_bytes()
         if length >= _KERNEL_COPY_MIN and self._kernel_copy(start, length):
-            # no page was mapped for the copy, but the check that the run lies there as written
-            # (run_in_source) read its record words through the mapping
-            self._read(start, start + length)
-            return
+            return  # no page was mapped for it
         with memoryview(self.source.buf) as view:
             for at in range(start, start + length, _COPY_CHUNK):
                 end = min(at + _COPY_CHUNK, start + length)
                 with view[at:end] as piece:
-                    if end - at < _WRITE_GATHER:
-                        self.write(piece)
-                    else:
-                        self.flush()
-                        self.out.write(piece)
-                        self.written += end - at
+                    self.out.write(piece)
                 self._read(at, end)
 
     def _read(self, start: int, end: int) -> None:
