@@ -22,14 +22,12 @@ import os
 import stat
 import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .. import notices
 from ..errors import BadMagicError, ContainerError, InputError
 from .buffer import RELEASE_STEP, ForwardSource, Layer, Source
-from .libvirt import read_save_header
 from .limits import Limits, size_text
-from .qcow2 import Qcow2Image
 from .reader import (
     BZIP2_MAGIC,
     CHUNK,
@@ -42,7 +40,10 @@ from .reader import (
     Reader,
     decompressor,
 )
-from .spool import Spool
+
+if TYPE_CHECKING:
+    from .qcow2 import Qcow2Image
+    from .spool import Spool
 
 QEVM = b"QEVM"
 #: magic -> kind, in the order they are tried
@@ -119,6 +120,8 @@ def vm_state_snapshots(path: str) -> list[tuple[str, str]]:
     [] for anything else or a broken image (opening it says why)."""
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            from .qcow2 import Qcow2Image
+
             image = Qcow2Image.read(mapped, len(mapped))
             return [(s.id, s.name) for s in image.snapshots if s.vm_state_size]
     except (OSError, ValueError, ContainerError):
@@ -286,6 +289,8 @@ class _Unwrapper:
         return self._qcow2(current)
 
     def _libvirt(self, current: _Region | Reader) -> _Region | Reader:
+        from .libvirt import read_save_header  # each container's module is loaded when one is met
+
         total = current.size if isinstance(current, _Region) else None
         reader = current.reader() if isinstance(current, _Region) else current
         start = 0 if isinstance(current, _Region) else reader.position
@@ -309,6 +314,8 @@ class _Unwrapper:
 
     def _qcow2(self, current: _Region | Reader) -> _Region | Reader:
         region = current if isinstance(current, _Region) else self._spool(current, "the qcow2 image")
+        from .qcow2 import Qcow2Image
+
         image = Qcow2Image.read(region.buffer() if region.base else region.data, region.size)
         snap = image.select(self.snapshot, self.name)
         self.snapshot = None  # used
@@ -339,6 +346,8 @@ class _Unwrapper:
     # ------------------------------------------------------------ spooling
 
     def _new_spool(self, what: str, window: bool = False) -> Spool:
+        from .spool import Spool
+
         spool = Spool(f"{what} of {self.name}", self.limits, window=window)
         self.closers.append(spool.close)
         return spool
