@@ -14,7 +14,9 @@ import functools
 import io
 import json
 import struct
+import sys
 import tempfile
+from array import array
 from dataclasses import replace
 from pathlib import Path
 
@@ -431,6 +433,28 @@ def write_big_stream(target: Path, pages: int, mapped: bool = False) -> None:
                     else struct.pack(">Q", i * PAGE | 0x28)
                 f.write(head + bytes([i % 251 + 1]) * PAGE)
             f.write(struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2))
+        f.write(b"\x03" + struct.pack(">IQ", 2, 0x10) + b"\x7e" + struct.pack(">I", 2) + b"\x00")
+
+
+def write_scattered_zero_stream(target: Path, records: int) -> None:
+    """A stream of `records` zero-page records of pc.ram at every other page: each its own run
+    (the walk starts a run for each), so a reader that keeps the runs grows with the stream."""
+    total = 2 * records * PAGE
+    with open(target, "wb") as f:
+        f.write(FILE_HEADER)
+        f.write(b"\x01" + struct.pack(">IB", 2, 3) + b"ram" + struct.pack(">IIQ", 0, 4, total | 0x04))
+        f.write(b"\x06pc.ram" + struct.pack(">Q", total))
+        f.write(struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2))
+        f.write(b"\x02" + struct.pack(">I", 2))
+        f.write(struct.pack(">Q", 0x02) + b"\x06pc.ram\x00")
+        words = array("Q", range(2 * PAGE | 0x22, total, 2 * PAGE))
+        if sys.byteorder == "little":
+            words.byteswap()
+        raw, out = words.tobytes(), bytearray(9 * len(words))
+        for k in range(8):  # each record: its big-endian word, then the fill byte 0
+            out[k::9] = raw[k::8]
+        f.write(out)
+        f.write(struct.pack(">Q", 0x10) + b"\x7e" + struct.pack(">I", 2))
         f.write(b"\x03" + struct.pack(">IQ", 2, 0x10) + b"\x7e" + struct.pack(">I", 2) + b"\x00")
 
 
