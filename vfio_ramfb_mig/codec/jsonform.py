@@ -112,16 +112,8 @@ def iter_dumps(stream: model.MigrationStream, *, embed: bool = False, source=Non
     yield "{" + ",\n ".join(f"{json.dumps(key)}: {json.dumps(value)}" for key, value in head.items())
     yield ',\n "records": ['
     for i, record in enumerate(stream.records):
-        text = json.dumps(writer.record(record))
         yield "\n  " if i == 0 else ",\n  "
-        if not writer.later:
-            yield text
-            continue
-        for k, part in enumerate(_LATER.split(text)):
-            if k % 2 == 0:
-                yield part
-            else:
-                yield from _base64_pieces(writer.later[int(part)])
+        yield from writer.expand(json.dumps(writer.record(record)))
         writer.later.clear()
     yield "\n ]" if stream.records else "]"
     for key, value in tail.items():
@@ -129,8 +121,9 @@ def iter_dumps(stream: model.MigrationStream, *, embed: bool = False, source=Non
     yield "}\n"
 
 
-def _base64_pieces(pieces: Iterable[bytes]) -> Iterator[str]:
-    """The base64 of the bytes the pieces make, given out a bounded piece at a time."""
+def _quoted_base64(pieces: Iterable[bytes]) -> Iterator[str]:
+    """The base64 of the bytes the pieces make, as a JSON string, given out a bounded piece at a time."""
+    yield '"'
     held = bytearray()
     for piece in pieces:
         held += piece
@@ -138,7 +131,7 @@ def _base64_pieces(pieces: Iterable[bytes]) -> Iterator[str]:
             cut = len(held) - len(held) % 3
             yield base64.b64encode(held[:cut]).decode()
             del held[:cut]
-    yield base64.b64encode(held).decode()
+    yield base64.b64encode(held).decode() + '"'
 
 
 def _selected(stream: model.MigrationStream, sections: tuple[str, ...]) -> model.MigrationStream:
@@ -157,7 +150,7 @@ def _span(obj: dict[str, Any], span: model.Span | None) -> dict[str, Any]:
 #: where iter_dumps puts an embedded value's base64 once the record's JSON is made: a token drawn
 #: at start-up (a stream cannot know it) and the value's number
 _LATER_TOKEN = secrets.token_hex(16)
-_LATER = re.compile(f"{_LATER_TOKEN}-(\\d+)")
+_LATER = re.compile(f'"{_LATER_TOKEN}-(\\d+)"')
 _FORGET_SPAN = 16 << 20
 _BASE64_PIECE = 3 << 18  # bytes encoded at once: a multiple of 3, so the pieces join into one base64
 
@@ -173,8 +166,34 @@ class _Writer:
     def base64(self, pieces: Iterable[bytes]) -> dict[str, Any]:
         if self.later is None:
             return {"base64": base64.b64encode(b"".join(pieces)).decode()}
-        self.later.append(pieces)
-        return {"base64": f"{_LATER_TOKEN}-{len(self.later) - 1}"}
+        return {"base64": self._later(_quoted_base64(pieces))}
+
+    def _later(self, text: Iterable[str]) -> str:
+        """A placeholder for a JSON value whose text `expand` gives out a piece at a time."""
+        assert self.later is not None
+        self.later.append(text)
+        return f"{_LATER_TOKEN}-{len(self.later) - 1}"
+
+    def expand(self, text: str) -> Iterator[str]:
+        """`text` (a record's JSON) with each placeholder replaced by its value's pieces. A value's
+        pieces may hold placeholders of their own (a page run's base64 in the RAM items): those
+        are expanded as they come and forgotten, so what waits stays one item's worth."""
+        assert self.later is not None
+        for k, part in enumerate(_LATER.split(text)):
+            if k % 2 == 0:
+                yield part
+                continue
+            for piece in self.later[int(part)]:
+                held = len(self.later)
+                yield from self.expand(piece) if _LATER_TOKEN in piece else (piece,)
+                del self.later[held:]
+
+    def _ram_items(self, body: RamBody) -> Iterator[str]:
+        """The JSON array of a RAM body's items, an item at a time (a section can hold millions)."""
+        yield "["
+        for i, item in enumerate(body.items):
+            yield (", " if i else "") + json.dumps(self.ram_item(item, body.page_size))
+        yield "]"
 
     def source_bytes(self, start: int, length: int) -> Iterator[bytes]:
         """The source's bytes [start, start + length) a MiB at a time. What was read is let go every
@@ -270,24 +289,25 @@ class _Writer:
         return value
 
     def ram(self, body: model.RamBody) -> dict[str, Any]:
-        items = []
-        for item in body.items:
-            if isinstance(item, model.RamMemSize):
-                items.append(_span({"kind": "mem_size", "total": item.total,
-                                    "blocks": [self.ram_block(b) for b in item.blocks]}, item.span))
-            elif isinstance(item, model.RamMarker):
-                items.append(_span({"kind": item.kind}, item.span))
-            else:
-                obj = _span({"kind": item.kind, "block": item.block, "page_offset": item.offset,
-                             "count": item.count, "named": item.named}, item.span)
-                if item.kind == "zero" and item.fill:
-                    obj["fill"] = item.fill
-                if item.kind == "xbzrle":
-                    obj["delta"] = (item.delta or b"").hex()
-                if item.kind == "page" and self.embed:
-                    obj["data"] = self.page_data(item, body.page_size)
-                items.append(obj)
+        items: Any = (self._later(self._ram_items(body)) if self.later is not None
+                      else [self.ram_item(item, body.page_size) for item in body.items])
         return {"page_size": body.page_size, "summary": body.block_counts(), "items": items}
+
+    def ram_item(self, item: model.RamMemSize | model.RamMarker | model.RamPages, page_size: int) -> dict[str, Any]:
+        if isinstance(item, model.RamMemSize):
+            return _span({"kind": "mem_size", "total": item.total,
+                          "blocks": [self.ram_block(b) for b in item.blocks]}, item.span)
+        if isinstance(item, model.RamMarker):
+            return _span({"kind": item.kind}, item.span)
+        obj = _span({"kind": item.kind, "block": item.block, "page_offset": item.offset,
+                     "count": item.count, "named": item.named}, item.span)
+        if item.kind == "zero" and item.fill:
+            obj["fill"] = item.fill
+        if item.kind == "xbzrle":
+            obj["delta"] = (item.delta or b"").hex()
+        if item.kind == "page" and self.embed:
+            obj["data"] = self.page_data(item, page_size)
+        return obj
 
     def page_data(self, run: model.RamPages, ps: int) -> dict[str, Any]:
         return self.base64(piece for i in range(run.count)
