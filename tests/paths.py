@@ -11,4 +11,6 @@ CAPTURES = FIXTURES / "captures"
 LIVE = FIXTURES / "live"
 AARCH64 = FIXTURES / "aarch64"
 DISPLAY = FIXTURES / "display"
+# Streams of targets vmig bundles no QEMU build for (riscv64, s390x, ppc64): tools/captures/make_other_arch.py.
+OTHER_ARCH = FIXTURES / "other-arch"
 BUNDLES = (LIVE, AARCH64, DISPLAY)

@@ -58,6 +58,11 @@ def test_compat_tables_equal_what_qemu_10_reports() -> None:
 def test_arch_from_machine_and_names() -> None:
     assert catalog.arch_of_machine("virt-8.2") == ("aarch64",)
     assert catalog.arch_of_machine("pc-q35-8.2") == ("x86_64",)
+    # what a stream names is a canonical type: an alias (virt, q35) is no architecture's, a newer
+    # versioned type of a known family is
+    assert catalog.stream_machine_archs("virt") == catalog.stream_machine_archs("q35") == ()
+    assert catalog.stream_machine_archs("virt-11.1") == ("aarch64",)
+    assert catalog.stream_machine_archs("pc-q35-11.1") == ("x86_64",)
     assert catalog.normalize_arch("arm64") == "aarch64"
     with pytest.raises(CompatError, match="unknown architecture 'riscv64'"):
         catalog.normalize_arch("riscv64")

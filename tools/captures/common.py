@@ -27,7 +27,8 @@ from vfio_ramfb_mig.qemu import sha256_file, sidecar_path, write_sidecar  # noqa
 
 FIXTURES = ROOT / "fixtures"
 # Debian packages whose bytes can end up in a stream (binaries, firmware, option ROMs)
-PACKAGES = ("qemu-system-x86", "qemu-system-arm", "qemu-system-data", "seabios", "qemu-efi-aarch64", "ipxe-qemu")
+PACKAGES = ("qemu-system-x86", "qemu-system-arm", "qemu-system-misc", "qemu-system-ppc", "qemu-system-data", "seabios",
+            "qemu-efi-aarch64", "ipxe-qemu")
 # QEMU 7.2 is unpacked, not installed: its versions are the ones .ci/run pins
 Q72_PACKAGES = {"qemu-system-x86": "1:7.2+dfsg-7+deb12u18+b3", "qemu-system-arm": "1:7.2+dfsg-7+deb12u18+b3",
                 "qemu-system-data": "1:7.2+dfsg-7+deb12u18", "seabios": "1.16.2-1",

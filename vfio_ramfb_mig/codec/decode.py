@@ -475,7 +475,9 @@ class _Decoder:
         if end is None:
             raise UnknownSectionError(f"cannot delimit section {printable(idstr)}: {why}, and no footer for "
                                       f"id {section_id} follows", offset=pos, path=path)
-        self.warnings.append(f"section {printable(idstr)} (id {section_id}) kept opaque: {why}")
+        warning = f"section {printable(idstr)} (id {section_id}) kept opaque: {why}"
+        if warning not in self.warnings:  # once per section, not once per START/PART/END record
+            self.warnings.append(warning)
         return self._opaque(pos, end, f"{why}; delimited by its footer")
 
     def _looks_cut(self) -> bool:

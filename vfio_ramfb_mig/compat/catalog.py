@@ -287,28 +287,58 @@ def _family_of(name: str) -> str:
     return head if sep and tail.replace(".", "").isdigit() else name
 
 
+def stream_machine_archs(name: str) -> tuple[str, ...]:
+    """The architectures whose bundled builds could have written machine type `name` into a stream.
+    A stream names its machine's canonical type, never an alias (q35, pc, and aarch64's virt stand
+    for versioned types), so `name` must be one of a build's machines, or a versioned name of one of
+    its families (a newer QEMU's). riscv64's unversioned virt is then none of aarch64's."""
+    family = _family_of(name)
+    found = [b.arch for b in all_builds()
+             if name in b.machines or (family != name and family in b.families())]
+    return tuple(dict.fromkeys(found))
+
+
+@cache
+def _known_vmsd_names(arch: str) -> frozenset[str]:
+    """The vmsd names an architecture's bundled builds know: their -dump-vmstate, and the sections
+    their stock VMs were seen to write (cpu, globalstate, PCIBUS... have no device of their own)."""
+    names: set[str] = set()
+    for b in all_builds():
+        if b.arch == arch:
+            names.update(b.schema().vmsds)
+            for m in b.machines.values():
+                names.update(row["vmsd"] for row in (m.stock.sections if m.stock is not None else ()))
+    return frozenset(names)
+
+
+#: the share of a stream's vmsd names an architecture must know for its sections to say it wrote it
+_SECTIONS_KNOWN = 0.9
+
+
 def guess_arch(stream: MigrationStream) -> tuple[str | None, str]:
     """The architecture that wrote `stream`, and why vmig thinks so (None: cannot tell).
 
-    In this order: the machine type (when one architecture's builds have it); the
-    configuration's target-page-bits subsection (only targets whose page size varies, of
-    the bundled ones aarch64, send it); the sections (the architecture whose schemas know
-    more of the stream's vmsd names).
+    In this order: the machine type (when one architecture's builds could have written it, see
+    `stream_machine_archs`); the configuration's target-page-bits subsection (only targets whose
+    page size varies, of the bundled ones aarch64, send it); the sections (the architecture whose
+    builds know nearly all of the stream's vmsd names: a stream of another architecture, such as
+    riscv64's virt, is none of theirs).
     """
     config = next((r for r in stream.records if isinstance(r, Configuration)), None)
     if config is not None:
-        archs = arch_of_machine(config.machine)
+        archs = stream_machine_archs(config.machine)
         if len(archs) == 1:
             return archs[0], f"machine type {config.machine} (only {archs[0]} builds have it)"
         if any(s.name == "configuration/target-page-bits" for s in config.subsections):
             return "aarch64", "the configuration carries target-page-bits (x86 never sends it)"
     names = {s.body.vmsd_name for s in stream.sections if hasattr(s.body, "vmsd_name")}
     if names:
-        scores = {}
-        for b in all_builds():
-            schema = b.schema()
-            scores[b.arch] = max(scores.get(b.arch, 0), sum(1 for n in names if schema.vmsd(n) is not None))
+        scores = {arch: len(names & _known_vmsd_names(arch)) for arch in dict.fromkeys(b.arch for b in all_builds())}
         best = sorted(scores.items(), key=lambda kv: -kv[1])
-        if best and best[0][1] > (best[1][1] if len(best) > 1 else 0):
+        if best and best[0][1] > (best[1][1] if len(best) > 1 else 0) and best[0][1] >= _SECTIONS_KNOWN * len(names):
             return best[0][0], f"its sections ({best[0][1]} of {len(names)} vmsd names are {best[0][0]}'s)"
+        unknown = sorted(names - set().union(*(_known_vmsd_names(a) for a in scores)))
+        if unknown:
+            return None, (f"{len(unknown)} of its {len(names)} vmsd names are no bundled build's "
+                          f"({', '.join(unknown[:4])}{', ...' if len(unknown) > 4 else ''})")
     return None, "neither the machine type, the configuration nor the sections tell"

@@ -23,7 +23,7 @@ from pathlib import Path
 from ...errors import CompatError, InputError
 from ...model import MigrationStream, VmstateBody
 from ...vmstate.dump import BUNDLED, Schema, read_dump
-from ..catalog import Build, all_builds, build_for, normalize_arch
+from ..catalog import Build, all_builds, build_for, normalize_arch, stream_machine_archs
 from ..machines import FAMILY_ARCH, MachineType, parse_machine_name, resolve_machine_for
 from ..profile import Profile
 from .destination_data import destinations_data
@@ -469,6 +469,11 @@ def destination_for(stream: MigrationStream, *, profile: str | Path | None = Non
         if stream.configuration is None:
             raise InputError("the stream names no machine type: give --target")
         machine = stream.configuration.machine
+        if qemu is None and not stream_machine_archs(machine):
+            # not resolved as an alias: riscv64's virt would otherwise be judged as aarch64's
+            raise CompatError(f"no bundled QEMU build has machine type {machine!r} (a stream names its "
+                              "machine's canonical type); give --qemu and --schema",
+                              hint="vmig machines lists the bundled builds' machines")
     return destination(qemu=qemu, machine=machine, devices=devices, schema=schema, capabilities=capabilities,
                        memory=memory, section_footers=section_footers, arch=arch)
 
