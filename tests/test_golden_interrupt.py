@@ -1,0 +1,58 @@
+"""Ctrl-C during `vmig golden check`: the RAM pages are hashed by worker processes (ram/hashworker.py,
+one per stream, beside the walk) and `-j N` adds a process per stream checked at once. A terminal
+sends SIGINT to the whole process group: every one of them ends, vmig says one line and exits 130,
+and nothing is left running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import write_big_stream
+
+VMIG = [sys.executable, "-m", "vfio_ramfb_mig"]
+
+
+def group_members(pgid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live processes of a process group (zombies are gone already)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_ends_every_process_of_a_golden_check(tmp_path: Path, jobs: str) -> None:
+    for name in ("a.bin", "b.bin"):
+        write_big_stream(tmp_path / name, 60_000)  # 235 MiB of pages each: hashed for a while
+    made = subprocess.run([*VMIG, "golden", "update", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert made.returncode == 0, made.stderr
+    proc = subprocess.Popen([*VMIG, "golden", "check", "-j", jobs, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any("hashworker.py" in cmd for _, cmd in group_members(proc.pid)):
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "golden check finished before a page was hashed: make the streams bigger"
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "vmig: interrupted", stderr
+    deadline = time.monotonic() + 10
+    while group_members(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert group_members(proc.pid) == []
