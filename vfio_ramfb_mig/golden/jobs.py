@@ -8,7 +8,7 @@ Imports: errors, notices, golden (options, discovery, check).
 from __future__ import annotations
 
 import os
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -76,7 +76,11 @@ def _each(work: Any, targets: Iterable[Target], options: GoldenOptions, jobs: in
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_signals)
     try:
         biggest_first = sorted(range(len(ordered)), key=lambda i: -_size(ordered[i].stream))
-        pending = {i: pool.submit(_in_worker, work, ordered[i], options) for i in biggest_first}
+        # the workers are spawned as the work is handed out: with SIGINT blocked, which they
+        # inherit, so a Ctrl-C while one is still starting (before _worker_signals) cannot print
+        # its traceback; here it waits until the hand-out is done, then ends the pool
+        with _sigint_blocked():
+            pending = {i: pool.submit(_in_worker, work, ordered[i], options) for i in biggest_first}
         for i in range(len(ordered)):
             try:
                 result, copies = pending.pop(i).result()
@@ -91,6 +95,20 @@ def _each(work: Any, targets: Iterable[Target], options: GoldenOptions, jobs: in
         _stop_workers(pool)
         raise
     pool.shutdown()
+
+
+@contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    import signal
+
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _stop_workers(pool: Any) -> None:
