@@ -12,6 +12,7 @@ import gzip
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest

@@ -188,7 +188,7 @@ class _Writer:
                 yield from self.expand(piece) if _LATER_TOKEN in piece else (piece,)
                 del self.later[held:]
 
-    def _ram_items(self, body: RamBody) -> Iterator[str]:
+    def _ram_items(self, body: model.RamBody) -> Iterator[str]:
         """The JSON array of a RAM body's items, an item at a time (a section can hold millions)."""
         yield "["
         for i, item in enumerate(body.items):
