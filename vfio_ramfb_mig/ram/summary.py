@@ -186,26 +186,32 @@ class _ProcessHasher:
 
     #: bytes of run messages gathered before a write to the worker
     BATCH = 1 << 16
+    #: ... or bytes of pages they cover: the worker must not wait while a few long runs go by
+    BATCH_PAGES = 8 << 20
 
     def __init__(self, path: str, base: int, page_size: int) -> None:
         self.page_size = page_size
         self._out = bytearray()
+        self._covered = 0  # bytes of pages the gathered messages cover
         self._proc = subprocess.Popen(
             [sys.executable, "-I", "-S", hashworker.__file__, path, str(base), str(page_size)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def _send(self, op: int, block: int, fill: int, first: int, count: int, where: int, stride: int) -> None:
         self._out += hashworker.MESSAGE.pack(op, block, fill, first, count, where, stride)
-        if len(self._out) >= self.BATCH:
+        self._covered += count * self.page_size if op == hashworker.RUN_PAGE else 0
+        if len(self._out) >= self.BATCH or self._covered >= self.BATCH_PAGES:
             self._write()
 
     def _write(self) -> None:
         assert self._proc.stdin is not None
         try:
             self._proc.stdin.write(self._out)
+            self._proc.stdin.flush()  # all of it now: the worker may be waiting for it
         except BrokenPipeError:
             raise self._failed() from None
         self._out.clear()
+        self._covered = 0
 
     def _failed(self) -> InputError:
         self._proc.kill()
