@@ -71,17 +71,19 @@ def golden_of(stream: model.MigrationStream, source: Source | bytes | None = Non
 def golden_of_path(path: str | os.PathLike[str], options: GoldenOptions = GoldenOptions(),
                    snapshot: str | None = None) -> Golden:
     """The golden of a stream file, memory flat in the stream (no page runs kept). A stream that
-    sets each page once, in address order, is summarised in one walk (its pages hashed by a second
-    thread as the walk goes); any other is walked again into a final page state."""
+    sets each page once, in address order, is summarised in one walk (its pages hashed beside the
+    walk, ram.summary.StreamSummaries); any other is walked again into a final page state."""
     with Source.open(os.fspath(path), snapshot=snapshot) as src:
         summaries = StreamSummaries(src)
         try:
             stream = decode(src, ram_runs=False, on_ram_item=summaries.feed, on_ram_partial=summaries.partial)
+            if summaries.complete:
+                # a golden's RAM lines come last: the pages are still being hashed while the rest is
+                # summarised, and the first RAM line waits for the digests (StreamSummaries.summary)
+                return golden_of(stream, src, options, summaries=summaries)
             summaries.finish()
         finally:
             summaries.close()
-        if summaries.complete:
-            return golden_of(stream, src, options, summaries=summaries)
         with PageState(src) as ram:
             decode(src.sibling(), ram_runs=False, on_ram_item=ram.feed)
             return golden_of(stream, src, options, ram.finish(), summaries)

@@ -351,7 +351,9 @@ class StreamSummaries:
         return not self.illegal and all(spec.in_order for spec in self.blocks.values())
 
     def summary(self, name: str) -> tuple[dict[str, int], str] | None:
+        """A block's counts and digest (waiting for the hasher, if `finish` was not called yet)."""
         spec = self.blocks.get(name)
         if spec is None or not spec.in_order:
             return None
+        self.finish()
         return dict(spec.counts), self._digests.get(spec.number, _EMPTY_DIGEST)
