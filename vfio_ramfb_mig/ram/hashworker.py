@@ -29,7 +29,10 @@ import sys
 
 MESSAGE = struct.Struct(">BHBQQQQ")  # op, block, fill, first, count, where, stride
 RUN_PAGE, RUN_ZERO, END = 1, 2, 0
+#: what each page adds to its block's digest before its bytes: its offset in the block and its kind
+#: letter (ram.summary uses these too: both sides must hash the same)
 PAGE_HEADER = struct.Struct(">QB")
+LETTER_PAGE, LETTER_ZERO, LETTER_XBZRLE = ord("P"), ord("Z"), ord("X")
 #: how far the hashed pages run ahead of the last let-go before they are let go (RSS stays flat)
 RELEASE_STEP = 16 << 20
 
@@ -59,14 +62,14 @@ def serve(path: str, base: int, page_size: int, requests, replies) -> None:  # n
             update = digest.update
             if op == RUN_ZERO:
                 tail = bytes((fill,))
-                update(b"".join([header(i * page_size, 90) + tail for i in range(first, first + count)]))  # "Z"
+                update(b"".join([header(i * page_size, LETTER_ZERO) + tail for i in range(first, first + count)]))
                 continue
             where += base
             end = where + (count - 1) * stride + page_size
             if count <= 0 or end > size:
                 raise SystemExit(f"hash worker: pages at {where}..{end} lie outside the {size}-byte file")
             for i in range(first, first + count):
-                update(header(i * page_size, 80))  # "P"
+                update(header(i * page_size, LETTER_PAGE))
                 update(view[where:where + page_size])
                 where += stride
             if end - released >= RELEASE_STEP:

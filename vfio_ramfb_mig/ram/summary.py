@@ -15,7 +15,6 @@ References: migration/ram.c (ram_load_precopy).
 from __future__ import annotations
 
 import hashlib
-import struct
 import subprocess
 import sys
 from typing import Any
@@ -26,8 +25,8 @@ from ..source import Source
 from . import hashworker
 from .state import NOT_SENT, PAGE, XBZRLE, ZERO, BlockPages, IllegalOffset, PageState, ReadWindow, illegal_record
 
-_PAGE_HEADER = struct.Struct(">QB")
-_LETTER = {PAGE: ord("P"), ZERO: ord("Z"), XBZRLE: ord("X")}
+_PAGE_HEADER = hashworker.PAGE_HEADER
+_LETTER = {PAGE: hashworker.LETTER_PAGE, ZERO: hashworker.LETTER_ZERO, XBZRLE: hashworker.LETTER_XBZRLE}
 _EMPTY_DIGEST = hashlib.sha256().hexdigest()
 
 
