@@ -107,6 +107,13 @@ def test_text_decode_imports_only_what_decode_needs() -> None:
                            "vfio_ramfb_mig.devstream", "vfio_ramfb_mig.render.tree")) == []
 
 
+def test_piped_golden_check_imports_no_rich() -> None:
+    """Its plain lines need no rich: the import would delay the walk that feeds the hash worker."""
+    modules = loaded_by("golden", "check", "-v", str(BOOTED))
+    assert "vfio_ramfb_mig.golden.summary" in modules and heavy(modules, ("rich",)) == []
+    assert "rich.console" in loaded_by("--color", "golden", "check", str(BOOTED))
+
+
 def test_package_names_load_on_first_use() -> None:
     code = ("import json, sys, vfio_ramfb_mig as v\n"
             "heavy = sorted(m for m in sys.modules if m.startswith(('rich', 'construct', 'vfio_ramfb_mig.')))\n"

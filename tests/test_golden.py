@@ -134,6 +134,39 @@ def test_ramfb_width_change_fails_and_names_width(tmp_path: Path) -> None:
     assert "1 different" in out
 
 
+def test_piped_output_is_what_rich_prints_without_its_styles(tmp_path: Path) -> None:
+    """Piped and uncoloured, the results are written as plain text without rich: the same characters
+    as the coloured output, whatever the status (different, missing, error, an orphan, update)."""
+    import re
+
+    (tmp_path / "a").mkdir()
+    stream = copy_capture(tmp_path)
+    poke(stream, ramfb_width_offset(stream), (1280).to_bytes(4, "big") + (800).to_bytes(4, "big"))  # and height
+    copy_capture(tmp_path / "a", with_golden=False, name="lone.bin")
+    (tmp_path / "a" / "junk.bin").write_bytes(b"QEVM" + bytes(16))
+    shutil.copyfile(golden_path(BOOTED), tmp_path / "a" / "junk.golden.txt")
+    (tmp_path / "a" / "gone.golden.txt").write_text("# nothing\n")
+    ansi = re.compile(r"\x1b\[[0-9;]*m")
+    for args in (["check", "-v", "-j1", "--limit", "1"], ["check", "-j1"], ["update", "--show", "-j1"]):
+        goldens = {path: path.read_bytes() for path in tmp_path.rglob("*.golden.txt")}
+        plain = CliRunner().invoke(cli, ["golden", *args, str(tmp_path)])
+        for path in tmp_path.rglob("*.golden.txt"):  # as they were: update writes them
+            path.unlink()
+        for path, text in goldens.items():
+            path.write_bytes(text)
+        styled = CliRunner().invoke(cli, ["--color", "golden", *args, str(tmp_path)])
+        assert plain.exit_code == styled.exit_code == 2, (args, plain.output)
+        assert "\x1b[" not in plain.stdout + plain.stderr and "\x1b[" in styled.stdout
+        assert plain.stdout == ansi.sub("", styled.stdout), args
+        assert plain.stderr == ansi.sub("", styled.stderr), args
+        if args[0] == "check":
+            assert "DIFFERENT " in plain.stdout and "ERROR     " in plain.stderr and "gone.golden.txt" in plain.stderr
+            assert ("1 more (--limit 0 shows all)" in plain.stdout) == ("--limit" in args)
+            assert "MISSING   " in plain.stdout
+        else:
+            assert "CREATED   " in plain.stdout and "UPDATED   " in plain.stdout
+
+
 def test_timer_change_fails_unless_ignored(tmp_path: Path) -> None:
     stream = copy_capture(tmp_path)
     offset = timer_byte_offset(stream)

@@ -8,17 +8,30 @@ missing (a missing golden fails, it never passes) or lacks the --offsets /
 --order asked for; 2 trouble: a stream that does not decode, a bad
 golden or vmig-golden.toml, no stream under PATHS.
 
-Imports: click at start-up; golden and render.goldenview when a verb runs.
+Imports: click at start-up; golden and render.goldenview when a verb runs; rich only for output
+to a terminal or in colour (render.goldenview.Lines).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .main import FILE, App, SuggestingGroup
+
+if TYPE_CHECKING:
+    from ..render.goldenview import Lines
+
+
+def _lines(app: App) -> tuple[Lines, Lines]:
+    """Where results (stdout) and trouble (stderr) go: styled through the app's consoles, or plain."""
+    from ..render.goldenview import Lines
+
+    return (Lines(lambda: app.out if app.styles(sys.stdout) else None, sys.stdout),
+            Lines(lambda: app.err if app.styles(sys.stderr) else None, sys.stderr))
 
 
 def _content_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,7 +87,7 @@ def check_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offsets
     from ..render.goldenview import show_check
 
     run = check_paths(paths, GoldenOptions(offsets=offsets, order=order, ignore=ignore), jobs)
-    show_check(app.out, app.err, run, limit=limit or None, verbose=verbose, as_json=as_json, junit=junit,
+    show_check(*_lines(app), run, limit=limit or None, verbose=verbose, as_json=as_json, junit=junit,
                version=__version__)
     if run.exit_status:
         raise SystemExit(run.exit_status)
@@ -97,6 +110,6 @@ def update_cmd(app: App, paths: tuple[str, ...], ignore: tuple[str, ...], offset
     from ..render.goldenview import show_update
 
     run = update_paths(paths, GoldenOptions(offsets=offsets, order=order, ignore=ignore), jobs)
-    show_update(app.out, app.err, run, show_changes=show, verbose=verbose)
+    show_update(*_lines(app), run, show_changes=show, verbose=verbose)
     if run.exit_status:
         raise SystemExit(run.exit_status)

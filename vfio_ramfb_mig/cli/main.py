@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -74,6 +74,13 @@ class App:
 
             self._err = make_console(stderr=True, color=self.color)
         return self._err
+
+    def styles(self, stream: IO[str]) -> bool:
+        """Whether what goes to `stream` is printed through rich (a terminal, or colour asked
+        for); else as plain text, the same characters, without loading rich."""
+        from .console import color_wanted, is_terminal
+
+        return is_terminal(stream) or color_wanted(stream, self.color)
 
     @property
     def out_is_terminal(self) -> bool:
@@ -380,7 +387,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
     """
     from ..codec.decode import decode  # see the module docstring: start-up
     from ..outfile import check_output
-    from .console import color_wanted, is_terminal
+    from .console import is_terminal
 
     if source == "-" and is_terminal(sys.stdin):
         # nothing piped in: a user who typed `vmig decode` wants to know how, not a silent wait
@@ -406,7 +413,7 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
             from ..codec import jsonform
 
             write_chunks(jsonform.iter_dumps(stream, embed=embed, source=src, sections=sections), output)
-        elif not summary and (output or not (is_terminal(sys.stdout) or color_wanted(sys.stdout, app.color))):
+        elif not summary and (output or not app.styles(sys.stdout)):
             # the tree as plain text: exactly what rich prints without styles, without loading rich
             from ..render.tree import stream_tree
             from .console import unicode_ok
