@@ -37,6 +37,20 @@ LETTER_PAGE, LETTER_ZERO, LETTER_XBZRLE = ord("P"), ord("Z"), ord("X")
 RELEASE_STEP = 16 << 20
 
 
+def _messages(requests):  # noqa: ANN001 (a binary file)
+    """The messages on `requests`, read as they come in whatever pieces the pipe gives (a read
+    per message would cost more than hashing the short runs it names)."""
+    size, pending = MESSAGE.size, b""
+    while True:
+        piece = requests.read1(1 << 16)
+        if not piece:
+            raise SystemExit("hash worker: input ended before END")
+        data = pending + piece if pending else piece
+        whole = len(data) - len(data) % size
+        yield from MESSAGE.iter_unpack(memoryview(data)[:whole])
+        pending = data[whole:]
+
+
 def serve(path: str, base: int, page_size: int, requests, replies) -> None:  # noqa: ANN001 (binary files)
     digests: dict[int, object] = {}
     fd = os.open(path, os.O_RDONLY)
@@ -49,11 +63,7 @@ def serve(path: str, base: int, page_size: int, requests, replies) -> None:  # n
     released = 0
     header = PAGE_HEADER.pack
     try:
-        while True:
-            raw = requests.read(MESSAGE.size)
-            if len(raw) < MESSAGE.size:
-                raise SystemExit("hash worker: input ended before END")
-            op, block, fill, first, count, where, stride = MESSAGE.unpack(raw)
+        for op, block, fill, first, count, where, stride in _messages(requests):
             if op == END:
                 break
             digest = digests.get(block)
