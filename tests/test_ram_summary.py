@@ -200,3 +200,37 @@ def test_hash_worker_failure_is_one_clear_error(tmp_path: Path) -> None:
             hasher.finish()
     finally:
         hasher.close()
+
+
+def test_hash_worker_reads_messages_in_any_pieces(tmp_path: Path) -> None:
+    """The worker takes its run messages in whatever pieces the pipe gives: a message cut anywhere
+    (here: every piece 1 to 50 bytes) hashes the same as messages read whole; input that ends
+    before END is refused, not taken as done."""
+    import io
+
+    from vfio_ramfb_mig.ram import hashworker as hw
+
+    path = tmp_path / "pages.bin"
+    path.write_bytes(bytes(range(256)) * (3 * PS // 256 + 1))
+    messages = b"".join([hw.MESSAGE.pack(hw.RUN_PAGE, 0, 0, 0, 2, 0, PS), hw.MESSAGE.pack(hw.RUN_ZERO, 0, 7, 2, 3, 0, 0),
+                         hw.MESSAGE.pack(hw.RUN_PAGE, 1, 0, 5, 1, 3, PS), hw.MESSAGE.pack(hw.END, 0, 0, 0, 0, 0, 0)])
+    data = path.read_bytes()
+    header = hw.PAGE_HEADER.pack
+    want = hashlib.sha256(header(0, hw.LETTER_PAGE) + data[:PS] + header(PS, hw.LETTER_PAGE) + data[PS:2 * PS]
+                          + b"".join(header(i * PS, hw.LETTER_ZERO) + b"\7" for i in (2, 3, 4))).hexdigest()
+    want1 = hashlib.sha256(header(5 * PS, hw.LETTER_PAGE) + data[3:3 + PS]).hexdigest()
+
+    class Pieces(io.RawIOBase):
+        def __init__(self, data: bytes, size: int) -> None:
+            self.data, self.size = data, size
+
+        def read1(self, n: int = -1) -> bytes:
+            piece, self.data = self.data[:min(n, self.size)], self.data[min(n, self.size):]
+            return piece
+
+    for size in (1, 2, 5, 42, 43, 44, 50):
+        out = io.BytesIO()
+        hw.serve(str(path), 0, PS, Pieces(messages, size), out)
+        assert out.getvalue().decode() == f"0 {want}\n1 {want1}\n", size
+    with pytest.raises(SystemExit, match="input ended before END"):
+        hw.serve(str(path), 0, PS, Pieces(messages[:-1], 7), io.BytesIO())
