@@ -234,3 +234,29 @@ def test_hash_worker_reads_messages_in_any_pieces(tmp_path: Path) -> None:
         assert out.getvalue().decode() == f"0 {want}\n1 {want1}\n", size
     with pytest.raises(SystemExit, match="input ended before END"):
         hw.serve(str(path), 0, PS, Pieces(messages[:-1], 7), io.BytesIO())
+
+
+@pytest.mark.parametrize("read_as", ["file in place", "bytes"])
+def test_hasher_gets_a_sections_pages_at_its_eos(tmp_path: Path, read_as: str) -> None:
+    """What the walk gathered for the hasher goes to it at the end of each RAM section: the hasher
+    must not wait, idle, while the stream's other sections are decoded and summarised."""
+    from vfio_ramfb_mig.model import RamBlock, RamMarker, RamMemSize, Span
+
+    path = tmp_path / "booted.bin"
+    path.write_bytes(BOOTED.read_bytes())
+    with Source.open(str(path)) if read_as == "file in place" else Source.from_bytes(BOOTED.read_bytes()) as src:
+        summaries = StreamSummaries(src)
+        try:
+            summaries.feed(RamMemSize(total=4 * PS, blocks=(RamBlock("pc.ram", 4 * PS),)), PS)
+            summaries.feed(RamPages(kind="page", block="pc.ram", offset=0, count=1, named=True, fill=0, delta=None,
+                                    span=Span(0, PS + 8)), PS)
+            hasher = summaries._hashing()
+
+            def gathered() -> bool:  # what the hasher was not given yet
+                return bool(hasher._out if read_as == "file in place" else hasher.pending.get(0))
+
+            assert gathered()  # one page: too little to send on its own
+            summaries.feed(RamMarker("eos"), PS)
+            assert not gathered()
+        finally:
+            summaries.close()

@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from ..errors import InputError
-from ..model import RamItem, RamMemSize, RamPages
+from ..model import RamItem, RamMarker, RamMemSize, RamPages
 from ..source import Source
 from . import hashworker
 from .state import NOT_SENT, PAGE, XBZRLE, ZERO, BlockPages, IllegalOffset, PageState, ReadWindow, illegal_record
@@ -161,9 +161,13 @@ class _ThreadHasher:
             i1 = min(first + count, i0 + step)
             self._add(block, b"".join([header(i * self.page_size, letter) + tail for i in range(i0, i1)]))
 
-    def finish(self) -> dict[int, str]:
+    def flush(self) -> None:
+        """Hand what is gathered to the hashing thread now (the end of a RAM section)."""
         for block in list(self.pending):
             self._flush(block)
+
+    def finish(self) -> dict[int, str]:
+        self.flush()
         self.close()
         if self._error:
             raise self._error[0]
@@ -200,6 +204,12 @@ class _ProcessHasher:
         self._out += hashworker.MESSAGE.pack(op, block, fill, first, count, where, stride)
         self._covered += count * self.page_size if op == hashworker.RUN_PAGE else 0
         if len(self._out) >= self.BATCH or self._covered >= self.BATCH_PAGES:
+            self._write()
+
+    def flush(self) -> None:
+        """Send the gathered messages now (the end of a RAM section): the worker would otherwise
+        wait for them while this process goes on with the stream's other sections."""
+        if self._out:
             self._write()
 
     def _write(self) -> None:
@@ -278,6 +288,9 @@ class StreamSummaries:
         self.page_size = page_size
         if isinstance(item, RamPages):
             self._run(item, final=True)
+        elif isinstance(item, RamMarker):
+            if item.kind == "eos" and self._hasher is not None:
+                self._hasher.flush()
         elif isinstance(item, RamMemSize):
             self.listed = True
             for block in item.blocks:
