@@ -196,6 +196,18 @@ def test_a_full_disk_is_one_clear_line(tmp_path: Path) -> None:
     assert stat.S_ISCHR(os.stat(full).st_mode)
 
 
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["machines"], ["decode", BOOTED], ["decode", "--summary", BOOTED],
+                                  ["decode", "--json", BOOTED], ["decode", "--pages", BOOTED],
+                                  ["golden", "check", "-v", BOOTED], ["info", BOOTED]], ids=lambda a: " ".join(map(str, a[:2])))
+def test_stdout_on_a_full_disk_is_one_clear_line(tmp_path: Path, args: list[object]) -> None:
+    """Output redirected to a full disk (here /dev/full): one line, exit 2, whatever the verb and
+    however far it got; not a traceback, and not "internal error: this is a bug in vmig"."""
+    with open(device(tmp_path, "full"), "w") as full:
+        result = subprocess.run([*VMIG, *map(str, args)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "No space left on device" in assert_one_error_line(result.stderr, wants="cannot write")
+
+
 #: modules that still say another name for an outfile function (none: golden's alias went with it)
 OLD_NAME_USERS: set[str] = set()
 

@@ -34,7 +34,7 @@ from .errors import InputError, OutputError
 
 #: errors only the output gives while it is written (a full disk, a file too big for it): said as
 #: "cannot write TARGET: ..."; errors of opening it are said the same way where it is opened
-_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def refuse_same_file(target: str, inputs: tuple[str, ...]) -> None:
@@ -100,7 +100,7 @@ def output_file(target: str) -> Iterator[BinaryIO]:
             yield out
             out.flush()
         except OSError as exc:
-            if exc.errno in _WRITE_ERRNOS:
+            if exc.errno in WRITE_ERRNOS:
                 raise _failed("stdout", exc) from exc
             raise
         return
@@ -114,7 +114,7 @@ def output_file(target: str) -> Iterator[BinaryIO]:
             with handle:
                 yield handle
         except OSError as exc:
-            if exc.errno in _WRITE_ERRNOS:
+            if exc.errno in WRITE_ERRNOS:
                 raise _failed(target, exc) from exc
             raise
         return
@@ -130,7 +130,7 @@ def output_file(target: str) -> Iterator[BinaryIO]:
                 out.flush()
                 os.fsync(out.fileno())
             except OSError as exc:
-                if exc.errno in _WRITE_ERRNOS:
+                if exc.errno in WRITE_ERRNOS:
                     raise _failed(target, exc) from exc
                 raise
         try:

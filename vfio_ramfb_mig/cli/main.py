@@ -243,7 +243,16 @@ class VmigGroup(LazyGroup):
                 number = getattr(signal, name)
                 previous[number] = signal.signal(number, _terminate)
         try:
-            return super().main(*args, **kwargs)
+            try:
+                return super().main(*args, **kwargs)
+            finally:
+                # what is still buffered goes out now, where a full disk can be said in one line
+                # (the interpreter's own flush at exit would print a traceback-like warning)
+                sys.stdout.flush()
+        except OSError as err:
+            if not _write_failed(err):
+                raise
+            sys.exit(ExitStatus.TROUBLE)
         finally:
             for number, handler in previous.items():
                 signal.signal(number, handler)
@@ -273,8 +282,31 @@ class VmigGroup(LazyGroup):
             app = ctx.obj if isinstance(ctx.obj, App) else App()
             if app.debug:
                 raise
+            if _write_failed(err):
+                ctx.exit(ExitStatus.TROUBLE)
             app.err.print(error_text(err))
             ctx.exit(ExitStatus.TROUBLE if isinstance(err, VmigError) else ExitStatus.INTERNAL)
+
+
+def _write_failed(err: BaseException) -> bool:
+    """If `err` is a write that failed for want of space (stdout redirected to a full disk or
+    /dev/full): say so in one line and return True. That is the environment, not a bug in vmig;
+    the files vmig writes itself (-o, goldens) say it through outfile, naming the file."""
+    from ..outfile import WRITE_ERRNOS
+
+    if not isinstance(err, OSError) or err.errno not in WRITE_ERRNOS:
+        return False
+    try:
+        sys.stdout.flush()
+        what = "the output"
+    except OSError:  # what stdout still holds cannot go out either: it was stdout
+        what = "stdout"
+        # nothing more can reach it; the interpreter's last flush must not fail again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.stderr.write(f"vmig: error: cannot write {what}: {err.strerror}\n")
+    return True
 
 
 QUIET_HELP = "no progress bar on stderr (drawn only on a terminal)"
