@@ -147,6 +147,11 @@ class RamPages:
     delta: bytes | None = None
     span: Span | None = field(default=None, compare=False)
 
+    @property
+    def pages_written(self) -> int:
+        """Pages the run's records write: `count`, but one for an XBZRLE run (one delta)."""
+        return 1 if self.kind == "xbzrle" else self.count
+
     def record_size(self, page_size: int) -> int:
         """Bytes of each record after the first (the first adds the block name when `named`)."""
         return 8 + (page_size if self.kind == "page" else 1)

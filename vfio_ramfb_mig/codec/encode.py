@@ -29,6 +29,7 @@ import json
 import os
 import stat
 import struct
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from construct import Construct, Container, ConstructError
@@ -81,6 +82,13 @@ def encode(stream: model.MigrationStream, out: BinaryIO, source: Source | None =
     Before anything is written, the pages the runs write are bounded (ram.limits): by what a
     stream of `stream.size` bytes can hold and by `max_ram` (LimitError)."""
     return _Encoder(out, source).run(stream, max_ram)
+
+
+def encode_records(records: Iterable[Any], out: BinaryIO, source: Source | None = None) -> int:
+    """encode for records that come one at a time (a RAM body's items may be an iterator too: see
+    codec.fromjson, which reads a document as it writes). The caller bounds the pages as it reads
+    them (ram.limits.check_claim). Returns bytes written."""
+    return _Encoder(out, source).run_records(records)
 
 
 def encode_bytes(stream: model.MigrationStream, source: Source | None = None) -> bytes:
@@ -246,15 +254,18 @@ class _Encoder:
 
     def run(self, stream: model.MigrationStream, max_ram: int | None = None) -> int:
         self.check_pages(stream, max_ram)
+        return self.run_records(stream.records)
+
+    def run_records(self, records: Iterable[Any]) -> int:
         try:
-            self.records(stream)
+            self.records(records)
             self.flush()
         finally:
             self.close()
         return self.written
 
-    def records(self, stream: model.MigrationStream) -> None:
-        for index, record in enumerate(stream.records):
+    def records(self, records: Iterable[Any]) -> None:
+        for index, record in enumerate(records):
             path: FieldPath = ("records", index)
             try:
                 self.record(record, path)
@@ -397,7 +408,7 @@ class _Encoder:
                     if isinstance(item, model.RamPages):
                         if item.count < 0 or item.offset < 0:
                             raise EncodeError(f"page run of block '{item.block}' has a negative count or offset")
-                        pages += 1 if item.kind == "xbzrle" else item.count
+                        pages += item.pages_written
         size = max(stream.size, self.source.size if self.source is not None else 0)
         check_claim(pages, page_size, size, max_ram, "the page runs write")
 

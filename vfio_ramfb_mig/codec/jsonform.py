@@ -15,10 +15,11 @@ Imports: errors, model, text.
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -32,7 +33,7 @@ from ..wire.primitives import INT_TYPES
 from ..wire.ramfb import RAMFB_CFG_KEYS, fourcc_code, fourcc_text
 from ..wire.stream import QEMU_VM_FILE_MAGIC, command_name
 from ..text import to_wire
-from ..textin import parse_json
+from ..textin import JsonArray, parse_json
 
 FORMAT_VERSION = 1
 #: Deepest JSON Pointer the reader follows into structs, subsections and arrays: far more than the
@@ -345,6 +346,19 @@ def loads(text: str | bytes, name: str = "JSON document") -> model.MigrationStre
 
 def from_json(doc: Any) -> model.MigrationStream:
     reader = _Reader()
+    obj, source = document(reader, doc)
+    records = tuple(reader.records(obj["records"]))
+    return model.MigrationStream(records=records, size=source.get("size", 0), source=source.get("path"),
+                                 container=reader.container(obj))
+
+
+#: where a document grows with its stream: the records, and each RAM section's items (a run of
+#: page records each). encode --from-json reads these an element at a time (textin.read's shape)
+LONG_ARRAYS = {"records": [{"ram": {"items": [None]}}]}
+
+
+def document(reader: _Reader, doc: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The document's checks made before its records are read; (the document, its source)."""
     obj = reader.obj(doc, ())
     reader.keys(obj, "document", ())
     # a document of another format (a later vmig's) is refused, not read by guesses
@@ -352,38 +366,49 @@ def from_json(doc: Any) -> model.MigrationStream:
     if producer.get("format", FORMAT_VERSION) != FORMAT_VERSION:
         reader.fail(f"unsupported document format {producer.get('format')!r}; this vmig reads format "
                     f"{FORMAT_VERSION}", ("vmig", "format"))
-    records = reader.list(obj.get("records"), ("records",))
+    reader.list(obj.get("records"), ("records",))
     source = reader.obj(obj.get("source") or {}, ("source",))
     # the CLI opens source.path and compares source.size: a number for a path would open a descriptor
     if source.get("path") is not None and not isinstance(source["path"], str):
         reader.fail(f"expected a string 'path', found {_kind(source['path'])}", ("source", "path"))
     if "size" in source:
         reader.int(source, "size", ("source",))
-    parsed = tuple(reader.record(r, ("records", i)) for i, r in enumerate(records))
-    # PART/END carry no instance/version on the wire; the model resolves them from their START
-    opened: dict[int, model.Section] = {}
-    resolved = []
-    for record in parsed:
-        if isinstance(record, model.Section) and record.type == "section_start":
-            opened[record.section_id] = record
-        elif isinstance(record, model.Section) and not record.long_header and record.section_id in opened:
-            start = opened[record.section_id]
-            record = replace(record, instance_id=start.instance_id, version_id=start.version_id)
-        resolved.append(record)
-    parsed = tuple(resolved)
-    container = obj.get("container")
-    if container is not None:
-        layers = reader.list(reader.obj(container, ("container",)).get("layers"), ("container", "layers"))
-        for i, layer in enumerate(layers):
-            if not isinstance(reader.obj(layer, ("container", "layers", i)).get("type"), str):
-                reader.fail("expected a layer with a string 'type'", ("container", "layers", i))
-    return model.MigrationStream(records=parsed, size=source.get("size", 0) if isinstance(source, dict) else 0,
-                                 source=source.get("path") if isinstance(source, dict) else None, container=container)
+    return obj, source
 
 
 class _Reader:
-    def __init__(self) -> None:
+    """The model a document describes, every value checked. `lazy`: a RAM body whose items stay in
+    the text (a textin.JsonArray) gets them as an iterator, read and checked as the encoder takes
+    them; otherwise they are checked at once and dropped (a check of the whole document).
+    `on_pages` is called after each page run with the pages the runs so far write (`pages`, of
+    the last RAM body's `page_size`: what encode bounds, ram.limits.check_claim)."""
+
+    def __init__(self, *, lazy: bool = False, on_pages: Callable[[_Reader], None] | None = None) -> None:
         self.blocks: dict[str, int] = {}  # RAM block idstr -> used_length, from the mem_size item
+        self.lazy, self.on_pages = lazy, on_pages
+        self.pages, self.page_size = 0, 4096
+
+    def records(self, values: Iterable[Any]) -> Iterator[model.Record]:
+        """The records, in order. PART/END carry no instance/version on the wire; the model
+        resolves them from their START."""
+        opened: dict[int, model.Section] = {}
+        for i, value in enumerate(values):
+            record = self.record(value, ("records", i))
+            if isinstance(record, model.Section) and record.type == "section_start":
+                opened[record.section_id] = record
+            elif isinstance(record, model.Section) and not record.long_header and record.section_id in opened:
+                start = opened[record.section_id]
+                record = replace(record, instance_id=start.instance_id, version_id=start.version_id)
+            yield record
+
+    def container(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        container = obj.get("container")
+        if container is not None:
+            layers = self.list(self.obj(container, ("container",)).get("layers"), ("container", "layers"))
+            for i, layer in enumerate(layers):
+                if not isinstance(self.obj(layer, ("container", "layers", i)).get("type"), str):
+                    self.fail("expected a layer with a string 'type'", ("container", "layers", i))
+        return container
 
     def fail(self, message: str, path: FieldPath) -> None:
         raise JsonFormError(message, path=path)
@@ -405,8 +430,8 @@ class _Reader:
         if len(path) > MAX_PATH:
             self.fail(f"nested deeper than {MAX_PATH} levels", path)
 
-    def list(self, value: Any, path: FieldPath) -> list[Any]:
-        if not isinstance(value, list):
+    def list(self, value: Any, path: FieldPath) -> list[Any] | JsonArray:
+        if not isinstance(value, (list, JsonArray)):
             self.fail(f"expected a list, found {_kind(value)}", path)
         return value
 
@@ -627,70 +652,80 @@ class _Reader:
         # offsets and totals share their word with the flags below page_size: they must stay aligned
         if page_size <= 0 or page_size & (page_size - 1):
             self.fail(f"'page_size' = {page_size} is not a power of two", path + ("page_size",))
-        items: list[Any] = []
-        for i, item in enumerate(self.list(r.get("items"), path + ("items",))):
-            where = path + ("items", i)
-            item = self.obj(item, where)
-            kind = item.get("kind")
-            span = self.span(item)
-            if kind == "mem_size":
-                blocks = []
-                for k, b in enumerate(self.list(item.get("blocks"), where + ("blocks",))):
-                    bw = where + ("blocks", k)
-                    b = self.obj(b, bw)
-                    region = self.as_blob(b["region"], bw + ("region",)) if "region" in b else None
-                    if region is not None and "offset" in b["region"] and region.data is not None:
-                        region = model.Blob(b["region"]["offset"], region.length, region.data)
-                    idstr = self.name(b, "idstr", bw)
-                    optional = {k: self.int(b, k, bw) for k in ("page_size", "addr") if b.get(k) is not None}
-                    mapped = None
-                    if b.get("mapped_ram") is not None:
-                        header = self.obj(b["mapped_ram"], bw + ("mapped_ram",))
-                        mapped = {k: self.int(header, k, bw + ("mapped_ram",), bits=32 if k == "version" else 64)
-                                  for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
-                    blocks.append(model.RamBlock(idstr, self.int(b, "used_length", bw),
-                                                 page_size=optional.get("page_size"), addr=optional.get("addr"),
-                                                 mapped_ram=mapped, region=region))
-                    self.blocks[idstr] = blocks[-1].used_length
-                total = self.int(item, "total", where)
-                if total % page_size:
-                    self.fail(f"'total' = {total:#x} is not a multiple of the page size {page_size}",
-                              where + ("total",))
-                items.append(model.RamMemSize(total, tuple(blocks), span=span))
-            elif kind in ("eos", "multifd_flush"):
-                items.append(model.RamMarker(kind, span=span))
-            elif kind in ("zero", "page", "xbzrle"):
-                data = None
-                if "data" in item:
-                    raw = self.blob(item["data"], where + ("data",))
-                    data = (raw if isinstance(raw, model.Blob) else model.Blob(0, len(raw), raw),)
-                block, offset = self.name(item, "block", where), self.int(item, "page_offset", where)
-                count = self.int(item, "count", where, bits=40)
-                if offset % page_size:
-                    self.fail(f"'page_offset' = {offset:#x} is not a multiple of the page size {page_size}",
-                              where + ("page_offset",))
-                # a run must lie inside its block, as QEMU's loader demands (offset_in_ramblock);
-                # this also bounds what a tiny document can make encode write
-                if self.blocks and block not in self.blocks:
-                    self.fail(f"RAM block '{block}' is not in the mem_size block list", where + ("block",))
-                if block in self.blocks and offset + count * page_size > self.blocks[block]:
-                    self.fail(f"{count} pages at {offset:#x} run past the end of block '{block}' "
-                              f"({self.blocks[block]:#x} bytes)", where + ("count",))
-                if data is not None and data[0].data is not None and len(data[0].data) != count * page_size:
-                    self.fail(f"page data has {len(data[0].data)} bytes, expected {count} pages of {page_size}",
-                              where + ("data",))
-                items.append(model.RamPages(kind=kind, block=block, offset=offset, count=count,
-                                            named=bool(item.get("named")),
-                                            fill=self.int(item, "fill", where, bits=8) if "fill" in item else 0,
-                                            data=data,
-                                            delta=(self.hex(item["delta"], where + ("delta",))
-                                                   if "delta" in item else None),
-                                            span=span))
-                if kind == "page" and data is None and span is None:
-                    self.fail("page run without data needs its 'offset'/'length' in the source", where)
-            else:
-                self.fail(f"unknown RAM item kind {kind!r}", where + ("kind",))
-        return model.RamBody(tuple(items), page_size)
+        self.page_size = page_size
+        values = self.list(r.get("items"), path + ("items",))
+        items = (self.ram_item(item, path + ("items", i), page_size) for i, item in enumerate(values))
+        if isinstance(values, list):
+            return model.RamBody(tuple(items), page_size)
+        # items left in the text (encode --from-json): read as the encoder writes them, or checked now
+        if not self.lazy:
+            collections.deque(items, maxlen=0)
+            items = iter(())
+        return model.RamBody(items, page_size)  # type: ignore[arg-type]
+
+    def ram_item(self, item: Any, where: FieldPath, page_size: int) -> model.RamItem:
+        item = self.obj(item, where)
+        kind = item.get("kind")
+        span = self.span(item)
+        if kind == "mem_size":
+            blocks = []
+            for k, b in enumerate(self.list(item.get("blocks"), where + ("blocks",))):
+                bw = where + ("blocks", k)
+                b = self.obj(b, bw)
+                region = self.as_blob(b["region"], bw + ("region",)) if "region" in b else None
+                if region is not None and "offset" in b["region"] and region.data is not None:
+                    region = model.Blob(b["region"]["offset"], region.length, region.data)
+                idstr = self.name(b, "idstr", bw)
+                optional = {k: self.int(b, k, bw) for k in ("page_size", "addr") if b.get(k) is not None}
+                mapped = None
+                if b.get("mapped_ram") is not None:
+                    header = self.obj(b["mapped_ram"], bw + ("mapped_ram",))
+                    mapped = {k: self.int(header, k, bw + ("mapped_ram",), bits=32 if k == "version" else 64)
+                              for k in ("version", "page_size", "bitmap_offset", "pages_offset")}
+                blocks.append(model.RamBlock(idstr, self.int(b, "used_length", bw),
+                                             page_size=optional.get("page_size"), addr=optional.get("addr"),
+                                             mapped_ram=mapped, region=region))
+                self.blocks[idstr] = blocks[-1].used_length
+            total = self.int(item, "total", where)
+            if total % page_size:
+                self.fail(f"'total' = {total:#x} is not a multiple of the page size {page_size}",
+                          where + ("total",))
+            return model.RamMemSize(total, tuple(blocks), span=span)
+        if kind in ("eos", "multifd_flush"):
+            return model.RamMarker(kind, span=span)
+        if kind in ("zero", "page", "xbzrle"):
+            data = None
+            if "data" in item:
+                raw = self.blob(item["data"], where + ("data",))
+                data = (raw if isinstance(raw, model.Blob) else model.Blob(0, len(raw), raw),)
+            block, offset = self.name(item, "block", where), self.int(item, "page_offset", where)
+            count = self.int(item, "count", where, bits=40)
+            if offset % page_size:
+                self.fail(f"'page_offset' = {offset:#x} is not a multiple of the page size {page_size}",
+                          where + ("page_offset",))
+            # a run must lie inside its block, as QEMU's loader demands (offset_in_ramblock);
+            # this also bounds what a tiny document can make encode write
+            if self.blocks and block not in self.blocks:
+                self.fail(f"RAM block '{block}' is not in the mem_size block list", where + ("block",))
+            if block in self.blocks and offset + count * page_size > self.blocks[block]:
+                self.fail(f"{count} pages at {offset:#x} run past the end of block '{block}' "
+                          f"({self.blocks[block]:#x} bytes)", where + ("count",))
+            if data is not None and data[0].data is not None and len(data[0].data) != count * page_size:
+                self.fail(f"page data has {len(data[0].data)} bytes, expected {count} pages of {page_size}",
+                          where + ("data",))
+            run = model.RamPages(kind=kind, block=block, offset=offset, count=count, named=bool(item.get("named")),
+                                 fill=self.int(item, "fill", where, bits=8) if "fill" in item else 0,
+                                 data=data,
+                                 delta=self.hex(item["delta"], where + ("delta",)) if "delta" in item else None,
+                                 span=span)
+            if kind == "page" and data is None and span is None:
+                self.fail("page run without data needs its 'offset'/'length' in the source", where)
+            self.pages += run.pages_written
+            if self.on_pages is not None:
+                self.on_pages(self)
+            return run
+        self.fail(f"unknown RAM item kind {kind!r}", where + ("kind",))
+        raise AssertionError
 
     def vfio_item(self, value: Any, path: FieldPath) -> model.VfioItem:
         item = self.obj(value, path)
