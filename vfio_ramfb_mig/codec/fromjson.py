@@ -119,16 +119,10 @@ def encode_document(path: str, output: str, *, source_path: str | None = None, b
             return
         try:
             writer.write(None)
-        except _SecondLook:
+        except (_SecondLook, VmigError, TextInputError):
+            # the document checked whole first, then written: the first error is the one loading
+            # it whole gives (an error here may come of a key read after it was needed)
             writer.write(_check(doc))
-        except (VmigError, TextInputError) as exc:
-            # the first error of the whole document is the one to report: the checks before
-            # anything is written, in their order, then this one
-            found = _check(doc)
-            writer.check_before_writing(found)
-            if isinstance(exc, TextInputError):
-                raise JsonFormError(f"{path}: {exc}") from None
-            raise exc
     finally:
         doc.close()
 
@@ -218,14 +212,6 @@ class _Writer:
         if pages <= self.holds or pages * page_size <= self.limit:  # check_claim's test, at each run
             return
         check_claim(pages, page_size, self.holds_size, self.limit, "the page runs write")
-
-    def check_before_writing(self, checked: tuple[dict[str, Any], jsonform._Reader]) -> None:
-        """The checks made before a byte is written (the source, the pages), on the whole document."""
-        obj, reader = checked
-        _, source_info = jsonform.document(jsonform._Reader(), obj)
-        with self.source(source_info, obj.get("container")) as source:
-            size = max(source_info.get("size", 0), source.size if source is not None else 0)
-            check_claim(reader.pages, reader.page_size, size, None, "the page runs write")
 
     def source(self, info: dict[str, Any], container: dict[str, Any] | None) -> _OpenSource:
         source_path = self.source_path or info.get("path")
