@@ -143,6 +143,17 @@ def test_errors_are_those_of_the_whole_document(tmp_path: Path) -> None:
             doc["records"][i] = dict(sorted(doc["records"][i].items(), key=lambda kv: kv[0] != "ram"))
             doc = dict(sorted(doc.items(), key=lambda kv: kv[0] != "records"))
         cases.append(json.dumps(doc).encode())
+    # each place the structure is read a token at a time: the document, the records, a record, a
+    # RAM body, its items; at an object's start, after a key, after a member, after a comma
+    structure = ['{x', '{"vmig" 1}', '{"vmig": {} "records": []}', '{"vmig": {},}', '{"records": [] x', ' ',
+                 '{"records": [1 2]}', '{"records": [1,]}', '{"records": [{x}]}', '{"records": [{"type" 1}]}',
+                 '{"records": [{"type": "eof" "offset": 0}]}', '{"records": [{"type": "eof",}]}',
+                 '{"records": [{"ram": {x}}]}', '{"records": [{"ram": {"page_size" 1}}]}',
+                 '{"records": [{"ram": {"items": [] "x": 1}}]}', '{"records": [{"ram": {"items": [{} {}]}}]}',
+                 '{"records": [{"ram": {"items": [{},]}}]}', '{"records": [{"ram": {"items": [{x}]}}]}',
+                 '{"records": [{"ram": {"items": []}}]}\n\n  ]', '\ufeff{"records": []}', '{"records": [\n',
+                 '{"records": [{"ram": {"items": [{"kind": "eos"}]},}]}']
+    cases += [text.encode() for text in structure]
     checked = 0
     for n, case in enumerate(cases):
         target = tmp_path / f"case{n}.json"
@@ -154,7 +165,7 @@ def test_errors_are_those_of_the_whole_document(tmp_path: Path) -> None:
         got = _error(lambda: encode_document(str(target), str(tmp_path / "out.bin")))
         assert got == want, f"case {n}"
         assert not (tmp_path / "out.bin").exists()
-    assert checked > 100
+    assert checked > 120
 
 
 def _peak_rss(args: list[str]) -> int:
