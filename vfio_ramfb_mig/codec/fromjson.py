@@ -31,8 +31,6 @@ from ..errors import InputError, JsonFormError, VmigError
 from ..outfile import output_file
 from ..ram.limits import SMALLEST_RECORD, check_claim, default_max_ram
 from ..source import Source
-from ..source.limits import Limits
-from ..source.spool import Spool
 from ..source.writer import plan, wrapped
 from ..textin import JsonArray, JsonCursor, TextInputError, check_utf8, read
 from . import jsonform
@@ -52,13 +50,17 @@ class _Document:
     copied into a spool first."""
 
     def __init__(self, path: str) -> None:
-        self.name, self.spool, self.fd = path, None, -1
+        self.name, self.fd = path, -1
+        self.spool: Any = None
         try:
             fd = sys.stdin.fileno() if path == "-" else os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             st = os.fstat(fd)
             if path != "-" and stat.S_ISREG(st.st_mode):
                 self.fd, self.size = fd, st.st_size
                 return
+            from ..source.limits import Limits  # only for a pipe: the spool loads libc (ctypes)
+            from ..source.spool import Spool
+
             self.spool = Spool(f"the JSON document {path}", Limits.from_env())
             try:
                 while data := os.read(fd, 1 << 20):
@@ -127,7 +129,7 @@ def encode_document(path: str, output: str, *, source_path: str | None = None, b
         doc.close()
 
 
-def _check(doc: _Document) -> tuple[dict[str, Any], jsonform._Reader]:
+def _check(doc: _Document) -> tuple[dict[str, Any], jsonform.Reader]:
     """Check the whole document as jsonform.from_json does (JsonFormError), keeping a record and an
     item at a time; (the document with its records left in the text, the reader, which counted the
     pages the runs write)."""
@@ -137,7 +139,7 @@ def _check(doc: _Document) -> tuple[dict[str, Any], jsonform._Reader]:
         cursor.end()
     except TextInputError as exc:
         raise JsonFormError(f"{doc.name}: {exc}") from None
-    reader = jsonform._Reader()
+    reader = jsonform.Reader()
     obj, _ = jsonform.document(reader, value)
     for _ in reader.records(obj["records"]):
         pass
@@ -153,10 +155,10 @@ class _Writer:
         self.doc, self.output, self.source_path, self.bare = doc, output, source_path, bare
         self.note, self.check_output = note, check_output
 
-    def write(self, checked: tuple[dict[str, Any], jsonform._Reader] | None) -> None:
+    def write(self, checked: tuple[dict[str, Any], jsonform.Reader] | None) -> None:
         """Write the stream. `checked`: the document was checked whole (_check); else it is read here
         once, as it is written, and anything unexpected raises (_SecondLook or the error)."""
-        reader = jsonform._Reader(lazy=True, on_pages=lambda r: self.bound(r.pages, r.page_size))
+        reader = jsonform.Reader(lazy=True, on_pages=lambda r: self.bound(r.pages, r.page_size))
         if checked is not None:
             obj = checked[0]
             records: Iterator[Any] = iter(obj["records"])

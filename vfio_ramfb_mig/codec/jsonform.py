@@ -345,7 +345,7 @@ def loads(text: str | bytes, name: str = "JSON document") -> model.MigrationStre
 
 
 def from_json(doc: Any) -> model.MigrationStream:
-    reader = _Reader()
+    reader = Reader()
     obj, source = document(reader, doc)
     records = tuple(reader.records(obj["records"]))
     return model.MigrationStream(records=records, size=source.get("size", 0), source=source.get("path"),
@@ -357,7 +357,7 @@ def from_json(doc: Any) -> model.MigrationStream:
 LONG_ARRAYS = {"records": [{"ram": {"items": [None]}}]}
 
 
-def document(reader: _Reader, doc: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def document(reader: Reader, doc: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """The document's checks made before its records are read; (the document, its source)."""
     obj = reader.obj(doc, ())
     reader.keys(obj, "document", ())
@@ -376,14 +376,14 @@ def document(reader: _Reader, doc: Any) -> tuple[dict[str, Any], dict[str, Any]]
     return obj, source
 
 
-class _Reader:
+class Reader:
     """The model a document describes, every value checked. `lazy`: a RAM body whose items stay in
     the text (a textin.JsonArray) gets them as an iterator, read and checked as the encoder takes
     them; otherwise they are checked at once and dropped (a check of the whole document).
     `on_pages` is called after each page run with the pages the runs so far write (`pages`, of
     the last RAM body's `page_size`: what encode bounds, ram.limits.check_claim)."""
 
-    def __init__(self, *, lazy: bool = False, on_pages: Callable[[_Reader], None] | None = None) -> None:
+    def __init__(self, *, lazy: bool = False, on_pages: Callable[[Reader], None] | None = None) -> None:
         self.blocks: dict[str, int] = {}  # RAM block idstr -> used_length, from the mem_size item
         self.lazy, self.on_pages = lazy, on_pages
         self.pages, self.page_size = 0, 4096
