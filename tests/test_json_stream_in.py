@@ -176,7 +176,7 @@ def _peak_rss(args: list[str]) -> int:
 
 
 def test_memory_stays_flat_in_the_document(tmp_path: Path) -> None:
-    """A million RAM runs (a 120 MB document) take about what ten do: the document is not held."""
+    """A million RAM runs (a 124 MB document) take about what ten do: the document is not held."""
     peaks = {}
     for runs in (10, 1_000_000):
         stream, doc, out = tmp_path / f"{runs}.bin", tmp_path / f"{runs}.json", tmp_path / f"{runs}.out"

@@ -6,7 +6,7 @@ decoded from. The container the stream came in (libvirt save image, compression;
 snapshot's stream is written bare) is rebuilt around it unless `bare`.
 
 The document is read as it is written, so memory stays flat in its size (a million RAM runs
-are a 120 MB document): a cursor (textin.JsonCursor) walks its structure, and each record, and
+are a 124 MB document): a cursor (textin.JsonCursor) walks its structure, and each record, and
 each item of a RAM section, is parsed and checked (jsonform's reader) when the encoder comes to
 it, then let go. Before the records come the keys that say where the stream goes (vmig, source,
 container: `vmig decode --json` writes them first). Where that does not hold, or anything is
