@@ -155,3 +155,39 @@ def test_output_file_is_written_atomically(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["decode", "--summary", str(BOOTED), "-o", str(out)])
     assert result.exit_code == 0 and "ramfb-dev" in out.read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tree.txt"]
+
+
+#: runs `vmig decode --json FILE` in a child, counts the zero runs it writes as they come, and
+#: prints the child's peak RSS (wait4) and that count. It is started by this small interpreter, not
+#: by pytest: Linux starts a child's ru_maxrss at the peak RSS of the process that spawned it.
+JSON_MEMORY = """
+import os, subprocess, sys
+child = subprocess.Popen([sys.executable, "-m", "vfio_ramfb_mig", "decode", "--json", sys.argv[1]],
+                         stdout=subprocess.PIPE)
+runs, tail = 0, b""
+while chunk := child.stdout.read(1 << 20):
+    text = tail + chunk
+    runs += text.count(b'{"kind": "zero"')
+    tail = text[-16:]
+    runs -= tail.count(b'{"kind": "zero"')
+_, status, usage = os.wait4(child.pid, 0)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, runs)
+"""
+
+
+def test_json_of_a_million_runs_keeps_memory_flat(tmp_path: Path) -> None:
+    """decode --json keeps only so many RAM page runs from its decode, and walks the sections
+    past them again as it writes them: a 9 MB stream of 1,000,000 one-record runs (which would
+    hold some 250 MiB kept) peaks near a stream of one, and every run is written."""
+    from helpers import write_scattered_zero_stream
+
+    def peak(path: Path, records: int) -> int:
+        write_scattered_zero_stream(path, records)
+        result = subprocess.run([sys.executable, "-c", JSON_MEMORY, str(path)], capture_output=True, text=True,
+                                timeout=600, check=True)
+        status, peak_kib, runs = map(int, result.stdout.split())
+        assert (status, runs) == (0, records)
+        return peak_kib
+
+    tiny, large = peak(tmp_path / "tiny.bin", 1), peak(tmp_path / "large.bin", 1_000_000)
+    assert large - tiny < 48 * 1024, f"peak RSS {large >> 10} MiB for a million runs, {tiny >> 10} MiB for one"

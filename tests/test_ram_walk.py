@@ -306,3 +306,85 @@ def test_encode_leaves_out_a_dropped_run_between_two_copied_ones() -> None:
     records[k] = dataclasses.replace(section, body=dataclasses.replace(section.body, items=tuple(items)))
     out = encode_bytes(dataclasses.replace(stream, records=tuple(records)), Source.from_bytes(data))
     assert out == data[:gone.span.offset] + data[gone.span.end:]
+
+
+# ---------------------------------------------------------------- walking a section again
+
+
+def _every_item(stream) -> list[list[tuple]]:
+    """Each RAM section's items, runs included, with their spans (RamPages compares without them)."""
+    return [[(item, item.span) for item in s.body.every_item()] for s in stream.sections
+            if isinstance(s.body, RamBody)]
+
+
+WALKED_AGAIN = [p for p in CAPTURE_FILES if "live" in p.parts or "booted" in p.stem]
+
+
+@pytest.mark.parametrize("path", WALKED_AGAIN, ids=lambda p: p.name.split(".bin")[0])
+def test_a_section_walked_again_gives_the_items_a_decode_keeps(path) -> None:
+    """A decode that drops the runs, or keeps only so many, walks each section without them again
+    (RamBody.every_item) and gets the items, spans and all, that a decode keeping every run has:
+    sections that start with a CONTINUE record (the block named in an earlier section), XBZRLE
+    deltas, re-sent pages, mapped-ram, multifd, postcopy; also of the stream cut short."""
+    from vfio_ramfb_mig import Source
+
+    data = lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()
+    for size in (len(data), len(data) * 3 // 5):
+        src = Source.from_bytes(data[:size])
+        kept = decode(src, partial=True)
+        assert all(s.body.runs_kept for s in kept.sections if isinstance(s.body, RamBody))
+        expected = _every_item(kept)
+        runs = sum(isinstance(item, RamPages) for items in expected for item, _ in items)
+        dropped = decode(src, partial=True, ram_runs=False)
+        assert not any(s.body.runs_kept for s in dropped.sections if isinstance(s.body, RamBody) and runs)
+        assert _every_item(dropped) == expected
+        some = decode(src, partial=True, ram_runs_limit=runs // 2)
+        kept_runs = [s.body.runs_kept for s in some.sections if isinstance(s.body, RamBody)]
+        assert sum(isinstance(item, RamPages) for s in some.sections if isinstance(s.body, RamBody)
+                   for item in s.body.items) <= runs // 2
+        assert (True in kept_runs and False in kept_runs) or not runs
+        assert not any(isinstance(item, RamPages) for s in some.sections
+                       if isinstance(s.body, RamBody) and not s.body.runs_kept for item in s.body.items)
+        assert _every_item(some) == expected
+        assert (dropped.error, some.error) == (kept.error, kept.error)
+
+
+def test_a_section_starting_with_continue_is_walked_again_in_the_block_before() -> None:
+    """The block a CONTINUE record refers to was named in an earlier section: the walk of a
+    section again starts from the block the first walk had there."""
+    from vfio_ramfb_mig import Source, encode_bytes
+    from vfio_ramfb_mig.model import Eof, Header, MigrationStream, RamBlock, RamMarker, RamMemSize, Section
+
+    used = 64 * 4096
+    blocks = RamMemSize(2 * used, (RamBlock("ram0", used), RamBlock("ram1", used)))
+    records = (Header(0x5145564D, 3),
+               Section("section_start", 2, "ram", 0, 4, RamBody((blocks, RamPages("zero", "ram1", 0, 1, True),
+                                                                 RamMarker("eos")))),
+               Section("section_part", 2, "ram", None, None,
+                       RamBody((RamPages("zero", "ram1", 4096, 2, False), RamPages("zero", "ram0", 0, 1, True),
+                                RamMarker("eos")))),
+               Section("section_end", 2, "ram", None, None,
+                       RamBody((RamPages("zero", "ram0", 8192, 1, False, fill=7), RamMarker("eos")))), Eof())
+    src = Source.from_bytes(encode_bytes(MigrationStream(records, 0)))
+    expected = _every_item(decode(src))
+    assert [[(i.block, i.offset) for i, _ in items if isinstance(i, RamPages)] for items in expected] == \
+        [[("ram1", 0)], [("ram1", 4096), ("ram0", 0)], [("ram0", 8192)]]
+    assert _every_item(decode(src, ram_runs=False)) == expected
+
+
+@pytest.mark.parametrize("path", [p for p in WALKED_AGAIN if "xbzrle" in p.stem or "booted" in p.stem],
+                         ids=lambda p: p.name.split(".bin")[0])
+def test_json_of_a_decode_without_runs_is_that_of_one_with_them(path) -> None:
+    """jsonform writes the runs of a section whose decode dropped them by walking it again: the
+    same document, pages embedded or not, whole or filtered to the RAM sections."""
+    from vfio_ramfb_mig import Source
+    from vfio_ramfb_mig.codec import jsonform
+
+    data = lzma.decompress(path.read_bytes()) if path.suffix == ".xz" else path.read_bytes()
+    src = Source.from_bytes(data)
+    kept, dropped = decode(src), decode(src, ram_runs=False)
+    for embed, sections in ((False, ()), (True, ("ram",))):
+        expected = jsonform.dumps(kept, source=src, embed=embed, sections=sections)
+        assert '"kind": "zero"' in expected
+        assert jsonform.dumps(dropped, source=src, embed=embed, sections=sections) == expected
+    assert jsonform.dumps(dropped, source=src, indent=1) == jsonform.dumps(kept, source=src, indent=1)

@@ -15,7 +15,7 @@ Imports: nothing from the package.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, Callable, Iterable, Iterator, Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,12 +185,21 @@ RamItem = Union[RamMemSize, RamPages, RamMarker]
 class RamBody:
     """One RAM section's records. `items` holds the block list, the markers and, unless the
     decode dropped them (`runs_kept` false: a summary-only decode, memory flat in stream size),
-    the runs of page records. `counts` (block -> kind -> pages) is always there."""
+    the runs of page records. `counts` (block -> kind -> pages) is always there. Without the runs,
+    `walk_again` (set by the decode, while its source is open) walks the section again from the
+    source and gives every item, runs included: see `every_item`."""
 
     items: tuple[RamItem, ...]
     page_size: int = 4096
     counts: dict[str, dict[str, int]] | None = field(default=None, compare=False)
     runs_kept: bool = field(default=True, compare=False)
+    walk_again: Callable[[], Iterable[RamItem]] | None = field(default=None, compare=False, repr=False)
+
+    def every_item(self) -> Iterable[RamItem]:
+        """The items, runs included: those kept, or those of the section walked again."""
+        if self.runs_kept or self.walk_again is None:
+            return self.items
+        return self.walk_again()
 
     def block_counts(self) -> dict[str, dict[str, int]]:
         """Pages per block and kind ("zero", "page", "xbzrle"), in the order blocks first appear."""

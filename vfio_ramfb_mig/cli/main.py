@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 #: a copy into temp space this large is said on stderr (App.say_copied)
 SPOOL_NOTICE = 64 << 20
+#: RAM page runs `decode --json` keeps from its decode (~250 bytes each: 16 MiB). A stream with
+#: fewer (a GiB guest has some 30,000) is written from them; the RAM sections past them are walked
+#: again as the document is written: a second walk costs time, keeping millions costs memory.
+JSON_RUNS_KEPT = 1 << 16
 
 
 class ExitStatus(IntEnum):
@@ -435,8 +439,10 @@ def decode_cmd(app: App, source: str, as_json: bool, summary: bool, pages: bool,
     with open_stream(app, source, snapshot=snapshot, quiet=quiet, seek=as_json) as src:
         with app.progress(f"decode {source}", src.size if src.complete else None, quiet=quiet) as progress:
             # the tree and the summary need only page counts per block, so RAM page runs are
-            # kept only for --json (which lists them): memory stays flat for a text decode
-            stream = decode(src, strict=strict, partial=partial, ram_runs=as_json, progress=progress)
+            # kept only for --json (which lists them), and only up to JSON_RUNS_KEPT: the JSON
+            # writer walks the sections past them again (RamBody.every_item), so memory stays flat
+            stream = decode(src, strict=strict, partial=partial, ram_runs=as_json, ram_runs_limit=JSON_RUNS_KEPT,
+                            progress=progress)
         if sections:
             _refuse_unmatched(stream, sections)
         # a JSON document of a stream that cannot be read again (stdin, a pipe) must carry its bytes

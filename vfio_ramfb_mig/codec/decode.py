@@ -79,6 +79,7 @@ RECORD_WINDOW = 1 << 20
 
 
 def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool = False, ram_runs: bool = True,
+           ram_runs_limit: int | None = None,
            on_ram_run: Callable[[model.RamPages], None] | None = None,
            on_ram_item: Callable[[model.RamItem, int], None] | None = None,
            on_ram_partial: Callable[[model.RamPages, int], None] | None = None,
@@ -92,7 +93,10 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
             instead of raising.
         ram_runs: keep the runs of RAM page records in the model (needed to encode the stream
             again). Without them each RAM section keeps only its block list, markers and page
-            counts, so memory does not grow with the stream.
+            counts, so memory does not grow with the stream; `RamBody.every_item` walks a
+            section again for its runs (while the source is open).
+        ram_runs_limit: keep at most this many runs in all (~250 bytes each); the RAM sections
+            past it keep none, as with ram_runs=False (ram.walk.RamWalk's keep_limit).
         on_ram_run: called with each run of page records as the walk passes it, kept or not.
         on_ram_item: called with each RAM item (block list, run, marker) and the page size, in
             stream order, kept or not (what ram.state builds the final page state from).
@@ -101,7 +105,8 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
         progress: called with the input offset reached, every few MiB of RAM and at the end.
     """
     def run(src: Source) -> model.MigrationStream:
-        stream = _Decoder(src, strict, ram_runs, on_ram_run, on_ram_item, progress, on_ram_partial).run(partial)
+        stream = _Decoder(src, strict, ram_runs, on_ram_run, on_ram_item, progress, on_ram_partial,
+                          ram_runs_limit).run(partial)
         if progress is not None:
             progress(src.size)
         return stream
@@ -119,8 +124,10 @@ class _Decoder:
                  on_ram_run: Callable[[model.RamPages], None] | None = None,
                  on_ram_item: Callable[[model.RamItem, int], None] | None = None,
                  progress: Callable[[int], None] | None = None,
-                 on_ram_partial: Callable[[model.RamPages, int], None] | None = None) -> None:
+                 on_ram_partial: Callable[[model.RamPages, int], None] | None = None,
+                 ram_runs_limit: int | None = None) -> None:
         self.src, self.buf, self.strict = src, src.buf, strict
+        self.ram_runs_limit = ram_runs_limit
         self.keep_ram_runs, self.on_ram_run, self.on_ram_item = keep_ram_runs, on_ram_run, on_ram_item
         self.progress, self.on_ram_partial = progress, on_ram_partial
         self.records: list[Any] = []
@@ -550,7 +557,8 @@ class _Decoder:
         the first RAM section: by then the page size, capabilities and ADVISE are known."""
         if self.ram_walk is None:
             self.ram_walk = RamWalk(self.src, self.page_size, frozenset(self.capabilities), self.advise,
-                                    keep_runs=self.keep_ram_runs, on_run=self.on_ram_run, on_item=self.on_ram_item,
+                                    keep_runs=self.keep_ram_runs, keep_limit=self.ram_runs_limit,
+                                    on_run=self.on_ram_run, on_item=self.on_ram_item,
                                     on_partial=self.on_ram_partial,
                                     progress=self.progress)
         return self.ram_walk.section(pos, path, is_start)

@@ -192,7 +192,7 @@ class _Writer:
     def _ram_items(self, body: model.RamBody) -> Iterator[str]:
         """The JSON array of a RAM body's items, an item at a time (a section can hold millions)."""
         yield "["
-        for i, item in enumerate(body.items):
+        for i, item in enumerate(body.every_item()):
             yield (", " if i else "") + json.dumps(self.ram_item(item, body.page_size))
         yield "]"
 
@@ -291,7 +291,7 @@ class _Writer:
 
     def ram(self, body: model.RamBody) -> dict[str, Any]:
         items: Any = (self._later(self._ram_items(body)) if self.later is not None
-                      else [self.ram_item(item, body.page_size) for item in body.items])
+                      else [self.ram_item(item, body.page_size) for item in body.every_item()])
         return {"page_size": body.page_size, "summary": body.block_counts(), "items": items}
 
     def ram_item(self, item: model.RamMemSize | model.RamMarker | model.RamPages, page_size: int) -> dict[str, Any]:

@@ -5,7 +5,9 @@ section_start/part/end body to `RamWalk.section`, which returns the section's
 `RamBody` (block list, markers, page counts and, when kept, the runs of page
 records) and passes every run to `on_run` as it goes. Everything else that
 needs pages (listing, final page state, extract, diff, golden, guest-physical
-reads) works from those runs.
+reads) works from those runs. The walk itself is one generator, `RamWalk.items`:
+`section` is built on it, and a body whose runs were not kept walks its section
+again with it, from the state the first walk had there (`RamBody.walk_again`).
 
 A run (`model.RamPages`) is page records of one kind in one block at
 consecutive offsets, each after the first with CONTINUE set: it says for every
@@ -39,8 +41,9 @@ from __future__ import annotations
 import struct
 import sys
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..text import from_wire, printable, to_wire
@@ -230,6 +233,17 @@ def _words_in_place(buf: Any, pos: int, step: int, word: int, page_size: int, co
     return fill is None or buf[pos + _WORD:end + _WORD:step] == bytes((fill,)) * count
 
 
+def _walk_again(src: Source, page_size: int, capabilities: frozenset[str], advise: PostcopyAdvise | None,
+                pos: int, path: FieldPath, is_start: bool, last_block: str | None,
+                blocks: dict[str, RamBlock]) -> Iterator[RamItem]:
+    """The items of the RAM section at `pos` again, runs included, from a walk in the state the
+    first one had there (the block a CONTINUE record refers to, the block list): the same items,
+    so a decode need not keep millions of runs to list them. `src` must still be open."""
+    walk = RamWalk(src.sibling(), page_size, capabilities, advise, keep_runs=False)
+    walk.last_block, walk.blocks, walk.released = last_block, blocks, pos
+    yield from walk.items(pos, path, is_start)
+
+
 class RamWalk:
     """The walk over the RAM sections of one decode: what carries over from one RAM section to
     the next (the block list, the block a CONTINUE record refers to, how far pages were let go).
@@ -240,6 +254,9 @@ class RamWalk:
         capabilities: the stream's migration capabilities (the configuration record).
         advise: the postcopy ADVISE facts, if the stream has the command with data.
         keep_runs: keep the runs in each RamBody (to encode again); else only counts.
+        keep_limit: keep at most this many runs over the whole walk (~250 bytes each): a section
+            whose runs would pass it keeps none of them, so memory stays bounded. A body without
+            its runs can walk its section again (RamBody.walk_again).
         on_run: called with every run as the walk passes it, kept or not.
         on_item: called with every item (block list, run, marker) and the page size, in stream
             order, kept or not: what a final page state is built from in one pass.
@@ -250,7 +267,7 @@ class RamWalk:
     """
 
     def __init__(self, src: Source, page_size: int = DEFAULT_PAGE_SIZE, capabilities: frozenset[str] = frozenset(),
-                 advise: PostcopyAdvise | None = None, keep_runs: bool = True,
+                 advise: PostcopyAdvise | None = None, keep_runs: bool = True, keep_limit: int | None = None,
                  on_run: Callable[[RamPages], None] | None = None,
                  on_item: Callable[[RamItem, int], None] | None = None,
                  on_partial: Callable[[RamPages, int], None] | None = None,
@@ -258,7 +275,8 @@ class RamWalk:
         self.src, self.buf, self.page_size = src, src.buf, page_size
         self.capabilities, self.advise = capabilities, advise
         self.keep_runs, self.on_run, self.on_item, self.progress = keep_runs, on_run, on_item, progress
-        self.on_partial = on_partial
+        self.on_partial, self.keep_limit = on_partial, keep_limit
+        self.kept = 0  # runs kept so far, in all sections
         self.last_block: str | None = None
         self.blocks: dict[str, RamBlock] = {}
         self.released = 0  # input offset up to which the walk let mapped pages go
@@ -266,12 +284,51 @@ class RamWalk:
     # ------------------------------------------------------------ page records
 
     def section(self, pos: int, path: FieldPath, is_start: bool) -> tuple[RamBody, int]:
-        """Items from `pos` until EOS: the body of one RAM section and the offset after it.
-        Only the run being extended is remembered while the records go by."""
+        """Items from `pos` until EOS: the body of one RAM section and the offset after it. The
+        items go to the callbacks as the walk passes them; the runs are kept while `keep_runs`
+        and `keep_limit` allow, else the body can walk them again (RamBody.walk_again)."""
+        on_run, on_item, page_size = self.on_run, self.on_item, self.page_size
+        keep = self.keep_runs and (self.keep_limit is None or self.kept < self.keep_limit)
+        again = partial(_walk_again, self.src, page_size, self.capabilities, self.advise, pos, path, is_start,
+                        self.last_block, dict(self.blocks))
+        walk = self.items(pos, path, is_start, runs=keep or on_run is not None or on_item is not None)
+        items: list[RamItem] = []
+        runs = 0  # runs of this section kept so far
+        while True:
+            try:
+                item = next(walk)
+            except StopIteration as done:
+                counts, end = done.value
+                break
+            if type(item) is RamPages:
+                if keep:
+                    runs += 1
+                    if self.keep_limit is not None and self.kept + runs > self.keep_limit:
+                        # past the limit: this section keeps none of its runs (walked again instead)
+                        keep, items = False, [i for i in items if type(i) is not RamPages]
+                    else:
+                        items.append(item)
+                if on_run is not None:
+                    on_run(item)
+            else:
+                items.append(item)
+            if on_item is not None:
+                on_item(item, page_size)
+        if keep:
+            self.kept += runs
+        return RamBody(items=tuple(items), page_size=page_size, counts=counts, runs_kept=keep,
+                       walk_again=None if keep else again), end
+
+    def items(self, pos: int, path: FieldPath, is_start: bool,
+              runs: bool = True) -> Generator[RamItem, None, tuple[dict[str, dict[str, int]], int]]:
+        """The walk itself: each item of the RAM section at `pos` until its EOS, as the walk passes
+        it (the block list, the markers and, with `runs`, each run of page records). Returns the
+        pages per block and kind and the offset after the section. Only the run being extended
+        is remembered while the records go by. A stream cut short yields the run before the cut
+        (every whole record the stream has), then raises."""
         src, buf, page_size = self.src, self.buf, self.page_size
         page_mask = flag_mask(page_size)
         unpack64 = _BE64.unpack_from
-        items: list[Any] = []
         counts: dict[str, dict[str, int]] = {}
         # the run being extended: kind, block, first page offset, fill, first record, named, delta
         run: tuple[str, str, int, int, int, bool, bytes | None] | None = None
@@ -301,7 +358,8 @@ class RamWalk:
                     continue
                 flags = word & page_mask
                 if run is not None and (flags == _CONT_PAGE or flags == _CONT_ZERO):
-                    self._close_run(run, run_count, pos, items, counts)
+                    if (pages := self._close_run(run, run_count, pos, counts, runs)) is not None:
+                        yield pages
                     nitems += 1
                     value = word - flags
                     if flags == _CONT_PAGE:
@@ -323,8 +381,8 @@ class RamWalk:
             where = path + ("items", nitems)
             size = src.ensure(pos + longest_record)  # all of the record, or the input's end
             if pos + _WORD > size:
-                raise self._cut("stream ends inside a RAM record: expected an 8-byte address word",
-                                size, run, run_count, rec, items, counts, where)
+                yield from self._cut("stream ends inside a RAM record: expected an 8-byte address word",
+                                     size, run, run_count, rec, counts, runs, where)
             (word,) = unpack64(buf, pos)
             flags, value = word & page_mask, word & ~page_mask
             # a stray flag bit (even above the defined ones, up to page_mask) is refused, as QEMU does:
@@ -339,8 +397,8 @@ class RamWalk:
                     named, block = False, self.last_block
                 else:
                     if pos >= size or pos + 1 + buf[pos] > size:
-                        raise self._cut("stream ends inside a RAM block name", size, run, run_count, rec, items,
-                                        counts, where)
+                        yield from self._cut("stream ends inside a RAM block name", size, run, run_count, rec, counts,
+                                             runs, where)
                     n = buf[pos]
                     block = from_wire(bytes(buf[pos + 1:pos + 1 + n]))
                     if self.blocks and block not in self.blocks:
@@ -352,30 +410,31 @@ class RamWalk:
                 kind = _KINDS[base]
                 if base == _ZERO:
                     if pos >= size:
-                        raise self._cut("stream ends inside a zero-page record: expected its fill byte", size,
-                                        run, run_count, rec, items, counts, where)
+                        yield from self._cut("stream ends inside a zero-page record: expected its fill byte", size,
+                                             run, run_count, rec, counts, runs, where)
                     fill = buf[pos]
                     pos += ZERO_FILL_SIZE
                     step = _ZERO_RECORD
                 elif base == _PAGE:
                     pos += page_size
                     if pos > size:
-                        raise self._cut(f"stream ends inside a RAM page ({printable(block)} offset {value:#x}): "
-                                        f"expected {page_size} bytes", size, run, run_count, rec, items, counts,
-                                        where)
+                        yield from self._cut(f"stream ends inside a RAM page ({printable(block)} offset {value:#x}): "
+                                             f"expected {page_size} bytes", size, run, run_count, rec, counts, runs,
+                                             where)
                     step = _WORD + page_size
                 else:
                     if pos + XBZRLE_HEADER_SIZE > size:
-                        raise self._cut(f"stream ends inside an XBZRLE page header: expected {XBZRLE_HEADER_SIZE} "
-                                        f"bytes, {size - pos} left", size, run, run_count, rec, items, counts, where)
+                        yield from self._cut(f"stream ends inside an XBZRLE page header: expected "
+                                             f"{XBZRLE_HEADER_SIZE} bytes, {size - pos} left", size, run, run_count,
+                                             rec, counts, runs, where)
                     encoding, length = buf[pos], _BE16.unpack_from(buf, pos + 1)[0]
                     if encoding != ENCODING_FLAG_XBZRLE or length > page_size:
                         raise CorruptError(f"bad XBZRLE header: encoding {encoding:#x}, length {length}",
                                            offset=pos, path=where)
                     if pos + XBZRLE_HEADER_SIZE + length > size:
-                        raise self._cut(f"stream ends inside an XBZRLE delta: expected {length} bytes, "
-                                        f"{size - pos - XBZRLE_HEADER_SIZE} left", size, run, run_count, rec, items,
-                                        counts, where)
+                        yield from self._cut(f"stream ends inside an XBZRLE delta: expected {length} bytes, "
+                                             f"{size - pos - XBZRLE_HEADER_SIZE} left", size, run, run_count, rec,
+                                             counts, runs, where)
                     delta = bytes(buf[pos + XBZRLE_HEADER_SIZE:pos + XBZRLE_HEADER_SIZE + length])
                     pos += XBZRLE_HEADER_SIZE + length
                 if run is not None and word == run_next and step and fill == run[3]:
@@ -383,14 +442,16 @@ class RamWalk:
                     run_next += page_size
                     continue
                 if run is not None:
-                    self._close_run(run, run_count, rec, items, counts)
+                    if (pages := self._close_run(run, run_count, rec, counts, runs)) is not None:
+                        yield pages
                     nitems += 1
                 run, run_count = (kind, block, value, fill, rec, named, delta), 1
                 # an XBZRLE record is a run of its own (each carries its own delta)
                 run_next, run_step = ((value + page_size) | base | _CONTINUE, step) if step else (-1, 0)
                 continue
             if run is not None:
-                self._close_run(run, run_count, rec, items, counts)
+                if (pages := self._close_run(run, run_count, rec, counts, runs)) is not None:
+                    yield pages
                 nitems += 1
                 run, run_next, run_step = None, -1, 0
                 where = path + ("items", nitems)
@@ -405,55 +466,45 @@ class RamWalk:
                     raise CorruptError("RAM block list (MEM_SIZE) outside the ram section_start",
                                        offset=rec, path=where)
                 mem, pos = self._block_list(rec, value, where)
-                self._item(mem, items)
+                yield mem
             elif flags == _EOS:
-                self._item(RamMarker("eos", span=Span(rec, _WORD)), items)
+                yield RamMarker("eos", span=Span(rec, _WORD))
                 self._walked(pos)
-                return RamBody(items=tuple(items), page_size=page_size, counts=counts,
-                               runs_kept=self.keep_runs), pos
+                return counts, pos
             elif flags == _MULTIFD_FLUSH:
-                self._item(RamMarker("multifd_flush", span=Span(rec, _WORD)), items)
+                yield RamMarker("multifd_flush", span=Span(rec, _WORD))
             else:
                 raise CorruptError(f"impossible RAM flags {flags:#x} in address word {word:#018x}; expected "
                                    f"ZERO, PAGE, XBZRLE (each maybe with CONTINUE), MEM_SIZE, EOS or MULTIFD_FLUSH",
                                    offset=rec, path=where)
 
     def _cut(self, message: str, size: int, run: tuple[str, str, int, int, int, bool, bytes | None] | None,
-             count: int, rec: int, items: list[Any], counts: dict[str, dict[str, int]],
-             where: FieldPath) -> TruncatedError:
-        """The input ends inside the record at `rec`: the run before it still counts (every whole
-        record the stream has is passed on), and the error names the item after that run."""
+             count: int, rec: int, counts: dict[str, dict[str, int]], runs: bool,
+             where: FieldPath) -> Iterator[RamPages]:
+        """The input ends inside the record at `rec`: the run before it still counts and is
+        yielded (every whole record the stream has is passed on), then the TruncatedError is
+        raised, naming the item after that run."""
         if run is not None:
-            self._close_run(run, count, rec, items, counts)
+            if (pages := self._close_run(run, count, rec, counts, runs)) is not None:
+                yield pages
             where = where[:-1] + (where[-1] + 1,)
-        return TruncatedError(message, offset=size, path=where)
+        raise TruncatedError(message, offset=size, path=where)
 
     def _close_run(self, run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int,
-                   items: list[Any], counts: dict[str, dict[str, int]]) -> None:
+                   counts: dict[str, dict[str, int]], runs: bool) -> RamPages | None:
+        """Count the run's pages; the run itself when `runs` are wanted."""
         kind, block = run[0], run[1]
         per = counts.get(block)
         if per is None:
             per = counts[block] = {"zero": 0, "page": 0, "xbzrle": 0}
         per[kind] += count
-        if self.keep_runs or self.on_run is not None or self.on_item is not None:
-            pages = self._pages(run, count, end)
-            if self.keep_runs:
-                items.append(pages)
-            if self.on_run is not None:
-                self.on_run(pages)
-            if self.on_item is not None:
-                self.on_item(pages, self.page_size)
+        return self._pages(run, count, end) if runs else None
 
     @staticmethod
     def _pages(run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int) -> RamPages:
         kind, block, first, fill, start, named, delta = run
         return RamPages(kind=kind, block=block, offset=first, count=count, named=named, fill=fill, delta=delta,
                         span=Span(start, end - start))
-
-    def _item(self, item: RamMemSize | RamMarker, items: list[Any]) -> None:
-        items.append(item)
-        if self.on_item is not None:
-            self.on_item(item, self.page_size)
 
     def _walked(self, pos: int) -> None:
         """The walk got to `pos`: let the mapped pages behind it go and report progress."""
