@@ -95,8 +95,9 @@ def decode(source: Source | bytes | str, *, strict: bool = False, partial: bool 
             again). Without them each RAM section keeps only its block list, markers and page
             counts, so memory does not grow with the stream; `RamBody.every_item` walks a
             section again for its runs (while the source is open).
-        ram_runs_limit: keep at most this many runs in all (~250 bytes each); the RAM sections
-            past it keep none, as with ram_runs=False (ram.walk.RamWalk's keep_limit).
+        ram_runs_limit: keep at most this many runs in all (~250 bytes each); a RAM section
+            whose runs would pass it keeps none of them, as with ram_runs=False
+            (ram.walk.RamWalk's keep_limit).
         on_ram_run: called with each run of page records as the walk passes it, kept or not.
         on_ram_item: called with each RAM item (block list, run, marker) and the page size, in
             stream order, kept or not (what ram.state builds the final page state from).
