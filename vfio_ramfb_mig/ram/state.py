@@ -175,7 +175,7 @@ class IllegalOffset:
 def illegal_record(run: RamPages, used_length: int, page_size: int) -> tuple[int, IllegalOffset | None]:
     """(how many of the run's pages lie inside a block of `used_length` bytes, the first record
     past it or None): QEMU loads a page whose offset is below used_length, and refuses the rest."""
-    pages = 1 if run.kind == "xbzrle" else run.count
+    pages = run.pages_written
     inside = max(0, min(pages, -(-(used_length - run.offset) // page_size)))
     if inside == pages:
         return pages, None
@@ -436,7 +436,7 @@ class PageState:
             ends: dict[str, int] = {}
             for run in self._pending:
                 ends[run.block] = max(ends.get(run.block, 0),
-                                      run.offset + (1 if run.kind == "xbzrle" else run.count) * self.page_size)
+                                      run.offset + run.pages_written * self.page_size)
             for name, end in ends.items():
                 self.blocks[name] = BlockPages(RamBlock(name, end), self.page_size)
             self._listed = True
