@@ -41,6 +41,11 @@ def test_ctrl_c_ends_every_process_of_a_golden_check(tmp_path: Path, jobs: str, 
     it is then still starting (importing vmig), before it could set up its own signal handling."""
     for name in ("a.bin", "b.bin"):
         write_big_stream(tmp_path / name, 60_000)  # 235 MiB of pages each: hashed for a while
+    # more streams for the -j2 pool to work through, so the check outlasts the signals below on a
+    # fast machine too (two streams took 0.45-0.65 s): links, so no more disk and no more writing
+    for copy in range(3):
+        for name in ("a.bin", "b.bin"):
+            os.link(tmp_path / name, tmp_path / f"{copy}{name}")
     made = subprocess.run([*VMIG, "golden", "update", str(tmp_path)], capture_output=True, text=True, timeout=600)
     assert made.returncode == 0, made.stderr
     # a worker still starting: the signal must land once its interpreter is up (before that it would
@@ -67,7 +72,10 @@ def interrupt_and_check(directory: Path, jobs: str, when: str, delay: float) -> 
             if when in cmd:
                 os.kill(pid, signal.SIGINT)
         time.sleep(0.3)
-        assert proc.poll() is None, "a starting worker's SIGINT ended the check"
+        if proc.poll() is not None:
+            _, stderr = proc.communicate()
+            assert proc.returncode != 0, "golden check finished before the Ctrl-C: make the work longer"
+            raise AssertionError(f"a starting worker's SIGINT ended the check (exit {proc.returncode}): {stderr}")
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
