@@ -134,6 +134,23 @@ def test_a_qemu_that_exits_early_says_why(tmp_path: Path) -> None:
     assert 'exited (status 1) before it answered on QMP: unsupported machine type: "nosuch"' in one_line_error(result)
 
 
+@pytest.mark.parametrize(("given", "added"), [
+    ([], ["-display", "none"]),  # QEMU's default would be a GTK/SDL window: on a server it exits
+    (["-display", "vnc=:5"], []),
+    (["-nographic"], []),
+    (["--display=none"], []),
+    (["-vnc", ":1"], []),
+])
+def test_profile_opens_no_window(tmp_path: Path, given: list[str], added: list[str]) -> None:
+    qemu = fake_qemu(tmp_path, f'printf "%s\\n" "$@" > {tmp_path}/argv; exit 1')
+    result = subprocess.run([*VMIG, "profile", "-o", str(tmp_path / "p.json"), "--", str(qemu), "-M", "q35", *given],
+                            capture_output=True, text=True, timeout=60)
+    assert "exited (status 1)" in one_line_error(result)
+    argv = (tmp_path / "argv").read_text().splitlines()
+    assert argv[:2 + len(given) + len(added)] == ["-M", "q35", *given, *added]
+    assert argv.count("-display") + argv.count("--display=none") == (0 if given[:1] in (["-nographic"], ["-vnc"]) else 1)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_profile_kills_its_qemu_when_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
     marker = f"sleep 300.{os.getpid()}{int(sig)}{time.monotonic_ns() % 100000}"  # no other process has this line

@@ -17,8 +17,9 @@ def profile_cmd(app, output: str, timeout: float, command: tuple[str, ...]) -> N
     """Describe a destination by running it: vmig profile -o dest.json -- qemu-system-aarch64 -M virt-8.2 ...
 
     The QEMU command is the destination's own (without -incoming: vmig adds -incoming defer,
-    -S and a private QMP socket to ask it, lets it save its own paused state to learn the
-    sections and RAM blocks it has, and runs it with -dump-vmstate for its schema). Every
+    -S and a private QMP socket to ask it, and -display none unless the command chooses a
+    display; it lets QEMU save its own paused state to learn the sections and RAM blocks it
+    has, and runs it with -dump-vmstate for its schema). Every
     QEMU vmig starts is killed before vmig exits. Use the profile with
     `vmig check STREAM --against dest.json` and `vmig diff --compat --against-a/-b`.
     """

@@ -1,7 +1,8 @@
 """`vmig profile -- QEMU ARGS...`: describe a real destination by running it.
 
 QEMU has no command that lists the savevm entries it would accept, so vmig asks the
-destination three ways, each with the user's own arguments:
+destination three ways, each with the user's own arguments (and ``-display none`` when
+they choose no display: QEMU's default window cannot open on a server, and QEMU then exits):
 
 1. as an incoming destination (``-incoming defer -S`` and a private QMP socket): its
    version, target architecture, machine (QOM type of ``/machine``), migration
@@ -55,6 +56,9 @@ MAX_PROFILE = 128 << 20
 _OWN_WITH_VALUE = ("incoming", "dump-vmstate", "qmp", "qmp-pretty")
 _OWN_FLAGS = ("S",)
 _REFUSED = ("daemonize",)
+#: options that choose how QEMU shows the guest; without any, QEMU opens its default window (GTK
+#: or SDL) and exits when there is no desktop ("gtk initialization failed"): vmig adds -display none
+_DISPLAY_OPTIONS = ("display", "nographic", "vnc", "spice", "curses", "sdl")
 _RAMBLOCK_LINE = re.compile(
     r"^\s*(?P<name>\S+)\s+(?P<psize>\d+)\s+(?P<unit>[KMGT]?i?B)\s+0x(?P<offset>[0-9a-fA-F]+)"
     r"\s+0x(?P<used>[0-9a-fA-F]+)\s+0x(?P<max>[0-9a-fA-F]+)")
@@ -97,6 +101,16 @@ def split_command(command: Sequence[str]) -> tuple[list[str], list[str]]:
         kept.append(arg)
         i += 1
     return kept, dropped
+
+
+def without_window(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`argv` made to open no window, and what that added: ``-display none`` unless the command
+    chooses a display itself. What QEMU shows the guest on is no part of its migration state."""
+    for arg in argv[1:]:
+        name = arg.lstrip("-").split("=", 1)[0] if arg.startswith("-") else None
+        if name in _DISPLAY_OPTIONS:
+            return list(argv), []
+    return [*argv, "-display", "none"], ["-display", "none"]
 
 
 def _size(number: str, unit: str) -> int:
@@ -273,6 +287,7 @@ def profile_destination(command: Sequence[str], *, timeout: float = DEFAULT_TIME
     from ..codec.decode import decode
 
     argv, dropped = split_command(command)
+    argv, display = without_window(argv)
     with killed_on_signals(), tempfile.TemporaryDirectory(prefix="vmig-profile-") as tmp:
         facts = _query_destination(argv, timeout)
         stream_path = Path(tmp) / "own-state.bin"
@@ -297,8 +312,8 @@ def profile_destination(command: Sequence[str], *, timeout: float = DEFAULT_TIME
         "vmig": __version__,
         "command": list(command),
         "dropped": dropped,
-        "added": {"query": ["-incoming", "defer", "-S", "-qmp", "unix:…"], "save": ["-S", "-qmp", "unix:…"],
-                  "schema": ["-dump-vmstate", "…"]},
+        "added": {"query": [*display, "-incoming", "defer", "-S", "-qmp", "unix:…"],
+                  "save": [*display, "-S", "-qmp", "unix:…"], "schema": [*display, "-dump-vmstate", "…"]},
         **facts,
         "ram_blocks": blocks,
         **own,
