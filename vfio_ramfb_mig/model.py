@@ -126,22 +126,28 @@ class RamMemSize:
     span: Span | None = field(default=None, compare=False)
 
 
+#: run kinds whose run is one record (each carries a payload of its own)
+SINGLE_RECORD_KINDS = frozenset({"xbzrle", "compressed"})
+
+
 @dataclass(frozen=True, slots=True)
 class RamPages:
     """A run of page records of one kind, in one block, at consecutive offsets.
 
     Every record after the first has CONTINUE set; the first names its block
     unless `named` is false (it continues the block of an earlier record, which
-    may be in an earlier section).
+    may be in an earlier section). An XBZRLE or a compressed record (COMPRESS_PAGE,
+    QEMU <= 9.0) is a run of its own: each carries its own payload.
     """
 
-    kind: str  # "zero" | "page" | "xbzrle"
+    kind: str  # "zero" | "page" | "xbzrle" | "compressed"
     block: str
     offset: int
     count: int
     named: bool
     fill: int = 0  # ZERO records' fill byte (always 0 from QEMU)
-    #: the page contents (kind "page"): count pages back to back with headers between, see codec
+    #: the page contents (kind "page"): count pages back to back with headers between, see codec;
+    #: kind "compressed": the record's zlib data (from a decode: where it lies in the input)
     data: tuple[Blob, ...] | None = field(default=None, compare=False)
     #: xbzrle: the encoded delta
     delta: bytes | None = None
@@ -149,8 +155,8 @@ class RamPages:
 
     @property
     def pages_written(self) -> int:
-        """Pages the run's records write: `count`, but one for an XBZRLE run (one delta)."""
-        return 1 if self.kind == "xbzrle" else self.count
+        """Pages the run's records write: `count`, but one for an XBZRLE or compressed run (one record)."""
+        return 1 if self.kind in SINGLE_RECORD_KINDS else self.count
 
     def record_size(self, page_size: int) -> int:
         """Bytes of each record after the first (the first adds the block name when `named`)."""
@@ -202,14 +208,15 @@ class RamBody:
         return self.walk_again()
 
     def block_counts(self) -> dict[str, dict[str, int]]:
-        """Pages per block and kind ("zero", "page", "xbzrle"), in the order blocks first appear."""
+        """Pages per block and kind ("zero", "page", "xbzrle"; "compressed" only where there are
+        some), in the order blocks first appear."""
         if self.counts is not None:
             return self.counts
         counts: dict[str, dict[str, int]] = {}
         for item in self.items:
             if isinstance(item, RamPages):
                 per = counts.setdefault(item.block, {"zero": 0, "page": 0, "xbzrle": 0})
-                per[item.kind] += item.count
+                per[item.kind] = per.get(item.kind, 0) + item.count
         return counts
 
 

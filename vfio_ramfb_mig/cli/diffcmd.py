@@ -153,7 +153,7 @@ def check_cmd(app: App, stream: str | None, target: str | None, qemu: str | None
         decoded = decode(src, ram_runs=False, on_ram_item=scan.feed, progress=progress)
     dest = destination_for(decoded, profile=profile, machine=target, qemu=qemu, schema=schema, devices=devices,
                            capabilities=capabilities, memory=memory, section_footers=not no_footer, arch=arch)
-    verdict = check_stream(decoded, dest, illegal=scan.found)
+    verdict = check_stream(decoded, dest, illegal=scan.found, compressed=scan.compressed)
     if as_json:
         _emit_json(verdict_json(verdict))
     else:

@@ -40,8 +40,9 @@ def extract_cmd(app: App, dump: str, directory: str, blocks: tuple[str, ...], fo
     """Write each RAM block of DUMP to a sparse file in DIR, as a destination would load it.
 
     A page's last record wins (iterative streams resend pages), ZERO records clear,
-    XBZRLE records apply to the page so far; pages no record sets are holes; each file
-    is the block's used_length long. mapped-ram streams are read through their bitmaps.
+    XBZRLE records apply to the page so far, compressed records (QEMU <= 9.0's compress)
+    are inflated; pages no record sets are holes; each file is the block's used_length
+    long. mapped-ram streams are read through their bitmaps.
 
     \b
     File names are made safe from the idstrs:

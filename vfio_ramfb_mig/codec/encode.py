@@ -69,7 +69,8 @@ _WRITEBACK_MIN = 8 << 20
 #: one system call for many records (a BufferedWriter passes anything over its 8 KiB through)
 _WRITE_GATHER = 1 << 20
 _SECTION_BYTES = {name: int(record_type) for record_type, name in SECTION_TYPES.items()}
-_RAM_KIND_FLAG = {"zero": RamFlag.ZERO, "page": RamFlag.PAGE, "xbzrle": RamFlag.XBZRLE}
+_RAM_KIND_FLAG = {"zero": RamFlag.ZERO, "page": RamFlag.PAGE, "xbzrle": RamFlag.XBZRLE,
+                  "compressed": RamFlag.COMPRESS_PAGE}
 _VFIO_MARKERS = {"setup": VfioMarker.DEV_SETUP_STATE, "end_of_state": VfioMarker.END_OF_STATE,
                  "init_data_sent": VfioMarker.DEV_INIT_DATA_SENT}
 
@@ -449,7 +450,12 @@ class _Encoder:
         data = run.data[0] if run.data else None
         for i, (head, tail) in enumerate(record_parts(run, ps)):
             self.write(head)
-            if tail is not None:  # a fill byte, an XBZRLE delta
+            if run.kind == "compressed":  # the length, then the zlib data (in the document or the source)
+                assert tail is not None
+                self.write(tail)
+                for k, blob in enumerate(run.data or ()):
+                    self.blob(blob, path + ("data", k))
+            elif tail is not None:  # a fill byte, an XBZRLE delta
                 self.write(tail)
             elif data is not None and data.data is not None:
                 self.write(data.data[i * ps:(i + 1) * ps])

@@ -308,6 +308,12 @@ class _Writer:
             obj["delta"] = (item.delta or b"").hex()
         if item.kind == "page" and self.embed:
             obj["data"] = self.page_data(item, page_size)
+        if item.kind == "compressed" and item.data:
+            # its zlib data, in the document like an XBZRLE delta (at most ~4 KiB) when the source is at hand
+            data = item.data[0]
+            if data.data is None and self.source is not None:
+                data = model.Blob(data.offset, data.length, b"".join(self.source_bytes(data.offset, data.length)))
+            obj["data"] = {"hex": data.data.hex()} if data.data is not None else self.blob(data)
         return obj
 
     def page_data(self, run: model.RamPages, ps: int) -> dict[str, Any]:
@@ -693,7 +699,7 @@ class Reader:
             return model.RamMemSize(total, tuple(blocks), span=span)
         if kind in ("eos", "multifd_flush"):
             return model.RamMarker(kind, span=span)
-        if kind in ("zero", "page", "xbzrle"):
+        if kind in ("zero", "page", "xbzrle", "compressed"):
             data = None
             if "data" in item:
                 raw = self.blob(item["data"], where + ("data",))
@@ -710,7 +716,13 @@ class Reader:
             if block in self.blocks and offset + count * page_size > self.blocks[block]:
                 self.fail(f"{count} pages at {offset:#x} run past the end of block '{block}' "
                           f"({self.blocks[block]:#x} bytes)", where + ("count",))
-            if data is not None and data[0].data is not None and len(data[0].data) != count * page_size:
+            if kind == "compressed" and (count != 1 or data is None):
+                self.fail("a compressed run is one record: 'count' 1 and its zlib 'data'", where)
+            if kind == "compressed" and data is not None and data[0].length >= 1 << 31:
+                self.fail(f"compressed page data of {data[0].length} bytes does not fit its be32 length",
+                          where + ("data",))
+            if kind != "compressed" and data is not None and data[0].data is not None \
+                    and len(data[0].data) != count * page_size:
                 self.fail(f"page data has {len(data[0].data)} bytes, expected {count} pages of {page_size}",
                           where + ("data",))
             run = model.RamPages(kind=kind, block=block, offset=offset, count=count, named=bool(item.get("named")),

@@ -1,6 +1,6 @@
 """Values and counts in words, as the diff's change texts say them.
 
-Imports: model, text, vmstate.compile (the ramfb cfg type name), wire.ramfb.
+Imports: model, text, vmstate.compile (the ramfb cfg type name), wire.ramfb, ram.listing (kind words).
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import Blob, StructValue
+from ..ram.listing import KIND_TEXT
 from ..text import printable
 from ..vmstate.compile import RAMFB_CFG_TYPE
 from ..wire.ramfb import fourcc_text
@@ -68,6 +69,5 @@ def differ_word(count: int) -> str:
 
 
 def ram_counts(counts: dict[str, int]) -> str:
-    words = {"page": "normal", "zero": "zero", "xbzrle": "xbzrle"}
-    shown = [f"{n} {words[k]}" for k, n in counts.items() if n or k != "xbzrle"]
+    shown = [f"{n} {KIND_TEXT[k]}" for k, n in counts.items() if n or k in ("page", "zero")]
     return " + ".join(shown)

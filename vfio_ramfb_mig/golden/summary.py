@@ -424,8 +424,9 @@ class _Summary:
                 counts, digest = {"zero": 0, "page": 0, "xbzrle": 0}, hashlib.sha256().hexdigest()
             self.emit(f"{path}/pages/zero", str(counts["zero"]))
             self.emit(f"{path}/pages/normal", str(counts["page"]))
-            if counts["xbzrle"]:
-                self.emit(f"{path}/pages/xbzrle", str(counts["xbzrle"]))
+            for kind in ("xbzrle", "compressed"):  # lines only where the stream has such pages
+                if counts.get(kind):
+                    self.emit(f"{path}/pages/{kind}", str(counts[kind]))
             self.emit(f"{path}/sha256", digest)
 
     # ------------------------------------------------------------ VFIO, vmdesc, order

@@ -3,7 +3,8 @@
 What a destination QEMU would have in each RAMBlock after loading the stream is
 rebuilt on disk, one file per block, in an output directory, from the final page
 state (ram.state): the last record of a page wins, ZERO records and mapped-ram
-pages with a clear bit are zero, XBZRLE records are applied to the page as it was.
+pages with a clear bit are zero, XBZRLE records are applied to the page as it
+was, compressed records (COMPRESS_PAGE) are the page their zlib data inflates to.
 Pages that are zero or that no record set are holes, and a file is exactly the
 block's used_length (from the block list, MEM_SIZE) long.
 
@@ -53,7 +54,7 @@ from ..model import RamBlock, RamBody, RamMemSize, RamPages, Section
 from ..source import Source
 from ..text import printable, to_wire
 from ..version import __version__
-from .state import NOT_SENT, PAGE, XBZRLE, ZERO, BlockPages, PageState, ReadWindow, check_ram_claim, unpack
+from .state import COMPUTED, NOT_SENT, PAGE, ZERO, BlockPages, PageState, ReadWindow, check_ram_claim, unpack
 
 MANIFEST = "manifest.json"
 SUFFIX = ".bin"
@@ -439,7 +440,7 @@ class _Writer:
                         for i0 in range(first, end, _IOV_MAX):
                             _pwrite_all(fd, [page] * min(_IOV_MAX, end - i0), i0 * ps)
                 continue
-            if kind == XBZRLE:
+            if kind in COMPUTED:  # XBZRLE, compressed: one page, made from its record
                 data = self.state.content(value)
                 assert data is not None
                 with memoryview(data) as view:

@@ -16,7 +16,9 @@ On stdin come `MESSAGE` records, in stream order:
   op RUN_ZERO: `count` zero-page records of `block` from page index `first`, fill byte `fill`;
   op END:      no more; then one line "BLOCK HEXDIGEST" per block hashed goes to stdout.
 Each page adds to its block's sha256 what ram.summary.block_summary adds: the page's
-offset in the block (be64), its kind letter, and the page (or the fill byte).
+offset in the block (be64), its kind letter, and the page (or the fill byte). XBZRLE and
+compressed pages (COMPRESS_PAGE: the inflated page, letter P) never come here: a block
+that has some is summarised from its final page state (ram.summary.StreamSummaries).
 """
 
 from __future__ import annotations

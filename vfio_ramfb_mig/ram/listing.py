@@ -25,11 +25,12 @@ from ..codec.decode import decode
 from ..model import RamBody, RamPages
 from ..source import Source
 from ..text import printable
-from .walk import records
+from .walk import compressed_length, records
 
 #: lines written per write() call at most
 _BATCH = 4096
-_KIND_TEXT = {"page": "normal", "zero": "zero", "xbzrle": "xbzrle"}
+#: the word for each run kind in text output (a "page" record is a normal page)
+KIND_TEXT = {"page": "normal", "zero": "zero", "xbzrle": "xbzrle", "compressed": "compressed"}
 _TYPE_TEXT = {"section_start": "START", "section_part": "PART", "section_end": "END", "section_full": "FULL"}
 
 
@@ -64,13 +65,17 @@ class _Lister:
                 tail += f', "fill": {run.fill}'
             elif run.kind == "xbzrle":
                 tail += f', "delta_length": {len(run.delta or b"")}'
+            elif run.kind == "compressed":
+                tail += f', "data_length": {compressed_length(run)}'
         else:
             head = f"{_TYPE_TEXT.get(rtype, rtype)} id {section_id}  {printable(run.block)}"
-            tail = f"  {_KIND_TEXT[run.kind]}"
+            tail = f"  {KIND_TEXT[run.kind]}"
             if run.kind == "zero":
                 tail += f"  fill {run.fill:#04x}"
             elif run.kind == "xbzrle":
                 tail += f"  delta {len(run.delta or b'')} bytes"
+            elif run.kind == "compressed":
+                tail += f"  zlib {compressed_length(run)} bytes"
         lines: list[str] = []
         for offset, length, page, _named in records(run, self.page_size):
             if self.as_json:
@@ -91,10 +96,11 @@ def write_page_list(source: Source | str, out: IO[Any], as_json: bool = False,
     stream order; returns how many. A decode error is raised before anything is written.
 
     Text: ``0x000000ce  PART id 1  pc.ram  0x00000000  zero  fill 0x00`` (input offset of the
-    record, section, block, page offset in the block, kind: normal, zero or xbzrle).
+    record, section, block, page offset in the block, kind: normal, zero, xbzrle or compressed).
     JSON lines: ``{"offset": 206, "length": 16, "record": "section_part", "section_id": 1,
     "block": "pc.ram", "page_offset": 0, "kind": "zero", "fill": 0}`` (kind as in the
-    `--json` contract: page, zero, xbzrle; "delta_length" for xbzrle).
+    `--json` contract: page, zero, xbzrle, compressed; "delta_length" for xbzrle, "data_length"
+    (its zlib data) for compressed).
 
     `progress(done, total)` (render.progress) sees both walks: total is twice the input size."""
     if isinstance(source, str):

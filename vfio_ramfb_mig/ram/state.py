@@ -11,6 +11,10 @@ What a destination QEMU holds in each RAMBlock once it has loaded the stream
 * XBZRLE: the record's delta applied to the page as it was before (load_xbzrle);
   the result is kept in an `XbzrleStore` (a temporary file, so memory does not
   grow with it);
+* COMPRESS_PAGE (QEMU <= 9.0's `compress`): the page the record's zlib data
+  inflates to, inflated again whenever it is read (the table says where the data
+  is); data whose zlib stream ends before a full page (QEMU loads it: the rest of
+  the page keeps what it held) makes a page computed once and kept in the store;
 * mapped-ram: a page whose bitmap bit is set is at pages_offset + index * page
   size in the input; a clear bit is a zero page (the source clears the bit of a
   zero page and the loader leaves the page as it is, zero in a new guest);
@@ -30,15 +34,17 @@ refuses the stream there ("Illegal RAM offset", host_from_ram_block_offset).
 Such records are collected in `PageState.illegal`; `PageState.check()` raises
 the first as a CorruptError.
 
-Imports: errors, model, source, wire.xbzrle, text.
+Imports: errors, model, source, wire.xbzrle, wire.ram, ram.walk (inflating a compressed page), text.
 References: migration/ram.c (ram_load_precopy, load_xbzrle, host_from_ram_block_offset,
-parse_ramblock_mapped_ram, read_ramblock_mapped_ram, save_zero_page), migration/xbzrle.c.
+parse_ramblock_mapped_ram, read_ramblock_mapped_ram, save_zero_page), migration/xbzrle.c;
+QEMU 7.2 migration/ram.c (ram_load_precopy's COMPRESS_PAGE case, qemu_uncompress_data).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import struct
 import tempfile
 from array import array
 from collections.abc import Iterator
@@ -47,17 +53,23 @@ from typing import Any
 
 from ..text import printable
 from ..errors import CorruptError
-from ..model import RamBlock, RamItem, RamMemSize, RamPages
+from ..model import SINGLE_RECORD_KINDS, RamBlock, RamItem, RamMemSize, RamPages
 from ..source import Source
 from ..wire.ram import ADDRESS_WORD_SIZE
 from ..wire.xbzrle import apply_delta
 from .limits import SMALLEST_RECORD, check_claim, default_max_ram
+from .walk import inflate_page
 
 #: a page no record set
 NOT_SENT = -1
 #: kinds, in the low bits of a table value
-PAGE, ZERO, XBZRLE = 0, 1, 2
-KIND_NAMES = {PAGE: "page", ZERO: "zero", XBZRLE: "xbzrle"}
+PAGE, ZERO, XBZRLE, COMPRESSED = 0, 1, 2, 3
+KIND_NAMES = {PAGE: "page", ZERO: "zero", XBZRLE: "xbzrle", COMPRESSED: "compressed"}
+#: kinds whose page is computed (not a range of the input): each page is a range of its own
+COMPUTED = (XBZRLE, COMPRESSED)
+#: the "fill" of a COMPRESSED value: where is the input offset of the zlib data (its be32 length
+#: before it), or a slot of the store (data that inflated to less than a page)
+INFLATE, STORED = 0, 1
 #: the XBZRLE slot of a page whose result is not known (no source to apply the delta to)
 UNKNOWN_SLOT = (1 << 53) - 1
 _KIND_MASK = 3
@@ -65,6 +77,7 @@ _FILL_SHIFT, _WHERE_SHIFT = 2, 10
 _LOW_MASK = (1 << _WHERE_SHIFT) - 1  # kind and fill
 #: pages of a range looked at one by one before galloping (BlockPages.extents)
 _SHORT = 8
+_BE32 = struct.Struct(">I")
 
 
 def check_ram_claim(blocks: list[RamBlock] | tuple[RamBlock, ...], page_size: int, stream_size: int,
@@ -82,8 +95,9 @@ def check_ram_claim(blocks: list[RamBlock] | tuple[RamBlock, ...], page_size: in
 
 
 class XbzrleStore:
-    """The contents of pages whose last record is XBZRLE, one page per slot, in an unnamed
-    temporary file (made on first use): memory stays flat however many there are."""
+    """The contents of pages whose last record is XBZRLE (or a compressed record whose data
+    inflated to less than a page), one page per slot, in an unnamed temporary file (made on first
+    use): memory stays flat however many there are."""
 
     def __init__(self, page_size: int) -> None:
         self.page_size = page_size
@@ -144,9 +158,10 @@ class ReadWindow:
 class Page:
     """One page's final state: the kind of the record that last wrote it, and `where` that
     record's payload is in the input: the page's bytes (kind "page"), the fill byte of the ZERO
-    record (None for a mapped-ram zero page); an XBZRLE page's result is in the XbzrleStore."""
+    record (None for a mapped-ram zero page); an XBZRLE page's result is in the XbzrleStore; a
+    compressed page's `where` is its zlib data (None: the page is in the store)."""
 
-    kind: str  # "page" | "zero" | "xbzrle" | "not sent"
+    kind: str  # "page" | "zero" | "xbzrle" | "compressed" | "not sent"
     where: int | None = None
     fill: int = 0
 
@@ -186,13 +201,17 @@ def illegal_record(run: RamPages, used_length: int, page_size: int) -> tuple[int
 class IllegalOffsetScan:
     """The page records QEMU refuses, as decode walks the RAM items (``decode(on_ram_item=scan.feed)``):
     only the block lengths are kept, so memory does not grow with the stream. For `vmig check`,
-    which needs no page state."""
+    which needs no page state. `compressed` keeps the first compressed run (COMPRESS_PAGE), which
+    a destination refuses or not by its version and capabilities."""
 
     def __init__(self) -> None:
         self.lengths: dict[str, int] = {}
         self.found: list[IllegalOffset] = []
+        self.compressed: list[RamPages] = []
 
     def feed(self, item: RamItem, page_size: int) -> None:
+        if isinstance(item, RamPages) and item.kind == "compressed" and not self.compressed:
+            self.compressed.append(item)
         if isinstance(item, RamMemSize):
             for b in item.blocks:
                 self.lengths[b.idstr] = b.used_length
@@ -223,7 +242,8 @@ class BlockPages:
         self.block, self.idstr, self.used_length, self.page_size = block, block.idstr, block.used_length, page_size
         self.pages = -(-block.used_length // page_size)
         self.table: array | None = None
-        #: records applied, by kind ("page", "zero", "xbzrle"); mapped-ram: pages present as "page"
+        #: records applied, by kind ("page", "zero", "xbzrle"; "compressed" once there is one);
+        #: mapped-ram: pages present as "page"
         self.records = {"page": 0, "zero": 0, "xbzrle": 0}
         #: input offset of the first record applied (None: none)
         self.first_record: int | None = None
@@ -263,6 +283,8 @@ class BlockPages:
             return Page("page", where)
         if kind == ZERO:
             return Page("zero", where or None, (v >> _FILL_SHIFT) & 0xFF)
+        if kind == COMPRESSED:
+            return Page("compressed", where if (v >> _FILL_SHIFT) & 0xFF == INFLATE else None)
         return Page("xbzrle")
 
     def sent(self) -> int:
@@ -276,7 +298,7 @@ class BlockPages:
         which each page's value is the previous one's plus `step`: pages of one kind (and fill)
         whose contents lie `step >> 10` bytes apart in the input (a run of records, a mapped-ram
         region), or one value repeated (step 0: mapped-ram zero pages, pages not sent). Each
-        XBZRLE page is a range of its own."""
+        XBZRLE or compressed page is a range of its own."""
         stop = self.pages if stop is None else min(stop, self.pages)
         if self.table is None:
             if start < stop:
@@ -286,7 +308,7 @@ class BlockPages:
         i = start
         while i < stop:
             v = table[i]
-            if v >= 0 and v & _KIND_MASK == XBZRLE:
+            if v >= 0 and v & _KIND_MASK in COMPUTED:
                 yield i, i + 1, v, 0
                 i += 1
                 continue
@@ -469,16 +491,19 @@ class PageState:
         if pages.first_record is None:
             pages.first_record = record
         kind = run.kind
-        pages.records[kind] += count
+        pages.records[kind] = pages.records.get(kind, 0) + count
         # a run of one page is most runs of a fragmented guest: no slices for it
         if count == 1 and table[first] == NOT_SENT:
             pass
         else:
             pages.mark_resent(first, table[first:first + count])
-            if self.xbzrle is not None and kind != "xbzrle":
+            if self.xbzrle is not None and kind not in SINGLE_RECORD_KINDS:  # those reuse the page's slot
                 self._drop_xbzrle(table, first, count)
         if kind == "xbzrle":
             self._xbzrle(pages, table, first, run)
+            return
+        if kind == "compressed":
+            self._compressed(table, first, run)
             return
         span = run.span
         if kind == "page":
@@ -500,10 +525,36 @@ class PageState:
             table[first:first + count] = array("q", [base]) * count
 
     def _drop_xbzrle(self, table: array, first: int, count: int) -> None:
+        """Free the store slots of the pages about to be written again."""
         assert self.xbzrle is not None
         for v in table[first:first + count]:
-            if v >= 0 and v & _KIND_MASK == XBZRLE:
+            if v >= 0 and _stored(v) and v >> _WHERE_SHIFT != UNKNOWN_SLOT:
                 self.xbzrle.free(v >> _WHERE_SHIFT)
+
+    def _compressed(self, table: array, index: int, run: RamPages) -> None:
+        """A compressed record: the page its data inflates to. A whole page is inflated again when
+        read; less than a page is laid over the page as it was (QEMU's inflate writes only what
+        the data holds) and kept in the store."""
+        data = run.data[0] if run.data else None
+        if data is None or data.data is not None:
+            raise CorruptError(f"compressed page of '{printable(run.block)}' has no place in the input")
+        if not self.readable:
+            table[index] = pack(COMPRESSED, data.offset)  # its content needs the input's bytes
+            return
+        page = inflate_page(bytes(self.buf[data.offset:data.offset + data.length]), self.page_size)
+        old = table[index]
+        slot = old >> _WHERE_SHIFT if old >= 0 and _stored(old) and old >> _WHERE_SHIFT != UNKNOWN_SLOT else None
+        if len(page) == self.page_size:
+            if slot is not None:
+                assert self.xbzrle is not None
+                self.xbzrle.free(slot)
+            table[index] = pack(COMPRESSED, data.offset)
+            return
+        if self.xbzrle is None:
+            self.xbzrle = XbzrleStore(self.page_size)
+        whole = bytearray(self.content(old) or bytes(self.page_size))  # not sent: the destination's zeros
+        whole[:len(page)] = page
+        table[index] = pack(COMPRESSED, self.xbzrle.put(bytes(whole), slot), STORED)
 
     def _xbzrle(self, pages: BlockPages, table: array, index: int, run: RamPages) -> None:
         if not self.readable:
@@ -518,7 +569,7 @@ class PageState:
         except ValueError as exc:  # QEMU fails the load of such a record
             raise CorruptError(f"bad XBZRLE delta for '{printable(run.block)}' page {run.offset:#x}: {exc}",
                                offset=run.span.offset if run.span else None) from exc
-        slot = old >> _WHERE_SHIFT if old >= 0 and old & _KIND_MASK == XBZRLE else None
+        slot = old >> _WHERE_SHIFT if old >= 0 and _stored(old) else None
         slot = None if slot == UNKNOWN_SLOT else slot
         table[index] = pack(XBZRLE, self.xbzrle.put(bytes(page), slot))
 
@@ -579,6 +630,9 @@ class PageState:
             return bytes(self.buf[where:where + ps])
         if kind == ZERO:
             return bytes((fill,)) * ps
+        if kind == COMPRESSED and fill == INFLATE:
+            (length,) = _BE32.unpack_from(self.buf, where - 4)
+            return inflate_page(bytes(self.buf[where:where + length]), ps)
         assert self.xbzrle is not None
         return self.xbzrle.get(where)
 
@@ -596,6 +650,12 @@ class PageState:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _stored(value: int) -> bool:
+    """Is the page of this table value (>= 0) in the store (an XBZRLE result, a short inflate)?"""
+    kind = value & _KIND_MASK
+    return kind == XBZRLE or (kind == COMPRESSED and (value >> _FILL_SHIFT) & 0xFF == STORED)
 
 
 def _fill_offset(run: RamPages, page_size: int) -> int:

@@ -1,12 +1,16 @@
 """RAM summaries for golden files: per block, how its final pages are made and a hash of them.
 
 For one block of a final page state (ram.state): how many pages are zero, normal
-(a page's bytes) and XBZRLE (the last record of the page; mapped-ram: a set bit is
-normal, a clear bit zero), and a sha256 over the final state in address order:
-for each page some record set, its offset in the block (be64), its kind (Z, P, X)
-and what it holds (the fill byte; the page; the page the XBZRLE delta made).
-Pages no record set are left out. Two streams of the same guest memory give the
-same hash however often and in what order their pages were sent.
+(a page's bytes), XBZRLE and compressed (the last record of the page; mapped-ram:
+a set bit is normal, a clear bit zero), and a sha256 over the final state in
+address order: for each page some record set, its offset in the block (be64), its
+kind (Z, P, X) and what it holds (the fill byte; the page; the page the XBZRLE
+delta made). A compressed page (COMPRESS_PAGE, QEMU <= 9.0) adds the page its zlib
+data inflates to with the letter P, as a normal page: a stream sent with and one
+sent without the `compress` capability hash alike when the guest memory is the
+same (the counts still tell them apart). Pages no record set are left out. Two
+streams of the same guest memory give the same hash however often and in what
+order their pages were sent.
 
 Imports: model, source, ram.state.
 References: migration/ram.c (ram_load_precopy).
@@ -20,19 +24,34 @@ import sys
 from typing import Any
 
 from ..errors import InputError
-from ..model import RamItem, RamMarker, RamMemSize, RamPages
+from ..model import SINGLE_RECORD_KINDS, RamItem, RamMarker, RamMemSize, RamPages
 from ..source import Source
 from . import hashworker
-from .state import NOT_SENT, PAGE, XBZRLE, ZERO, BlockPages, IllegalOffset, PageState, ReadWindow, illegal_record
+from .state import (
+    COMPRESSED,
+    KIND_NAMES,
+    NOT_SENT,
+    PAGE,
+    XBZRLE,
+    ZERO,
+    BlockPages,
+    IllegalOffset,
+    PageState,
+    ReadWindow,
+    illegal_record,
+)
 
 _PAGE_HEADER = hashworker.PAGE_HEADER
-_LETTER = {PAGE: hashworker.LETTER_PAGE, ZERO: hashworker.LETTER_ZERO, XBZRLE: hashworker.LETTER_XBZRLE}
+#: a compressed page hashes as the normal page it holds
+_LETTER = {PAGE: hashworker.LETTER_PAGE, ZERO: hashworker.LETTER_ZERO, XBZRLE: hashworker.LETTER_XBZRLE,
+           COMPRESSED: hashworker.LETTER_PAGE}
 _EMPTY_DIGEST = hashlib.sha256().hexdigest()
 
 
 def block_summary(state: PageState, pages: BlockPages | None) -> tuple[dict[str, int], str]:
-    """({"zero": n, "page": n, "xbzrle": n}, sha256 hex) of a block's final pages (see the module
-    docstring); a block without pages (None, or nothing sent) is all zeros and the empty hash."""
+    """({"zero": n, "page": n, "xbzrle": n[, "compressed": n]}, sha256 hex) of a block's final pages
+    (see the module docstring; "compressed" only when there are some); a block without pages
+    (None, or nothing sent) is all zeros and the empty hash."""
     counts = {"zero": 0, "page": 0, "xbzrle": 0}
     digest = hashlib.sha256()
     if pages is None or pages.table is None:
@@ -46,7 +65,8 @@ def block_summary(state: PageState, pages: BlockPages | None) -> tuple[dict[str,
             if value == NOT_SENT:
                 continue
             kind = value & 3
-            counts[("page", "zero", "xbzrle")[kind]] += end - first
+            name = KIND_NAMES[kind]
+            counts[name] = counts.get(name, 0) + end - first
             letter = _LETTER[kind]
             if kind == PAGE:
                 if view is None:
@@ -63,9 +83,9 @@ def block_summary(state: PageState, pages: BlockPages | None) -> tuple[dict[str,
                     update(header(i * ps, letter))
                     update(fill)
             else:
-                data = state.content(value)
+                data = state.content(value)  # XBZRLE, compressed: one page each
                 if data is None:
-                    raise ValueError("hashing XBZRLE pages needs the stream's bytes")
+                    raise ValueError(f"hashing {name} pages needs the stream's bytes")
                 update(header(first * ps, letter))
                 update(data)
     finally:
@@ -259,8 +279,9 @@ class StreamSummaries:
     input that is no regular file, by a second thread (`_ThreadHasher`).
 
     Feed it from `decode(on_ram_item=s.feed, on_ram_partial=s.partial)`, then `finish()`. A block
-    whose pages come out of order, twice, or by XBZRLE is not summarised here (`summary` says
-    None): the caller works it out from a final page state (`block_summary`) instead.
+    whose pages come out of order, twice, by XBZRLE or compressed (inflating is done in this
+    process, from the final page state) is not summarised here (`summary` says None): the caller
+    works it out from a final page state (`block_summary`) instead.
     """
 
     def __init__(self, src: Source) -> None:
@@ -323,7 +344,8 @@ class StreamSummaries:
                 self.illegal.append(bad)
                 spec.in_order = False
                 return
-            if run.kind == "xbzrle" or run.offset // ps < spec.next_page or run.span is None or run.data is not None:
+            if run.kind in SINGLE_RECORD_KINDS or run.offset // ps < spec.next_page or run.span is None \
+                    or run.data is not None:
                 spec.in_order = False
                 return
         first = run.offset // ps

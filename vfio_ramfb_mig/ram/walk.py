@@ -12,9 +12,13 @@ again with it, from the state the first walk had there (`RamBody.walk_again`).
 A run (`model.RamPages`) is page records of one kind in one block at
 consecutive offsets, each after the first with CONTINUE set: it says for every
 record its block, page offset, kind, whether it named its block (the continue
-flag), its fill byte (ZERO), its delta (XBZRLE) and where its payload lies
-(`RamPages.record_offset`, `payload_offset`). `records()` expands a run record
-by record.
+flag), its fill byte (ZERO), its delta (XBZRLE), where its zlib data lies
+(COMPRESS_PAGE, QEMU <= 9.0's `compress` capability: `RamPages.data`) and where
+its payload lies (`RamPages.record_offset`, `payload_offset`). `records()`
+expands a run record by record. An XBZRLE or compressed record is a run of its
+own; a compressed record's data is inflated as the walk passes it, and refused
+where QEMU's loader refuses it (a length above compressBound of the page, data
+that does not end its zlib stream within one page).
 
 Multi-GiB streams are almost all page records, so the walk is plain Python over
 the buffer (`struct.unpack_from` of one address word per record), never
@@ -33,13 +37,16 @@ Imports: wire.ram, model, errors, source (the Source contract: ensure/release),
 text (names on the wire).
 References: migration/ram.c (ram_load_precopy, parse_ramblocks, parse_ramblock,
 ram_block_from_stream, host_from_ram_block_offset, ram_save_setup,
-mapped_ram_setup_ramblock), migration/savevm.c (loadvm_postcopy_handle_advise).
+mapped_ram_setup_ramblock), migration/savevm.c (loadvm_postcopy_handle_advise);
+QEMU 7.2 migration/ram.c (ram_load_precopy's COMPRESS_PAGE case, qemu_uncompress_data,
+do_data_decompress).
 """
 
 from __future__ import annotations
 
 import struct
 import sys
+import zlib
 from array import array
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
@@ -48,19 +55,22 @@ from typing import Any
 
 from ..text import from_wire, printable, to_wire
 from ..errors import CorruptError, FieldPath, TruncatedError
-from ..model import Blob, RamBlock, RamBody, RamItem, RamMarker, RamMemSize, RamPages, Span
+from ..model import SINGLE_RECORD_KINDS, Blob, RamBlock, RamBody, RamItem, RamMarker, RamMemSize, RamPages, Span
 from ..source import Source
 from ..wire.primitives import Str8
 from ..wire.ram import (
     ADDRESS_WORD_SIZE,
+    COMPRESSED_LENGTH_SIZE,
     ENCODING_FLAG_XBZRLE,
     MAPPED_RAM_HEADER_SIZE,
     PAGE_KINDS,
     XBZRLE_HEADER_SIZE,
     ZERO_FILL_SIZE,
+    CompressedLength,
     RamFlag,
     XbzrleHeader,
     ZeroFill,
+    compress_bound,
     flag_mask,
     ram_block,
 )
@@ -74,6 +84,7 @@ _BE16 = struct.Struct(">H")
 
 # RAM flags as plain ints: the walk runs once per page, and IntFlag arithmetic costs a call
 _ZERO, _PAGE, _XBZRLE = int(RamFlag.ZERO), int(RamFlag.PAGE), int(RamFlag.XBZRLE)
+_COMPRESSED = int(RamFlag.COMPRESS_PAGE)
 _CONTINUE, _MEM_SIZE, _EOS = int(RamFlag.CONTINUE), int(RamFlag.MEM_SIZE), int(RamFlag.EOS)
 _MULTIFD_FLUSH = int(RamFlag.MULTIFD_FLUSH)
 _KINDS = {int(flag): kind for flag, kind in PAGE_KINDS.items()}
@@ -84,6 +95,7 @@ _ZERO_RECORD = _WORD + ZERO_FILL_SIZE  # a ZERO record that continues its block:
 _RECORD_HEAD = _WORD + 256
 #: the longest XBZRLE payload: its header and a delta of 64 KiB (a be16 length)
 _LONGEST_XBZRLE = XBZRLE_HEADER_SIZE + 0xFFFF
+_BE32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True)
@@ -108,9 +120,8 @@ def records(run: RamPages, page_size: int) -> Iterator[tuple[int, int, int, bool
     """Each record of a run: (input offset of its address word, its length in bytes, the page's
     offset in the block, whether it names its block)."""
     name = 1 + len(run.block.encode("utf-8", "surrogateescape"))
-    if run.kind == "xbzrle":
-        yield run.record_offset(0, page_size), _WORD + (name if run.named else 0) + XBZRLE_HEADER_SIZE + \
-            len(run.delta or b""), run.offset, run.named
+    if run.kind in SINGLE_RECORD_KINDS:
+        yield run.record_offset(0, page_size), run_length(run, page_size), run.offset, run.named
         return
     step = run.record_size(page_size)
     for i in range(run.count):
@@ -120,9 +131,10 @@ def records(run: RamPages, page_size: int) -> Iterator[tuple[int, int, int, bool
 
 def record_parts(run: RamPages, page_size: int) -> Iterator[tuple[bytes, bytes | None]]:
     """Each record of a run as encode writes it: (its address word and, for the first of a run
-    that names its block, the name; what follows: the fill byte, the XBZRLE header and delta, or
-    None for a page, whose bytes the caller has)."""
-    flag = {"zero": _ZERO, "page": _PAGE, "xbzrle": _XBZRLE}[run.kind]
+    that names its block, the name; what follows: the fill byte, the XBZRLE header and delta,
+    the length of a compressed record's data (which the caller writes after it), or None for a
+    page, whose bytes the caller has)."""
+    flag = {"zero": _ZERO, "page": _PAGE, "xbzrle": _XBZRLE, "compressed": _COMPRESSED}[run.kind]
     # what a run's records repeat is built once by its wire schema; the address word, one per
     # page, is packed by AddressWord's own format (the hot path)
     name = Str8.build(to_wire(run.block))
@@ -131,6 +143,8 @@ def record_parts(run: RamPages, page_size: int) -> Iterator[tuple[bytes, bytes |
     elif run.kind == "xbzrle":
         delta = run.delta or b""
         tail = XbzrleHeader.build({"encoding": ENCODING_FLAG_XBZRLE, "length": len(delta)}) + delta
+    elif run.kind == "compressed":
+        tail = CompressedLength.build(compressed_length(run))
     else:
         tail = None
     for i in range(run.count):
@@ -168,11 +182,18 @@ def zero_run_bytes(run: RamPages, page_size: int) -> Iterator[bytes]:
         yield bytes(out)
 
 
+def compressed_length(run: RamPages) -> int:
+    """Bytes of a compressed record's zlib data."""
+    return sum(blob.length for blob in run.data or ())
+
+
 def run_length(run: RamPages, page_size: int) -> int:
     """Bytes of a run's records on the wire (what encode writes for it)."""
     name = 1 + len(run.block.encode("utf-8", "surrogateescape")) if run.named else 0
     if run.kind == "xbzrle":
         return _WORD + name + XBZRLE_HEADER_SIZE + len(run.delta or b"")
+    if run.kind == "compressed":
+        return _WORD + name + COMPRESSED_LENGTH_SIZE + compressed_length(run)
     return name + run.count * run.record_size(page_size)
 
 
@@ -180,7 +201,7 @@ def run_in_source(run: RamPages, page_size: int, src: Source) -> bool:
     """Do the run's records lie in `src` at its span exactly as encode would write them (every
     address word, the block name, each fill byte; the pages are the source's own)? Then the
     span can be copied whole. Checked record by record: a JSON document may have been edited."""
-    if run.span is None or run.kind == "xbzrle" or run.count <= 0 or run.data is not None:
+    if run.span is None or run.kind in SINGLE_RECORD_KINDS or run.count <= 0 or run.data is not None:
         return False
     start, length = run.span.offset, run_length(run, page_size)
     if run.span.length != length or src.ensure(start + length) < start + length:
@@ -231,6 +252,30 @@ def _words_in_place(buf: Any, pos: int, step: int, word: int, page_size: int, co
         if buf[pos + k:end + k:step] != raw[k::_WORD]:
             return False
     return fill is None or buf[pos + _WORD:end + _WORD:step] == bytes((fill,)) * count
+
+
+def inflate_problem(data: bytes, page_size: int) -> str | None:
+    """What is wrong with a compressed record's zlib data for QEMU's loader, which inflates it
+    into one page and wants the zlib stream to end there (qemu_uncompress_data: Z_STREAM_END with
+    at most a page of output); None when it loads. Bytes after the stream's end are ignored, as
+    zlib's inflate ignores them."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, page_size + 1)
+    except zlib.error as exc:
+        return f"is not zlib data ({exc})"
+    if len(out) > page_size:
+        return f"inflates to more than one {page_size}-byte page"
+    if not inflater.eof:
+        return f"ends before its zlib stream does ({len(out)} bytes inflated)"
+    return None
+
+
+def inflate_page(data: bytes, page_size: int) -> bytes:
+    """The bytes a compressed record's zlib data inflates to (at most a page: the walk refused
+    more). Fewer than a page when the stream ended early: QEMU then leaves the rest of the page
+    as it was."""
+    return zlib.decompressobj().decompress(data, page_size)
 
 
 def _walk_again(src: Source, page_size: int, capabilities: frozenset[str], advise: PostcopyAdvise | None,
@@ -342,7 +387,8 @@ class RamWalk:
         # batches (strided slices, memoryview gathers), MADV_POPULATE_READ or read() into a
         # buffer instead of the mmap saved at most ~10 ms and were not kept.
         longest = _WORD + page_size  # no record the fast path takes is longer
-        longest_record = _RECORD_HEAD + max(page_size, _LONGEST_XBZRLE)  # nor any record at all
+        bound = compress_bound(page_size)  # the longest zlib data QEMU's loader takes
+        longest_record = _RECORD_HEAD + max(page_size, _LONGEST_XBZRLE, COMPRESSED_LENGTH_SIZE + bound)  # nor any
         # the fast path stays before `stop`: the next release point, and where the input is readable
         stop = min(src.ensure(self.released + RELEASE_EVERY + longest) - longest, self.released + RELEASE_EVERY)
         while True:
@@ -422,6 +468,30 @@ class RamWalk:
                                              f"expected {page_size} bytes", size, run, run_count, rec, counts, runs,
                                              where)
                     step = _WORD + page_size
+                elif base == _COMPRESSED:
+                    # as QEMU 7.2's loader reads it: a be32 length, refused when it is negative as a
+                    # signed int or above compressBound(page size), then that much zlib data, refused
+                    # when it does not inflate (see inflate_problem)
+                    if pos + COMPRESSED_LENGTH_SIZE > size:
+                        yield from self._cut("stream ends inside a compressed page record: expected its 4-byte "
+                                             "length", size, run, run_count, rec, counts, runs, where)
+                    (length,) = _BE32.unpack_from(buf, pos)
+                    signed = length - (1 << 32) if length >> 31 else length
+                    if signed < 0 or signed > bound:
+                        raise CorruptError(f"bad compressed page length {signed}: expected 0..{bound} (zlib's "
+                                           f"compressBound of a {page_size}-byte page); QEMU refuses it "
+                                           f"(\"Invalid compressed data length: {signed}\")", offset=pos,
+                                           path=where + ("length",))
+                    pos += COMPRESSED_LENGTH_SIZE
+                    if pos + length > size:
+                        yield from self._cut(f"stream ends inside compressed page data: expected {length} bytes, "
+                                             f"{size - pos} left", size, run, run_count, rec, counts, runs, where)
+                    why = inflate_problem(bytes(buf[pos:pos + length]), page_size)
+                    if why is not None:
+                        raise CorruptError(f"compressed page data of '{printable(block)}' page {value:#x} "
+                                           f"({length} bytes) {why}; QEMU refuses it (\"decompress data "
+                                           f"failed\")", offset=pos, path=where + ("data",))
+                    pos += length
                 else:
                     if pos + XBZRLE_HEADER_SIZE > size:
                         yield from self._cut(f"stream ends inside an XBZRLE page header: expected "
@@ -446,7 +516,7 @@ class RamWalk:
                         yield pages
                     nitems += 1
                 run, run_count = (kind, block, value, fill, rec, named, delta), 1
-                # an XBZRLE record is a run of its own (each carries its own delta)
+                # an XBZRLE or compressed record is a run of its own (each carries its own payload)
                 run_next, run_step = ((value + page_size) | base | _CONTINUE, step) if step else (-1, 0)
                 continue
             if run is not None:
@@ -475,7 +545,8 @@ class RamWalk:
                 yield RamMarker("multifd_flush", span=Span(rec, _WORD))
             else:
                 raise CorruptError(f"impossible RAM flags {flags:#x} in address word {word:#018x}; expected "
-                                   f"ZERO, PAGE, XBZRLE (each maybe with CONTINUE), MEM_SIZE, EOS or MULTIFD_FLUSH",
+                                   f"ZERO, PAGE, XBZRLE, COMPRESS_PAGE (each maybe with CONTINUE), MEM_SIZE, EOS "
+                                   f"or MULTIFD_FLUSH",
                                    offset=rec, path=where)
 
     def _cut(self, message: str, size: int, run: tuple[str, str, int, int, int, bool, bytes | None] | None,
@@ -497,14 +568,18 @@ class RamWalk:
         per = counts.get(block)
         if per is None:
             per = counts[block] = {"zero": 0, "page": 0, "xbzrle": 0}
-        per[kind] += count
+        per[kind] = per.get(kind, 0) + count  # "compressed" only in a block that has some
         return self._pages(run, count, end) if runs else None
 
     @staticmethod
     def _pages(run: tuple[str, str, int, int, int, bool, bytes | None], count: int, end: int) -> RamPages:
         kind, block, first, fill, start, named, delta = run
+        data = None
+        if kind == "compressed":  # where its zlib data lies: after the word, the name and the length
+            at = start + _WORD + (1 + len(to_wire(block)) if named else 0) + COMPRESSED_LENGTH_SIZE
+            data = (Blob(at, end - at),)
         return RamPages(kind=kind, block=block, offset=first, count=count, named=named, fill=fill, delta=delta,
-                        span=Span(start, end - start))
+                        data=data, span=Span(start, end - start))
 
     def _walked(self, pos: int) -> None:
         """The walk got to `pos`: let the mapped pages behind it go and report progress."""

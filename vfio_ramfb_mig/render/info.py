@@ -96,7 +96,8 @@ def _stream(s: dict[str, Any]) -> list[Any]:
     blocks = ", ".join(f"{b['idstr']} {size_words(b['used_length'])}" for b in ram["blocks"])
     rows.append(_row("RAM", f"{size_words(ram['total'])} in {len(ram['blocks'])} blocks ({blocks})"))
     pages = ram["pages"]
-    rows.append(_row("pages", f"{pages['normal']:,} normal, {pages['zero']:,} zero, {pages['xbzrle']:,} xbzrle"))
+    rows.append(_row("pages", f"{pages['normal']:,} normal, {pages['zero']:,} zero, {pages['xbzrle']:,} xbzrle"
+                              + (f", {pages['compressed']:,} compressed" if pages.get("compressed") else "")))
     if s.get("error"):
         rows.append(Text(f"  error: {s['error']}", style="vmig.error"))
     return rows

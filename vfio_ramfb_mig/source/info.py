@@ -106,7 +106,8 @@ def stream_info(stream: MigrationStream | None, size: int, error: str | None) ->
         "devices": len(device_sections),
         "vmdesc": any(isinstance(r, Vmdesc) for r in stream.records),
         "ram": {"total": sum(blocks.values()), "blocks": [{"idstr": k, "used_length": v} for k, v in blocks.items()],
-                "pages": {"normal": pages["page"], "zero": pages["zero"], "xbzrle": pages["xbzrle"]}},
+                "pages": {"normal": pages["page"], "zero": pages["zero"], "xbzrle": pages["xbzrle"]}
+                | ({"compressed": pages["compressed"]} if pages.get("compressed") else {})},
         "warnings": list(stream.warnings),
     })
     if error or stream.error:

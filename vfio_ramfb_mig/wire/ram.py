@@ -10,11 +10,16 @@ page-aligned offset inside the RAM block (not a guest-physical address).
     ZERO  : word [str8 block unless CONTINUE] u8 fill (0)
     PAGE  : word [str8 block unless CONTINUE] page_size raw bytes
     XBZRLE: word [str8 block unless CONTINUE] u8 0x01 be16 n, n bytes of delta
+    COMPRESS_PAGE (QEMU <= 9.0, capability `compress`): word [str8 block unless CONTINUE]
+            be32 n, n bytes of zlib data (a zlib stream of one page); the loader refuses n
+            above compressBound(target page size) or, as a signed int, below 0
 
 Imports: construct, wire.primitives.
 References: migration/ram.c (ram_save_setup, save_page_header, save_zero_page,
 save_normal_page, save_xbzrle_page, ram_load_precopy, parse_ramblock,
-mapped_ram_setup_ramblock), migration/ram.h (RAM_SAVE_FLAG_*).
+mapped_ram_setup_ramblock), migration/ram.h (RAM_SAVE_FLAG_*); QEMU 7.2 migration/ram.c
+(do_compress_ram_page, ram_load_precopy: "Invalid compressed data length: %d") and
+migration/qemu-file.c (qemu_put_compression_data); zlib's compressBound.
 """
 
 from __future__ import annotations
@@ -94,15 +99,19 @@ XbzrleHeader = Struct(
     "length" / Int16ub,
 )
 ENCODING_FLAG_XBZRLE = 0x01
+#: COMPRESS_PAGE: the length of the zlib data that follows (read by QEMU as a signed int)
+CompressedLength = Int32ub
 
-PAGE_KINDS = {RamFlag.ZERO: "zero", RamFlag.PAGE: "page", RamFlag.XBZRLE: "xbzrle"}
+PAGE_KINDS = {RamFlag.ZERO: "zero", RamFlag.PAGE: "page", RamFlag.XBZRLE: "xbzrle",
+              RamFlag.COMPRESS_PAGE: "compressed"}
 
 #: the record kinds that carry a page (and name a block unless CONTINUE is set)
-PAGE_FLAGS = RamFlag.ZERO | RamFlag.PAGE | RamFlag.XBZRLE
+PAGE_FLAGS = RamFlag.ZERO | RamFlag.PAGE | RamFlag.XBZRLE | RamFlag.COMPRESS_PAGE
 
 ADDRESS_WORD_SIZE = AddressWord.sizeof()
 ZERO_FILL_SIZE = ZeroFill.sizeof()
 XBZRLE_HEADER_SIZE = XbzrleHeader.sizeof()
+COMPRESSED_LENGTH_SIZE = CompressedLength.sizeof()
 assert MappedRamHeader.sizeof() == MAPPED_RAM_HEADER_SIZE
 
 
@@ -112,10 +121,16 @@ def flag_mask(page_size: int) -> int:
     return page_size - 1
 
 
+def compress_bound(size: int) -> int:
+    """zlib's compressBound: the most bytes deflate makes of `size` bytes. QEMU's loader refuses a
+    COMPRESS_PAGE record whose length is above compressBound(target page size)."""
+    return size + (size >> 12) + (size >> 14) + (size >> 25) + 13
+
+
 def page_record(page_size: int) -> Construct:
     """One item of a RAM section as the loader reads it (ram_load_precopy): the address word,
     then by its flags the block name (a page record without CONTINUE), the fill byte (ZERO),
-    the page (PAGE) or the XBZRLE header and delta. MEM_SIZE, EOS and MULTIFD_FLUSH items are
+    the page (PAGE), the XBZRLE header and delta, or the length and zlib data (COMPRESS_PAGE). MEM_SIZE, EOS and MULTIFD_FLUSH items are
     the address word alone here (the block list after MEM_SIZE is `RamBlockEntry`s).
 
     The readable description of the record, and the slow path: the decoder's page walk
@@ -135,4 +150,6 @@ def page_record(page_size: int) -> Construct:
         "page" / If(lambda ctx: kind(ctx) == RamFlag.PAGE, Bytes(page_size)),
         "xbzrle" / If(lambda ctx: kind(ctx) == RamFlag.XBZRLE,
                       Struct("header" / XbzrleHeader, "delta" / Bytes(this.header.length))),
+        "compressed" / If(lambda ctx: kind(ctx) == RamFlag.COMPRESS_PAGE,
+                          Struct("length" / CompressedLength, "data" / Bytes(this.length))),
     )

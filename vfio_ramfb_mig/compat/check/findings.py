@@ -50,6 +50,8 @@ class Context:
     order: int = 0
     #: page records past their block's end, gathered while decoding (None: find them in the stream's runs)
     illegal: list[Any] | None = None
+    #: the first compressed run (COMPRESS_PAGE), gathered while decoding (None: find it in the stream's runs)
+    compressed: list[Any] | None = None
 
     def add(self, finding: Finding) -> None:
         record = finding.record if finding.record is not None else -1

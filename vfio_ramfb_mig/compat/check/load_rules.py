@@ -1,12 +1,14 @@
-"""Rules of QEMU's RAM and CPU loaders: RAM block names and sizes, postcopy advice, page offsets
-inside their block, and an arm CPU's cpreg list.
+"""Rules of QEMU's RAM and CPU loaders: RAM block names and sizes, postcopy advice, compressed
+pages, page offsets inside their block, and an arm CPU's cpreg list.
 
 Imports: text, model, ram.state (the IllegalOffset fact and its scan), compat.check.{findings, stream_facts,
 destination}.
 References: migration/ram.c (parse_ramblocks: "Unknown ramblock \\"%s\\", cannot accept migration";
 parse_ramblock -> system/physmem.c qemu_ram_resize: "Size mismatch: %s: 0x%x != 0x%x",
 "Size too large: %s: 0x%x > 0x%x"; ram_load_precopy -> host_from_ram_block_offset:
-"Illegal RAM offset %x"), migration/savevm.c (loadvm_postcopy_handle_advise: "RAM postcopy is
+"Illegal RAM offset %x"; QEMU <= 9.0 with compress off: "Received an unexpected compressed page";
+QEMU >= 9.1, which no longer knows COMPRESS_PAGE: "Unknown combination of migration flags: 0x%x"),
+migration/savevm.c (loadvm_postcopy_handle_advise: "RAM postcopy is
 disabled but have 16 byte advise", "RAM postcopy is enabled but have 0 byte advise";
 qemu_loadvm_section_part_end: "error while loading state section id %d(%s)"),
 target/arm/machine.c (vmstate_arm_cpu: VMSTATE_INT32_POSITIVE_LE(cpreg_vmstate_array_len),
@@ -20,7 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from ...model import Command, RamBody, RamMemSize, Section, VmstateBody
+from ...model import Command, RamBody, RamMemSize, RamPages, Section, VmstateBody
 from ...naming import section_name
 from ...ram.state import illegal_offsets
 from ...text import printable
@@ -126,6 +128,54 @@ def rule_postcopy_advise(ctx: Context, rule: Rule) -> Iterator[Finding]:
                 yield report(rule, "note", "postcopy-ram on both sides: whether the destination's host supports "
                              "userfaultfd and has the same RAM page sizes was not checked", (), **where)
         return
+
+
+#: the first QEMU without COMPRESS_PAGE records (the compress capability was removed in 9.1)
+COMPRESS_REMOVED = (9, 1)
+
+
+def rule_compressed_pages(ctx: Context, rule: Rule) -> Iterator[Finding]:
+    """COMPRESS_PAGE records (a source with QEMU <= 9.0's compress capability): a destination of
+    9.1 or later has no such record kind; an older one takes them only with compress on."""
+    found = _first_compressed(ctx)
+    if found is None:
+        return
+    index, section, run = found
+    if index is None or section is None:
+        return
+    where = {"record": index, "offset": run.span.offset if run.span else None, "ptr": ("records", index),
+             "path": f"ram/{printable(run.block)}"}
+    tail = f"error while loading state section id {section.section_id}({printable(section.idstr)})"
+    version = ctx.dest.version
+    if version is None:
+        yield report(rule, "note", "the stream has compressed pages (QEMU <= 9.0's compress capability): a "
+                     "destination of QEMU 9.1 or later refuses them, an older one needs --cap compress",
+                     (), **where)
+    elif version >= COMPRESS_REMOVED:
+        flags = 0x100 | (0 if run.named else 0x20)  # COMPRESS_PAGE, and CONTINUE unless it names its block
+        yield report(rule, "refused", f"compressed pages (COMPRESS_PAGE) from a source with the compress "
+                     f"capability; QEMU {ctx.dest.qemu} has no such record (removed in 9.1)",
+                     [f"Unknown combination of migration flags: {flags:#x}", tail], **where)
+    elif "compress" not in ctx.dest.capabilities:
+        yield report(rule, "refused", "compressed pages (COMPRESS_PAGE) from a source with the compress "
+                     "capability; the destination does not have it on (--cap compress)",
+                     ["Received an unexpected compressed page", tail], **where)
+
+
+def _first_compressed(ctx: Context) -> tuple[int | None, Section | None, RamPages] | None:
+    """The first compressed run and its record: the one decode gathered, or the first of the runs kept."""
+    if ctx.compressed is not None:
+        if not ctx.compressed:
+            return None
+        run = ctx.compressed[0]
+        return (*_record_at(ctx, run.span.offset if run.span else None), run)
+    for i, r in records(ctx.stream):
+        if isinstance(r, Section) and isinstance(r.body, RamBody) \
+                and any(per.get("compressed") for per in r.body.block_counts().values()):
+            for item in r.body.every_item():
+                if isinstance(item, RamPages) and item.kind == "compressed":
+                    return i, r, item
+    return None
 
 
 def rule_illegal_ram_offset(ctx: Context, rule: Rule) -> Iterator[Finding]:

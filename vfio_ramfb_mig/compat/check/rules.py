@@ -18,7 +18,7 @@ from .config_rules import (
     rule_uuid,
 )
 from .findings import Rule
-from .load_rules import rule_cpregs, rule_illegal_ram_offset, rule_postcopy_advise, rule_ram_blocks
+from .load_rules import rule_compressed_pages, rule_cpregs, rule_illegal_ram_offset, rule_postcopy_advise, rule_ram_blocks
 from .section_rules import (
     rule_command_unknown,
     rule_opaque_sections,
@@ -73,6 +73,11 @@ RULES: tuple[Rule, ...] = (
          "migration/ram.c parse_ramblocks (\"Unknown ramblock \\\"%s\\\", cannot accept migration\"), parse_ramblock -> "
          "system/physmem.c qemu_ram_resize (\"Size mismatch: %s: 0x%x != 0x%x\", \"Size too large: %s: 0x%x > 0x%x\")",
          rule_ram_blocks),
+    Rule("compressed-page", "COMPRESS_PAGE records load only into QEMU <= 9.0 with the compress capability on",
+         "migration/ram.c ram_load_precopy: QEMU <= 9.0 (\"Received an unexpected compressed page\" with "
+         "compress off), QEMU >= 9.1 (\"Unknown combination of migration flags: 0x%x\"), then "
+         f"{_SAVEVM} qemu_loadvm_section_part_end (\"error while loading state section id %d(%s)\")",
+         rule_compressed_pages),
     Rule("illegal-ram-offset", "every page record must lie inside its block's used length",
          "migration/ram.c ram_load_precopy -> host_from_ram_block_offset (\"Illegal RAM offset %x\"), "
          f"{_SAVEVM} qemu_loadvm_section_part_end (\"error while loading state section id %d(%s)\")",

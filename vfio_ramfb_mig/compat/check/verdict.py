@@ -39,12 +39,14 @@ class Verdict:
         return next(iter(self.refusals), None)
 
 
-def check_stream(stream: MigrationStream, dest: Destination, *, illegal: list[Any] | None = None) -> Verdict:
+def check_stream(stream: MigrationStream, dest: Destination, *, illegal: list[Any] | None = None,
+                 compressed: list[Any] | None = None) -> Verdict:
     """Judge whether `dest` would load `stream`, the way QEMU's loader goes through it.
 
-    `illegal`: the page records past their block's end (ram.state.IllegalOffsetScan fed by decode's
-    on_ram_item) when the stream was decoded without its page runs."""
-    ctx = Context(stream, dest, illegal=illegal)
+    `illegal`, `compressed`: the page records past their block's end and the first compressed run
+    (ram.state.IllegalOffsetScan fed by decode's on_ram_item) when the stream was decoded without
+    its page runs."""
+    ctx = Context(stream, dest, illegal=illegal, compressed=compressed)
     for order, rule in enumerate(RULES):
         ctx.order = order
         for finding in rule.check(ctx, rule):
