@@ -13,4 +13,6 @@ AARCH64 = FIXTURES / "aarch64"
 DISPLAY = FIXTURES / "display"
 # Streams of targets vmig bundles no QEMU build for (riscv64, s390x, ppc64): tools/captures/make_other_arch.py.
 OTHER_ARCH = FIXTURES / "other-arch"
-BUNDLES = (LIVE, AARCH64, DISPLAY)
+# A stream QEMU 7.2 wrote with the `compress` capability (COMPRESS_PAGE records): tools/captures/make_compress.py.
+COMPRESS = FIXTURES / "compress"
+BUNDLES = (LIVE, AARCH64, DISPLAY, COMPRESS)

@@ -2,8 +2,8 @@
 of a RAM record (wire/ram.py) give the same records on every real capture.
 
 The construct side parses each RAM section on its own from its first byte, item after item
-(address word, block name, fill byte, page, XBZRLE delta; the block list with the entries'
-optional words), knowing nothing of the walk; the walk's side is its runs expanded record by
+(address word, block name, fill byte, page, XBZRLE delta, compressed length and data; the block
+list with the entries' optional words), knowing nothing of the walk; the walk's side is its runs expanded record by
 record (ram.walk.records)."""
 
 from __future__ import annotations
@@ -31,14 +31,15 @@ from vfio_ramfb_mig.wire.ram import (
 CAPTURE_FILES = sorted(p for p in CAPTURES.glob("*.bin")
                        if any(k in p.stem for k in ("booted", "x-ignore-shared", "nofooter", "novmdesc"))
                        or p.stem.startswith("qemu-7.2.22__pc-i440fx")) \
-    + sorted((CAPTURES.parent / "live").glob("*.bin*"))
-KINDS = {RamFlag.ZERO: "zero", RamFlag.PAGE: "page", RamFlag.XBZRLE: "xbzrle"}
+    + sorted((CAPTURES.parent / "live").glob("*.bin*")) + sorted((CAPTURES.parent / "compress").glob("*.bin*"))
+KINDS = {RamFlag.ZERO: "zero", RamFlag.PAGE: "page", RamFlag.XBZRLE: "xbzrle", RamFlag.COMPRESS_PAGE: "compressed"}
 
 
 def construct_records(data: bytes, body_offset: int, page_size: int, caps: set[str],
                       last_block: list[str]) -> list[tuple]:
-    """(offset, length, block, page offset, kind, named, fill, delta, payload offset) of every page
-    record of one RAM section, parsed with the wire/ram.py schemas alone."""
+    """(offset, length, block, page offset, kind, named, fill, delta, payload offset, zlib data
+    (offset, length)) of every page record of one RAM section, parsed with the wire/ram.py schemas
+    alone."""
     f = io.BytesIO(data)
     f.seek(body_offset)
     schema = page_record(page_size)
@@ -69,14 +70,16 @@ def construct_records(data: bytes, body_offset: int, page_size: int, caps: set[s
         fill = rec.fill if rec.fill is not None else 0
         delta = rec.xbzrle.delta if rec.xbzrle is not None else None
         payload = f.tell() - page_size if kind == "page" else None
-        out.append((pos, f.tell() - pos, last_block[0], rec.offset, kind, named, fill, delta, payload))
+        zlib_data = (f.tell() - rec.compressed.length, rec.compressed.length) if rec.compressed is not None else None
+        out.append((pos, f.tell() - pos, last_block[0], rec.offset, kind, named, fill, delta, payload, zlib_data))
 
 
 def walk_records(run: RamPages, page_size: int) -> list[tuple]:
     out = []
     for i, (offset, length, page_offset, named) in enumerate(records(run, page_size)):
         payload = run.payload_offset(i, page_size) if run.kind == "page" else None
-        out.append((offset, length, run.block, page_offset, run.kind, named, run.fill, run.delta, payload))
+        zlib_data = (run.data[0].offset, run.data[0].length) if run.kind == "compressed" else None
+        out.append((offset, length, run.block, page_offset, run.kind, named, run.fill, run.delta, payload, zlib_data))
     return out
 
 

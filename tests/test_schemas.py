@@ -20,8 +20,8 @@ from schemacheck import assert_schema, schema_errors
 ALL = sorted(CAPTURES.glob("*.bin"))
 IDS = [p.stem for p in ALL]
 #: the other real streams: aarch64 (UEFI-booted), live x86 guests (XBZRLE, multifd, mapped-ram, postcopy),
-#: display devices; some xz'd, and libvirt save images and qcow2 snapshots around them
-OTHERS = sorted(p for d in ("aarch64", "live", "display", "containers") for p in (FIXTURES / d).glob("*")
+#: display devices, QEMU 7.2's compress; some xz'd, and libvirt save images and qcow2 snapshots around them
+OTHERS = sorted(p for d in ("aarch64", "live", "display", "compress", "containers") for p in (FIXTURES / d).glob("*")
                 if p.name.endswith((".bin", ".bin.xz", ".save", ".qcow2")))
 TESTS = Path(__file__).parent
 
