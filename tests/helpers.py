@@ -344,7 +344,8 @@ def caps_stream(machine: bytes, *caps: bytes) -> bytes:
 def ram_stream(records: list[tuple[str, int, bytes]], pages: int = 4) -> bytes:
     """header, configuration, RAM START (one block pc.ram), one PART with `records`, END, EOF.
 
-    records: (kind, page index, data) with kind "page" (data = 4096 bytes), "zero", or "xbzrle" (data = delta).
+    records: (kind, page index, data) with kind "page" (data = 4096 bytes), "zero", "xbzrle" (data = delta)
+    or "compressed" (data = zlib data: a COMPRESS_PAGE record, QEMU <= 9.0).
     """
     out = bytearray(FILE_HEADER + configuration(b"pc-q35-8.2"))
     start = struct.pack(">Q", pages * PAGE | 0x04) + str8(b"pc.ram") + struct.pack(">Q", pages * PAGE)
@@ -359,6 +360,8 @@ def ram_stream(records: list[tuple[str, int, bytes]], pages: int = 4) -> bytes:
             part += struct.pack(">Q", index * PAGE | 0x08 | cont) + name + page
         elif kind == "zero":
             part += struct.pack(">Q", index * PAGE | 0x02 | cont) + name + b"\x00"
+        elif kind == "compressed":
+            part += struct.pack(">Q", index * PAGE | 0x100 | cont) + name + struct.pack(">I", len(page)) + page
         else:
             part += struct.pack(">Q", index * PAGE | 0x40 | cont) + name + b"\x01" + struct.pack(">H", len(page)) + page
     part += struct.pack(">Q", 0x10)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from helpers import assert_one_error_line, assert_same_bytes
+from helpers import assert_one_error_line, assert_same_bytes, ram_stream
 from paths import COMPRESS
 from schemacheck import assert_schema
 
@@ -208,6 +208,20 @@ def test_golden_hashes_a_compressed_page_as_the_page_it_holds(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
 
 
+def test_golden_digest_of_compressed_pages_in_address_order(tmp_path: Path) -> None:
+    """Pages set once, in address order, are hashed beside the walk (ram.summary.StreamSummaries):
+    compressed ones go to the final page state instead, and the digest is the documented one (per
+    page: be64 offset, 'P', the inflated page), the same as for the pages sent whole."""
+    pages = [bytes([i + 1]) * 1000 + bytes(PS - 1000) for i in range(4)]
+    expected = hashlib.sha256(b"".join(struct.pack(">QB", i * PS, ord("P")) + page for i, page in enumerate(pages)))
+    comp = written(tmp_path, "c.bin", ram_stream([("compressed", i, zlib.compress(p)) for i, p in enumerate(pages)]))
+    plain = written(tmp_path, "p.bin", ram_stream([("page", i, p) for i, p in enumerate(pages)]))
+    for path, kind in ((comp, "compressed"), (plain, "normal")):
+        entries = {e.path: e.value for e in golden_of_path(path).entries}
+        assert entries["ram/pc.ram/sha256"] == expected.hexdigest()
+        assert entries[f"ram/pc.ram/pages/{kind}"] == "4"
+
+
 def test_diff_sees_the_same_memory(tmp_path: Path) -> None:
     stream = decode(RAW)
     plain = written(tmp_path, "plain.bin", encoded(uncompressed(stream)))
@@ -244,18 +258,29 @@ def with_data(stream: MigrationStream, victims: dict[int, bytes]) -> MigrationSt
 
 @pytest.mark.qemu
 def test_qemu_loads_compressed_records_vmig_wrote(qemu72, tmp_path: Path) -> None:
-    """Compressed records vmig encodes (new data, other lengths, one whose zlib stream ends after
-    100 bytes: QEMU keeps the rest of that page) load into QEMU 7.2 with compress on, and the RAM
-    it then holds is what `vmig ram extract` and the final page state say."""
+    """Compressed records vmig encodes load into QEMU 7.2 with compress on, and the RAM it then
+    holds is what `vmig ram extract` and the final page state say: new data of other lengths, a
+    record that names its block (QEMU's never do; its loader reads the name all the same), and a
+    zlib stream that ends after 100 bytes, over a page a normal record wrote just before (QEMU
+    keeps the rest of that page)."""
     stream = decode(RAW)
     found = compressed(stream)
     pc = [n for n, run in enumerate(found) if run.block == "pc.ram"]
     whole = bytes(range(256)) * (PS // 256)
     victims = {pc[0]: zlib.compress(whole, 9), pc[1]: zlib.compress(b"\x5a" * 100, 1),
-               pc[2]: zlib.compress(bytes(PS), 9)}
-    path = written(tmp_path, "edited.bin", encoded(with_data(stream, victims)))
-    # the page whose data ends early: vmig keeps the rest of the page as it was before the record
-    short = found[pc[1]]
+               pc[2]: zlib.compress(bytes(PS), 9), pc[3]: zlib.compress(whole[::-1], 6)}
+    short, named = found[pc[1]], found[pc[3]]
+    before = bytes([0xA5]) * PS
+    edited = with_data(stream, victims)
+    # the short one comes after a normal page of 0xa5 at its offset; pc[3] names its block
+    edited = replaced(edited, lambda run: [RamPages("page", run.block, run.offset, 1, True,
+                                                    data=(Blob(0, PS, before),)), replace(run, named=False)]
+                      if run.kind == "compressed" and run.offset == short.offset and run.block == short.block
+                      else replace(run, named=True) if run.kind == "compressed" and run.offset == named.offset
+                      and run.block == named.block else run)
+    path = written(tmp_path, "edited.bin", encoded(edited))
+    again = decode(str(path))
+    assert [r.named for r in compressed(again) if r.offset == named.offset and r.block == named.block] == [True]
     verdict = load(qemu72, path, META["machine"], devices=META["devices"], capabilities=["compress"],
                    memory=META["memory"], hash_ram=True, timeout=60)
     assert verdict.accepted, verdict.errors
@@ -265,10 +290,10 @@ def test_qemu_loads_compressed_records_vmig_wrote(qemu72, tmp_path: Path) -> Non
         state = PageState(src)
         decode(src, ram_runs=False, on_ram_item=state.feed)
         pages = state.blocks["pc.ram"]
-        page = state.read_page(pages, short.offset // PS)
-        assert page is not None and page[:100] == b"\x5a" * 100
+        assert state.read_page(pages, short.offset // PS) == b"\x5a" * 100 + before[100:]
         assert pages.page(short.offset // PS).kind == "compressed"
-    # without compress QEMU 7.2 refuses it as it refused the capture, and vmig check says so
+        assert state.read_page(pages, named.offset // PS) == whole[::-1]
+    # without compress QEMU 7.2 refuses it as it refused the capture
     refused = load(qemu72, path, META["machine"], devices=META["devices"], memory=META["memory"], timeout=60)
     assert not refused.accepted and refused.errors[:1] == ["Received an unexpected compressed page"]
 
