@@ -173,6 +173,21 @@ def test_page_state_is_qemus_memory() -> None:
     assert digest.hexdigest() == want["sha256"]
 
 
+def test_guest_physical_reads_see_the_inflated_pages() -> None:
+    """pc-q35 maps pc.ram at guest-physical 0 (below 4 GiB): a read there of a compressed page
+    gives the page its data inflates to (what the screen and report read)."""
+    from vfio_ramfb_mig.ram.guest import open_guest_memory
+
+    with Source.open(str(COMPRESS / META["stored_as"]["file"])) as src:
+        stream = decode(src)
+        run = next(r for r in compressed(stream) if r.block == "pc.ram")
+        data = run.data[0]
+        want = zlib.decompress(RAW[data.offset:data.offset + data.length])
+        memory = open_guest_memory(stream, src)
+        got, missing = memory.read(run.offset, PS)
+    assert got == want and not missing
+
+
 # ---------------------------------------------------------------- the same memory, sent whole
 
 

@@ -402,6 +402,8 @@ class PageState:
         self._claimed: list[RamBlock] = []  # blocks with a table
         self._listed = False  # a block list (MEM_SIZE) was seen
         self._pending: list[RamPages] = []  # runs before any block list, applied when it comes
+        #: the compressed data read to inflate pages, let go as it goes (memory flat in the input)
+        self._inflated = ReadWindow(src)
 
     @classmethod
     def of(cls, stream: Any, src: Source | None, max_ram: int | None = None) -> PageState:
@@ -632,6 +634,7 @@ class PageState:
             return bytes((fill,)) * ps
         if kind == COMPRESSED and fill == INFLATE:
             (length,) = _BE32.unpack_from(self.buf, where - 4)
+            self._inflated.touched(where - 4, length + 4)
             return inflate_page(bytes(self.buf[where:where + length]), ps)
         assert self.xbzrle is not None
         return self.xbzrle.get(where)
@@ -640,6 +643,7 @@ class PageState:
         return self.content(pages.value(index))
 
     def close(self) -> None:
+        self._inflated.flush()
         if self.xbzrle is not None:
             self.xbzrle.close()
         for pages in self.blocks.values():
