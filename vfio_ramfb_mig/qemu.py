@@ -778,7 +778,9 @@ def load(qemu: QemuBinary, stream_path: str | os.PathLike[str], machine: str,
         argv = _vm_args(qemu, machine, memory, globals_, devices, [*more, *extra_args],
                         ["-rtc", RTC, "-incoming", "defer" if capabilities else uri, *(["-S"] if paused else [])],
                         cpu=cpu, firmware=firmware)
-        with QemuRun(argv, timeout=timeout, what="load", qmp="stdio", cwd=tdir) as run:
+        # QMP on its own socket: an incoming migration may print to QEMU's stdout (7.2's block
+        # migration prints "Receiving block device images" and its progress there)
+        with QemuRun(argv, timeout=timeout, what="load", qmp="socket", cwd=tdir) as run:
             mig: dict[str, Any] = {}
             guest_ram: dict[str, Any] | None = None
             status = ""
