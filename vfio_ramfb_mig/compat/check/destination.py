@@ -210,6 +210,28 @@ DEVICE_EXTRA_VMSDS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+#: the savevm entries migration itself registers at start-up (SaveVMHandlers, no vmsd), in every
+#: VM: (idstr, version, where QEMU registers it, the version fact that removed it)
+MIGRATION_HANDLERS: tuple[tuple[str, int, str, str | None], ...] = (
+    ("ram", 4, "migration/ram.c ram_mig_init: register_savevm_live(\"ram\", 0, 4, ...)", None),
+    ("dirty-bitmap", 1, "migration/block-dirty-bitmap.c dirty_bitmap_mig_init: "
+                        "register_savevm_live(\"dirty-bitmap\", 0, 1, ...)", None),
+    ("block", 1, "migration/block.c blk_mig_init: register_savevm_live(\"block\", 0, 1, ...)", "no-block-migration"),
+)
+
+
+def _add_migration_handlers(entries: list[Entry], extra: dict[str, VmsdKnowledge],
+                            version: tuple[int, ...] | None) -> None:
+    """Put the entries every VM of QEMU `version` has (MIGRATION_HANDLERS) first, unless already there.
+    A handler a later QEMU removed is there only when the version is known to be older."""
+    handlers = [(idstr, v, origin) for idstr, v, origin, removed_by in MIGRATION_HANDLERS
+                if removed_by is None or has_fact(version, removed_by) is False]
+    for i, (idstr, handler_version, origin) in enumerate(handlers):
+        if not any(e.idstr == idstr for e in entries):
+            entries.insert(i, Entry(idstr, idstr, 0, f"SaveVMHandlers ({origin})"))
+        extra.setdefault(idstr, VmsdKnowledge(idstr, handler_version, None, None, origin=origin))
+
+
 def destination(*, qemu: str | None = None, machine: str | None = None, devices: Sequence[str] = (),
                 schema: str | Path | Schema | None = None, capabilities: Sequence[str] = (),
                 memory: int | str | None = None, section_footers: bool = True,
@@ -273,9 +295,9 @@ def destination(*, qemu: str | None = None, machine: str | None = None, devices:
         info = next((m for m in build.machines.values() if m.family == family and m.stock is not None
                      and m.version and m.version[:2] == resolved.compat_version), None)
 
-    entries: list[Entry] = [Entry("ram", "ram", 0, "SaveVMHandlers (migration/ram.c ram_mig_init)")]
-    extra: dict[str, VmsdKnowledge] = {"ram": VmsdKnowledge("ram", 4, None, None, origin="migration/ram.c "
-                                                            "register_savevm_live(\"ram\", 0, 4, ...)")}
+    entries: list[Entry] = []
+    extra: dict[str, VmsdKnowledge] = {}
+    _add_migration_handlers(entries, extra, version)
     stock = info.stock if info is not None else None
     if stock is not None:
         origin = f"{info.name} of {build.describe()}, as a stock VM of it saves itself"
@@ -407,9 +429,8 @@ def destination_from_profile(profile: Profile, *, devices: Sequence[str] = (), c
     origin = f"{profile.origin} (its own saved state)"
     entries = [Entry(row["vmsd"], row["idstr"], row["instance_id"], origin, row["version_id"])
                for row in doc["sections"]]
-    if not any(e.idstr == "ram" for e in entries):
-        entries.insert(0, Entry("ram", "ram", 0, "SaveVMHandlers (migration/ram.c ram_mig_init)"))
     extra: dict[str, VmsdKnowledge] = {}
+    _add_migration_handlers(entries, extra, version)  # a VM saves these only when it has something to send
     for row in doc["sections"]:
         if loaded.vmsd(row["vmsd"]) is None:
             have = extra.get(row["vmsd"])

@@ -33,6 +33,9 @@ VERSION_FACTS: tuple[VersionFact, ...] = (
                 "checked)"),
     VersionFact("validate:x-ignore-shared", (4, 2),
                 "migration/savevm.c should_validate_capability (checked on 7.2.22 and 10.0.2)"),
+    VersionFact("no-block-migration", (9, 1),
+                "migration/block.c (blk_mig_init: the \"block\" savevm entry of the block capability, "
+                "registered at start-up by 7.2.22's migration_object_init) was removed in 9.1"),
     VersionFact("validate:mapped-ram", (9, 0),
                 "migration/savevm.c should_validate_capability; mapped-ram exists from 9.0 (qapi/migration.json)"),
 )
