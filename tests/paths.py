@@ -16,3 +16,5 @@ OTHER_ARCH = FIXTURES / "other-arch"
 # A stream QEMU 7.2 wrote with the `compress` capability (COMPRESS_PAGE records): tools/captures/make_compress.py.
 COMPRESS = FIXTURES / "compress"
 BUNDLES = (LIVE, AARCH64, DISPLAY, COMPRESS)
+# Streams with block-layer sections (dirty-bitmap, 7.2's block migration): tools/captures/make_blockdev.py.
+BLOCKDEV = FIXTURES / "blockdev"

@@ -43,7 +43,7 @@ from ..errors import (
     VmdescError,
 )
 from .. import model
-from ..vmstate.builtin import BUILTIN_SECTIONS, CONFIGURATION, PCI_CONFIG_SIZES, vfio_pci_device
+from ..vmstate.builtin import BUILTIN_SECTIONS, CONFIGURATION, PCI_CONFIG_SIZES, dirty_bitmap_chunk, vfio_pci_device
 from ..vmstate.compile import UnknownSubsectionFound, compile_description
 from ..vmstate.model import Description
 from ..vmstate.vmdesc import Vmdesc, parse_vmdesc_text, read_vmdesc
@@ -65,12 +65,14 @@ from ..wire.stream import (
     command_name,
 )
 from ..wire.stream import Command as CommandRecord
+from ..wire.dirtybitmap import (DIRTY_BITMAP_IDSTR, DIRTY_BITMAP_VERSION, MAX_BITS_BUFFER, BitmapFlag,
+                                 effective_flags, flag_bytes)
 from ..wire.vfio import DataChunkHeader, Marker, VfioMarker, is_vfio_idstr
 from .convert import INLINE_LIMIT, construct_path_names, convert
 from ..ram.walk import DEFAULT_PAGE_SIZE, PostcopyAdvise, RamWalk
 from ..source import Source
 from ..text import from_wire, printable
-from .views import is_express, msix_vectors
+from .views import dirty_bitmap_info, is_express, msix_vectors
 
 
 #: how far ahead a forward-only source is read at each record (Source.ensure): more than any
@@ -440,6 +442,8 @@ class _Decoder:
             return self._ram(pos, path + ("ram",), rtype == "section_start")
         if is_vfio_idstr(idstr):
             return self._vfio(pos, path + ("vfio",), rtype)
+        if idstr == DIRTY_BITMAP_IDSTR and version_id == DIRTY_BITMAP_VERSION and rtype != "section_full":
+            return self._dirty_bitmap(pos, path)
         if rtype == "section_full":
             builtin = BUILTIN_SECTIONS.get(idstr)
             if builtin is not None and builtin.version == version_id:
@@ -594,6 +598,50 @@ class _Decoder:
             else:
                 raise CorruptError(f"unknown VFIO tag {tag:#018x}; expected END_OF_STATE, CONFIG_STATE, "
                                    f"SETUP_STATE, DATA_STATE or INIT_DATA_SENT", offset=start, path=where)
+
+    # ------------------------------------------------------------ block dirty bitmaps
+
+    def _dirty_bitmap(self, pos: int, path: FieldPath) -> tuple[model.VmstateBody, int]:
+        """Chunks until the one whose flags have EOS, each laid out by its flags (wire/dirtybitmap.py)."""
+        chunks: list[model.Field] = []
+        while True:
+            where = path + ("fields", len(chunks))
+            self.src.need(pos, 1, "dirty bitmap chunk flags", where + ("flags",))
+            second = self.buf[pos + 1] if self.src.ensure(pos + 2) >= pos + 2 else None
+            width = flag_bytes(self.buf[pos], second)
+            self.src.need(pos, width, "dirty bitmap chunk flags", where + ("flags",))
+            flags = effective_flags(bytes(self.buf[pos:pos + width]))
+            desc = dirty_bitmap_chunk(width, flags)
+            self._bits_size_check(pos + width, desc, where)
+            (fields, _), end = self._vmstate(desc, pos, where, "a dirty bitmap chunk")
+            info = dirty_bitmap_info(flags, {f.name: f.value for f in fields})
+            chunks.append(model.Field("chunk", "struct", model.StructValue(desc.name, desc.version, fields),
+                                      span=model.Span(pos, end - pos), info=info))
+            pos = end
+            if flags & BitmapFlag.EOS:
+                return model.VmstateBody(DIRTY_BITMAP_IDSTR, DIRTY_BITMAP_VERSION, tuple(chunks), origin="builtin"), pos
+
+    def _bits_size_check(self, pos: int, desc: Description, path: FieldPath) -> None:
+        """QEMU reads a BITS chunk's buffer size and refuses one too large before it reads the
+        buffer: so does vmig (an absurd size is that error, not a stream cut short)."""
+        if desc.fields[-1].name != "bits":
+            return
+        for fd in desc.fields[1:-1]:
+            if fd.name in ("flags_extra", "flags_more"):
+                continue  # counted in `pos` already
+            if fd.name == "buf_size":
+                self.src.need(pos, 8, "the dirty bitmap chunk's buffer size", path + ("buf_size",))
+                size = int.from_bytes(self.buf[pos:pos + 8], "big")
+                if size > MAX_BITS_BUFFER:
+                    raise CorruptError(f"dirty bitmap chunk claims {size} bytes of bits; QEMU refuses more than "
+                                       f"{MAX_BITS_BUFFER} (\"Bitmap migration stream buffer allocation request is "
+                                       f"too large\")", offset=pos, path=path + ("buf_size",))
+                return
+            if fd.size_from is not None:  # a counted string's bytes
+                pos += self.buf[pos - 1]
+            else:
+                self.src.need(pos, fd.size or 0, "a dirty bitmap chunk", path + (fd.name,))
+                pos += fd.size or 0
 
     def _vfio_config(self, pos: int, path: FieldPath) -> tuple[model.VmstateBody, int]:
         """VFIOPCIDevice: config size (256|4096) and MSI-X size are not on the wire; read them off

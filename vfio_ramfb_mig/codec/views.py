@@ -1,16 +1,17 @@
-"""Plain-words readings of raw device state: PCI config space, MSI-X, ramfb config.
+"""Plain-words readings of raw device state: PCI config space, MSI-X, ramfb config, dirty bitmap chunks.
 
 These are derived (`Field.info`), never encoded: the bytes stay the truth.
 
-Imports: wire.ramfb.
+Imports: wire.ramfb, wire.dirtybitmap.
 References: include/standard-headers/linux/pci_regs.h (register offsets),
-hw/pci/msix.c (table entry layout), hw/display/ramfb.c.
+hw/pci/msix.c (table entry layout), hw/display/ramfb.c, migration/block-dirty-bitmap.c.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..wire.dirtybitmap import START_FLAGS_KNOWN, BitmapFlag
 from ..wire.ramfb import DRM_FORMATS, HEIGHT_RANGE, WIDTH_RANGE, fourcc_text
 
 PCI_CAP_NAMES = {
@@ -106,3 +107,53 @@ def ramfb_info(cfg: dict[str, int]) -> dict[str, Any]:
              and fourcc in DRM_FORMATS)
     return {"fourcc": fourcc, "format": DRM_FORMATS.get(fourcc), "configured": configured,
             "valid": valid if configured else None}
+
+
+def dirty_bitmap_info(flags: int, values: dict[str, Any]) -> dict[str, Any]:
+    """A dirty bitmap chunk in words: what QEMU's loader does with it (`flags` as it reads them,
+    `values` the chunk's fields by name). Aliases not sent are the previous chunk's."""
+    if flags & BitmapFlag.START:
+        kind = "start"
+    elif flags & BitmapFlag.COMPLETE:
+        kind = "complete"
+    elif flags & BitmapFlag.BITS:
+        kind = "zeroes" if flags & BitmapFlag.ZEROES else "bits"
+    else:
+        kind = "none"
+    info: dict[str, Any] = {"kind": kind, "eos": bool(flags & BitmapFlag.EOS)}
+    for name in ("node_alias", "bitmap_alias"):
+        if name in values:
+            info[name] = bytes(values[name]).decode("utf-8", "backslashreplace")
+    if kind == "start":
+        info["granularity"] = values["granularity"]
+        bits = values["bitmap_flags"]
+        info["enabled"], info["persistent"] = bool(bits & 0x01), bool(bits & 0x02)
+        if bits & ~START_FLAGS_KNOWN & 0xFF:
+            info["unknown_flags"] = bits & ~START_FLAGS_KNOWN & 0xFF
+    elif kind in ("bits", "zeroes"):
+        info["first_sector"], info["sectors"] = values["start_sector"], values["nr_sectors"]
+        if kind == "bits":  # the serialized bitmap: one bit per granularity-sized piece of the disk
+            info["bits_set"] = int.from_bytes(bytes(values["bits"]), "little").bit_count()
+    return info
+
+
+def dirty_bitmap_words(info: dict[str, Any]) -> str:
+    """One line for a chunk (render's tree)."""
+    words = {"start": "START", "complete": "COMPLETE", "bits": "BITS", "zeroes": "BITS (all clear)",
+             "none": ""}[info["kind"]]
+    if "node_alias" in info:
+        words += f" node {info['node_alias']!r}"
+    if "bitmap_alias" in info:
+        words += f" bitmap {info['bitmap_alias']!r}"
+    if info["kind"] == "start":
+        state = [w for w, on in (("enabled", info["enabled"]), ("persistent", info["persistent"])) if on]
+        words += f": granularity {info['granularity']} bytes{', ' if state else ''}{', '.join(state)}"
+        if "unknown_flags" in info:
+            words += f", unknown flags {info['unknown_flags']:#04x} (QEMU refuses them)"
+    elif info["kind"] in ("bits", "zeroes"):
+        words += f": sectors {info['first_sector']}..{info['first_sector'] + info['sectors'] - 1}"
+        if "bits_set" in info:
+            words += f", {info['bits_set']} bits set"
+    if info["eos"]:
+        words += ", end of section" if words else "end of section"
+    return words.strip()

@@ -25,6 +25,8 @@ from ..naming import section_selected
 from ..text import printable
 from .. import model
 from ..vmstate.compile import RAMFB_CFG_TYPE
+from ..codec.views import dirty_bitmap_words
+from ..vmstate.builtin import DIRTY_BITMAP_CHUNK
 from ..wire.primitives import TIMER_NOT_PENDING
 from ..wire.ramfb import DRM_FORMATS, fourcc_text
 
@@ -306,7 +308,13 @@ def field_node(parent: TreeNode, f: model.Field) -> None:
     label.append((name if name.isprintable() else printable(name), "vmig.field"))
     label.append((f"  {ftype if ftype.isprintable() else printable(ftype)}", "vmig.dim"))
     if isinstance(value, model.StructValue):
-        label.append((f"  {_shown(value.vmsd_name)} v{value.version}", "vmig.dim"))
+        if value.vmsd_name == DIRTY_BITMAP_CHUNK and f.info:
+            label.append((f"  {_shown(dirty_bitmap_words(f.info))}", "vmig.value"))
+            if len(value.fields) == 1:  # the flags alone (an end of section): the line says it all
+                parent.add(label)
+                return
+        else:
+            label.append((f"  {_shown(value.vmsd_name)} v{value.version}", "vmig.dim"))
         fields_nodes(parent.add(label), value.fields, value.subsections)
         return
     if isinstance(value, list) and value and isinstance(value[0], model.StructValue):

@@ -7,6 +7,7 @@ big-endian fields on the wire, shown here as the leaf type "ramfb cfg").
 
     configuration             len, name[len]; subsections target-page-bits, capabilities, uuid
     ramfb-dev (v1)            state -> ramfb (v1) -> cfg (RAMFBCfg, 28 bytes)
+    dirty-bitmap (v1)         chunks until EOS, each laid out by its flags (wire/dirtybitmap.py)
     VFIOPCIDevice (v1)        pdev -> PCIDevice (v2): version_id, config (256|4096), irq_state
                               [msix: table n*16 + PBA ceil(n/8), if MSI-X is present]
       VFIOPCIDevice/VFIODisplay (v1)  dpy -> VFIODisplay (v1) -> ramfb (v1) -> cfg
@@ -14,17 +15,19 @@ big-endian fields on the wire, shown here as the leaf type "ramfb cfg").
 VMSTATE_STRUCT_POINTER adds no bytes, so `dpy` and `ramfb` are transparent
 levels: the subsection payload is exactly the 28 cfg bytes.
 
-Imports: vmstate.model, wire.ramfb.
+Imports: vmstate.model, wire.ramfb, wire.dirtybitmap.
 References: migration/savevm.c (vmstate_configuration and its subsections),
 hw/display/ramfb.c (ramfb_vmstate), hw/display/ramfb-standalone.c (ramfb_dev_vmstate),
 hw/vfio/pci.c (vmstate_vfio_pci_config, vmstate_vfio_display), hw/vfio/display.c
-(vfio_display_vmstate), hw/pci/pci.c (vmstate_pci_device), hw/pci/msix.c (vmstate_msix).
+(vfio_display_vmstate), hw/pci/pci.c (vmstate_pci_device), hw/pci/msix.c (vmstate_msix),
+migration/block-dirty-bitmap.c (the chunk layout).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 
+from ..wire.dirtybitmap import BitmapFlag
 from ..wire.ramfb import RAMFB_CFG_SIZE
 from .compile import RAMFB_CFG_TYPE
 from .model import Description, FieldDesc
@@ -80,6 +83,32 @@ def vfio_pci_device(config_size: int, msix_vectors: int | None) -> Description:
     if msix_vectors:
         fields.append(FieldDesc("msix", "msix state", size=msix_state_size(msix_vectors)))
     return Description("VFIOPCIDevice", 1, tuple(fields), subsections=(VFIO_DISPLAY_SUBSECTION,), origin="builtin")
+
+
+DIRTY_BITMAP_CHUNK = "dirty-bitmap chunk"
+
+
+@lru_cache(maxsize=64)
+def dirty_bitmap_chunk(flag_bytes: int, flags: int) -> Description:
+    """One chunk of the "dirty-bitmap" section (wire/dirtybitmap.py), laid out by its flags:
+    `flag_bytes` how many bytes they take on the wire, `flags` what QEMU's loader reads of them."""
+    fields = [FieldDesc("flags", "uint8", size=1)]
+    if flag_bytes > 1:
+        fields.append(FieldDesc("flags_extra", "uint8", size=1))
+    if flag_bytes > 2:
+        fields.append(FieldDesc("flags_more", "uint16", size=2))
+    for name, flag in (("node_alias", BitmapFlag.DEVICE_NAME), ("bitmap_alias", BitmapFlag.BITMAP_NAME)):
+        if flags & flag:  # a counted string
+            fields += [FieldDesc(f"{name}_len", "uint8", size=1), FieldDesc(name, "buffer", size_from=f"{name}_len")]
+    if flags & BitmapFlag.START:
+        fields += [FieldDesc("granularity", "uint32", size=4), FieldDesc("bitmap_flags", "uint8", size=1)]
+    elif flags & BitmapFlag.COMPLETE:
+        pass
+    elif flags & BitmapFlag.BITS:
+        fields += [FieldDesc("start_sector", "uint64", size=8), FieldDesc("nr_sectors", "uint32", size=4)]
+        if not flags & BitmapFlag.ZEROES:
+            fields += [FieldDesc("buf_size", "uint64", size=8), FieldDesc("bits", "buffer", size_from="buf_size")]
+    return Description(DIRTY_BITMAP_CHUNK, 1, tuple(fields), origin="builtin")
 
 
 #: Sections decoded by built-in description, keyed by idstr, with the version they describe.
