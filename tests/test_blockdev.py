@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from paths import BLOCKDEV
+from schemacheck import assert_schema
 
 from vfio_ramfb_mig import decode, encode_bytes
 from vfio_ramfb_mig.codec import jsonform
@@ -59,7 +60,9 @@ def test_decodes_whole_and_round_trips(meta_path: Path) -> None:
         stream = decode(src)
         assert stream.error is None
         assert encode_bytes(stream, src) == data
-        assert encode_bytes(jsonform.loads(jsonform.dumps(stream)), src) == data
+        text = jsonform.dumps(stream)
+        assert encode_bytes(jsonform.loads(text), src) == data
+    assert_schema("decode", json.loads(text))
     opaque = {s.idstr for s in stream.sections if isinstance(s.body, OpaqueBody)}
     if meta_path in BITMAPS:
         assert opaque == set() and stream.warnings == ()
