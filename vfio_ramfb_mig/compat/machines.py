@@ -250,8 +250,13 @@ def resolve_machine(name: str | MachineType) -> MachineType:
     raise CompatError(
         f"unknown machine type {wanted!r}; {listing}",
         hint="QEMU 10.0 has pc-i440fx-2.4 ... 10.0 and pc-q35-2.4 ... 10.0 (plus pc-q35-4.0.1), virt-2.6 ... 10.0; "
-             "aliases: pc, q35, virt, pc-M.m, q35-M.m; vmig machines lists every build's machines",
+             "aliases: pc, q35, virt, pc-M.m, q35-M.m; vmig machines lists every build's machines. " + PROFILE_HINT,
     )
+
+
+#: any other machine (microvm, isapc, sbsa-ref, ...) can still be judged: by running its destination
+PROFILE_HINT = ("Any other machine: describe the destination by running it, vmig profile -o dest.json -- QEMU ARGS, "
+                "then vmig check STREAM --against dest.json (diff --compat: --profile-a/--profile-b)")
 
 
 def resolve_machine_for(name: str, qemu: tuple[int, ...] | None) -> MachineType:
@@ -271,7 +276,7 @@ def resolve_machine_for(name: str, qemu: tuple[int, ...] | None) -> MachineType:
     parsed = parse_machine_name(wanted)
     if parsed is None:
         raise CompatError(f"unknown machine type {wanted!r}; vmig judges pc-i440fx-X.Y, pc-q35-X.Y and virt-X.Y "
-                          "machines", hint="e.g. --target pc-q35-8.1 or --target virt-8.2")
+                          "machines", hint="e.g. --target pc-q35-8.1 or --target virt-8.2. " + PROFILE_HINT)
     if parsed.version is None:
         if qemu is None:
             raise CompatError(f"machine alias {wanted!r} needs the QEMU version (--qemu)")
