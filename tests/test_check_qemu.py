@@ -18,7 +18,7 @@ from test_check import CASES, EINVAL, UNKNOWN, case_stream
 
 from vfio_ramfb_mig import decode
 from vfio_ramfb_mig.compat.check import check_stream, destination, destinations_data, section_vmsd_name
-from vfio_ramfb_mig.qemu import QemuBinary, capture, load
+from vfio_ramfb_mig.qemu import BASE_ARGS, QemuBinary, capture, load
 
 pytestmark = pytest.mark.qemu
 
@@ -116,3 +116,26 @@ def test_bundled_i440fx_72_sections_match_a_fresh_capture(qemu72: QemuBinary, tm
     result = load(qemu72, out, "pc-i440fx-7.2")
     verdict = check_stream(stream, destination(qemu="7.2", machine="pc-i440fx-7.2"))
     assert result.accepted and verdict.loadable and verdict.qemu_output == ()
+
+
+def test_a_netdev_user_backend_is_judged_by_profile(qemu10: QemuBinary, tmp_path: Path) -> None:
+    """A -netdev user backend saves a "slirp" section. Options cannot tell vmig of netdevs, so check
+    refuses it (as QEMU does without the backend) and says why; a profile of the real destination
+    has the backend, and check then agrees with QEMU loading the stream."""
+    from vfio_ramfb_mig.compat.check.destination import destination_from_profile
+    from vfio_ramfb_mig.compat.profile import Profile, profile_destination
+
+    devices, extra = ["virtio-net-pci,netdev=n0"], ["-netdev", "user,id=n0"]
+    stream_path = tmp_path / "slirp.bin"
+    capture(qemu10, stream_path, "pc-q35-10.0", devices=devices, extra_args=extra)
+    stream = decode(str(stream_path))
+    assert "slirp" in {s.idstr for s in stream.sections}
+    plain = check_stream(stream, destination(qemu="10.0", machine="pc-q35-10.0", devices=("virtio-net-pci",)))
+    bare = load(qemu10, stream_path, "pc-q35-10.0", devices=["virtio-net-pci"])  # the NIC without a backend
+    assert not plain.loadable and not bare.accepted
+    assert plain.qemu_output == tuple(line for line in bare.errors if not line.startswith("warning:"))
+    assert "a -netdev user network backend" in plain.findings[0].summary
+    command = [*qemu10.argv_prefix, "-machine", "pc-q35-10.0", "-m", "16M", *BASE_ARGS, "-device", devices[0], *extra]
+    profiled = check_stream(stream, destination_from_profile(Profile(profile_destination(command), "dest.json")))
+    same = load(qemu10, stream_path, "pc-q35-10.0", devices=devices, extra_args=extra)
+    assert profiled.loadable and same.accepted, (profiled.findings, same.errors)

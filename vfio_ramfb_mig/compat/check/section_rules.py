@@ -90,8 +90,21 @@ def rule_unknown_section(ctx: Context, rule: Rule) -> Iterator[Finding]:
                      path=section_name(r.idstr, r.instance_id))
 
 
+#: savevm entries that are no device's (SaveVMHandlers, no vmsd): what makes a QEMU have one
+NOT_A_DEVICE = {
+    "slirp": "it is the state of a -netdev user network backend (net/slirp.c registers one per backend), which "
+             "vmig cannot be told of: a destination with the same -netdev user has it (profile such a destination: "
+             "vmig profile)",
+    "block": "it is block migration's (the block capability, migration/block.c), which QEMU removed in 9.1",
+    "dbus-vmstate": "it is the state of a -object dbus-vmstate (backends/dbus-vmstate.c), which vmig cannot be "
+                    "told of (profile such a destination: vmig profile)",
+}
+
+
 def _why_unknown(ctx: Context, section: Section, vmsd: str) -> str:
     dest = ctx.dest
+    if section.idstr in NOT_A_DEVICE and dest.schema.vmsd(vmsd) is None:
+        return NOT_A_DEVICE[section.idstr]
     if vmsd == "vfio":
         if any(d.startswith("vfio-pci") for d in dest.devices):
             return "its vfio-pci device registers no savevm entry (migration off, see the note)"
