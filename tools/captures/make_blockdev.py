@@ -3,7 +3,7 @@
 * ``dirty-bitmap``: a qcow2 disk (virtio-blk-pci, drive ``d0``) holding a persistent dirty
   bitmap ``bm0`` (granularity 64 KiB) in which ``qemu-io`` set bits by writing two ranges,
   migrated with the ``dirty-bitmaps`` capability: a "dirty-bitmap" section (START with the
-  bitmap's name and granularity, then a PART per iteration, then END with its bits), for
+  bitmap's name and granularity, END with its bits; a PART per pass in between), for
   QEMU 10.0.2 and 7.2.22. The destination gets a fresh qcow2 of the same size (a bitmap of
   that name there would make QEMU refuse it).
 * ``block``: QEMU 7.2.22's block migration (capability ``block``, removed in 9.1) of a 1 MiB
@@ -33,6 +33,10 @@ from vfio_ramfb_mig.qemu import capture, find_qemu, load
 OUT = FIXTURES / "blockdev"
 CASES = ["10.0/dirty-bitmap", "7.2/dirty-bitmap", "7.2/block"]
 MEMORY = "16M"
+#: QEMU decides on switchover only once it has measured a bandwidth (every 100 ms): until then a
+#: paused guest's migration spins, each pass adding an empty dirty-bitmap PART (33k of them at the
+#: helper's default bandwidth). At 1 MB/s the RAM pass itself lasts past the first measurement.
+PARAMETERS = {"max-bandwidth": 1_000_000}
 DISK_SIZE = 8 << 20
 
 
@@ -71,7 +75,7 @@ def make(case: str) -> None:
             fmt, caps = "raw", ["block"]
         drive = ["-drive", f"if=none,id=d0,format={fmt},file="]
         out = OUT / f"qemu-{q.version}__{machine}__{variant}.bin"
-        res = capture(q, out, machine, devices=devices, capabilities=caps, memory=MEMORY,
+        res = capture(q, out, machine, devices=devices, capabilities=caps, parameters=PARAMETERS, memory=MEMORY,
                       extra_args=[*drive[:-1], drive[-1] + str(src)])
         loads: list[dict[str, Any]] = []
         for other in ("10.0", "7.2") if variant == "block" else (series,):
