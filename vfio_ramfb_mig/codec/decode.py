@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from typing import Any, Callable
 
 from construct import ConstructError
@@ -612,7 +613,7 @@ class _Decoder:
             self.src.need(pos, width, "dirty bitmap chunk flags", where + ("flags",))
             flags = effective_flags(bytes(self.buf[pos:pos + width]))
             desc = dirty_bitmap_chunk(width, flags)
-            self._bits_size_check(pos + width, desc, where)
+            self._bits_size_check(pos, desc, where)
             (fields, _), end = self._vmstate(desc, pos, where, "a dirty bitmap chunk")
             info = dirty_bitmap_info(flags, {f.name: f.value for f in fields})
             chunks.append(model.Field("chunk", "struct", model.StructValue(desc.name, desc.version, fields),
@@ -626,22 +627,12 @@ class _Decoder:
         buffer: so does vmig (an absurd size is that error, not a stream cut short)."""
         if desc.fields[-1].name != "bits":
             return
-        for fd in desc.fields[1:-1]:
-            if fd.name in ("flags_extra", "flags_more"):
-                continue  # counted in `pos` already
-            if fd.name == "buf_size":
-                self.src.need(pos, 8, "the dirty bitmap chunk's buffer size", path + ("buf_size",))
-                size = int.from_bytes(self.buf[pos:pos + 8], "big")
-                if size > MAX_BITS_BUFFER:
-                    raise CorruptError(f"dirty bitmap chunk claims {size} bytes of bits; QEMU refuses more than "
-                                       f"{MAX_BITS_BUFFER} (\"Bitmap migration stream buffer allocation request is "
-                                       f"too large\")", offset=pos, path=path + ("buf_size",))
-                return
-            if fd.size_from is not None:  # a counted string's bytes
-                pos += self.buf[pos - 1]
-            else:
-                self.src.need(pos, fd.size or 0, "a dirty bitmap chunk", path + (fd.name,))
-                pos += fd.size or 0
+        (head, _), _ = self._vmstate(replace(desc, fields=desc.fields[:-1]), pos, path, "a dirty bitmap chunk")
+        size = head[-1]
+        if size.value > MAX_BITS_BUFFER:
+            raise CorruptError(f"dirty bitmap chunk claims {size.value} bytes of bits; QEMU refuses more than "
+                               f"{MAX_BITS_BUFFER} (\"Bitmap migration stream buffer allocation request is too "
+                               f"large\")", offset=size.span.offset if size.span else pos, path=path + ("buf_size",))
 
     def _vfio_config(self, pos: int, path: FieldPath) -> tuple[model.VmstateBody, int]:
         """VFIOPCIDevice: config size (256|4096) and MSI-X size are not on the wire; read them off
